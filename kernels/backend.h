@@ -1,0 +1,131 @@
+/* backend.h: the backend interface, one function table per device kind.
+ *
+ * The model and optimizer are written once against ops.h; ops.h validates shapes and dtypes and
+ * dispatches through this table, so a backend implements each op assuming valid arguments.
+ * The CPU backend (kernels/cpu/) is a complete fp32 implementation and the oracle every other
+ * backend is checked against. Conventions shared by every slot:
+ *   - all tensors are contiguous, row-major, in this backend's memory;
+ *   - "+=" in a comment means the op accumulates into that output (parameter gradients
+ *     accumulate across micro-steps); "=" means it overwrites;
+ *   - ops are asynchronous with respect to the host where the device allows it; copy_d2h and
+ *     sync complete all previously issued work. */
+#ifndef TS_BACKEND_H
+#define TS_BACKEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels/tensor.h"
+
+/* How a matmul's weight is stored. Hugging Face GPT-2 (Conv1D) stores (IC, OC) and computes
+ * x @ W; the tied classifier reads wte as (OC, IC) = (Vp, C) and computes x @ wte^T. */
+enum ts_wlayout {
+    TS_W_IN_OUT = 0, /* weight (IC, OC): out = inp @ W */
+    TS_W_OUT_IN = 1, /* weight (OC, IC): out = inp @ W^T */
+};
+
+struct ts_backend_info {
+    char name[64];        /* "cpu" or the device name */
+    char detail[192];     /* e.g. the BLAS in use and its kernels */
+    int threads;          /* host threads the backend uses */
+    uint64_t memory_bytes; /* device memory, 0 for host */
+};
+
+struct ts_backend {
+    const char *name; /* "cpu", "cuda" */
+    void *ctx;        /* the backend's private state */
+
+    /* ---- lifetime, memory, copies ---- */
+    void (*destroy)(struct ts_backend *be);
+    void (*info)(struct ts_backend *be, struct ts_backend_info *out);
+    ts_status (*alloc)(struct ts_backend *be, size_t bytes, void **out); /* zero-filled */
+    void (*free)(struct ts_backend *be, void *ptr);
+    ts_status (*copy_h2d)(struct ts_backend *be, void *dst, const void *src, size_t bytes);
+    ts_status (*copy_d2h)(struct ts_backend *be, void *dst, const void *src, size_t bytes);
+    ts_status (*copy_d2d)(struct ts_backend *be, void *dst, const void *src, size_t bytes);
+    ts_status (*memset_zero)(struct ts_backend *be, void *dst, size_t bytes);
+    ts_status (*sync)(struct ts_backend *be);
+
+    /* ---- initialisation ---- */
+    /* t[i] = value */
+    ts_status (*fill)(struct ts_backend *be, const struct ts_tensor *t, float value);
+    /* t[i] = mean + std * N(0,1) drawn from ts_rng_normal(seed, counter + i): a pure function of
+     * (seed, counter + i), so any backend, layout or shard produces the same values. */
+    ts_status (*fill_normal)(struct ts_backend *be, const struct ts_tensor *t, float mean,
+                             float std, uint64_t seed, uint64_t counter);
+
+    /* ---- forward and backward ops ---- */
+    /* out (B,T,C) = wte[tokens] + wpe[t]; tokens (B,T) i32, wte (Vp,C), wpe (maxT,C) */
+    ts_status (*encoder_forward)(struct ts_backend *be, const struct ts_tensor *out,
+                                 const struct ts_tensor *tokens, const struct ts_tensor *wte,
+                                 const struct ts_tensor *wpe);
+    /* dwte += , dwpe += ; deterministic (no float atomics) */
+    ts_status (*encoder_backward)(struct ts_backend *be, const struct ts_tensor *dwte,
+                                  const struct ts_tensor *dwpe, const struct ts_tensor *dout,
+                                  const struct ts_tensor *tokens);
+    /* out (N,C) = ; mean (N) = ; rstd (N) = ; weight, bias (C); eps 1e-5 */
+    ts_status (*layernorm_forward)(struct ts_backend *be, const struct ts_tensor *out,
+                                   const struct ts_tensor *mean, const struct ts_tensor *rstd,
+                                   const struct ts_tensor *inp, const struct ts_tensor *weight,
+                                   const struct ts_tensor *bias);
+    /* dinp (N,C) += ; dweight += ; dbias += */
+    ts_status (*layernorm_backward)(struct ts_backend *be, const struct ts_tensor *dinp,
+                                    const struct ts_tensor *dweight, const struct ts_tensor *dbias,
+                                    const struct ts_tensor *dout, const struct ts_tensor *inp,
+                                    const struct ts_tensor *weight, const struct ts_tensor *mean,
+                                    const struct ts_tensor *rstd);
+    /* out (N,OC) = inp (N,IC) @ W + bias; bias (OC) may be NULL */
+    ts_status (*matmul_forward)(struct ts_backend *be, const struct ts_tensor *out,
+                                const struct ts_tensor *inp, const struct ts_tensor *weight,
+                                const struct ts_tensor *bias, enum ts_wlayout layout);
+    /* dinp (N,IC) = (may be NULL); dweight += ; dbias += (may be NULL) */
+    ts_status (*matmul_backward)(struct ts_backend *be, const struct ts_tensor *dinp,
+                                 const struct ts_tensor *dweight, const struct ts_tensor *dbias,
+                                 const struct ts_tensor *dout, const struct ts_tensor *inp,
+                                 const struct ts_tensor *weight, enum ts_wlayout layout);
+    /* Causal multi-head self-attention. qkv (B,T,3C) holds q|k|v, each C = NH heads of HS.
+     * out (B,T,C) = ; att (B,NH,T,T) = softmax probabilities (kept for backward; entries above
+     * the diagonal are written as 0). */
+    ts_status (*attention_forward)(struct ts_backend *be, const struct ts_tensor *out,
+                                   const struct ts_tensor *att, const struct ts_tensor *qkv,
+                                   int num_heads);
+    /* dqkv (B,T,3C) = ; scratch (B,NH,T,T) is clobbered */
+    ts_status (*attention_backward)(struct ts_backend *be, const struct ts_tensor *dqkv,
+                                    const struct ts_tensor *scratch, const struct ts_tensor *dout,
+                                    const struct ts_tensor *qkv, const struct ts_tensor *att,
+                                    int num_heads);
+    /* out = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
+    ts_status (*gelu_forward)(struct ts_backend *be, const struct ts_tensor *out,
+                              const struct ts_tensor *inp);
+    /* dinp = gelu'(inp) * dout */
+    ts_status (*gelu_backward)(struct ts_backend *be, const struct ts_tensor *dinp,
+                               const struct ts_tensor *inp, const struct ts_tensor *dout);
+    /* out = a + b */
+    ts_status (*residual_forward)(struct ts_backend *be, const struct ts_tensor *out,
+                                  const struct ts_tensor *a, const struct ts_tensor *b);
+    /* Fused softmax + cross-entropy over the first `vocab` columns of logits (N,Vp).
+     * losses (N) = -log softmax(logits[i,:V])[targets[i]]; targets (N) i32.
+     * When with_grad: logits[i,v] = dloss * (p[v] - [v == target]) for v < V and 0 for the
+     * padded columns v >= V, i.e. logits becomes dlogits in place (probabilities never stored). */
+    ts_status (*softmax_xent)(struct ts_backend *be, const struct ts_tensor *losses,
+                              const struct ts_tensor *logits, const struct ts_tensor *targets,
+                              int vocab, float dloss, bool with_grad);
+
+    /* ---- optimizer ---- */
+    /* AdamW on one tensor (all fp32, same numel). g = grad * grad_scale;
+     * m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; mh = m / (1-b1^step); vh = v / (1-b2^step);
+     * param -= lr * (mh / (sqrt(vh) + eps) + weight_decay * param). step counts from 1. */
+    ts_status (*adamw)(struct ts_backend *be, const struct ts_tensor *param,
+                       const struct ts_tensor *grad, const struct ts_tensor *m,
+                       const struct ts_tensor *v, float lr, float beta1, float beta2, float eps,
+                       float weight_decay, float grad_scale, int step);
+    /* out (1) f32 = sum of x^2 over x (any numel), accumulated in a fixed order (deterministic) */
+    ts_status (*sum_squares)(struct ts_backend *be, const struct ts_tensor *out,
+                             const struct ts_tensor *x);
+};
+
+/* Frees the backend (destroy(NULL) is a no-op). */
+void ts_backend_destroy(struct ts_backend *be);
+
+#endif

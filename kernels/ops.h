@@ -1,0 +1,76 @@
+/* ops.h: the op API the model and optimizer call.
+ *
+ * Each ts_op_* checks dtypes, shapes and aliasing once, for every backend, with a message that
+ * names the op and the offending tensor, then dispatches through the backend table (backend.h,
+ * which documents each op's semantics: "=" overwrites, "+=" accumulates). */
+#ifndef TS_OPS_H
+#define TS_OPS_H
+
+#include "kernels/backend.h"
+
+/* ---- memory: a tensor owns nothing; these pair an allocation with its description ---- */
+ts_status ts_op_alloc(struct ts_backend *be, struct ts_tensor *out, enum ts_dtype dtype, int ndim,
+                      const int64_t *shape) TS_MUST_CHECK; /* zero-filled */
+void ts_op_free(struct ts_backend *be, struct ts_tensor *t); /* t->data = NULL afterwards */
+ts_status ts_op_upload(struct ts_backend *be, const struct ts_tensor *dst, const void *host,
+                       size_t bytes) TS_MUST_CHECK;
+ts_status ts_op_download(struct ts_backend *be, void *host, const struct ts_tensor *src,
+                         size_t bytes) TS_MUST_CHECK;
+ts_status ts_op_copy(struct ts_backend *be, const struct ts_tensor *dst,
+                     const struct ts_tensor *src) TS_MUST_CHECK;
+ts_status ts_op_zero(struct ts_backend *be, const struct ts_tensor *t) TS_MUST_CHECK;
+ts_status ts_op_sync(struct ts_backend *be) TS_MUST_CHECK;
+
+ts_status ts_op_fill(struct ts_backend *be, const struct ts_tensor *t, float value) TS_MUST_CHECK;
+ts_status ts_op_fill_normal(struct ts_backend *be, const struct ts_tensor *t, float mean, float std,
+                            uint64_t seed, uint64_t counter) TS_MUST_CHECK;
+
+ts_status ts_op_encoder_forward(struct ts_backend *be, const struct ts_tensor *out,
+                                const struct ts_tensor *tokens, const struct ts_tensor *wte,
+                                const struct ts_tensor *wpe) TS_MUST_CHECK;
+ts_status ts_op_encoder_backward(struct ts_backend *be, const struct ts_tensor *dwte,
+                                 const struct ts_tensor *dwpe, const struct ts_tensor *dout,
+                                 const struct ts_tensor *tokens) TS_MUST_CHECK;
+ts_status ts_op_layernorm_forward(struct ts_backend *be, const struct ts_tensor *out,
+                                  const struct ts_tensor *mean, const struct ts_tensor *rstd,
+                                  const struct ts_tensor *inp, const struct ts_tensor *weight,
+                                  const struct ts_tensor *bias) TS_MUST_CHECK;
+ts_status ts_op_layernorm_backward(struct ts_backend *be, const struct ts_tensor *dinp,
+                                   const struct ts_tensor *dweight, const struct ts_tensor *dbias,
+                                   const struct ts_tensor *dout, const struct ts_tensor *inp,
+                                   const struct ts_tensor *weight, const struct ts_tensor *mean,
+                                   const struct ts_tensor *rstd) TS_MUST_CHECK;
+ts_status ts_op_matmul_forward(struct ts_backend *be, const struct ts_tensor *out,
+                               const struct ts_tensor *inp, const struct ts_tensor *weight,
+                               const struct ts_tensor *bias, enum ts_wlayout layout) TS_MUST_CHECK;
+ts_status ts_op_matmul_backward(struct ts_backend *be, const struct ts_tensor *dinp,
+                                const struct ts_tensor *dweight, const struct ts_tensor *dbias,
+                                const struct ts_tensor *dout, const struct ts_tensor *inp,
+                                const struct ts_tensor *weight,
+                                enum ts_wlayout layout) TS_MUST_CHECK;
+ts_status ts_op_attention_forward(struct ts_backend *be, const struct ts_tensor *out,
+                                  const struct ts_tensor *att, const struct ts_tensor *qkv,
+                                  int num_heads) TS_MUST_CHECK;
+ts_status ts_op_attention_backward(struct ts_backend *be, const struct ts_tensor *dqkv,
+                                   const struct ts_tensor *scratch, const struct ts_tensor *dout,
+                                   const struct ts_tensor *qkv, const struct ts_tensor *att,
+                                   int num_heads) TS_MUST_CHECK;
+ts_status ts_op_gelu_forward(struct ts_backend *be, const struct ts_tensor *out,
+                             const struct ts_tensor *inp) TS_MUST_CHECK;
+ts_status ts_op_gelu_backward(struct ts_backend *be, const struct ts_tensor *dinp,
+                              const struct ts_tensor *inp,
+                              const struct ts_tensor *dout) TS_MUST_CHECK;
+ts_status ts_op_residual_forward(struct ts_backend *be, const struct ts_tensor *out,
+                                 const struct ts_tensor *a,
+                                 const struct ts_tensor *b) TS_MUST_CHECK;
+ts_status ts_op_softmax_xent(struct ts_backend *be, const struct ts_tensor *losses,
+                             const struct ts_tensor *logits, const struct ts_tensor *targets,
+                             int vocab, float dloss, bool with_grad) TS_MUST_CHECK;
+ts_status ts_op_adamw(struct ts_backend *be, const struct ts_tensor *param,
+                      const struct ts_tensor *grad, const struct ts_tensor *m,
+                      const struct ts_tensor *v, float lr, float beta1, float beta2, float eps,
+                      float weight_decay, float grad_scale, int step) TS_MUST_CHECK;
+ts_status ts_op_sum_squares(struct ts_backend *be, const struct ts_tensor *out,
+                            const struct ts_tensor *x) TS_MUST_CHECK;
+
+#endif

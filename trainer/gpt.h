@@ -1,0 +1,85 @@
+/* gpt.h: the GPT-2 model: its parameter table, initialisation, forward and backward.
+ *
+ * Pre-norm blocks, tied input/output embeddings, vocabulary padded to a multiple of 128.
+ * Parameters, gradients (and the optimizer's moments, optim.h) are flat buffers sharing one
+ * tensor table whose names and shapes follow Hugging Face GPT2Model. Activations come from one
+ * arena sized at create time for micro-batches up to (B, T); nothing is allocated per step.
+ * Every touch of tensor data is a backend op (ops.h), so the same code runs on any backend.
+ *
+ * Dimension legend: B batch, T sequence, C channels, L layers, NH heads, HS = C/NH,
+ * V vocabulary, Vp padded vocabulary. */
+#ifndef TS_GPT_H
+#define TS_GPT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "kernels/backend.h"
+
+struct ts_gpt_config {
+    int max_seq_len; /* wpe rows; 1024 for GPT-2 */
+    int vocab_size;  /* V: real tokens */
+    int padded_vocab_size; /* Vp: set by ts_gpt_config_finish (V rounded up to 128) */
+    int num_layers;  /* L */
+    int num_heads;   /* NH */
+    int channels;    /* C */
+};
+
+/* Checks a user's config (one clear message per mistake) and sets padded_vocab_size. */
+ts_status ts_gpt_config_finish(struct ts_gpt_config *cfg) TS_MUST_CHECK;
+
+/* One entry of the parameter table. */
+struct ts_param_info {
+    char name[64];         /* Hugging Face name: "wte.weight", "h.0.attn.c_attn.weight" */
+    int ndim;
+    int64_t shape[TS_MAX_DIMS];
+    int64_t offset;        /* elements from the start of the flat buffer */
+    int64_t numel;
+    bool decay;            /* weight decay applies (matrices only) */
+    float init_std;        /* normal(0, std); 0 means constant init_value */
+    float init_value;      /* 1 for layernorm weights, 0 for biases */
+};
+
+typedef struct ts_gpt ts_gpt_t;
+
+/* Allocates parameters, gradients and activations for micro-batches up to max_batch x max_seq
+ * (max_seq <= cfg->max_seq_len) on `be`. Weights are zero until ts_gpt_init or a load. */
+ts_status ts_gpt_create(ts_gpt_t **out, const struct ts_gpt_config *cfg, struct ts_backend *be,
+                        int max_batch, int max_seq) TS_MUST_CHECK;
+void ts_gpt_destroy(ts_gpt_t *gpt);
+
+const struct ts_gpt_config *ts_gpt_config(const ts_gpt_t *gpt);
+struct ts_backend *ts_gpt_backend(const ts_gpt_t *gpt);
+/* The parameter table, in the flat buffer's order. */
+const struct ts_param_info *ts_gpt_params(const ts_gpt_t *gpt, int *count);
+int64_t ts_gpt_num_params(const ts_gpt_t *gpt); /* elements of the flat buffer (with padding) */
+/* Parameters a FLOP count should use: everything except wpe and the padded rows of wte. */
+int64_t ts_gpt_num_flop_params(const ts_gpt_t *gpt);
+/* The whole flat buffers (1-D f32 tensors of ts_gpt_num_params elements). */
+const struct ts_tensor *ts_gpt_param_buffer(const ts_gpt_t *gpt);
+const struct ts_tensor *ts_gpt_grad_buffer(const ts_gpt_t *gpt);
+
+/* GPT-2 initialisation from a seed: normal(0, 0.02), residual projections 0.02/sqrt(2L),
+ * layernorm weights 1, biases 0, the padded rows of wte 0. Value i of the flat buffer is
+ * drawn from counter i, so it does not depend on the backend or layout. */
+ts_status ts_gpt_init(ts_gpt_t *gpt, uint64_t seed) TS_MUST_CHECK;
+
+/* Forward over host token ids (B,T), B <= max_batch, T <= max_seq; all ids < V.
+ * With targets (B,T): *mean_loss (if not NULL) gets the mean cross-entropy in nats, and the
+ * logits buffer holds dlogits * dloss ready for ts_gpt_backward, where dloss is the weight of
+ * each token's loss in the objective (1/(B*T*grad_accum) for a mean over an accumulated batch).
+ * Without targets (NULL) only logits are computed (for sampling). */
+ts_status ts_gpt_forward(ts_gpt_t *gpt, const int32_t *inputs, const int32_t *targets, int B,
+                         int T, float dloss, float *mean_loss) TS_MUST_CHECK;
+
+/* Backward of the last forward (which must have had targets); gradients accumulate (+=). */
+ts_status ts_gpt_backward(ts_gpt_t *gpt) TS_MUST_CHECK;
+
+ts_status ts_gpt_zero_grad(ts_gpt_t *gpt) TS_MUST_CHECK;
+
+/* Copies all parameters to/from host fp32 in table order (ts_gpt_num_params floats). */
+ts_status ts_gpt_params_to_host(ts_gpt_t *gpt, float *host) TS_MUST_CHECK;
+ts_status ts_gpt_params_from_host(ts_gpt_t *gpt, const float *host) TS_MUST_CHECK;
+ts_status ts_gpt_grads_to_host(ts_gpt_t *gpt, float *host) TS_MUST_CHECK;
+
+#endif

@@ -1,0 +1,58 @@
+/* shard.h: token shards in llm.c's format, and a loader of fixed-length windows.
+ *
+ * A shard is a 256 x int32 header (magic 20240520, version 1, token count, the rest 0) followed
+ * by that many uint16 token ids. Shards are mapped read-only; offsets are 64-bit. Opening a shard
+ * checks the header, the file length and that every id is below the vocabulary size, so a bad
+ * shard fails at open with a message naming the file, never mid-run.
+ *
+ * The loader cuts the shards (in sorted path order) into windows of T+1 tokens: window w of a
+ * shard starts at token w*T (inputs are tokens [0,T), targets [1,T+1)). Windows never span two
+ * shards. Its position is the count of windows consumed, a small state a resume restores. */
+#ifndef TS_SHARD_H
+#define TS_SHARD_H
+
+#include <stdint.h>
+
+#include "kernels/status.h"
+
+#define TS_SHARD_MAGIC 20240520
+#define TS_SHARD_VERSION 1
+#define TS_SHARD_HEADER_INTS 256
+
+struct ts_shard {
+    char path[4096];
+    int fd;
+    void *map;            /* the whole file */
+    uint64_t map_bytes;
+    const uint16_t *tokens;
+    int64_t num_tokens;
+};
+
+/* Opens and validates one shard; tokens must be < vocab_size. */
+ts_status ts_shard_open(struct ts_shard *s, const char *path, int vocab_size) TS_MUST_CHECK;
+void ts_shard_close(struct ts_shard *s);
+
+/* Writes a shard (used by tests and tools); ids must fit in uint16. */
+ts_status ts_shard_write(const char *path, const uint16_t *tokens, int64_t n) TS_MUST_CHECK;
+
+typedef struct ts_loader ts_loader_t;
+
+/* `pattern` is a path or a glob ('shards/train_*.bin'); matching files are sorted by name.
+ * Windows are T+1 tokens; a shard shorter than T+1 tokens is an error naming it. */
+ts_status ts_loader_create(ts_loader_t **out, const char *pattern, int T,
+                           int vocab_size) TS_MUST_CHECK;
+void ts_loader_destroy(ts_loader_t *l);
+
+int ts_loader_num_shards(const ts_loader_t *l);
+int64_t ts_loader_num_windows(const ts_loader_t *l); /* per epoch */
+int64_t ts_loader_num_tokens(const ts_loader_t *l);
+
+/* Fills inputs and targets (B*T int32 each) with the next B windows, wrapping to the first
+ * window after the last (a new epoch). */
+ts_status ts_loader_next(ts_loader_t *l, int B, int32_t *inputs, int32_t *targets) TS_MUST_CHECK;
+
+/* Position = windows consumed since the start (across epochs). */
+int64_t ts_loader_position(const ts_loader_t *l);
+void ts_loader_seek(ts_loader_t *l, int64_t windows_consumed);
+
+#endif

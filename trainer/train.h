@@ -1,0 +1,54 @@
+/* train.h: the step API: one optimizer update made of grad-accum micro-steps, and eval.
+ *
+ * A trainer ties a model, its optimizer, a data loader, a communicator and the LR schedule.
+ * ts_trainer_step runs grad_accum forward/backward micro-steps (each token's loss weighted
+ * 1/(B*T*grad_accum) so gradients are those of the mean loss), all-reduces gradients over the
+ * communicator, then clips and updates with the learning rate the schedule gives for the step.
+ * Host-side input buffers are allocated at create time; the step loop allocates nothing. */
+#ifndef TS_TRAIN_H
+#define TS_TRAIN_H
+
+#include <stdint.h>
+
+#include "comm/comm.h"
+#include "trainer/gpt.h"
+#include "trainer/optim.h"
+#include "trainer/schedule.h"
+#include "trainer/shard.h"
+
+struct ts_train_config {
+    int batch;      /* B: micro-batch per rank */
+    int seq_len;    /* T */
+    int grad_accum; /* micro-steps per update */
+    struct ts_lr_schedule lr;
+    struct ts_adamw_config adamw;
+};
+
+/* What one update did (what metrics.jsonl records). */
+struct ts_step_record {
+    int step;         /* 0-based index of the update just done */
+    float loss;       /* mean training loss over the update's tokens (all ranks) */
+    float lr;
+    float grad_norm;  /* before clipping */
+    int64_t tokens;   /* tokens processed by this update across all ranks */
+    double step_ms;
+    double tok_per_s;
+};
+
+typedef struct ts_trainer ts_trainer_t;
+
+/* Borrows gpt, loader and comm (they must outlive the trainer); creates the optimizer. */
+ts_status ts_trainer_create(ts_trainer_t **out, ts_gpt_t *gpt, ts_loader_t *loader,
+                            ts_comm_t *comm, const struct ts_train_config *cfg) TS_MUST_CHECK;
+void ts_trainer_destroy(ts_trainer_t *tr);
+
+ts_status ts_trainer_step(ts_trainer_t *tr, struct ts_step_record *rec) TS_MUST_CHECK;
+int ts_trainer_steps_done(const ts_trainer_t *tr);
+
+/* Mean loss (nats/token) over `batches` consecutive batches of B windows read from the start of
+ * `loader` (its position is reset first, so the same file gives the same number every time).
+ * batches <= 0 means every full batch in the file. */
+ts_status ts_eval_loss(ts_gpt_t *gpt, ts_loader_t *loader, int B, int batches,
+                       double *mean_loss, int64_t *tokens) TS_MUST_CHECK;
+
+#endif
