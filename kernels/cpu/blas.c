@@ -1,0 +1,1 @@
+typedef int ts_wip_; /* work in progress: replaced by the real file */

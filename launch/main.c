@@ -1,0 +1,2 @@
+typedef int ts_wip_;
+int main(void) { return 0; }
