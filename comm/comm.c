@@ -27,8 +27,7 @@ ts_status ts_comm_all_reduce(ts_comm_t *comm, struct ts_backend *be, const struc
 
 ts_status ts_comm_broadcast_host(ts_comm_t *comm, void *buf, size_t bytes, int root) {
     if (root < 0 || root >= comm->size)
-        return ts_error(TS_ERR_INVALID_ARG, "broadcast: root %d outside [0, %d)", root,
-                        comm->size);
+        return ts_error(TS_ERR_INVALID_ARG, "broadcast: root %d outside [0, %d)", root, comm->size);
     if (bytes > 0 && buf == NULL)
         return ts_error(TS_ERR_INVALID_ARG, "broadcast: no buffer");
     return comm->ops->broadcast_host(comm, buf, bytes, root);

@@ -52,8 +52,7 @@ const char *ts_comm_name(const ts_comm_t *comm);
 
 ts_status ts_comm_all_reduce(ts_comm_t *comm, struct ts_backend *be, const struct ts_tensor *buf,
                              enum ts_reduce_op op) TS_MUST_CHECK;
-ts_status ts_comm_broadcast_host(ts_comm_t *comm, void *buf, size_t bytes,
-                                 int root) TS_MUST_CHECK;
+ts_status ts_comm_broadcast_host(ts_comm_t *comm, void *buf, size_t bytes, int root) TS_MUST_CHECK;
 ts_status ts_comm_all_reduce_host(ts_comm_t *comm, double *buf, int count,
                                   enum ts_reduce_op op) TS_MUST_CHECK;
 ts_status ts_comm_barrier(ts_comm_t *comm) TS_MUST_CHECK;

@@ -1,1 +1,309 @@
-typedef int ts_wip_; /* work in progress: replaced by the real file */
+/* cmd_train.c: `tessera train`, one process training a GPT from token shards.
+ *
+ * Reads flags, checks them all before touching data, builds backend, loader, model and trainer,
+ * then runs the step loop: a progress line every --log-every steps, one metrics.jsonl line per
+ * step, an eval of --val-data every --eval-every steps and at the end, and the final weights in
+ * <out>/model.bin (trainer/weights.h) with the run's configuration in <out>/config.json. */
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "comm/comm.h"
+#include "kernels/log.h"
+#include "launch/cli.h"
+#include "launch/commands.h"
+#include "launch/common.h"
+#include "launch/metrics.h"
+#include "trainer/train.h"
+#include "trainer/weights.h"
+
+struct train_args {
+    const char *data, *val_data, *out, *device, *blas;
+    int vocab_size, layers, heads, channels, seq_len, max_seq_len;
+    int batch, grad_accum, steps, warmup, eval_every, eval_batches, log_every, threads;
+    float lr, min_lr_frac, weight_decay, beta1, beta2, eps, grad_clip;
+    uint64_t seed;
+    bool overwrite;
+};
+
+static const char usage[] = "tessera train --data PATTERN --out DIR [flags]";
+static const char description[] =
+    "Trains a GPT-2 style model on token shards (llm.c format: 256 x int32 header, uint16 ids).\n"
+    "The global batch is batch x grad-accum sequences of seq-len tokens. Writes DIR/metrics.jsonl\n"
+    "(one line per step and per eval), DIR/config.json and the final weights DIR/model.bin.";
+
+#define NFLAGS 28
+
+static void build_flags(struct ts_flag *f, struct train_args *a) {
+    struct ts_flag table[NFLAGS] = {
+        {"data", TS_FLAG_STRING, &a->data, "PATTERN", "training shards: a path or a glob", true},
+        {"val-data", TS_FLAG_STRING, &a->val_data, "PATTERN", "validation shards (optional)"},
+        {"out", TS_FLAG_STRING, &a->out, "DIR", "run directory", true},
+        {"overwrite", TS_FLAG_BOOL, &a->overwrite, NULL, "replace a finished run in --out"},
+        {"vocab-size", TS_FLAG_INT, &a->vocab_size, "V", "vocabulary size (GPT-2: 50257)"},
+        {"layers", TS_FLAG_INT, &a->layers, "L", "transformer blocks"},
+        {"heads", TS_FLAG_INT, &a->heads, "NH", "attention heads (must divide channels)"},
+        {"channels", TS_FLAG_INT, &a->channels, "C", "model width"},
+        {"seq-len", TS_FLAG_INT, &a->seq_len, "T", "tokens per training sequence"},
+        {"max-seq-len", TS_FLAG_INT, &a->max_seq_len, "N",
+         "positions in wpe (0: same as --seq-len)"},
+        {"batch", TS_FLAG_INT, &a->batch, "B", "sequences per micro-step"},
+        {"grad-accum", TS_FLAG_INT, &a->grad_accum, "N", "micro-steps per update"},
+        {"steps", TS_FLAG_INT, &a->steps, "N", "optimizer updates (the schedule's horizon)"},
+        {"lr", TS_FLAG_FLOAT, &a->lr, "LR", "peak learning rate"},
+        {"warmup", TS_FLAG_INT, &a->warmup, "N", "linear warmup steps (-1: 10% of --steps)"},
+        {"min-lr-frac", TS_FLAG_FLOAT, &a->min_lr_frac, "F",
+         "cosine decays to this fraction of --lr"},
+        {"weight-decay", TS_FLAG_FLOAT, &a->weight_decay, "W", "AdamW decay (matrices only)"},
+        {"beta1", TS_FLAG_FLOAT, &a->beta1, "B1", "AdamW beta1"},
+        {"beta2", TS_FLAG_FLOAT, &a->beta2, "B2", "AdamW beta2"},
+        {"eps", TS_FLAG_FLOAT, &a->eps, "E", "AdamW epsilon"},
+        {"grad-clip", TS_FLAG_FLOAT, &a->grad_clip, "N", "clip the global norm (0: off)"},
+        {"seed", TS_FLAG_U64, &a->seed, "N", "initialisation seed"},
+        {"eval-every", TS_FLAG_INT, &a->eval_every, "N", "eval --val-data every N steps (0: end)"},
+        {"eval-batches", TS_FLAG_INT, &a->eval_batches, "N", "batches per eval (0: whole file)"},
+        {"log-every", TS_FLAG_INT, &a->log_every, "N", "print progress every N steps"},
+        {"device", TS_FLAG_STRING, &a->device, "DEV", "cpu or auto"},
+        {"threads", TS_FLAG_INT, &a->threads, "N", "CPU threads (0: all cores)"},
+        {"blas", TS_FLAG_STRING, &a->blas, "NAME", "CPU matmul: auto, openblas or reference"},
+    };
+    memcpy(f, table, sizeof(table));
+}
+
+static ts_status check_args(const struct train_args *a) {
+    if (a->layers <= 0)
+        return ts_error(TS_ERR_INVALID_ARG, "--layers must be positive, got %d", a->layers);
+    if (a->heads <= 0)
+        return ts_error(TS_ERR_INVALID_ARG, "--heads must be positive, got %d", a->heads);
+    if (a->channels <= 0)
+        return ts_error(TS_ERR_INVALID_ARG, "--channels must be positive, got %d", a->channels);
+    if (a->channels % a->heads != 0)
+        return ts_error(TS_ERR_INVALID_ARG, "--heads %d does not divide --channels %d", a->heads,
+                        a->channels);
+    if (a->vocab_size < 2 || a->vocab_size > 65536)
+        return ts_error(TS_ERR_INVALID_ARG,
+                        "--vocab-size must be in [2, 65536] (shards hold uint16 ids), got %d",
+                        a->vocab_size);
+    if (a->seq_len <= 0)
+        return ts_error(TS_ERR_INVALID_ARG, "--seq-len must be positive, got %d", a->seq_len);
+    if (a->max_seq_len != 0 && a->max_seq_len < a->seq_len)
+        return ts_error(TS_ERR_INVALID_ARG, "--max-seq-len %d is shorter than --seq-len %d",
+                        a->max_seq_len, a->seq_len);
+    if (a->batch <= 0 || a->grad_accum <= 0 || a->steps <= 0)
+        return ts_error(TS_ERR_INVALID_ARG, "--batch, --grad-accum and --steps must be positive");
+    if (!(a->lr > 0.0f))
+        return ts_error(TS_ERR_INVALID_ARG, "--lr must be positive, got %g", (double)a->lr);
+    if (a->warmup < -1)
+        return ts_error(TS_ERR_INVALID_ARG, "--warmup must be >= 0, got %d", a->warmup);
+    if (a->min_lr_frac < 0.0f || a->min_lr_frac > 1.0f)
+        return ts_error(TS_ERR_INVALID_ARG, "--min-lr-frac must be in [0, 1], got %g",
+                        (double)a->min_lr_frac);
+    if (a->weight_decay < 0.0f || a->grad_clip < 0.0f || a->eps <= 0.0f)
+        return ts_error(TS_ERR_INVALID_ARG,
+                        "--weight-decay and --grad-clip must be >= 0 and --eps > 0");
+    if (a->beta1 < 0.0f || a->beta1 >= 1.0f || a->beta2 < 0.0f || a->beta2 >= 1.0f)
+        return ts_error(TS_ERR_INVALID_ARG, "--beta1 and --beta2 must be in [0, 1)");
+    if (a->eval_every < 0 || a->eval_batches < 0 || a->log_every <= 0)
+        return ts_error(TS_ERR_INVALID_ARG,
+                        "--eval-every and --eval-batches must be >= 0, --log-every positive");
+    return TS_OK;
+}
+
+static ts_status write_config_json(const char *path, const struct ts_gpt_config *m,
+                                   const struct train_args *a, const struct ts_lr_schedule *lr) {
+    FILE *f = fopen(path, "w");
+    if (f == NULL)
+        return ts_error(TS_ERR_IO, "cannot write %s", path);
+    fprintf(f,
+            "{\"model\":{\"vocab_size\":%d,\"padded_vocab_size\":%d,\"max_seq_len\":%d,"
+            "\"num_layers\":%d,\"num_heads\":%d,\"channels\":%d},\n"
+            " \"train\":{\"data\":\"%s\",\"batch\":%d,\"seq_len\":%d,\"grad_accum\":%d,"
+            "\"steps\":%d,\"lr\":%.9g,\"warmup\":%d,\"min_lr_frac\":%.9g,\"weight_decay\":%.9g,"
+            "\"beta1\":%.9g,\"beta2\":%.9g,\"eps\":%.9g,\"grad_clip\":%.9g,\"seed\":%" PRIu64
+            "}}\n",
+            m->vocab_size, m->padded_vocab_size, m->max_seq_len, m->num_layers, m->num_heads,
+            m->channels, a->data, a->batch, a->seq_len, a->grad_accum, a->steps, (double)lr->max_lr,
+            lr->warmup, (double)lr->min_lr_frac, (double)a->weight_decay, (double)a->beta1,
+            (double)a->beta2, (double)a->eps, (double)a->grad_clip, a->seed);
+    if (fclose(f) != 0)
+        return ts_error(TS_ERR_IO, "cannot write %s", path);
+    return TS_OK;
+}
+
+/* Everything a run holds, released in one place. */
+struct run {
+    struct ts_backend *be;
+    ts_comm_t *comm;
+    ts_loader_t *train, *val;
+    ts_gpt_t *gpt;
+    ts_trainer_t *trainer;
+    ts_metrics_t *metrics;
+};
+
+static void run_release(struct run *r) {
+    ts_metrics_close(r->metrics);
+    ts_trainer_destroy(r->trainer);
+    ts_gpt_destroy(r->gpt);
+    ts_loader_destroy(r->val);
+    ts_loader_destroy(r->train);
+    ts_comm_destroy(r->comm);
+    ts_backend_destroy(r->be);
+}
+
+static ts_status run_eval(struct run *r, const struct train_args *a, int step) {
+    double loss = 0.0;
+    int64_t tokens = 0;
+    double t0 = ts_launch_now_s();
+    TS_CHECK(ts_eval_loss(r->gpt, r->val, a->batch, a->eval_batches, &loss, &tokens));
+    TS_LOG_I("eval  step %d | val loss %.6f | %" PRId64 " tokens | %.1f s", step, loss, tokens,
+             ts_launch_now_s() - t0);
+    return ts_metrics_eval(r->metrics, step, loss, tokens);
+}
+
+/* Setup failures are the user's input (exit 2); step-loop failures are runtime (exit 1). */
+static int train(const struct train_args *a) {
+    struct run r = {0};
+    int code = TS_EXIT_USAGE;
+    ts_status st;
+    char path[4200];
+
+    struct ts_gpt_config mc = {
+        .max_seq_len = a->max_seq_len ? a->max_seq_len : a->seq_len,
+        .vocab_size = a->vocab_size,
+        .num_layers = a->layers,
+        .num_heads = a->heads,
+        .channels = a->channels,
+    };
+    struct ts_train_config tc = {
+        .batch = a->batch,
+        .seq_len = a->seq_len,
+        .grad_accum = a->grad_accum,
+        .lr = {.max_lr = a->lr,
+               .warmup = a->warmup >= 0 ? a->warmup : a->steps / 10,
+               .total = a->steps,
+               .min_lr_frac = a->min_lr_frac},
+        .adamw = {.beta1 = a->beta1,
+                  .beta2 = a->beta2,
+                  .eps = a->eps,
+                  .weight_decay = a->weight_decay,
+                  .grad_clip = a->grad_clip},
+    };
+    TS_CHECK_GOTO(ts_gpt_config_finish(&mc), st, fail);
+
+    snprintf(path, sizeof(path), "%s/model.bin", a->out);
+    if (ts_launch_file_exists(path) && !a->overwrite) {
+        ts_error(TS_ERR_INVALID_ARG,
+                 "%s already holds a finished run; pass --overwrite or "
+                 "choose another --out",
+                 a->out);
+        goto fail;
+    }
+    TS_CHECK_GOTO(ts_launch_backend(&r.be, a->device, a->blas, a->threads), st, fail);
+    TS_CHECK_GOTO(ts_comm_create_single(&r.comm), st, fail);
+    TS_CHECK_GOTO(ts_loader_create(&r.train, a->data, a->seq_len, a->vocab_size), st, fail);
+    if (a->val_data != NULL)
+        TS_CHECK_GOTO(ts_loader_create(&r.val, a->val_data, a->seq_len, a->vocab_size), st, fail);
+    if (r.val != NULL && ts_loader_num_windows(r.val) < a->batch) {
+        ts_error(TS_ERR_INVALID_ARG,
+                 "--val-data holds %" PRId64 " windows of %d tokens, fewer "
+                 "than one batch of %d",
+                 ts_loader_num_windows(r.val), a->seq_len + 1, a->batch);
+        goto fail;
+    }
+    TS_CHECK_GOTO(ts_gpt_create(&r.gpt, &mc, r.be, a->batch, a->seq_len), st, fail);
+    TS_CHECK_GOTO(ts_gpt_init(r.gpt, a->seed), st, fail);
+    TS_CHECK_GOTO(ts_trainer_create(&r.trainer, r.gpt, r.train, r.comm, &tc), st, fail);
+    TS_CHECK_GOTO(ts_launch_mkdirs(a->out), st, fail);
+    snprintf(path, sizeof(path), "%s/config.json", a->out);
+    TS_CHECK_GOTO(write_config_json(path, &mc, a, &tc.lr), st, fail);
+    snprintf(path, sizeof(path), "%s/metrics.jsonl", a->out);
+    TS_CHECK_GOTO(ts_metrics_open(&r.metrics, path, false), st, fail);
+
+    struct ts_backend_info info;
+    r.be->info(r.be, &info);
+    int64_t global_batch = (int64_t)a->batch * a->grad_accum * ts_comm_size(r.comm);
+    TS_LOG_I("model: %d layers, %d heads, %d channels, vocab %d (padded %d), %.2fM parameters",
+             mc.num_layers, mc.num_heads, mc.channels, mc.vocab_size, mc.padded_vocab_size,
+             (double)ts_gpt_num_params(r.gpt) / 1e6);
+    TS_LOG_I("data: %d shard(s), %" PRId64 " tokens, %" PRId64 " windows of %d per epoch",
+             ts_loader_num_shards(r.train), ts_loader_num_tokens(r.train),
+             ts_loader_num_windows(r.train), a->seq_len + 1);
+    TS_LOG_I("global batch %" PRId64 " sequences = batch %d x grad-accum %d x dp %d (%" PRId64
+             " tokens per step); world size %d",
+             global_batch, a->batch, a->grad_accum, ts_comm_size(r.comm), global_batch * a->seq_len,
+             ts_comm_size(r.comm));
+    TS_LOG_I("backend: %s (%s), %d threads; lr %g, warmup %d, cosine to %g at step %d", info.name,
+             info.detail, info.threads, (double)a->lr, tc.lr.warmup,
+             (double)(a->lr * a->min_lr_frac), a->steps);
+
+    code = TS_EXIT_FAILURE;
+    double t_start = ts_launch_now_s();
+    for (int s = 0; s < a->steps; s++) {
+        struct ts_step_record rec;
+        TS_CHECK_GOTO(ts_trainer_step(r.trainer, &rec), st, fail);
+        TS_CHECK_GOTO(ts_metrics_step(r.metrics, &rec), st, fail);
+        int done = s + 1;
+        if (done == 1 || done % a->log_every == 0 || done == a->steps)
+            TS_LOG_I("step %5d/%d | loss %.6f | lr %.3e | norm %.4f | %.1f ms | %.0f tok/s", done,
+                     a->steps, (double)rec.loss, (double)rec.lr, (double)rec.grad_norm, rec.step_ms,
+                     rec.tok_per_s);
+        if (r.val != NULL && a->eval_every > 0 && done % a->eval_every == 0 && done != a->steps)
+            TS_CHECK_GOTO(run_eval(&r, a, done), st, fail);
+    }
+    if (r.val != NULL)
+        TS_CHECK_GOTO(run_eval(&r, a, a->steps), st, fail);
+    snprintf(path, sizeof(path), "%s/model.bin", a->out);
+    TS_CHECK_GOTO(ts_weights_save(r.gpt, path), st, fail);
+    TS_LOG_I("done: %d steps in %.1f s; weights in %s", a->steps, ts_launch_now_s() - t_start,
+             path);
+    run_release(&r);
+    return TS_EXIT_OK;
+fail:
+    (void)st;
+    ts_launch_fail("train", code);
+    run_release(&r);
+    return code;
+}
+
+int ts_cmd_train(int argc, char **argv) {
+    struct train_args a = {
+        .device = "cpu",
+        .blas = "auto",
+        .vocab_size = 50257,
+        .layers = 12,
+        .heads = 12,
+        .channels = 768,
+        .seq_len = 1024,
+        .batch = 4,
+        .grad_accum = 1,
+        .steps = 1000,
+        .warmup = -1,
+        .lr = 6e-4f,
+        .min_lr_frac = 0.1f,
+        .weight_decay = 0.1f,
+        .beta1 = 0.9f,
+        .beta2 = 0.95f,
+        .eps = 1e-8f,
+        .grad_clip = 1.0f,
+        .seed = 1337,
+        .eval_every = 0,
+        .eval_batches = 8,
+        .log_every = 10,
+    };
+    struct ts_flag flags[NFLAGS];
+    build_flags(flags, &a);
+    const char *pos[1];
+    int npos = 0;
+    bool help = false;
+    if (ts_cli_parse(flags, NFLAGS, argc, argv, 2, pos, 0, &npos, &help) != TS_OK)
+        return ts_launch_fail("train", TS_EXIT_USAGE);
+    if (help) {
+        ts_cli_print_help(usage, description, flags, NFLAGS);
+        return TS_EXIT_OK;
+    }
+    if (check_args(&a) != TS_OK)
+        return ts_launch_fail("train", TS_EXIT_USAGE);
+    return train(&a);
+}

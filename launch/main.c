@@ -1,2 +1,75 @@
-typedef int ts_wip_;
-int main(void) { return 0; }
+/* main.c: the `tessera` command: dispatches to a subcommand. The only place that exits. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/log.h"
+#include "launch/cli.h"
+#include "launch/commands.h"
+
+#ifndef TS_VERSION
+#define TS_VERSION "unknown"
+#endif
+
+static void print_help(void) {
+    printf("usage: tessera <command> [flags]\n\n"
+           "Tessera pretrains GPT-style transformers.\n\n"
+           "commands:\n"
+           "  train     train a model on token shards\n"
+           "  eval      mean cross-entropy of a trained model on token shards\n"
+           "  prepare   turn text files into token shards\n"
+           "  help      this text, or `tessera help <command>`\n"
+           "  version   print the version\n\n"
+           "`tessera <command> --help` lists a command's flags.\n"
+           "Environment: TS_LOG=error|warn|info|debug sets the log level (info).\n");
+}
+
+static void set_log_level_from_env(void) {
+    const char *lvl = getenv("TS_LOG");
+    if (lvl == NULL)
+        return;
+    if (strcmp(lvl, "error") == 0)
+        ts_log_set_level(TS_LOG_ERROR);
+    else if (strcmp(lvl, "warn") == 0)
+        ts_log_set_level(TS_LOG_WARN);
+    else if (strcmp(lvl, "debug") == 0)
+        ts_log_set_level(TS_LOG_DEBUG);
+    else
+        ts_log_set_level(TS_LOG_INFO);
+}
+
+int main(int argc, char **argv) {
+    set_log_level_from_env();
+    if (argc < 2) {
+        print_help();
+        return TS_EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    char help_flag[] = "--help";
+    char *args[] = {argv[0], argv[argc >= 3 ? 2 : 1], help_flag, NULL};
+    if (strcmp(cmd, "help") == 0 && argc >= 3) {
+        argc = 3;
+        argv = args;
+        cmd = argv[1];
+        if (strcmp(cmd, "help") == 0) {
+            print_help();
+            return TS_EXIT_OK;
+        }
+    }
+    if (strcmp(cmd, "train") == 0)
+        return ts_cmd_train(argc, argv);
+    if (strcmp(cmd, "eval") == 0)
+        return ts_cmd_eval(argc, argv);
+    if (strcmp(cmd, "prepare") == 0)
+        return ts_cmd_prepare(argc, argv);
+    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+        print_help();
+        return TS_EXIT_OK;
+    }
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("tessera %s\n", TS_VERSION);
+        return TS_EXIT_OK;
+    }
+    fprintf(stderr, "tessera: unknown command '%s' (see tessera --help)\n", cmd);
+    return TS_EXIT_USAGE;
+}

@@ -1,0 +1,10 @@
+/* commands.h: the `tessera` subcommands; each takes main's argv and returns an exit code
+ * (cli.h: 0 ok, 1 failure while running, 2 bad usage or input). */
+#ifndef TS_COMMANDS_H
+#define TS_COMMANDS_H
+
+int ts_cmd_train(int argc, char **argv);
+int ts_cmd_eval(int argc, char **argv);
+int ts_cmd_prepare(int argc, char **argv);
+
+#endif

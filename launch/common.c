@@ -1,0 +1,76 @@
+/* common.c: helpers shared by the subcommands (common.h). */
+#include "launch/common.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "kernels/cpu/cpu_backend.h"
+
+ts_status ts_launch_backend(struct ts_backend **out, const char *device, const char *blas,
+                            int threads) {
+    *out = NULL;
+    if (strcmp(device, "cuda") == 0)
+        return ts_error(TS_ERR_UNSUPPORTED,
+                        "--device cuda: this build has no CUDA backend yet; use --device cpu");
+    if (strcmp(device, "cpu") != 0 && strcmp(device, "auto") != 0)
+        return ts_error(TS_ERR_INVALID_ARG, "--device must be cpu, cuda or auto, got '%s'", device);
+    struct ts_cpu_options opt = {.threads = threads, .blas = TS_BLAS_AUTO};
+    if (strcmp(blas, "openblas") == 0)
+        opt.blas = TS_BLAS_OPENBLAS;
+    else if (strcmp(blas, "reference") == 0)
+        opt.blas = TS_BLAS_REFERENCE;
+    else if (strcmp(blas, "auto") != 0)
+        return ts_error(TS_ERR_INVALID_ARG, "--blas must be auto, openblas or reference, got '%s'",
+                        blas);
+    if (threads < 0)
+        return ts_error(TS_ERR_INVALID_ARG, "--threads must be >= 0 (0 = all cores), got %d",
+                        threads);
+    return ts_cpu_backend_create(out, &opt);
+}
+
+ts_status ts_launch_mkdirs(const char *path) {
+    char buf[4096];
+    if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
+        return ts_error(TS_ERR_INVALID_ARG, "path too long: %s", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+            return ts_error(TS_ERR_IO, "cannot create %s: %s", buf, strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+        return ts_error(TS_ERR_IO, "cannot create %s: %s", buf, strerror(errno));
+    struct stat st;
+    if (stat(buf, &st) != 0 || !S_ISDIR(st.st_mode))
+        return ts_error(TS_ERR_IO, "%s exists and is not a directory", buf);
+    return TS_OK;
+}
+
+bool ts_launch_file_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+void ts_launch_model_path(const char *ckpt, char *out, size_t len) {
+    struct stat st;
+    if (stat(ckpt, &st) == 0 && S_ISDIR(st.st_mode))
+        snprintf(out, len, "%s/model.bin", ckpt);
+    else
+        snprintf(out, len, "%s", ckpt);
+}
+
+double ts_launch_now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int ts_launch_fail(const char *cmd, int code) {
+    fprintf(stderr, "tessera %s: %s\n", cmd, ts_last_error());
+    return code;
+}

@@ -1,0 +1,29 @@
+/* common.h: what the `tessera` subcommands share: backend selection from flags, run
+ * directories, timing, and the one-line error report every failure ends in. */
+#ifndef TS_LAUNCH_COMMON_H
+#define TS_LAUNCH_COMMON_H
+
+#include <stdbool.h>
+
+#include "kernels/backend.h"
+#include "trainer/gpt.h"
+
+/* Creates the backend a run asked for: --device (cpu|auto), --blas (auto|openblas|reference),
+ * --threads (0 = all cores). */
+ts_status ts_launch_backend(struct ts_backend **out, const char *device, const char *blas,
+                            int threads) TS_MUST_CHECK;
+
+/* mkdir -p */
+ts_status ts_launch_mkdirs(const char *path) TS_MUST_CHECK;
+
+bool ts_launch_file_exists(const char *path);
+
+/* The model file of a run directory or a path to the file itself. */
+void ts_launch_model_path(const char *ckpt, char *out, size_t len);
+
+double ts_launch_now_s(void); /* monotonic seconds */
+
+/* Prints "tessera <cmd>: <ts_last_error()>" to stderr and returns code. */
+int ts_launch_fail(const char *cmd, int code);
+
+#endif
