@@ -26,9 +26,9 @@ enum ts_wlayout {
 };
 
 struct ts_backend_info {
-    char name[64];        /* "cpu" or the device name */
-    char detail[192];     /* e.g. the BLAS in use and its kernels */
-    int threads;          /* host threads the backend uses */
+    char name[64];         /* "cpu" or the device name */
+    char detail[192];      /* e.g. the BLAS in use and its kernels */
+    int threads;           /* host threads the backend uses */
     uint64_t memory_bytes; /* device memory, 0 for host */
 };
 

@@ -10,7 +10,7 @@
 
 /* ---- memory: a tensor owns nothing; these pair an allocation with its description ---- */
 ts_status ts_op_alloc(struct ts_backend *be, struct ts_tensor *out, enum ts_dtype dtype, int ndim,
-                      const int64_t *shape) TS_MUST_CHECK; /* zero-filled */
+                      const int64_t *shape) TS_MUST_CHECK;   /* zero-filled */
 void ts_op_free(struct ts_backend *be, struct ts_tensor *t); /* t->data = NULL afterwards */
 ts_status ts_op_upload(struct ts_backend *be, const struct ts_tensor *dst, const void *host,
                        size_t bytes) TS_MUST_CHECK;

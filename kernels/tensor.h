@@ -2,7 +2,8 @@
  *
  * A ts_tensor is a description (data pointer, dtype, row-major contiguous shape), not an owner:
  * memory belongs to whoever allocated it through a backend. `data` may be device memory, so code
- * outside a backend never dereferences it; it may compute views into it (pointer arithmetic only). */
+ * outside a backend never dereferences it; it may compute views into it (pointer arithmetic only).
+ */
 #ifndef TS_TENSOR_H
 #define TS_TENSOR_H
 
@@ -26,7 +27,7 @@ const char *ts_dtype_name(enum ts_dtype dtype);
 struct ts_tensor {
     void *data; /* backend memory (host for the CPU backend, device for CUDA) */
     enum ts_dtype dtype;
-    int ndim;                    /* 1..TS_MAX_DIMS */
+    int ndim;                   /* 1..TS_MAX_DIMS */
     int64_t shape[TS_MAX_DIMS]; /* row-major, contiguous; unused dims are 1 */
 };
 

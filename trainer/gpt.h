@@ -17,12 +17,12 @@
 #include "kernels/backend.h"
 
 struct ts_gpt_config {
-    int max_seq_len; /* wpe rows; 1024 for GPT-2 */
-    int vocab_size;  /* V: real tokens */
+    int max_seq_len;       /* wpe rows; 1024 for GPT-2 */
+    int vocab_size;        /* V: real tokens */
     int padded_vocab_size; /* Vp: set by ts_gpt_config_finish (V rounded up to 128) */
-    int num_layers;  /* L */
-    int num_heads;   /* NH */
-    int channels;    /* C */
+    int num_layers;        /* L */
+    int num_heads;         /* NH */
+    int channels;          /* C */
 };
 
 /* Checks a user's config (one clear message per mistake) and sets padded_vocab_size. */
@@ -30,14 +30,14 @@ ts_status ts_gpt_config_finish(struct ts_gpt_config *cfg) TS_MUST_CHECK;
 
 /* One entry of the parameter table. */
 struct ts_param_info {
-    char name[64];         /* Hugging Face name: "wte.weight", "h.0.attn.c_attn.weight" */
+    char name[64]; /* Hugging Face name: "wte.weight", "h.0.attn.c_attn.weight" */
     int ndim;
     int64_t shape[TS_MAX_DIMS];
-    int64_t offset;        /* elements from the start of the flat buffer */
+    int64_t offset; /* elements from the start of the flat buffer */
     int64_t numel;
-    bool decay;            /* weight decay applies (matrices only) */
-    float init_std;        /* normal(0, std); 0 means constant init_value */
-    float init_value;      /* 1 for layernorm weights, 0 for biases */
+    bool decay;       /* weight decay applies (matrices only) */
+    float init_std;   /* normal(0, std); 0 means constant init_value */
+    float init_value; /* 1 for layernorm weights, 0 for biases */
 };
 
 typedef struct ts_gpt ts_gpt_t;
@@ -69,8 +69,8 @@ ts_status ts_gpt_init(ts_gpt_t *gpt, uint64_t seed) TS_MUST_CHECK;
  * logits buffer holds dlogits * dloss ready for ts_gpt_backward, where dloss is the weight of
  * each token's loss in the objective (1/(B*T*grad_accum) for a mean over an accumulated batch).
  * Without targets (NULL) only logits are computed (for sampling). */
-ts_status ts_gpt_forward(ts_gpt_t *gpt, const int32_t *inputs, const int32_t *targets, int B,
-                         int T, float dloss, float *mean_loss) TS_MUST_CHECK;
+ts_status ts_gpt_forward(ts_gpt_t *gpt, const int32_t *inputs, const int32_t *targets, int B, int T,
+                         float dloss, float *mean_loss) TS_MUST_CHECK;
 
 /* Backward of the last forward (which must have had targets); gradients accumulate (+=). */
 ts_status ts_gpt_backward(ts_gpt_t *gpt) TS_MUST_CHECK;

@@ -22,7 +22,7 @@
 struct ts_shard {
     char path[4096];
     int fd;
-    void *map;            /* the whole file */
+    void *map; /* the whole file */
     uint64_t map_bytes;
     const uint16_t *tokens;
     int64_t num_tokens;

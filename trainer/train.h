@@ -26,11 +26,11 @@ struct ts_train_config {
 
 /* What one update did (what metrics.jsonl records). */
 struct ts_step_record {
-    int step;         /* 0-based index of the update just done */
-    float loss;       /* mean training loss over the update's tokens (all ranks) */
+    int step;   /* 0-based index of the update just done */
+    float loss; /* mean training loss over the update's tokens (all ranks) */
     float lr;
-    float grad_norm;  /* before clipping */
-    int64_t tokens;   /* tokens processed by this update across all ranks */
+    float grad_norm; /* before clipping */
+    int64_t tokens;  /* tokens processed by this update across all ranks */
     double step_ms;
     double tok_per_s;
 };
@@ -38,8 +38,8 @@ struct ts_step_record {
 typedef struct ts_trainer ts_trainer_t;
 
 /* Borrows gpt, loader and comm (they must outlive the trainer); creates the optimizer. */
-ts_status ts_trainer_create(ts_trainer_t **out, ts_gpt_t *gpt, ts_loader_t *loader,
-                            ts_comm_t *comm, const struct ts_train_config *cfg) TS_MUST_CHECK;
+ts_status ts_trainer_create(ts_trainer_t **out, ts_gpt_t *gpt, ts_loader_t *loader, ts_comm_t *comm,
+                            const struct ts_train_config *cfg) TS_MUST_CHECK;
 void ts_trainer_destroy(ts_trainer_t *tr);
 
 ts_status ts_trainer_step(ts_trainer_t *tr, struct ts_step_record *rec) TS_MUST_CHECK;
@@ -48,7 +48,7 @@ int ts_trainer_steps_done(const ts_trainer_t *tr);
 /* Mean loss (nats/token) over `batches` consecutive batches of B windows read from the start of
  * `loader` (its position is reset first, so the same file gives the same number every time).
  * batches <= 0 means every full batch in the file. */
-ts_status ts_eval_loss(ts_gpt_t *gpt, ts_loader_t *loader, int B, int batches,
-                       double *mean_loss, int64_t *tokens) TS_MUST_CHECK;
+ts_status ts_eval_loss(ts_gpt_t *gpt, ts_loader_t *loader, int B, int batches, double *mean_loss,
+                       int64_t *tokens) TS_MUST_CHECK;
 
 #endif
