@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# setup.sh: installs the Debian packages Tessera builds and tests with, only those missing.
+# Run as root (or with sudo available). CUDA is not a Debian package: where nvcc exists under
+# /usr/local/cuda the build compiles the CUDA code too; elsewhere it is skipped.
+set -euo pipefail
+
+packages=(
+  gcc libc6-dev make meson ninja-build pkg-config   # the build
+  libopenblas-dev libopenblas0-openmp               # the CPU matmul, loaded at run time
+  libcriterion-dev                                  # the test suites
+  python3 python3-torch python3-numpy               # the PyTorch oracle
+  clang-format                                      # the format check
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+echo "setup: installing ${missing[*]}"
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then
+    sudo="sudo"
+  else
+    echo "setup: missing packages (${missing[*]}) and not root; install them or rerun as root" >&2
+    exit 2
+  fi
+fi
+$sudo apt-get update -q
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
