@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli_util.h"
 #include "trainer/shard.h"
@@ -85,8 +86,9 @@ Test(launch_cli, missing_and_bad_data) {
     /* a token id beyond the vocabulary */
     snprintf(path, sizeof(path), "%s/big.bin", dir);
     cli_write_pattern_shard(path, 1000, 64, 1);
-    cli_run(&r, "train --data %s --out %s/run --vocab-size 16 --layers 1 --heads 1 --channels 8 "
-                "--seq-len 8 --steps 1",
+    cli_run(&r,
+            "train --data %s --out %s/run --vocab-size 16 --layers 1 --heads 1 --channels 8 "
+            "--seq-len 8 --steps 1",
             path, dir);
     expect_usage_error(&r, ">= vocab");
     cli_rmdir(dir);
@@ -116,8 +118,9 @@ Test(launch_cli, train_then_eval_end_to_end, .timeout = 300) {
     cli_write_pattern_shard(val, 4000, 64, 2);
 
     struct cli_result r;
-    cli_run(&r, "train --data '%s/train_*.bin' --val-data %s --out %s/a " TINY
-                " --grad-accum 2 --steps 30 --lr 3e-3 --warmup 5 --eval-every 10 --seed 7",
+    cli_run(&r,
+            "train --data '%s/train_*.bin' --val-data %s --out %s/a " TINY
+            " --grad-accum 2 --steps 30 --lr 3e-3 --warmup 5 --eval-every 10 --seed 7",
             dir, val, dir);
     cr_assert_eq(r.code, 0, "train failed: %s", r.err);
     cr_expect_not_null(strstr(r.err, "global batch 4 sequences"), "%s", r.err);
@@ -133,8 +136,9 @@ Test(launch_cli, train_then_eval_end_to_end, .timeout = 300) {
                  (double)a[0], (double)a[29]);
 
     /* the same seed gives bit-identical losses */
-    cli_run(&r, "train --data '%s/train_*.bin' --out %s/b " TINY
-                " --grad-accum 2 --steps 30 --lr 3e-3 --warmup 5 --seed 7",
+    cli_run(&r,
+            "train --data '%s/train_*.bin' --out %s/b " TINY
+            " --grad-accum 2 --steps 30 --lr 3e-3 --warmup 5 --seed 7",
             dir, dir);
     cr_assert_eq(r.code, 0, "%s", r.err);
     snprintf(metrics, sizeof(metrics), "%s/b/metrics.jsonl", dir);
