@@ -1,1 +1,565 @@
-typedef int ts_wip_; /* work in progress: replaced by the real file */
+/* gpt.c: the GPT-2 model as a sequence of backend ops.
+ *
+ * The parameter table is built once from the config; parameters and gradients are two flat
+ * buffers and every tensor is a view at its table offset. Activations live in one arena sized
+ * at create time for (max_batch, max_seq); a smaller micro-batch uses the leading part of each
+ * region, so nothing is allocated per step. This file never touches tensor memory itself: data
+ * moves only through ts_op_* calls, which is what lets a device backend run the same code. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/ops.h"
+#include "trainer/gpt.h"
+
+/* The per-layer tensors, in table order after wte and wpe. */
+enum {
+    P_LN1W,
+    P_LN1B,
+    P_QKVW,
+    P_QKVB,
+    P_ATTPROJW,
+    P_ATTPROJB,
+    P_LN2W,
+    P_LN2B,
+    P_FCW,
+    P_FCB,
+    P_FCPROJW,
+    P_FCPROJB,
+    P_PER_LAYER,
+};
+
+/* Activation regions of the arena. Per-layer regions hold L copies (kept for backward); the
+ * others are reused by every layer. */
+enum act {
+    A_ENCODED,   /* (B,T,C) */
+    A_LN1,       /* (L,B,T,C) */
+    A_LN1_MEAN,  /* (L,B,T) */
+    A_LN1_RSTD,  /* (L,B,T) */
+    A_QKV,       /* (L,B,T,3C) */
+    A_ATTY,      /* (L,B,T,C) */
+    A_ATT,       /* (L,B,NH,T,T) */
+    A_RES2,      /* (L,B,T,C) */
+    A_LN2,       /* (L,B,T,C) */
+    A_LN2_MEAN,  /* (L,B,T) */
+    A_LN2_RSTD,  /* (L,B,T) */
+    A_FCH,       /* (L,B,T,4C) */
+    A_FCH_GELU,  /* (L,B,T,4C) */
+    A_RES3,      /* (L,B,T,C) */
+    A_PROJ,      /* (B,T,C) scratch: attention or MLP projection before the residual add */
+    A_LNF,       /* (B,T,C) */
+    A_LNF_MEAN,  /* (B,T) */
+    A_LNF_RSTD,  /* (B,T) */
+    A_LOGITS,    /* (B,T,Vp); dlogits in place after softmax_xent with a gradient */
+    A_LOSSES,    /* (B,T) */
+    A_DRES,      /* (B,T,C) gradient of the residual stream */
+    A_DLN,       /* (B,T,C) gradient of a layernorm's output */
+    A_DATTY,     /* (B,T,C) */
+    A_DQKV,      /* (B,T,3C) */
+    A_DATT,      /* (B,NH,T,T) scratch of attention backward */
+    A_DFCH_GELU, /* (B,T,4C) */
+    A_DFCH,      /* (B,T,4C) */
+    A_COUNT,
+};
+
+struct ts_gpt {
+    struct ts_gpt_config cfg;
+    struct ts_backend *be;
+    int max_batch, max_seq;
+
+    struct ts_param_info *table; /* num_tensors entries */
+    int num_tensors;
+    int64_t num_params;
+    struct ts_tensor params, grads;  /* flat (num_params) f32 */
+    struct ts_tensor *pview, *gview; /* per-tensor views into params and grads */
+
+    struct ts_tensor arena;           /* flat f32 activations */
+    int64_t act_off[A_COUNT];         /* element offset of each region */
+    int64_t act_stride[A_COUNT];      /* elements of one layer's copy at (max_batch, max_seq) */
+    struct ts_tensor tokens, targets; /* (max_batch * max_seq) i32 */
+    float *host_losses;               /* (max_batch * max_seq) */
+
+    int fwd_B, fwd_T; /* shape of the last forward */
+    bool grad_ready;  /* the last forward left dlogits for backward */
+};
+
+/* ---- config and parameter table ---- */
+
+ts_status ts_gpt_config_finish(struct ts_gpt_config *cfg) {
+    if (cfg == NULL)
+        return ts_error(TS_ERR_INVALID_ARG, "gpt config: NULL");
+    if (cfg->max_seq_len < 1)
+        return ts_error(TS_ERR_INVALID_ARG, "gpt config: max_seq_len must be >= 1, got %d",
+                        cfg->max_seq_len);
+    if (cfg->vocab_size < 1 || cfg->vocab_size > (1 << 30))
+        return ts_error(TS_ERR_INVALID_ARG, "gpt config: vocab_size must be in [1, 2^30], got %d",
+                        cfg->vocab_size);
+    if (cfg->num_layers < 1)
+        return ts_error(TS_ERR_INVALID_ARG, "gpt config: num_layers must be >= 1, got %d",
+                        cfg->num_layers);
+    if (cfg->num_heads < 1)
+        return ts_error(TS_ERR_INVALID_ARG, "gpt config: num_heads must be >= 1, got %d",
+                        cfg->num_heads);
+    if (cfg->channels < 1)
+        return ts_error(TS_ERR_INVALID_ARG, "gpt config: channels must be >= 1, got %d",
+                        cfg->channels);
+    if (cfg->channels % cfg->num_heads != 0)
+        return ts_error(TS_ERR_INVALID_ARG,
+                        "gpt config: channels (%d) must be a multiple of num_heads (%d)",
+                        cfg->channels, cfg->num_heads);
+    cfg->padded_vocab_size = (cfg->vocab_size + 127) / 128 * 128;
+    return TS_OK;
+}
+
+static void add_param(struct ts_param_info *p, int64_t *offset, const char *name, int ndim,
+                      int64_t d0, int64_t d1, bool decay, float std, float value) {
+    memset(p, 0, sizeof(*p));
+    snprintf(p->name, sizeof(p->name), "%s", name);
+    p->ndim = ndim;
+    for (int i = 0; i < TS_MAX_DIMS; i++)
+        p->shape[i] = 1;
+    p->shape[0] = d0;
+    if (ndim == 2)
+        p->shape[1] = d1;
+    p->numel = ndim == 2 ? d0 * d1 : d0;
+    p->offset = *offset;
+    p->decay = decay;
+    p->init_std = std;
+    p->init_value = value;
+    *offset += p->numel;
+}
+
+/* Matrices (wte, wpe and the four projections of each block) take weight decay, as in the
+ * GPT-2 reproductions (nanoGPT, llm.c: every 2-D tensor); biases and layernorms do not. */
+static void build_table(struct ts_gpt *g) {
+    const struct ts_gpt_config *c = &g->cfg;
+    const int64_t C = c->channels, L = c->num_layers;
+    const float std = 0.02f, res_std = (float)(0.02 / sqrt(2.0 * (double)L));
+    struct ts_param_info *t = g->table;
+    int64_t off = 0;
+    char name[64];
+    add_param(t++, &off, "wte.weight", 2, c->padded_vocab_size, C, true, std, 0);
+    add_param(t++, &off, "wpe.weight", 2, c->max_seq_len, C, true, std, 0);
+    for (int l = 0; l < L; l++) {
+#define LAYER_PARAM(suffix, ndim, d0, d1, decay, s, v)                                             \
+    do {                                                                                           \
+        snprintf(name, sizeof(name), "h.%d.%s", l, suffix);                                        \
+        add_param(t++, &off, name, ndim, d0, d1, decay, s, v);                                     \
+    } while (0)
+        LAYER_PARAM("ln_1.weight", 1, C, 0, false, 0, 1);
+        LAYER_PARAM("ln_1.bias", 1, C, 0, false, 0, 0);
+        LAYER_PARAM("attn.c_attn.weight", 2, C, 3 * C, true, std, 0);
+        LAYER_PARAM("attn.c_attn.bias", 1, 3 * C, 0, false, 0, 0);
+        LAYER_PARAM("attn.c_proj.weight", 2, C, C, true, res_std, 0);
+        LAYER_PARAM("attn.c_proj.bias", 1, C, 0, false, 0, 0);
+        LAYER_PARAM("ln_2.weight", 1, C, 0, false, 0, 1);
+        LAYER_PARAM("ln_2.bias", 1, C, 0, false, 0, 0);
+        LAYER_PARAM("mlp.c_fc.weight", 2, C, 4 * C, true, std, 0);
+        LAYER_PARAM("mlp.c_fc.bias", 1, 4 * C, 0, false, 0, 0);
+        LAYER_PARAM("mlp.c_proj.weight", 2, 4 * C, C, true, res_std, 0);
+        LAYER_PARAM("mlp.c_proj.bias", 1, C, 0, false, 0, 0);
+#undef LAYER_PARAM
+    }
+    add_param(t++, &off, "ln_f.weight", 1, C, 0, false, 0, 1);
+    add_param(t++, &off, "ln_f.bias", 1, C, 0, false, 0, 0);
+    g->num_params = off;
+}
+
+/* A view of `numel` elements of f32 memory `elem_off` elements into base; pointer arithmetic
+ * only, never a dereference. */
+static struct ts_tensor f32_at(const struct ts_tensor *base, int64_t elem_off) {
+    struct ts_tensor t = *base;
+    t.data = (char *)base->data + (size_t)elem_off * sizeof(float);
+    return t;
+}
+
+static struct ts_tensor shaped(struct ts_tensor t, int ndim, int64_t d0, int64_t d1, int64_t d2,
+                               int64_t d3) {
+    const int64_t d[TS_MAX_DIMS] = {d0, d1, d2, d3};
+    t.ndim = ndim;
+    for (int i = 0; i < TS_MAX_DIMS; i++)
+        t.shape[i] = i < ndim ? d[i] : 1;
+    return t;
+}
+
+static void build_views(struct ts_gpt *g) {
+    for (int i = 0; i < g->num_tensors; i++) {
+        const struct ts_param_info *p = &g->table[i];
+        g->pview[i] = shaped(f32_at(&g->params, p->offset), p->ndim, p->shape[0], p->shape[1],
+                             p->shape[2], p->shape[3]);
+        g->gview[i] = shaped(f32_at(&g->grads, p->offset), p->ndim, p->shape[0], p->shape[1],
+                             p->shape[2], p->shape[3]);
+    }
+}
+
+/* ---- the activation arena ---- */
+
+static bool act_per_layer(int a) {
+    switch (a) {
+    case A_LN1:
+    case A_LN1_MEAN:
+    case A_LN1_RSTD:
+    case A_QKV:
+    case A_ATTY:
+    case A_ATT:
+    case A_RES2:
+    case A_LN2:
+    case A_LN2_MEAN:
+    case A_LN2_RSTD:
+    case A_FCH:
+    case A_FCH_GELU:
+    case A_RES3:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* Elements of one copy of region `a` for a (B,T) micro-batch. */
+static int64_t act_numel(const struct ts_gpt *g, int a, int64_t B, int64_t T) {
+    const int64_t C = g->cfg.channels, NH = g->cfg.num_heads, BT = B * T;
+    switch (a) {
+    case A_LN1_MEAN:
+    case A_LN1_RSTD:
+    case A_LN2_MEAN:
+    case A_LN2_RSTD:
+    case A_LNF_MEAN:
+    case A_LNF_RSTD:
+    case A_LOSSES:
+        return BT;
+    case A_QKV:
+    case A_DQKV:
+        return BT * 3 * C;
+    case A_FCH:
+    case A_FCH_GELU:
+    case A_DFCH_GELU:
+    case A_DFCH:
+        return BT * 4 * C;
+    case A_ATT:
+    case A_DATT:
+        return B * NH * T * T;
+    case A_LOGITS:
+        return BT * g->cfg.padded_vocab_size;
+    default:
+        return BT * C;
+    }
+}
+
+static void plan_arena(struct ts_gpt *g, int64_t *total) {
+    int64_t off = 0;
+    for (int a = 0; a < A_COUNT; a++) {
+        g->act_stride[a] = act_numel(g, a, g->max_batch, g->max_seq);
+        g->act_off[a] = off;
+        off += g->act_stride[a] * (act_per_layer(a) ? g->cfg.num_layers : 1);
+    }
+    *total = off;
+}
+
+/* Region `a` (layer l for per-layer regions) shaped for the current micro-batch: the leading
+ * elements of the region, so a smaller (B,T) is still contiguous. */
+static struct ts_tensor act(const struct ts_gpt *g, int a, int l, int ndim, int64_t d0, int64_t d1,
+                            int64_t d2, int64_t d3) {
+    const int64_t off = g->act_off[a] + (act_per_layer(a) ? (int64_t)l * g->act_stride[a] : 0);
+    return shaped(f32_at(&g->arena, off), ndim, d0, d1, d2, d3);
+}
+
+/* The common shapes: (N,C)-like rows, (N) vectors, (B,T,X) and (B,NH,T,T). */
+#define ACT2(a, l, w) act(g, (a), (l), 2, (int64_t)B *T, (w), 1, 1)
+#define ACT1(a, l) act(g, (a), (l), 1, (int64_t)B *T, 1, 1, 1)
+#define ACT3(a, l, w) act(g, (a), (l), 3, B, T, (w), 1)
+#define ACTATT(a, l) act(g, (a), (l), 4, B, g->cfg.num_heads, T, T)
+
+/* ---- lifetime ---- */
+
+ts_status ts_gpt_create(ts_gpt_t **out, const struct ts_gpt_config *cfg, struct ts_backend *be,
+                        int max_batch, int max_seq) {
+    if (out == NULL)
+        return ts_error(TS_ERR_INVALID_ARG, "gpt create: out is NULL");
+    *out = NULL;
+    if (cfg == NULL || be == NULL)
+        return ts_error(TS_ERR_INVALID_ARG, "gpt create: config and backend are required");
+    struct ts_gpt_config c = *cfg;
+    TS_CHECK(ts_gpt_config_finish(&c));
+    if (max_batch < 1)
+        return ts_error(TS_ERR_INVALID_ARG, "gpt create: max_batch must be >= 1, got %d",
+                        max_batch);
+    if (max_seq < 1 || max_seq > c.max_seq_len)
+        return ts_error(TS_ERR_INVALID_ARG,
+                        "gpt create: max_seq must be in [1, max_seq_len = %d], got %d",
+                        c.max_seq_len, max_seq);
+
+    ts_status st = TS_OK;
+    struct ts_gpt *g = calloc(1, sizeof(*g));
+    if (g == NULL)
+        return ts_error(TS_ERR_OOM, "gpt create: out of memory");
+    g->cfg = c;
+    g->be = be;
+    g->max_batch = max_batch;
+    g->max_seq = max_seq;
+    g->num_tensors = 2 + P_PER_LAYER * c.num_layers + 2;
+    g->table = calloc((size_t)g->num_tensors, sizeof(*g->table));
+    g->pview = calloc((size_t)g->num_tensors, sizeof(*g->pview));
+    g->gview = calloc((size_t)g->num_tensors, sizeof(*g->gview));
+    const int64_t BT = (int64_t)max_batch * max_seq;
+    g->host_losses = malloc((size_t)BT * sizeof(float));
+    if (g->table == NULL || g->pview == NULL || g->gview == NULL || g->host_losses == NULL) {
+        st = ts_error(TS_ERR_OOM, "gpt create: out of memory for the parameter table");
+        goto fail;
+    }
+    build_table(g);
+
+    const int64_t n = g->num_params;
+    TS_CHECK_GOTO(ts_op_alloc(be, &g->params, TS_DTYPE_F32, 1, &n), st, fail);
+    TS_CHECK_GOTO(ts_op_alloc(be, &g->grads, TS_DTYPE_F32, 1, &n), st, fail);
+    build_views(g);
+
+    int64_t arena_numel;
+    plan_arena(g, &arena_numel);
+    TS_CHECK_GOTO(ts_op_alloc(be, &g->arena, TS_DTYPE_F32, 1, &arena_numel), st, fail);
+    TS_CHECK_GOTO(ts_op_alloc(be, &g->tokens, TS_DTYPE_I32, 1, &BT), st, fail);
+    TS_CHECK_GOTO(ts_op_alloc(be, &g->targets, TS_DTYPE_I32, 1, &BT), st, fail);
+    *out = g;
+    return TS_OK;
+
+fail:
+    ts_error_wrap(st, "gpt create (L=%d, C=%d, Vp=%d, batch %d x %d)", c.num_layers, c.channels,
+                  c.padded_vocab_size, max_batch, max_seq);
+    ts_gpt_destroy(g);
+    return st;
+}
+
+void ts_gpt_destroy(ts_gpt_t *g) {
+    if (g == NULL)
+        return;
+    ts_op_free(g->be, &g->params);
+    ts_op_free(g->be, &g->grads);
+    ts_op_free(g->be, &g->arena);
+    ts_op_free(g->be, &g->tokens);
+    ts_op_free(g->be, &g->targets);
+    free(g->table);
+    free(g->pview);
+    free(g->gview);
+    free(g->host_losses);
+    free(g);
+}
+
+const struct ts_gpt_config *ts_gpt_config(const ts_gpt_t *g) { return &g->cfg; }
+struct ts_backend *ts_gpt_backend(const ts_gpt_t *g) {
+    return g->be;
+}
+
+const struct ts_param_info *ts_gpt_params(const ts_gpt_t *g, int *count) {
+    if (count != NULL)
+        *count = g->num_tensors;
+    return g->table;
+}
+
+int64_t ts_gpt_num_params(const ts_gpt_t *g) { return g->num_params; }
+
+int64_t ts_gpt_num_flop_params(const ts_gpt_t *g) {
+    const int64_t C = g->cfg.channels;
+    return g->num_params - (int64_t)g->cfg.max_seq_len * C -
+           (int64_t)(g->cfg.padded_vocab_size - g->cfg.vocab_size) * C;
+}
+
+const struct ts_tensor *ts_gpt_param_buffer(const ts_gpt_t *g) { return &g->params; }
+const struct ts_tensor *ts_gpt_grad_buffer(const ts_gpt_t *g) { return &g->grads; }
+
+/* ---- initialisation ---- */
+
+ts_status ts_gpt_init(ts_gpt_t *g, uint64_t seed) {
+    for (int i = 0; i < g->num_tensors; i++) {
+        const struct ts_param_info *p = &g->table[i];
+        if (p->init_std > 0)
+            TS_CHECK(ts_op_fill_normal(g->be, &g->pview[i], 0.0f, p->init_std, seed, p->offset));
+        else
+            TS_CHECK(ts_op_fill(g->be, &g->pview[i], p->init_value));
+    }
+    /* The padded rows of wte never meet a real token; keep them 0 so they stay inert. */
+    const int64_t C = g->cfg.channels, V = g->cfg.vocab_size, Vp = g->cfg.padded_vocab_size;
+    if (Vp > V) {
+        struct ts_tensor pad =
+            shaped(f32_at(&g->params, g->table[0].offset + V * C), 2, Vp - V, C, 1, 1);
+        TS_CHECK(ts_op_zero(g->be, &pad));
+    }
+    return TS_OK;
+}
+
+/* ---- forward ---- */
+
+static ts_status check_ids(const int32_t *ids, int64_t n, int V, const char *what) {
+    for (int64_t i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= V)
+            return ts_error(TS_ERR_INVALID_ARG,
+                            "gpt forward: %s id %d at position %lld is outside [0, %d)", what,
+                            (int)ids[i], (long long)i, V);
+    return TS_OK;
+}
+
+static ts_status block_forward(ts_gpt_t *g, int l, int B, int T) {
+    struct ts_backend *be = g->be;
+    const int64_t C = g->cfg.channels;
+    const struct ts_tensor *w = &g->pview[2 + P_PER_LAYER * l];
+    const struct ts_tensor res = l == 0 ? ACT2(A_ENCODED, 0, C) : ACT2(A_RES3, l - 1, C);
+    const struct ts_tensor ln1 = ACT2(A_LN1, l, C), qkv = ACT2(A_QKV, l, 3 * C);
+    const struct ts_tensor atty = ACT2(A_ATTY, l, C), proj = ACT2(A_PROJ, 0, C);
+    const struct ts_tensor res2 = ACT2(A_RES2, l, C), ln2 = ACT2(A_LN2, l, C);
+    const struct ts_tensor fch = ACT2(A_FCH, l, 4 * C), fch_gelu = ACT2(A_FCH_GELU, l, 4 * C);
+    const struct ts_tensor res3 = ACT2(A_RES3, l, C);
+    const struct ts_tensor qkv3 = ACT3(A_QKV, l, 3 * C), atty3 = ACT3(A_ATTY, l, C);
+    const struct ts_tensor att = ACTATT(A_ATT, l);
+    const struct ts_tensor ln1_mean = ACT1(A_LN1_MEAN, l), ln1_rstd = ACT1(A_LN1_RSTD, l);
+    const struct ts_tensor ln2_mean = ACT1(A_LN2_MEAN, l), ln2_rstd = ACT1(A_LN2_RSTD, l);
+
+    TS_CHECK(ts_op_layernorm_forward(be, &ln1, &ln1_mean, &ln1_rstd, &res, &w[P_LN1W], &w[P_LN1B]));
+    TS_CHECK(ts_op_matmul_forward(be, &qkv, &ln1, &w[P_QKVW], &w[P_QKVB], TS_W_IN_OUT));
+    TS_CHECK(ts_op_attention_forward(be, &atty3, &att, &qkv3, g->cfg.num_heads));
+    TS_CHECK(ts_op_matmul_forward(be, &proj, &atty, &w[P_ATTPROJW], &w[P_ATTPROJB], TS_W_IN_OUT));
+    TS_CHECK(ts_op_residual_forward(be, &res2, &res, &proj));
+    TS_CHECK(
+        ts_op_layernorm_forward(be, &ln2, &ln2_mean, &ln2_rstd, &res2, &w[P_LN2W], &w[P_LN2B]));
+    TS_CHECK(ts_op_matmul_forward(be, &fch, &ln2, &w[P_FCW], &w[P_FCB], TS_W_IN_OUT));
+    TS_CHECK(ts_op_gelu_forward(be, &fch_gelu, &fch));
+    TS_CHECK(ts_op_matmul_forward(be, &proj, &fch_gelu, &w[P_FCPROJW], &w[P_FCPROJB], TS_W_IN_OUT));
+    TS_CHECK(ts_op_residual_forward(be, &res3, &res2, &proj));
+    return TS_OK;
+}
+
+ts_status ts_gpt_forward(ts_gpt_t *g, const int32_t *inputs, const int32_t *targets, int B, int T,
+                         float dloss, float *mean_loss) {
+    struct ts_backend *be = g->be;
+    const int L = g->cfg.num_layers, V = g->cfg.vocab_size;
+    const int64_t C = g->cfg.channels, Vp = g->cfg.padded_vocab_size;
+    g->grad_ready = false;
+    if (inputs == NULL)
+        return ts_error(TS_ERR_INVALID_ARG, "gpt forward: inputs are NULL");
+    if (B < 1 || B > g->max_batch || T < 1 || T > g->max_seq)
+        return ts_error(TS_ERR_INVALID_ARG,
+                        "gpt forward: batch %d x %d exceeds the model's %d x %d (or is empty)", B,
+                        T, g->max_batch, g->max_seq);
+    if (!isfinite(dloss))
+        return ts_error(TS_ERR_INVALID_ARG, "gpt forward: dloss is not finite");
+    const int64_t BT = (int64_t)B * T;
+    TS_CHECK(check_ids(inputs, BT, V, "input"));
+    if (targets != NULL)
+        TS_CHECK(check_ids(targets, BT, V, "target"));
+
+    const struct ts_tensor tokens = shaped(g->tokens, 2, B, T, 1, 1);
+    TS_CHECK(ts_op_upload(be, &tokens, inputs, (size_t)BT * sizeof(int32_t)));
+    const struct ts_tensor encoded = ACT3(A_ENCODED, 0, C);
+    TS_CHECK(ts_op_encoder_forward(be, &encoded, &tokens, &g->pview[0], &g->pview[1]));
+    for (int l = 0; l < L; l++)
+        TS_CHECK(block_forward(g, l, B, T));
+
+    const struct ts_tensor *w = &g->pview[2 + P_PER_LAYER * L];
+    const struct ts_tensor last = ACT2(A_RES3, L - 1, C), lnf = ACT2(A_LNF, 0, C);
+    const struct ts_tensor lnf_mean = ACT1(A_LNF_MEAN, 0), lnf_rstd = ACT1(A_LNF_RSTD, 0);
+    const struct ts_tensor logits = ACT2(A_LOGITS, 0, Vp);
+    TS_CHECK(ts_op_layernorm_forward(be, &lnf, &lnf_mean, &lnf_rstd, &last, &w[0], &w[1]));
+    TS_CHECK(ts_op_matmul_forward(be, &logits, &lnf, &g->pview[0], NULL, TS_W_OUT_IN));
+    g->fwd_B = B;
+    g->fwd_T = T;
+    if (targets == NULL)
+        return TS_OK;
+
+    const struct ts_tensor tgt = shaped(g->targets, 1, BT, 1, 1, 1);
+    const struct ts_tensor losses = ACT1(A_LOSSES, 0);
+    const bool with_grad = dloss != 0.0f;
+    TS_CHECK(ts_op_upload(be, &tgt, targets, (size_t)BT * sizeof(int32_t)));
+    TS_CHECK(ts_op_softmax_xent(be, &losses, &logits, &tgt, V, dloss, with_grad));
+    if (mean_loss != NULL) {
+        TS_CHECK(ts_op_download(be, g->host_losses, &losses, (size_t)BT * sizeof(float)));
+        double sum = 0;
+        for (int64_t i = 0; i < BT; i++)
+            sum += g->host_losses[i];
+        *mean_loss = (float)(sum / (double)BT);
+    }
+    g->grad_ready = with_grad;
+    return TS_OK;
+}
+
+/* ---- backward ---- */
+
+/* On entry dres holds the gradient of layer l's output; on exit that of its input. */
+static ts_status block_backward(ts_gpt_t *g, int l, int B, int T) {
+    struct ts_backend *be = g->be;
+    const int64_t C = g->cfg.channels;
+    const struct ts_tensor *w = &g->pview[2 + P_PER_LAYER * l];
+    const struct ts_tensor *dw = &g->gview[2 + P_PER_LAYER * l];
+    const struct ts_tensor res = l == 0 ? ACT2(A_ENCODED, 0, C) : ACT2(A_RES3, l - 1, C);
+    const struct ts_tensor ln1 = ACT2(A_LN1, l, C), atty = ACT2(A_ATTY, l, C);
+    const struct ts_tensor res2 = ACT2(A_RES2, l, C), ln2 = ACT2(A_LN2, l, C);
+    const struct ts_tensor fch = ACT2(A_FCH, l, 4 * C), fch_gelu = ACT2(A_FCH_GELU, l, 4 * C);
+    const struct ts_tensor qkv3 = ACT3(A_QKV, l, 3 * C), att = ACTATT(A_ATT, l);
+    const struct ts_tensor ln1_mean = ACT1(A_LN1_MEAN, l), ln1_rstd = ACT1(A_LN1_RSTD, l);
+    const struct ts_tensor ln2_mean = ACT1(A_LN2_MEAN, l), ln2_rstd = ACT1(A_LN2_RSTD, l);
+    const struct ts_tensor dres = ACT2(A_DRES, 0, C), dln = ACT2(A_DLN, 0, C);
+    const struct ts_tensor datty = ACT2(A_DATTY, 0, C), datty3 = ACT3(A_DATTY, 0, C);
+    const struct ts_tensor dqkv = ACT2(A_DQKV, 0, 3 * C), dqkv3 = ACT3(A_DQKV, 0, 3 * C);
+    const struct ts_tensor datt = ACTATT(A_DATT, 0);
+    const struct ts_tensor dfch_gelu = ACT2(A_DFCH_GELU, 0, 4 * C);
+    const struct ts_tensor dfch = ACT2(A_DFCH, 0, 4 * C);
+
+    /* MLP: the residual add passes dres through unchanged to both branches. */
+    TS_CHECK(ts_op_matmul_backward(be, &dfch_gelu, &dw[P_FCPROJW], &dw[P_FCPROJB], &dres, &fch_gelu,
+                                   &w[P_FCPROJW], TS_W_IN_OUT));
+    TS_CHECK(ts_op_gelu_backward(be, &dfch, &fch, &dfch_gelu));
+    TS_CHECK(ts_op_matmul_backward(be, &dln, &dw[P_FCW], &dw[P_FCB], &dfch, &ln2, &w[P_FCW],
+                                   TS_W_IN_OUT));
+    TS_CHECK(ts_op_layernorm_backward(be, &dres, &dw[P_LN2W], &dw[P_LN2B], &dln, &res2, &w[P_LN2W],
+                                      &ln2_mean, &ln2_rstd));
+    /* Attention, the same way. */
+    TS_CHECK(ts_op_matmul_backward(be, &datty, &dw[P_ATTPROJW], &dw[P_ATTPROJB], &dres, &atty,
+                                   &w[P_ATTPROJW], TS_W_IN_OUT));
+    TS_CHECK(ts_op_attention_backward(be, &dqkv3, &datt, &datty3, &qkv3, &att, g->cfg.num_heads));
+    TS_CHECK(ts_op_matmul_backward(be, &dln, &dw[P_QKVW], &dw[P_QKVB], &dqkv, &ln1, &w[P_QKVW],
+                                   TS_W_IN_OUT));
+    TS_CHECK(ts_op_layernorm_backward(be, &dres, &dw[P_LN1W], &dw[P_LN1B], &dln, &res, &w[P_LN1W],
+                                      &ln1_mean, &ln1_rstd));
+    return TS_OK;
+}
+
+ts_status ts_gpt_backward(ts_gpt_t *g) {
+    if (!g->grad_ready)
+        return ts_error(TS_ERR_INVALID_ARG,
+                        "gpt backward: the last forward had no targets or dloss 0 (no gradient)");
+    g->grad_ready = false; /* dlogits are consumed; a second backward would double-count */
+    struct ts_backend *be = g->be;
+    const int B = g->fwd_B, T = g->fwd_T, L = g->cfg.num_layers;
+    const int64_t C = g->cfg.channels, Vp = g->cfg.padded_vocab_size;
+    const struct ts_tensor *w = &g->pview[2 + P_PER_LAYER * L];
+    const struct ts_tensor *dw = &g->gview[2 + P_PER_LAYER * L];
+    const struct ts_tensor dlogits = ACT2(A_LOGITS, 0, Vp), lnf = ACT2(A_LNF, 0, C);
+    const struct ts_tensor lnf_mean = ACT1(A_LNF_MEAN, 0), lnf_rstd = ACT1(A_LNF_RSTD, 0);
+    const struct ts_tensor last = ACT2(A_RES3, L - 1, C);
+    const struct ts_tensor dres = ACT2(A_DRES, 0, C), dln = ACT2(A_DLN, 0, C);
+
+    TS_CHECK(ts_op_matmul_backward(be, &dln, &g->gview[0], NULL, &dlogits, &lnf, &g->pview[0],
+                                   TS_W_OUT_IN));
+    TS_CHECK(ts_op_zero(be, &dres));
+    TS_CHECK(ts_op_layernorm_backward(be, &dres, &dw[0], &dw[1], &dln, &last, &w[0], &lnf_mean,
+                                      &lnf_rstd));
+    for (int l = L - 1; l >= 0; l--)
+        TS_CHECK(block_backward(g, l, B, T));
+    const struct ts_tensor tokens = shaped(g->tokens, 2, B, T, 1, 1);
+    const struct ts_tensor dres3 = ACT3(A_DRES, 0, C);
+    TS_CHECK(ts_op_encoder_backward(be, &g->gview[0], &g->gview[1], &dres3, &tokens));
+    return TS_OK;
+}
+
+ts_status ts_gpt_zero_grad(ts_gpt_t *g) { return ts_op_zero(g->be, &g->grads); }
+
+/* ---- host copies ---- */
+
+ts_status ts_gpt_params_to_host(ts_gpt_t *g, float *host) {
+    return ts_op_download(g->be, host, &g->params, (size_t)g->num_params * sizeof(float));
+}
+
+ts_status ts_gpt_params_from_host(ts_gpt_t *g, const float *host) {
+    return ts_op_upload(g->be, &g->params, host, (size_t)g->num_params * sizeof(float));
+}
+
+ts_status ts_gpt_grads_to_host(ts_gpt_t *g, float *host) {
+    return ts_op_download(g->be, host, &g->grads, (size_t)g->num_params * sizeof(float));
+}

@@ -68,11 +68,16 @@ ts_status ts_gpt_init(ts_gpt_t *gpt, uint64_t seed) TS_MUST_CHECK;
  * With targets (B,T): *mean_loss (if not NULL) gets the mean cross-entropy in nats, and the
  * logits buffer holds dlogits * dloss ready for ts_gpt_backward, where dloss is the weight of
  * each token's loss in the objective (1/(B*T*grad_accum) for a mean over an accumulated batch).
- * Without targets (NULL) only logits are computed (for sampling). */
+ * dloss == 0 computes the losses without a gradient (eval): the logits stay logits and a
+ * following ts_gpt_backward fails. Without targets (NULL) only logits are computed (sampling)
+ * and *mean_loss is left alone. Ids outside [0, V) are an error. Synchronous when mean_loss is
+ * not NULL (the losses are downloaded). */
 ts_status ts_gpt_forward(ts_gpt_t *gpt, const int32_t *inputs, const int32_t *targets, int B, int T,
                          float dloss, float *mean_loss) TS_MUST_CHECK;
 
-/* Backward of the last forward (which must have had targets); gradients accumulate (+=). */
+/* Backward of the last forward (which must have had targets and dloss != 0); gradients
+ * accumulate (+=). It consumes the forward's dlogits: a second call without a new forward is an
+ * error. */
 ts_status ts_gpt_backward(ts_gpt_t *gpt) TS_MUST_CHECK;
 
 ts_status ts_gpt_zero_grad(ts_gpt_t *gpt) TS_MUST_CHECK;

@@ -1,1 +1,128 @@
-typedef int ts_wip_; /* work in progress: replaced by the real file */
+/* optim.c: AdamW with global-norm clipping over the model's flat buffers.
+ *
+ * The moments m and v are flat buffers laid out like the parameters, so per-tensor views use the
+ * parameter table's offsets. The global norm is a single sum_squares over the whole gradient
+ * buffer (each parameter counted once, in a fixed order); its one float crosses to the host to
+ * decide the clip scale, which AdamW then applies to the gradient as it reads it. */
+#include <math.h>
+#include <stdlib.h>
+
+#include "kernels/ops.h"
+#include "trainer/optim.h"
+
+struct ts_optim {
+    ts_gpt_t *gpt;
+    struct ts_adamw_config cfg;
+    struct ts_tensor m, v;    /* flat (num_params) f32 */
+    struct ts_tensor norm_sq; /* (1) f32 */
+    int step;                 /* updates done */
+};
+
+struct ts_adamw_config ts_adamw_defaults(void) {
+    return (struct ts_adamw_config){
+        .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .weight_decay = 0.1f, .grad_clip = 1.0f};
+}
+
+static ts_status check_config(const struct ts_adamw_config *c) {
+    if (!(c->beta1 >= 0 && c->beta1 < 1) || !(c->beta2 >= 0 && c->beta2 < 1))
+        return ts_error(TS_ERR_INVALID_ARG, "adamw: betas must be in [0, 1), got %g and %g",
+                        (double)c->beta1, (double)c->beta2);
+    if (!(c->eps > 0))
+        return ts_error(TS_ERR_INVALID_ARG, "adamw: eps must be > 0, got %g", (double)c->eps);
+    if (!(c->weight_decay >= 0) || !isfinite(c->weight_decay))
+        return ts_error(TS_ERR_INVALID_ARG, "adamw: weight_decay must be >= 0, got %g",
+                        (double)c->weight_decay);
+    if (!(c->grad_clip >= 0) || !isfinite(c->grad_clip))
+        return ts_error(TS_ERR_INVALID_ARG, "adamw: grad_clip must be >= 0 (0 disables), got %g",
+                        (double)c->grad_clip);
+    return TS_OK;
+}
+
+ts_status ts_optim_create(ts_optim_t **out, ts_gpt_t *gpt, const struct ts_adamw_config *cfg) {
+    if (out == NULL)
+        return ts_error(TS_ERR_INVALID_ARG, "optim create: out is NULL");
+    *out = NULL;
+    if (gpt == NULL || cfg == NULL)
+        return ts_error(TS_ERR_INVALID_ARG, "optim create: model and config are required");
+    TS_CHECK(check_config(cfg));
+    struct ts_optim *o = calloc(1, sizeof(*o));
+    if (o == NULL)
+        return ts_error(TS_ERR_OOM, "optim create: out of memory");
+    o->gpt = gpt;
+    o->cfg = *cfg;
+    struct ts_backend *be = ts_gpt_backend(gpt);
+    const int64_t n = ts_gpt_num_params(gpt), one = 1;
+    ts_status st;
+    TS_CHECK_GOTO(ts_op_alloc(be, &o->m, TS_DTYPE_F32, 1, &n), st, fail);
+    TS_CHECK_GOTO(ts_op_alloc(be, &o->v, TS_DTYPE_F32, 1, &n), st, fail);
+    TS_CHECK_GOTO(ts_op_alloc(be, &o->norm_sq, TS_DTYPE_F32, 1, &one), st, fail);
+    *out = o;
+    return TS_OK;
+fail:
+    ts_error_wrap(st, "optim create (%lld parameters)", (long long)n);
+    ts_optim_destroy(o);
+    return st;
+}
+
+void ts_optim_destroy(ts_optim_t *o) {
+    if (o == NULL)
+        return;
+    struct ts_backend *be = ts_gpt_backend(o->gpt);
+    ts_op_free(be, &o->m);
+    ts_op_free(be, &o->v);
+    ts_op_free(be, &o->norm_sq);
+    free(o);
+}
+
+/* The same tensor of the table in another flat buffer laid out like the parameters. */
+static struct ts_tensor view_like(const struct ts_tensor *flat, const struct ts_param_info *p) {
+    struct ts_tensor t = *flat;
+    t.data = (char *)flat->data + (size_t)p->offset * sizeof(float);
+    t.ndim = p->ndim;
+    for (int i = 0; i < TS_MAX_DIMS; i++)
+        t.shape[i] = p->shape[i];
+    return t;
+}
+
+ts_status ts_optim_step(ts_optim_t *o, float lr, float *grad_norm) {
+    struct ts_backend *be = ts_gpt_backend(o->gpt);
+    const struct ts_tensor *params = ts_gpt_param_buffer(o->gpt);
+    const struct ts_tensor *grads = ts_gpt_grad_buffer(o->gpt);
+    if (!isfinite(lr) || lr < 0)
+        return ts_error(TS_ERR_INVALID_ARG, "optim step %d: learning rate %g is not >= 0", o->step,
+                        (double)lr);
+
+    float sum_sq = 0;
+    TS_CHECK(ts_op_sum_squares(be, &o->norm_sq, grads));
+    TS_CHECK(ts_op_download(be, &sum_sq, &o->norm_sq, sizeof(sum_sq)));
+    const double norm = sqrt((double)sum_sq);
+    if (grad_norm != NULL)
+        *grad_norm = (float)norm;
+    if (!isfinite(norm))
+        return ts_error(TS_ERR_INVALID_ARG,
+                        "non-finite gradient norm at step %d (%g): update skipped; the run "
+                        "diverged, lower the learning rate or resume from a checkpoint",
+                        o->step, norm);
+    /* torch.nn.utils.clip_grad_norm_'s rule: scale by clip / (norm + 1e-6) when that is < 1. */
+    float scale = 1.0f;
+    if (o->cfg.grad_clip > 0) {
+        const double s = (double)o->cfg.grad_clip / (norm + 1e-6);
+        if (s < 1.0)
+            scale = (float)s;
+    }
+
+    int count;
+    const struct ts_param_info *table = ts_gpt_params(o->gpt, &count);
+    for (int i = 0; i < count; i++) {
+        const struct ts_param_info *p = &table[i];
+        const struct ts_tensor pt = view_like(params, p), gt = view_like(grads, p);
+        const struct ts_tensor mt = view_like(&o->m, p), vt = view_like(&o->v, p);
+        const float wd = p->decay ? o->cfg.weight_decay : 0.0f;
+        TS_CHECK(ts_op_adamw(be, &pt, &gt, &mt, &vt, lr, o->cfg.beta1, o->cfg.beta2, o->cfg.eps, wd,
+                             scale, o->step + 1));
+    }
+    o->step++;
+    return TS_OK;
+}
+
+int ts_optim_step_count(const ts_optim_t *o) { return o->step; }

@@ -1,7 +1,8 @@
 /* optim.h: AdamW with global-norm gradient clipping over the model's flat buffers.
  *
  * The moments share the parameter table. Weight decay applies to tensors the table marks
- * `decay` (matrices), not to biases, layernorm parameters or wpe. The global norm is one
+ * `decay`: every matrix (wte, wpe and the block projections, as nanoGPT and llm.c do), not
+ * biases or layernorm parameters. The global norm is one
  * sum_squares over the flat gradient buffer, so every parameter counts once. */
 #ifndef TS_OPTIM_H
 #define TS_OPTIM_H

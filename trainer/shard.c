@@ -1,1 +1,253 @@
-typedef int ts_wip_; /* work in progress: replaced by the real file */
+/* shard.c: llm.c token shards, mapped read-only, and the window loader over them.
+ *
+ * Everything about a shard is checked when it is opened (header, length, every id below the
+ * vocabulary), so a bad file fails before the first step with a message naming it. The loader
+ * then only does index arithmetic: global window w maps to (shard, window in shard) through a
+ * prefix sum of per-shard window counts. */
+#include <errno.h>
+#include <fcntl.h>
+#include <glob.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "trainer/shard.h"
+
+#define HEADER_BYTES ((int64_t)TS_SHARD_HEADER_INTS * (int64_t)sizeof(int32_t))
+
+/* ---- one shard ---- */
+
+static void shard_reset(struct ts_shard *s) {
+    memset(s, 0, sizeof(*s));
+    s->fd = -1;
+}
+
+ts_status ts_shard_open(struct ts_shard *s, const char *path, int vocab_size) {
+    shard_reset(s);
+    if (path == NULL || strlen(path) >= sizeof(s->path))
+        return ts_error(TS_ERR_INVALID_ARG, "shard open: path is NULL or too long");
+    if (vocab_size < 1 || vocab_size > 65536)
+        return ts_error(TS_ERR_INVALID_ARG, "%s: vocab size %d does not fit uint16 token ids", path,
+                        vocab_size);
+    snprintf(s->path, sizeof(s->path), "%s", path);
+    ts_status st;
+    struct stat sb;
+    s->fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (s->fd < 0) {
+        st = ts_error(TS_ERR_IO, "cannot open token shard %s: %s", path, strerror(errno));
+        goto fail;
+    }
+    if (fstat(s->fd, &sb) != 0) {
+        st = ts_error(TS_ERR_IO, "cannot stat %s: %s", path, strerror(errno));
+        goto fail;
+    }
+    const int64_t size = (int64_t)sb.st_size;
+    if (size < HEADER_BYTES) {
+        st = ts_error(TS_ERR_FORMAT,
+                      "%s: not a token shard (%lld bytes, shorter than the %lld-byte header)", path,
+                      (long long)size, (long long)HEADER_BYTES);
+        goto fail;
+    }
+    s->map = mmap(NULL, (size_t)size, PROT_READ, MAP_SHARED, s->fd, 0);
+    if (s->map == MAP_FAILED) {
+        s->map = NULL;
+        st = ts_error(TS_ERR_IO, "cannot map %s: %s", path, strerror(errno));
+        goto fail;
+    }
+    s->map_bytes = (uint64_t)size;
+
+    int32_t header[TS_SHARD_HEADER_INTS];
+    memcpy(header, s->map, sizeof(header));
+    if (header[0] != TS_SHARD_MAGIC) {
+        st = ts_error(TS_ERR_FORMAT, "%s: not a token shard (magic %d, expected %d)", path,
+                      (int)header[0], TS_SHARD_MAGIC);
+        goto fail;
+    }
+    if (header[1] != TS_SHARD_VERSION) {
+        st = ts_error(TS_ERR_FORMAT, "%s: token shard version %d, this build reads version %d",
+                      path, (int)header[1], TS_SHARD_VERSION);
+        goto fail;
+    }
+    const int64_t count = header[2];
+    const int64_t held = (size - HEADER_BYTES) / (int64_t)sizeof(uint16_t);
+    if (count < 0) {
+        st = ts_error(TS_ERR_FORMAT, "%s: header says %lld tokens", path, (long long)count);
+        goto fail;
+    }
+    if (held < count) {
+        st = ts_error(TS_ERR_FORMAT, "%s: truncated: header says %lld tokens but file holds %lld",
+                      path, (long long)count, (long long)held);
+        goto fail;
+    }
+    if (size != HEADER_BYTES + count * (int64_t)sizeof(uint16_t)) {
+        st = ts_error(TS_ERR_FORMAT,
+                      "%s: header says %lld tokens but the file is %lld bytes (expected %lld)",
+                      path, (long long)count, (long long)size,
+                      (long long)(HEADER_BYTES + count * (int64_t)sizeof(uint16_t)));
+        goto fail;
+    }
+    s->tokens = (const uint16_t *)((const char *)s->map + HEADER_BYTES);
+    s->num_tokens = count;
+    for (int64_t i = 0; i < count; i++) {
+        if (s->tokens[i] >= vocab_size) {
+            st = ts_error(TS_ERR_FORMAT, "%s: token id %d at position %lld is >= vocab size %d",
+                          path, (int)s->tokens[i], (long long)i, vocab_size);
+            goto fail;
+        }
+    }
+    return TS_OK;
+fail:
+    ts_shard_close(s);
+    return st;
+}
+
+void ts_shard_close(struct ts_shard *s) {
+    if (s == NULL)
+        return;
+    if (s->map != NULL)
+        munmap(s->map, (size_t)s->map_bytes);
+    if (s->fd >= 0)
+        close(s->fd);
+    shard_reset(s);
+}
+
+ts_status ts_shard_write(const char *path, const uint16_t *tokens, int64_t n) {
+    if (path == NULL || (tokens == NULL && n > 0) || n < 0 || n > INT32_MAX)
+        return ts_error(TS_ERR_INVALID_ARG, "shard write: bad arguments (n = %lld)", (long long)n);
+    int32_t header[TS_SHARD_HEADER_INTS] = {TS_SHARD_MAGIC, TS_SHARD_VERSION, (int32_t)n};
+    FILE *f = fopen(path, "wb");
+    if (f == NULL)
+        return ts_error(TS_ERR_IO, "cannot create %s: %s", path, strerror(errno));
+    bool ok = fwrite(header, sizeof(header), 1, f) == 1;
+    if (ok && n > 0)
+        ok = fwrite(tokens, sizeof(uint16_t), (size_t)n, f) == (size_t)n;
+    const int saved = errno;
+    if (fclose(f) != 0 || !ok)
+        return ts_error(TS_ERR_IO, "cannot write %s: %s", path, strerror(ok ? errno : saved));
+    return TS_OK;
+}
+
+/* ---- the loader ---- */
+
+struct ts_loader {
+    int T;
+    int num_shards;
+    struct ts_shard *shards;
+    int64_t *first_window; /* num_shards + 1 prefix sums of windows per shard */
+    int64_t position;      /* windows consumed since the start */
+};
+
+ts_status ts_loader_create(ts_loader_t **out, const char *pattern, int T, int vocab_size) {
+    if (out == NULL)
+        return ts_error(TS_ERR_INVALID_ARG, "loader create: out is NULL");
+    *out = NULL;
+    if (pattern == NULL || T < 1)
+        return ts_error(TS_ERR_INVALID_ARG, "loader create: need a pattern and T >= 1 (got %d)", T);
+    glob_t gl;
+    const int rc = glob(pattern, GLOB_ERR, NULL, &gl);
+    if (rc == GLOB_NOMATCH || (rc == 0 && gl.gl_pathc == 0)) {
+        if (rc == 0)
+            globfree(&gl);
+        return ts_error(TS_ERR_IO, "no files match '%s'", pattern);
+    }
+    if (rc != 0)
+        return ts_error(TS_ERR_IO, "cannot expand '%s': %s", pattern,
+                        rc == GLOB_NOSPACE ? "out of memory" : "read error");
+
+    ts_status st = TS_OK;
+    struct ts_loader *l = calloc(1, sizeof(*l));
+    if (l == NULL) {
+        globfree(&gl);
+        return ts_error(TS_ERR_OOM, "loader create: out of memory");
+    }
+    l->T = T;
+    l->shards = calloc(gl.gl_pathc, sizeof(*l->shards));
+    l->first_window = calloc(gl.gl_pathc + 1, sizeof(*l->first_window));
+    if (l->shards == NULL || l->first_window == NULL) {
+        st = ts_error(TS_ERR_OOM, "loader create: out of memory");
+        goto fail;
+    }
+    for (size_t i = 0; i < gl.gl_pathc; i++) {
+        struct ts_shard *s = &l->shards[i];
+        TS_CHECK_GOTO(ts_shard_open(s, gl.gl_pathv[i], vocab_size), st, fail);
+        l->num_shards++;
+        if (s->num_tokens < (int64_t)T + 1) {
+            st =
+                ts_error(TS_ERR_FORMAT, "%s: %lld tokens, fewer than one window of T+1 = %d tokens",
+                         s->path, (long long)s->num_tokens, T + 1);
+            goto fail;
+        }
+        l->first_window[i + 1] = l->first_window[i] + (s->num_tokens - 1) / T;
+    }
+    globfree(&gl);
+    *out = l;
+    return TS_OK;
+fail:
+    globfree(&gl);
+    ts_loader_destroy(l);
+    return st;
+}
+
+void ts_loader_destroy(ts_loader_t *l) {
+    if (l == NULL)
+        return;
+    for (int i = 0; i < l->num_shards; i++)
+        ts_shard_close(&l->shards[i]);
+    free(l->shards);
+    free(l->first_window);
+    free(l);
+}
+
+int ts_loader_num_shards(const ts_loader_t *l) { return l->num_shards; }
+int ts_loader_seq_len(const ts_loader_t *l) { return l->T; }
+int64_t ts_loader_num_windows(const ts_loader_t *l) { return l->first_window[l->num_shards]; }
+
+int64_t ts_loader_num_tokens(const ts_loader_t *l) {
+    int64_t n = 0;
+    for (int i = 0; i < l->num_shards; i++)
+        n += l->shards[i].num_tokens;
+    return n;
+}
+
+/* The shard holding global window w (0 <= w < num_windows): a binary search of the prefix
+ * sums, so a seek costs the same as a step. */
+static int shard_of(const ts_loader_t *l, int64_t w) {
+    int lo = 0, hi = l->num_shards - 1;
+    while (lo < hi) {
+        const int mid = (lo + hi + 1) / 2;
+        if (l->first_window[mid] <= w)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    return lo;
+}
+
+ts_status ts_loader_next(ts_loader_t *l, int B, int32_t *inputs, int32_t *targets) {
+    if (B < 1 || inputs == NULL || targets == NULL)
+        return ts_error(TS_ERR_INVALID_ARG, "loader next: need B >= 1 (got %d) and buffers", B);
+    const int64_t nw = ts_loader_num_windows(l);
+    const int T = l->T;
+    for (int b = 0; b < B; b++) {
+        const int64_t w = l->position % nw;
+        const int si = shard_of(l, w);
+        const uint16_t *src = l->shards[si].tokens + (w - l->first_window[si]) * T;
+        int32_t *in = inputs + (int64_t)b * T, *tg = targets + (int64_t)b * T;
+        for (int t = 0; t < T; t++) {
+            in[t] = src[t];
+            tg[t] = src[t + 1];
+        }
+        l->position++;
+    }
+    return TS_OK;
+}
+
+int64_t ts_loader_position(const ts_loader_t *l) { return l->position; }
+
+void ts_loader_seek(ts_loader_t *l, int64_t windows_consumed) {
+    l->position = windows_consumed > 0 ? windows_consumed : 0;
+}

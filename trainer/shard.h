@@ -44,6 +44,7 @@ ts_status ts_loader_create(ts_loader_t **out, const char *pattern, int T,
 void ts_loader_destroy(ts_loader_t *l);
 
 int ts_loader_num_shards(const ts_loader_t *l);
+int ts_loader_seq_len(const ts_loader_t *l);         /* T */
 int64_t ts_loader_num_windows(const ts_loader_t *l); /* per epoch */
 int64_t ts_loader_num_tokens(const ts_loader_t *l);
 

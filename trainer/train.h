@@ -46,8 +46,10 @@ ts_status ts_trainer_step(ts_trainer_t *tr, struct ts_step_record *rec) TS_MUST_
 int ts_trainer_steps_done(const ts_trainer_t *tr);
 
 /* Mean loss (nats/token) over `batches` consecutive batches of B windows read from the start of
- * `loader` (its position is reset first, so the same file gives the same number every time).
- * batches <= 0 means every full batch in the file. */
+ * `loader` (its position is reset first, so the same file gives the same number every time,
+ * and restored afterwards). batches <= 0, or more batches than the file holds, means every full
+ * batch in the file. The forwards run without gradients (dloss 0); *tokens (if not NULL) gets
+ * the tokens evaluated. */
 ts_status ts_eval_loss(ts_gpt_t *gpt, ts_loader_t *loader, int B, int batches, double *mean_loss,
                        int64_t *tokens) TS_MUST_CHECK;
 

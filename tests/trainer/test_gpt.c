@@ -1,0 +1,274 @@
+/* test_gpt.c: the parameter table, config checks, initialisation, and forward/backward rules. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "trainer/gpt.h"
+
+static ts_gpt_t *make_tiny(struct ts_backend *be, int max_batch, int max_seq) {
+    struct ts_gpt_config cfg = test_tiny_config();
+    ts_gpt_t *gpt = NULL;
+    ts_status st = ts_gpt_create(&gpt, &cfg, be, max_batch, max_seq);
+    cr_assert_eq(st, TS_OK, "gpt create: %s", ts_last_error());
+    return gpt;
+}
+
+Test(trainer_gpt, table_names_shapes_offsets) {
+    struct ts_backend *be = test_backend(1);
+    ts_gpt_t *gpt = make_tiny(be, 2, 8);
+    const int64_t C = 64, L = 2;
+    int count = 0;
+    const struct ts_param_info *t = ts_gpt_params(gpt, &count);
+    cr_assert_eq(count, 2 + 12 * L + 2);
+    cr_assert_eq(ts_gpt_config(gpt)->padded_vocab_size, 384);
+
+    struct expect {
+        const char *name;
+        int ndim;
+        int64_t d0, d1;
+        bool decay;
+    };
+    const struct expect layer[12] = {
+        {"ln_1.weight", 1, C, 1, false},           {"ln_1.bias", 1, C, 1, false},
+        {"attn.c_attn.weight", 2, C, 3 * C, true}, {"attn.c_attn.bias", 1, 3 * C, 1, false},
+        {"attn.c_proj.weight", 2, C, C, true},     {"attn.c_proj.bias", 1, C, 1, false},
+        {"ln_2.weight", 1, C, 1, false},           {"ln_2.bias", 1, C, 1, false},
+        {"mlp.c_fc.weight", 2, C, 4 * C, true},    {"mlp.c_fc.bias", 1, 4 * C, 1, false},
+        {"mlp.c_proj.weight", 2, 4 * C, C, true},  {"mlp.c_proj.bias", 1, C, 1, false},
+    };
+    struct expect all[28];
+    char names[28][64];
+    all[0] = (struct expect){"wte.weight", 2, 384, C, true};
+    all[1] = (struct expect){"wpe.weight", 2, 32, C, true};
+    for (int l = 0; l < L; l++)
+        for (int k = 0; k < 12; k++) {
+            const int i = 2 + 12 * l + k;
+            snprintf(names[i], sizeof(names[i]), "h.%d.%s", l, layer[k].name);
+            all[i] = layer[k];
+            all[i].name = names[i];
+        }
+    all[26] = (struct expect){"ln_f.weight", 1, C, 1, false};
+    all[27] = (struct expect){"ln_f.bias", 1, C, 1, false};
+
+    int64_t off = 0;
+    for (int i = 0; i < count; i++) {
+        cr_assert_str_eq(t[i].name, all[i].name, "entry %d", i);
+        cr_assert_eq(t[i].ndim, all[i].ndim, "%s ndim", t[i].name);
+        cr_assert_eq(t[i].shape[0], all[i].d0, "%s shape[0]", t[i].name);
+        if (all[i].ndim == 2)
+            cr_assert_eq(t[i].shape[1], all[i].d1, "%s shape[1]", t[i].name);
+        cr_assert_eq(t[i].numel, all[i].d0 * all[i].d1, "%s numel", t[i].name);
+        cr_assert_eq(t[i].offset, off, "%s offset", t[i].name);
+        cr_assert_eq(t[i].decay, all[i].decay, "%s decay", t[i].name);
+        off += t[i].numel;
+    }
+    cr_assert_eq(ts_gpt_num_params(gpt), off);
+    cr_assert_eq(ts_tensor_numel(ts_gpt_param_buffer(gpt)), off);
+    cr_assert_eq(ts_tensor_numel(ts_gpt_grad_buffer(gpt)), off);
+    cr_assert_eq(ts_gpt_num_flop_params(gpt), off - 32 * C - (384 - 300) * C);
+    ts_gpt_destroy(gpt);
+    ts_backend_destroy(be);
+}
+
+/* GPT-2 small: Hugging Face counts 124,439,808 with V = 50257; the flat buffer also holds the
+ * 47 padded rows of wte. */
+Test(trainer_gpt, gpt2_124m_count) {
+    struct ts_backend *be = test_backend(1);
+    struct ts_gpt_config cfg = {.max_seq_len = 1024,
+                                .vocab_size = 50257,
+                                .num_layers = 12,
+                                .num_heads = 12,
+                                .channels = 768};
+    ts_gpt_t *gpt = NULL;
+    cr_assert_eq(ts_gpt_create(&gpt, &cfg, be, 1, 1), TS_OK, "%s", ts_last_error());
+    cr_assert_eq(ts_gpt_config(gpt)->padded_vocab_size, 50304);
+    cr_assert_eq(ts_gpt_num_params(gpt), 124439808LL + (50304 - 50257) * 768LL);
+    cr_assert_eq(ts_gpt_num_flop_params(gpt), 124439808LL - 1024 * 768LL);
+    ts_gpt_destroy(gpt);
+    ts_backend_destroy(be);
+}
+
+Test(trainer_gpt, config_errors) {
+    struct ts_gpt_config cfg = test_tiny_config();
+    cfg.num_layers = 0;
+    cr_assert_eq(ts_gpt_config_finish(&cfg), TS_ERR_INVALID_ARG);
+    cr_assert(strstr(ts_last_error(), "num_layers") != NULL, "%s", ts_last_error());
+
+    cfg = test_tiny_config();
+    cfg.num_heads = 5;
+    cr_assert_eq(ts_gpt_config_finish(&cfg), TS_ERR_INVALID_ARG);
+    cr_assert(strstr(ts_last_error(), "multiple of num_heads") != NULL, "%s", ts_last_error());
+
+    cfg = test_tiny_config();
+    cfg.vocab_size = 0;
+    cr_assert_eq(ts_gpt_config_finish(&cfg), TS_ERR_INVALID_ARG);
+    cr_assert(strstr(ts_last_error(), "vocab_size") != NULL, "%s", ts_last_error());
+
+    cfg = test_tiny_config();
+    cfg.vocab_size = 256;
+    cr_assert_eq(ts_gpt_config_finish(&cfg), TS_OK);
+    cr_assert_eq(cfg.padded_vocab_size, 256);
+
+    struct ts_backend *be = test_backend(1);
+    ts_gpt_t *gpt = (ts_gpt_t *)&cfg; /* must be reset to NULL on failure */
+    cfg = test_tiny_config();
+    cr_assert_eq(ts_gpt_create(&gpt, &cfg, be, 1, 33), TS_ERR_INVALID_ARG);
+    cr_assert_null(gpt);
+    cr_assert(strstr(ts_last_error(), "max_seq") != NULL, "%s", ts_last_error());
+    cfg.num_heads = 3;
+    cr_assert_eq(ts_gpt_create(&gpt, &cfg, be, 1, 8), TS_ERR_INVALID_ARG);
+    cr_assert_null(gpt);
+    ts_backend_destroy(be);
+}
+
+static void stats(const float *x, int64_t n, double *mean, double *std) {
+    double s = 0, s2 = 0;
+    for (int64_t i = 0; i < n; i++) {
+        s += x[i];
+        s2 += (double)x[i] * x[i];
+    }
+    *mean = s / n;
+    *std = sqrt(s2 / n - *mean * *mean);
+}
+
+Test(trainer_gpt, init_statistics) {
+    struct ts_backend *be = test_backend(1);
+    ts_gpt_t *gpt = make_tiny(be, 1, 8);
+    cr_assert_eq(ts_gpt_init(gpt, 42), TS_OK, "%s", ts_last_error());
+    const int64_t n = ts_gpt_num_params(gpt);
+    float *p = malloc((size_t)n * sizeof(float));
+    cr_assert_eq(ts_gpt_params_to_host(gpt, p), TS_OK);
+    int count;
+    const struct ts_param_info *t = ts_gpt_params(gpt, &count);
+    const int64_t C = 64, V = 300, Vp = 384;
+    const double res_std = 0.02 / sqrt(2.0 * 2);
+    for (int i = 0; i < count; i++) {
+        const float *x = p + t[i].offset;
+        int64_t m = t[i].numel;
+        if (i == 0)
+            m = V * C; /* real rows only */
+        double mean, std;
+        stats(x, m, &mean, &std);
+        const char *nm = t[i].name;
+        if (strstr(nm, "c_proj.weight")) {
+            cr_assert_float_eq(std, res_std, res_std * 0.1, "%s std %g", nm, std);
+            cr_assert(fabs(mean) < 4 * res_std / sqrt((double)m), "%s mean %g", nm, mean);
+        } else if (t[i].ndim == 2) {
+            cr_assert_float_eq(std, 0.02, 0.002, "%s std %g", nm, std);
+            cr_assert(fabs(mean) < 4 * 0.02 / sqrt((double)m), "%s mean %g", nm, mean);
+        } else {
+            const float want = strstr(nm, ".weight") ? 1.0f : 0.0f;
+            for (int64_t k = 0; k < m; k++)
+                cr_assert_eq(x[k], want, "%s[%lld] = %g", nm, (long long)k, x[k]);
+        }
+    }
+    /* wte: mean/std checked tightly over its 19200 values; padded rows are exactly zero. */
+    double mean, std;
+    stats(p, V * C, &mean, &std);
+    cr_assert_float_eq(std, 0.02, 0.0005, "wte std %g", std);
+    for (int64_t k = V * C; k < Vp * C; k++)
+        cr_assert_eq(p[k], 0.0f, "padded wte element %lld = %g", (long long)k, p[k]);
+
+    /* Same seed, same values; value i depends only on (seed, i). */
+    ts_gpt_t *gpt2 = make_tiny(be, 2, 16);
+    float *q = malloc((size_t)n * sizeof(float));
+    cr_assert_eq(ts_gpt_init(gpt2, 42), TS_OK);
+    cr_assert_eq(ts_gpt_params_to_host(gpt2, q), TS_OK);
+    cr_assert_eq(memcmp(p, q, (size_t)n * sizeof(float)), 0);
+    cr_assert_eq(ts_gpt_init(gpt2, 43), TS_OK);
+    cr_assert_eq(ts_gpt_params_to_host(gpt2, q), TS_OK);
+    cr_assert_neq(memcmp(p, q, (size_t)V * C * sizeof(float)), 0);
+    free(p);
+    free(q);
+    ts_gpt_destroy(gpt);
+    ts_gpt_destroy(gpt2);
+    ts_backend_destroy(be);
+}
+
+Test(trainer_gpt, forward_rules) {
+    struct ts_backend *be = test_backend(1);
+    ts_gpt_t *gpt = make_tiny(be, 2, 8);
+    cr_assert_eq(ts_gpt_init(gpt, 7), TS_OK);
+    int32_t in[16], tg[16];
+    for (int i = 0; i < 16; i++) {
+        in[i] = (i * 37) % 300;
+        tg[i] = (i * 53 + 1) % 300;
+    }
+    float loss = 0, eval_loss = 0;
+    /* Too big a batch, ids out of range, backward without a gradient. */
+    cr_assert_eq(ts_gpt_forward(gpt, in, tg, 3, 8, 1.0f, &loss), TS_ERR_INVALID_ARG);
+    cr_assert_eq(ts_gpt_forward(gpt, in, tg, 2, 9, 1.0f, &loss), TS_ERR_INVALID_ARG);
+    in[5] = 300;
+    cr_assert_eq(ts_gpt_forward(gpt, in, tg, 2, 8, 1.0f, &loss), TS_ERR_INVALID_ARG);
+    cr_assert(strstr(ts_last_error(), "300") != NULL, "%s", ts_last_error());
+    in[5] = 11;
+    cr_assert_eq(ts_gpt_backward(gpt), TS_ERR_INVALID_ARG);
+
+    /* Eval (dloss 0) and training forwards give the same loss; only the latter allows backward. */
+    cr_assert_eq(ts_gpt_forward(gpt, in, tg, 2, 8, 0.0f, &eval_loss), TS_OK, "%s", ts_last_error());
+    cr_assert_eq(ts_gpt_backward(gpt), TS_ERR_INVALID_ARG);
+    cr_assert_eq(ts_gpt_forward(gpt, in, tg, 2, 8, 1.0f / 16, &loss), TS_OK);
+    cr_assert_eq(loss, eval_loss);
+    /* At init the prediction is near uniform over V = 300 tokens. */
+    cr_assert_float_eq(loss, logf(300.0f), 0.1f, "initial loss %g", loss);
+    cr_assert_eq(ts_gpt_backward(gpt), TS_OK, "%s", ts_last_error());
+    cr_assert_eq(ts_gpt_backward(gpt), TS_ERR_INVALID_ARG); /* dlogits were consumed */
+    /* Sampling-style forward (no targets) leaves mean_loss alone. */
+    float untouched = 123.0f;
+    cr_assert_eq(ts_gpt_forward(gpt, in, NULL, 2, 8, 0.0f, &untouched), TS_OK);
+    cr_assert_eq(untouched, 123.0f);
+    ts_gpt_destroy(gpt);
+    ts_backend_destroy(be);
+}
+
+/* A micro-batch smaller than the arena uses prefix views: it must give exactly what a model
+ * sized for that batch gives, losses and gradients. */
+Test(trainer_gpt, smaller_batch_matches_exact_arena) {
+    struct ts_backend *be = test_backend(1);
+    ts_gpt_t *big = make_tiny(be, 4, 16), *exact = make_tiny(be, 2, 8);
+    cr_assert_eq(ts_gpt_init(big, 5), TS_OK);
+    cr_assert_eq(ts_gpt_init(exact, 5), TS_OK);
+    uint16_t ids[17 * 2];
+    test_random_tokens(ids, 34, 300, 99);
+    int32_t in[16], tg[16];
+    for (int b = 0; b < 2; b++)
+        for (int t = 0; t < 8; t++) {
+            in[b * 8 + t] = ids[b * 17 + t];
+            tg[b * 8 + t] = ids[b * 17 + t + 1];
+        }
+    const int64_t n = ts_gpt_num_params(big);
+    float *g1 = malloc((size_t)n * sizeof(float)), *g2 = malloc((size_t)n * sizeof(float));
+    float l1, l2;
+    /* Dirty the big arena with a full-size batch first. */
+    int32_t in_big[64] = {0}, tg_big[64] = {0};
+    for (int i = 0; i < 64; i++) {
+        in_big[i] = (i * 7) % 300;
+        tg_big[i] = (i * 11) % 300;
+    }
+    cr_assert_eq(ts_gpt_forward(big, in_big, tg_big, 4, 16, 1.0f / 64, NULL), TS_OK);
+    cr_assert_eq(ts_gpt_backward(big), TS_OK);
+    cr_assert_eq(ts_gpt_zero_grad(big), TS_OK);
+
+    cr_assert_eq(ts_gpt_forward(big, in, tg, 2, 8, 1.0f / 16, &l1), TS_OK, "%s", ts_last_error());
+    cr_assert_eq(ts_gpt_backward(big), TS_OK, "%s", ts_last_error());
+    cr_assert_eq(ts_gpt_forward(exact, in, tg, 2, 8, 1.0f / 16, &l2), TS_OK);
+    cr_assert_eq(ts_gpt_backward(exact), TS_OK);
+    cr_assert_eq(ts_gpt_grads_to_host(big, g1), TS_OK);
+    cr_assert_eq(ts_gpt_grads_to_host(exact, g2), TS_OK);
+    cr_assert_float_eq(l1, l2, 1e-6f * fabsf(l2), "%g vs %g", l1, l2);
+    double num = 0, den = 0;
+    for (int64_t i = 0; i < n; i++) {
+        num += ((double)g1[i] - g2[i]) * ((double)g1[i] - g2[i]);
+        den += (double)g2[i] * g2[i];
+    }
+    cr_assert(den > 0);
+    cr_assert(sqrt(num / den) < 1e-6, "gradients differ: rel %g", sqrt(num / den));
+    free(g1);
+    free(g2);
+    ts_gpt_destroy(big);
+    ts_gpt_destroy(exact);
+    ts_backend_destroy(be);
+}

@@ -1,0 +1,283 @@
+/* test_train.c: the step API, eval, determinism, the optimizer's divergence check and model.bin. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "kernels/ops.h"
+#include "trainer/train.h"
+#include "trainer/weights.h"
+
+struct rig {
+    struct ts_backend *be;
+    ts_gpt_t *gpt;
+    ts_loader_t *loader;
+    ts_comm_t *comm;
+    ts_trainer_t *tr;
+};
+
+static struct ts_train_config tiny_train(int B, int T, int accum) {
+    struct ts_train_config c = {.batch = B, .seq_len = T, .grad_accum = accum};
+    c.lr = (struct ts_lr_schedule){.max_lr = 1e-3f, .warmup = 2, .total = 20, .min_lr_frac = 0.1f};
+    c.adamw = ts_adamw_defaults();
+    return c;
+}
+
+static void rig_open(struct rig *r, int threads, const char *shards, uint64_t seed,
+                     const struct ts_train_config *tc) {
+    memset(r, 0, sizeof(*r));
+    r->be = test_backend(threads);
+    struct ts_gpt_config cfg = test_tiny_config();
+    cr_assert_eq(ts_gpt_create(&r->gpt, &cfg, r->be, tc->batch, tc->seq_len), TS_OK, "%s",
+                 ts_last_error());
+    cr_assert_eq(ts_gpt_init(r->gpt, seed), TS_OK);
+    cr_assert_eq(ts_loader_create(&r->loader, shards, tc->seq_len, cfg.vocab_size), TS_OK, "%s",
+                 ts_last_error());
+    cr_assert_eq(ts_comm_create_single(&r->comm), TS_OK);
+    cr_assert_eq(ts_trainer_create(&r->tr, r->gpt, r->loader, r->comm, tc), TS_OK, "%s",
+                 ts_last_error());
+}
+
+static void rig_close(struct rig *r) {
+    ts_trainer_destroy(r->tr);
+    ts_comm_destroy(r->comm);
+    ts_loader_destroy(r->loader);
+    ts_gpt_destroy(r->gpt);
+    ts_backend_destroy(r->be);
+}
+
+static char *write_random_shard(const char *dir, const char *name, int64_t n, uint64_t seed) {
+    uint16_t *tok = malloc((size_t)n * sizeof(uint16_t));
+    test_random_tokens(tok, n, 300, seed);
+    char *p = test_path(dir, name);
+    cr_assert_eq(ts_shard_write(p, tok, n), TS_OK, "%s", ts_last_error());
+    free(tok);
+    return p;
+}
+
+/* Same seed, same data: bit-identical losses (two OpenMP threads, so reductions must not depend
+ * on scheduling). */
+Test(trainer_train, determinism) {
+    char *dir = test_mkdtemp();
+    char *shard = write_random_shard(dir, "train.bin", 2000, 3);
+    const struct ts_train_config tc = tiny_train(4, 16, 2);
+    struct rig a, b;
+    rig_open(&a, 2, shard, 11, &tc);
+    rig_open(&b, 2, shard, 11, &tc);
+    for (int s = 0; s < 5; s++) {
+        struct ts_step_record ra, rb;
+        cr_assert_eq(ts_trainer_step(a.tr, &ra), TS_OK, "%s", ts_last_error());
+        cr_assert_eq(ts_trainer_step(b.tr, &rb), TS_OK, "%s", ts_last_error());
+        cr_assert_eq(memcmp(&ra.loss, &rb.loss, sizeof(float)), 0, "step %d: %.9g vs %.9g", s,
+                     ra.loss, rb.loss);
+        cr_assert_eq(memcmp(&ra.grad_norm, &rb.grad_norm, sizeof(float)), 0, "step %d norm", s);
+        cr_assert_eq(ra.step, s);
+        cr_assert_eq(ra.tokens, 4 * 16 * 2);
+        cr_assert_float_eq(ra.lr, ts_lr_at(&tc.lr, s), 0.0f);
+        cr_assert(isfinite(ra.loss) && ra.grad_norm > 0 && ra.step_ms > 0 && ra.tok_per_s > 0);
+    }
+    cr_assert_eq(ts_trainer_steps_done(a.tr), 5);
+    cr_assert_eq(ts_loader_position(a.loader), 5 * 2 * 4);
+
+    const int64_t n = ts_gpt_num_params(a.gpt);
+    float *pa = malloc((size_t)n * sizeof(float)), *pb = malloc((size_t)n * sizeof(float));
+    cr_assert_eq(ts_gpt_params_to_host(a.gpt, pa), TS_OK);
+    cr_assert_eq(ts_gpt_params_to_host(b.gpt, pb), TS_OK);
+    cr_assert_eq(memcmp(pa, pb, (size_t)n * sizeof(float)), 0);
+    free(pa);
+    free(pb);
+    rig_close(&a);
+    rig_close(&b);
+    free(shard);
+    test_rmdir(dir);
+}
+
+/* Training on one repeated batch must drive its loss down (the update has the right sign). */
+Test(trainer_train, loss_decreases_on_a_fixed_batch) {
+    char *dir = test_mkdtemp();
+    char *shard = write_random_shard(dir, "train.bin", 4 * 16 + 1, 5); /* exactly 4 windows */
+    struct ts_train_config tc = tiny_train(4, 16, 1);
+    tc.lr = (struct ts_lr_schedule){.max_lr = 3e-3f, .warmup = 0, .total = 30, .min_lr_frac = 1};
+    struct rig r;
+    rig_open(&r, 1, shard, 2, &tc);
+    struct ts_step_record rec;
+    float first = 0;
+    for (int s = 0; s < 30; s++) {
+        cr_assert_eq(ts_trainer_step(r.tr, &rec), TS_OK, "%s", ts_last_error());
+        if (s == 0)
+            first = rec.loss;
+    }
+    cr_assert(rec.loss < 0.5f * first, "loss %g -> %g", first, rec.loss);
+    rig_close(&r);
+    free(shard);
+    test_rmdir(dir);
+}
+
+Test(trainer_train, create_errors) {
+    char *dir = test_mkdtemp();
+    char *shard = write_random_shard(dir, "train.bin", 500, 3);
+    struct ts_train_config tc = tiny_train(2, 8, 1);
+    struct rig r;
+    rig_open(&r, 1, shard, 1, &tc);
+    ts_trainer_t *tr = NULL;
+    tc.seq_len = 16; /* the loader cuts 8 */
+    cr_assert_eq(ts_trainer_create(&tr, r.gpt, r.loader, r.comm, &tc), TS_ERR_INVALID_ARG);
+    cr_assert(strstr(ts_last_error(), "T = 8") != NULL, "%s", ts_last_error());
+    tc.seq_len = 8;
+    tc.grad_accum = 0;
+    cr_assert_eq(ts_trainer_create(&tr, r.gpt, r.loader, r.comm, &tc), TS_ERR_INVALID_ARG);
+    cr_assert_null(tr);
+    rig_close(&r);
+    free(shard);
+    test_rmdir(dir);
+}
+
+/* Eval reads from the start whatever the loader's position, restores it, and equals the mean of
+ * per-batch forward losses. */
+Test(trainer_train, eval_loss) {
+    char *dir = test_mkdtemp();
+    char *shard = write_random_shard(dir, "val.bin", 7 * 8 + 1, 9); /* 7 windows of T = 8 */
+    struct ts_backend *be = test_backend(1);
+    struct ts_gpt_config cfg = test_tiny_config();
+    ts_gpt_t *gpt = NULL;
+    ts_loader_t *l = NULL;
+    cr_assert_eq(ts_gpt_create(&gpt, &cfg, be, 2, 8), TS_OK);
+    cr_assert_eq(ts_gpt_init(gpt, 4), TS_OK);
+    cr_assert_eq(ts_loader_create(&l, shard, 8, 300), TS_OK);
+
+    double expect = 0;
+    int32_t in[16], tg[16];
+    for (int i = 0; i < 3; i++) {
+        float loss;
+        cr_assert_eq(ts_loader_next(l, 2, in, tg), TS_OK);
+        cr_assert_eq(ts_gpt_forward(gpt, in, tg, 2, 8, 0.0f, &loss), TS_OK);
+        expect += loss;
+    }
+    expect /= 3;
+    ts_loader_seek(l, 5);
+    double got = 0;
+    int64_t tokens = 0;
+    cr_assert_eq(ts_eval_loss(gpt, l, 2, 0, &got, &tokens), TS_OK, "%s", ts_last_error());
+    cr_assert_eq(tokens, 3 * 2 * 8); /* 3 full batches of 2 in 7 windows */
+    cr_assert_float_eq(got, expect, 1e-12, "%g vs %g", got, expect);
+    cr_assert_eq(ts_loader_position(l), 5);
+    double got1;
+    cr_assert_eq(ts_eval_loss(gpt, l, 2, 1, &got1, &tokens), TS_OK);
+    cr_assert_eq(tokens, 16);
+    cr_assert_eq(ts_eval_loss(gpt, l, 8, 0, &got1, &tokens), TS_ERR_INVALID_ARG);
+    ts_loader_destroy(l);
+    ts_gpt_destroy(gpt);
+    ts_backend_destroy(be);
+    free(shard);
+    test_rmdir(dir);
+}
+
+/* A non-finite gradient norm skips the update with a message naming the step. */
+Test(trainer_train, nonfinite_grad_norm) {
+    struct ts_backend *be = test_backend(1);
+    struct ts_gpt_config cfg = test_tiny_config();
+    ts_gpt_t *gpt = NULL;
+    ts_optim_t *opt = NULL;
+    cr_assert_eq(ts_gpt_create(&gpt, &cfg, be, 1, 4), TS_OK);
+    cr_assert_eq(ts_gpt_init(gpt, 1), TS_OK);
+    const struct ts_adamw_config ac = ts_adamw_defaults();
+    cr_assert_eq(ts_optim_create(&opt, gpt, &ac), TS_OK);
+    const int64_t n = ts_gpt_num_params(gpt);
+    float *before = malloc((size_t)n * sizeof(float)), *after = malloc((size_t)n * sizeof(float));
+    float *g = calloc((size_t)n, sizeof(float));
+    g[n / 2] = NAN;
+    cr_assert_eq(ts_op_upload(be, ts_gpt_grad_buffer(gpt), g, (size_t)n * sizeof(float)), TS_OK);
+    cr_assert_eq(ts_gpt_params_to_host(gpt, before), TS_OK);
+    float norm = 0;
+    cr_assert_eq(ts_optim_step(opt, 1e-3f, &norm), TS_ERR_INVALID_ARG);
+    cr_assert(strstr(ts_last_error(), "non-finite gradient norm at step 0") != NULL, "%s",
+              ts_last_error());
+    cr_assert(isnan(norm));
+    cr_assert_eq(ts_optim_step_count(opt), 0);
+    cr_assert_eq(ts_gpt_params_to_host(gpt, after), TS_OK);
+    cr_assert_eq(memcmp(before, after, (size_t)n * sizeof(float)), 0);
+
+    /* A finite gradient: norm reported, weight decay only where the table says so. Gradient 0
+     * everywhere means the update is pure decay: decayed tensors shrink, the others stay. */
+    memset(g, 0, (size_t)n * sizeof(float));
+    cr_assert_eq(ts_op_upload(be, ts_gpt_grad_buffer(gpt), g, (size_t)n * sizeof(float)), TS_OK);
+    cr_assert_eq(ts_optim_step(opt, 0.5f, &norm), TS_OK, "%s", ts_last_error());
+    cr_assert_eq(norm, 0.0f);
+    cr_assert_eq(ts_optim_step_count(opt), 1);
+    cr_assert_eq(ts_gpt_params_to_host(gpt, after), TS_OK);
+    int count;
+    const struct ts_param_info *t = ts_gpt_params(gpt, &count);
+    for (int i = 0; i < count; i++) {
+        const int64_t k = t[i].offset; /* first element */
+        const float want = t[i].decay ? before[k] * (1.0f - 0.5f * 0.1f) : before[k];
+        cr_assert_float_eq(after[k], want, 1e-7f, "%s: %g -> %g", t[i].name, before[k], after[k]);
+    }
+    free(before);
+    free(after);
+    free(g);
+    ts_optim_destroy(opt);
+    ts_gpt_destroy(gpt);
+    ts_backend_destroy(be);
+}
+
+Test(trainer_weights, roundtrip_and_errors) {
+    char *dir = test_mkdtemp();
+    char *path = test_path(dir, "model.bin");
+    struct ts_backend *be = test_backend(1);
+    struct ts_gpt_config cfg = test_tiny_config();
+    ts_gpt_t *a = NULL, *b = NULL;
+    cr_assert_eq(ts_gpt_create(&a, &cfg, be, 1, 4), TS_OK);
+    cr_assert_eq(ts_gpt_init(a, 77), TS_OK);
+    cr_assert_eq(ts_weights_save(a, path), TS_OK, "%s", ts_last_error());
+
+    struct ts_gpt_config rc;
+    cr_assert_eq(ts_weights_read_config(path, &rc), TS_OK, "%s", ts_last_error());
+    cr_assert_eq(rc.vocab_size, 300);
+    cr_assert_eq(rc.padded_vocab_size, 384);
+    cr_assert_eq(rc.num_layers, 2);
+    cr_assert_eq(rc.channels, 64);
+    cr_assert_eq(ts_gpt_create(&b, &rc, be, 1, 4), TS_OK);
+    cr_assert_eq(ts_weights_load(b, path), TS_OK, "%s", ts_last_error());
+    const int64_t n = ts_gpt_num_params(a);
+    float *pa = malloc((size_t)n * sizeof(float)), *pb = malloc((size_t)n * sizeof(float));
+    cr_assert_eq(ts_gpt_params_to_host(a, pa), TS_OK);
+    cr_assert_eq(ts_gpt_params_to_host(b, pb), TS_OK);
+    cr_assert_eq(memcmp(pa, pb, (size_t)n * sizeof(float)), 0);
+    /* No temporary file is left behind. */
+    char *tmp = test_path(dir, "model.bin.tmp");
+    FILE *f = fopen(tmp, "rb");
+    cr_assert_null(f);
+
+    /* A model of another shape refuses the file. */
+    ts_gpt_t *c = NULL;
+    struct ts_gpt_config other = cfg;
+    other.num_layers = 1;
+    cr_assert_eq(ts_gpt_create(&c, &other, be, 1, 4), TS_OK);
+    cr_assert_eq(ts_weights_load(c, path), TS_ERR_INVALID_ARG);
+    cr_assert(strstr(ts_last_error(), "differs") != NULL, "%s", ts_last_error());
+    /* Truncated, and not a model file at all. */
+    f = fopen(path, "r+b");
+    cr_assert_not_null(f);
+    cr_assert_eq(ftruncate(fileno(f), 1024 + 100), 0);
+    fclose(f);
+    cr_assert_eq(ts_weights_load(b, path), TS_ERR_FORMAT);
+    cr_assert(strstr(ts_last_error(), "truncated") != NULL, "%s", ts_last_error());
+    f = fopen(path, "r+b");
+    const int32_t junk = 1;
+    fwrite(&junk, sizeof(junk), 1, f);
+    fclose(f);
+    cr_assert_eq(ts_weights_read_config(path, &rc), TS_ERR_FORMAT);
+    cr_assert(strstr(ts_last_error(), "magic 1") != NULL, "%s", ts_last_error());
+    free(pa);
+    free(pb);
+    free(tmp);
+    free(path);
+    ts_gpt_destroy(a);
+    ts_gpt_destroy(b);
+    ts_gpt_destroy(c);
+    ts_backend_destroy(be);
+    test_rmdir(dir);
+}
