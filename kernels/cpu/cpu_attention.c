@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "kernels/cpu/cpu_impl.h"
+#include "kernels/cpu/cpu_math.h"
 
 ts_status ts_cpu_attention_forward(struct ts_backend *be, const struct ts_tensor *out,
                                    const struct ts_tensor *att, const struct ts_tensor *qkv,
@@ -36,11 +37,11 @@ ts_status ts_cpu_attention_forward(struct ts_backend *be, const struct ts_tensor
                     arow[t2] = s;
                     mx = s > mx ? s : mx;
                 }
+                for (int64_t t2 = 0; t2 <= t; t2++)
+                    arow[t2] = ts_cpu_expf(arow[t2] - mx);
                 float sum = 0.0f;
-                for (int64_t t2 = 0; t2 <= t; t2++) {
-                    arow[t2] = expf(arow[t2] - mx);
+                for (int64_t t2 = 0; t2 <= t; t2++)
                     sum += arow[t2];
-                }
                 float inv = 1.0f / sum;
                 for (int64_t t2 = 0; t2 <= t; t2++)
                     arow[t2] *= inv;

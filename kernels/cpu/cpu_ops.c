@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "kernels/cpu/cpu_impl.h"
+#include "kernels/cpu/cpu_math.h"
 #include "kernels/rng.h"
 
 /* Below this many elements a parallel region costs more than it saves. */
@@ -291,7 +292,7 @@ ts_status ts_cpu_gelu_forward(struct ts_backend *be, const struct ts_tensor *out
     for (int64_t i = 0; i < n; i++) {
         float xi = x[i];
         float cube = 0.044715f * xi * xi * xi;
-        o[i] = 0.5f * xi * (1.0f + tanhf(GELU_SCALE * (xi + cube)));
+        o[i] = 0.5f * xi * (1.0f + ts_cpu_tanhf(GELU_SCALE * (xi + cube)));
     }
     return TS_OK;
 }
@@ -306,7 +307,7 @@ ts_status ts_cpu_gelu_backward(struct ts_backend *be, const struct ts_tensor *di
     for (int64_t i = 0; i < n; i++) {
         float xi = x[i];
         float cube = 0.044715f * xi * xi * xi;
-        float th = tanhf(GELU_SCALE * (xi + cube));
+        float th = ts_cpu_tanhf(GELU_SCALE * (xi + cube));
         float sech2 = 1.0f - th * th;
         float local = 0.5f * (1.0f + th) +
                       xi * 0.5f * sech2 * GELU_SCALE * (1.0f + 3.0f * 0.044715f * xi * xi);
@@ -329,6 +330,8 @@ ts_status ts_cpu_residual_forward(struct ts_backend *be, const struct ts_tensor 
 
 /* ---- loss ---- */
 
+#define XENT_CHUNK 512
+
 /* One row at a time: max, then exp written back into the row (when the gradient is wanted) so
  * it is computed once, then the row is turned into dlogits. The sum is kept in double. */
 ts_status ts_cpu_softmax_xent(struct ts_backend *be, const struct ts_tensor *losses,
@@ -350,16 +353,24 @@ ts_status ts_cpu_softmax_xent(struct ts_backend *be, const struct ts_tensor *los
         for (int64_t v = 0; v < V; v++)
             mx = row[v] > mx ? row[v] : mx;
         float target_logit = row[tg[n]];
-        double sum = 0.0;
-        if (with_grad) {
-            for (int64_t v = 0; v < V; v++) {
-                row[v] = expf(row[v] - mx);
-                sum += row[v];
-            }
-        } else {
-            for (int64_t v = 0; v < V; v++)
-                sum += expf(row[v] - mx);
+        /* exp into the row itself when it becomes the gradient, else a chunk at a time into a
+         * stack buffer; summed in double with four accumulators in a fixed order */
+        double acc[4] = {0, 0, 0, 0};
+        for (int64_t v0 = 0; v0 < V; v0 += XENT_CHUNK) {
+            int64_t len = V - v0 < XENT_CHUNK ? V - v0 : XENT_CHUNK;
+            float tmp[XENT_CHUNK];
+            float *e = with_grad ? row + v0 : tmp;
+            const float *src = row + v0;
+            for (int64_t v = 0; v < len; v++)
+                e[v] = ts_cpu_expf(src[v] - mx);
+            int64_t v = 0;
+            for (; v + 4 <= len; v += 4)
+                for (int j = 0; j < 4; j++)
+                    acc[j] += e[v + j];
+            for (; v < len; v++)
+                acc[0] += e[v];
         }
+        double sum = (acc[0] + acc[1]) + (acc[2] + acc[3]);
         ls[n] = (float)(log(sum) + (double)mx - (double)target_logit);
         if (with_grad) {
             float inv = (float)(1.0 / sum);
