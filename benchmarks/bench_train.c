@@ -92,6 +92,7 @@ static int run_config(const struct bench_config *bc, int B, int T, int steps, in
     for (int i = 0; i < B * T + 1; i++)
         inp[i] = (int32_t)(ts_rng_u64(42, (uint64_t)i) % (uint64_t)bc->vocab);
     int warmup = 2;
+    struct rusage ru0;
     for (int s = 0; s < warmup + steps; s++) {
         float loss = 0.0f, norm = 0.0f;
         double t0 = now_s();
@@ -101,6 +102,8 @@ static int run_config(const struct bench_config *bc, int B, int T, int steps, in
             fprintf(stderr, "bench_train: %s\n", ts_last_error());
             return 1;
         }
+        if (s == warmup - 1)
+            getrusage(RUSAGE_SELF, &ru0);
         if (s >= warmup)
             times[s - warmup] = now_s() - t0;
         if (s == 0)
@@ -116,6 +119,8 @@ static int run_config(const struct bench_config *bc, int B, int T, int steps, in
     double flop_per_tok = 6.0 * n + 12.0 * cfg.num_layers * cfg.channels * T;
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
+    /* Page faults during the timed steps: allocation inside the step loop would show up here. */
+    long step_faults = ru.ru_minflt - ru0.ru_minflt;
     double sg = sgemm_gflops(info.threads, B * T, 4 * cfg.channels, cfg.channels);
     double sg_big = sgemm_gflops(info.threads, 1024, 1024, 1024);
     struct utsname un;
@@ -124,13 +129,14 @@ static int run_config(const struct bench_config *bc, int B, int T, int steps, in
            "\"heads\":%d,\"vocab\":%d,\"batch\":%d,\"seq\":%d,\"params\":%" PRId64
            ",\"steps\":%d,\"median_step_ms\":%.2f,\"tok_per_s\":%.1f,\"gflops\":%.1f,"
            "\"sgemm_gflops_mlp_shape\":%.1f,\"sgemm_gflops_1024\":%.1f,"
-           "\"ratio_to_sgemm\":%.3f,\"peak_rss_mb\":%.0f,\"threads\":%d,\"blas\":\"%s\","
+           "\"ratio_to_sgemm\":%.3f,\"peak_rss_mb\":%.0f,\"page_faults_in_steps\":%ld,\"threads\":%"
+           "d,\"blas\":\"%s\","
            "\"machine\":\"%s %s\",\"loss_first\":%.4f,\"loss_last\":%.4f,\"ok\":%s}\n",
            bc->name, cfg.num_layers, cfg.channels, cfg.num_heads, cfg.vocab_size, B, T,
            ts_gpt_num_params(gpt), steps, step_s * 1e3, tok_s, tok_s * flop_per_tok / 1e9, sg,
-           sg_big, tok_s * flop_per_tok / 1e9 / sg_big, (double)ru.ru_maxrss / 1024.0, info.threads,
-           info.detail, un.nodename, un.machine, (double)first_loss, (double)last_loss,
-           ok ? "true" : "false");
+           sg_big, tok_s * flop_per_tok / 1e9 / sg_big, (double)ru.ru_maxrss / 1024.0, step_faults,
+           info.threads, info.detail, un.nodename, un.machine, (double)first_loss,
+           (double)last_loss, ok ? "true" : "false");
     fflush(stdout);
     ts_optim_destroy(opt);
     ts_gpt_destroy(gpt);
