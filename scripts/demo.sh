@@ -6,7 +6,7 @@ set -euo pipefail
 build=${1:-build}
 tessera="$build/launch/tessera"
 out=${DEMO_OUT:-runs/demo}
-steps=${DEMO_STEPS:-300}
+steps=${DEMO_STEPS:-450}
 
 mapfile -t corpus < <(find /usr/share/common-licenses -maxdepth 1 -type f | sort)
 if [ ${#corpus[@]} -eq 0 ]; then
@@ -20,7 +20,7 @@ echo "== 1/3 prepare: ${#corpus[@]} license texts -> byte-level token shards"
 echo "== 2/3 train: 4 layers, 4 heads, 128 channels, seq 64, batch 16, $steps steps on the CPU"
 "$tessera" train --data "$out/data/train_*.bin" --val-data "$out/data/val.bin" \
   --vocab-size 256 --layers 4 --heads 4 --channels 128 --seq-len 64 --batch 16 \
-  --steps "$steps" --lr 2e-3 --warmup 20 --eval-every 100 --eval-batches 16 --log-every 20 \
+  --steps "$steps" --lr 2e-3 --warmup 20 --eval-every 150 --eval-batches 16 --log-every 20 \
   --seed 1337 --out "$out/run" --overwrite
 
 echo "== 3/3 eval: the trained model on held-out text"
