@@ -95,6 +95,12 @@ struct ts_backend {
                                     const struct ts_tensor *scratch, const struct ts_tensor *dout,
                                     const struct ts_tensor *qkv, const struct ts_tensor *att,
                                     int num_heads);
+    /* One query position against a KV cache, for incremental decoding. cache (B,S,3C) holds the
+     * qkv rows of positions 0..pos (rows after pos are never read); the query is row pos.
+     * out (B,C) = what attention_forward computes for row pos; scratch (B,NH,S) is clobbered. */
+    ts_status (*attention_decode)(struct ts_backend *be, const struct ts_tensor *out,
+                                  const struct ts_tensor *scratch, const struct ts_tensor *cache,
+                                  int pos, int num_heads);
     /* out = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
     ts_status (*gelu_forward)(struct ts_backend *be, const struct ts_tensor *out,
                               const struct ts_tensor *inp);

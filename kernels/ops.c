@@ -498,6 +498,32 @@ ts_status ts_op_attention_backward(struct ts_backend *be, const struct ts_tensor
     return be->attention_backward(be, dqkv, scratch, dout, qkv, att, num_heads);
 }
 
+ts_status ts_op_attention_decode(struct ts_backend *be, const struct ts_tensor *out,
+                                 const struct ts_tensor *scratch, const struct ts_tensor *cache,
+                                 int pos, int num_heads) {
+    const char *op = "attention_decode";
+    TS_CHECK(need_backend(op, be, be && be->attention_decode));
+    int64_t B = 0, S = 0, C = 0;
+    TS_CHECK(check_qkv(op, "cache", cache, num_heads, &B, &S, &C));
+    if (pos < 0 || pos >= S)
+        return ts_error(TS_ERR_INVALID_ARG, "%s: pos %d outside the cache's %lld positions", op,
+                        pos, (long long)S);
+    TS_CHECK(need(op, "out", out, TS_DTYPE_F32));
+    if (out->ndim != 2 || out->shape[0] != B || out->shape[1] != C)
+        return ts_error(TS_ERR_INVALID_ARG, "%s: out has shape %s, expected (B, C) = (%lld, %lld)",
+                        op, shape_of(out).s, (long long)B, (long long)C);
+    TS_CHECK(need(op, "scratch", scratch, TS_DTYPE_F32));
+    if (scratch->ndim != 3 || scratch->shape[0] != B || scratch->shape[1] != num_heads ||
+        scratch->shape[2] != S)
+        return ts_error(TS_ERR_INVALID_ARG,
+                        "%s: scratch has shape %s, expected (B, NH, S) = (%lld, %d, %lld)", op,
+                        shape_of(scratch).s, (long long)B, num_heads, (long long)S);
+    TS_CHECK(need_disjoint(op, "out", out, "cache", cache));
+    TS_CHECK(need_disjoint(op, "scratch", scratch, "cache", cache));
+    TS_CHECK(need_disjoint(op, "out", out, "scratch", scratch));
+    return be->attention_decode(be, out, scratch, cache, pos, num_heads);
+}
+
 /* ---- pointwise ---- */
 
 ts_status ts_op_gelu_forward(struct ts_backend *be, const struct ts_tensor *out,

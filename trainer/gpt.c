@@ -548,6 +548,14 @@ ts_status ts_gpt_backward(ts_gpt_t *g) {
     return TS_OK;
 }
 
+ts_status ts_gpt_logits(const ts_gpt_t *g, struct ts_tensor *out) {
+    if (g->fwd_B == 0)
+        return ts_error(TS_ERR_INVALID_ARG, "gpt logits: no forward has run yet");
+    const int B = g->fwd_B, T = g->fwd_T;
+    *out = ACT3(A_LOGITS, 0, g->cfg.padded_vocab_size);
+    return TS_OK;
+}
+
 ts_status ts_gpt_zero_grad(ts_gpt_t *g) { return ts_op_zero(g->be, &g->grads); }
 
 /* ---- host copies ---- */

@@ -75,6 +75,10 @@ ts_status ts_gpt_init(ts_gpt_t *gpt, uint64_t seed) TS_MUST_CHECK;
 ts_status ts_gpt_forward(ts_gpt_t *gpt, const int32_t *inputs, const int32_t *targets, int B, int T,
                          float dloss, float *mean_loss) TS_MUST_CHECK;
 
+/* The logits of the last forward, (B, T, Vp) f32 in backend memory (read with ts_op_download).
+ * Valid after a forward without targets; a forward with a gradient overwrites them with dlogits. */
+ts_status ts_gpt_logits(const ts_gpt_t *gpt, struct ts_tensor *out) TS_MUST_CHECK;
+
 /* Backward of the last forward (which must have had targets and dloss != 0); gradients
  * accumulate (+=). It consumes the forward's dlogits: a second call without a new forward is an
  * error. */

@@ -11,6 +11,40 @@
 #include "kernels/cpu/cpu_impl.h"
 #include "kernels/cpu/cpu_math.h"
 
+/* One query row of one head: arow[0..t] = softmax(q . k[t2] * scale) over t2 <= t, and
+ * orow = sum_t2 arow[t2] v[t2]. base points at this head's columns of position 0 (q at +0, k at
+ * +C, v at +2C, rows C3 apart). Forward and decode share it, so they agree to the bit. */
+static void attend_row(const float *base, int64_t t, int64_t C3, int64_t C, int64_t HS, float scale,
+                       float *arow, float *orow) {
+    const float *q = base + t * C3;
+    float mx = -INFINITY;
+    for (int64_t t2 = 0; t2 <= t; t2++) {
+        const float *k = base + t2 * C3 + C;
+        float s = 0.0f;
+        for (int64_t i = 0; i < HS; i++)
+            s += q[i] * k[i];
+        s *= scale;
+        arow[t2] = s;
+        mx = s > mx ? s : mx;
+    }
+    for (int64_t t2 = 0; t2 <= t; t2++)
+        arow[t2] = ts_cpu_expf(arow[t2] - mx);
+    float sum = 0.0f;
+    for (int64_t t2 = 0; t2 <= t; t2++)
+        sum += arow[t2];
+    float inv = 1.0f / sum;
+    for (int64_t t2 = 0; t2 <= t; t2++)
+        arow[t2] *= inv;
+    for (int64_t i = 0; i < HS; i++)
+        orow[i] = 0.0f;
+    for (int64_t t2 = 0; t2 <= t; t2++) {
+        const float *v = base + t2 * C3 + 2 * C;
+        float w = arow[t2];
+        for (int64_t i = 0; i < HS; i++)
+            orow[i] += w * v[i];
+    }
+}
+
 ts_status ts_cpu_attention_forward(struct ts_backend *be, const struct ts_tensor *out,
                                    const struct ts_tensor *att, const struct ts_tensor *qkv,
                                    int num_heads) {
@@ -25,40 +59,30 @@ ts_status ts_cpu_attention_forward(struct ts_backend *be, const struct ts_tensor
         for (int64_t h = 0; h < NH; h++) {
             const float *base = in + b * T * C3 + h * HS;
             for (int64_t t = 0; t < T; t++) {
-                const float *q = base + t * C3;
                 float *arow = a + ((b * NH + h) * T + t) * T;
-                float mx = -INFINITY;
-                for (int64_t t2 = 0; t2 <= t; t2++) {
-                    const float *k = base + t2 * C3 + C;
-                    float s = 0.0f;
-                    for (int64_t i = 0; i < HS; i++)
-                        s += q[i] * k[i];
-                    s *= scale;
-                    arow[t2] = s;
-                    mx = s > mx ? s : mx;
-                }
-                for (int64_t t2 = 0; t2 <= t; t2++)
-                    arow[t2] = ts_cpu_expf(arow[t2] - mx);
-                float sum = 0.0f;
-                for (int64_t t2 = 0; t2 <= t; t2++)
-                    sum += arow[t2];
-                float inv = 1.0f / sum;
-                for (int64_t t2 = 0; t2 <= t; t2++)
-                    arow[t2] *= inv;
+                attend_row(base, t, C3, C, HS, scale, arow, o + (b * T + t) * C + h * HS);
                 for (int64_t t2 = t + 1; t2 < T; t2++)
                     arow[t2] = 0.0f;
-                float *orow = o + (b * T + t) * C + h * HS;
-                for (int64_t i = 0; i < HS; i++)
-                    orow[i] = 0.0f;
-                for (int64_t t2 = 0; t2 <= t; t2++) {
-                    const float *v = base + t2 * C3 + 2 * C;
-                    float w = arow[t2];
-                    for (int64_t i = 0; i < HS; i++)
-                        orow[i] += w * v[i];
-                }
             }
         }
     }
+    return TS_OK;
+}
+
+ts_status ts_cpu_attention_decode(struct ts_backend *be, const struct ts_tensor *out,
+                                  const struct ts_tensor *scratch, const struct ts_tensor *cache,
+                                  int pos, int num_heads) {
+    int nt = cpu_ctx_of(be)->threads;
+    int64_t B = cache->shape[0], S = cache->shape[1], C3 = cache->shape[2], C = C3 / 3;
+    int64_t NH = num_heads, HS = C / NH;
+    float scale = 1.0f / sqrtf((float)HS);
+    const float *in = f32(cache);
+    float *o = f32(out), *sc = f32(scratch);
+#pragma omp parallel for collapse(2) num_threads(nt) schedule(static) if (B * NH * pos > 4096)
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t h = 0; h < NH; h++)
+            attend_row(in + b * S * C3 + h * HS, pos, C3, C, HS, scale, sc + (b * NH + h) * S,
+                       o + b * C + h * HS);
     return TS_OK;
 }
 

@@ -134,6 +134,7 @@ ts_status ts_cpu_backend_create(struct ts_backend **out, const struct ts_cpu_opt
     be->matmul_backward = ts_cpu_matmul_backward;
     be->attention_forward = ts_cpu_attention_forward;
     be->attention_backward = ts_cpu_attention_backward;
+    be->attention_decode = ts_cpu_attention_decode;
     be->gelu_forward = ts_cpu_gelu_forward;
     be->gelu_backward = ts_cpu_gelu_backward;
     be->residual_forward = ts_cpu_residual_forward;

@@ -61,6 +61,9 @@ ts_status ts_cpu_attention_backward(struct ts_backend *be, const struct ts_tenso
                                     const struct ts_tensor *scratch, const struct ts_tensor *dout,
                                     const struct ts_tensor *qkv, const struct ts_tensor *att,
                                     int num_heads);
+ts_status ts_cpu_attention_decode(struct ts_backend *be, const struct ts_tensor *out,
+                                  const struct ts_tensor *scratch, const struct ts_tensor *cache,
+                                  int pos, int num_heads);
 
 /* cpu_optim.c */
 ts_status ts_cpu_adamw(struct ts_backend *be, const struct ts_tensor *param,

@@ -89,3 +89,31 @@ Test(kernels_attention, backward_matches_finite_differences) {
     free(f.qkv), free(f.out), free(f.att), free(f.wout);
     ts_backend_destroy(f.be);
 }
+
+/* Decoding position t against a cache of S >= T rows gives exactly forward's row t. */
+Test(kernels_attention, decode_equals_forward_rows) {
+    struct ts_backend *be = th_backend(TS_BLAS_AUTO);
+    enum { S = 7 };
+    float *qkv = th_alloc(B * T * C3), *out = th_alloc(B * T * C), *att = th_alloc(B * NH * T * T);
+    float *cache = th_alloc(B * S * C3), *row = th_alloc(B * C), *scratch = th_alloc(B * NH * S);
+    th_rand(qkv, B * T * C3, 41, 1.5f);
+    th_rand(cache, B * S * C3, 42, 100.0f); /* rows past pos hold junk that must be ignored */
+    for (int b = 0; b < B; b++)
+        memcpy(cache + b * S * C3, qkv + b * T * C3, sizeof(float) * T * C3);
+    struct ts_tensor tq = ts_tensor_3d(qkv, F32, B, T, C3), to = ts_tensor_3d(out, F32, B, T, C);
+    struct ts_tensor ta = ts_tensor_4d(att, F32, B, NH, T, T);
+    cr_assert_eq(ts_op_attention_forward(be, &to, &ta, &tq, NH), TS_OK, "%s", ts_last_error());
+    struct ts_tensor tc = ts_tensor_3d(cache, F32, B, S, C3), tr = ts_tensor_2d(row, F32, B, C);
+    struct ts_tensor ts = ts_tensor_3d(scratch, F32, B, NH, S);
+    for (int t = 0; t < T; t++) {
+        cr_assert_eq(ts_op_attention_decode(be, &tr, &ts, &tc, t, NH), TS_OK, "%s",
+                     ts_last_error());
+        for (int b = 0; b < B; b++)
+            cr_expect_eq(memcmp(row + b * C, out + (b * T + t) * C, sizeof(float) * C), 0,
+                         "b %d, t %d differs", b, t);
+    }
+    cr_expect_neq(ts_op_attention_decode(be, &tr, &ts, &tc, S, NH), TS_OK);
+    cr_expect_not_null(strstr(ts_last_error(), "attention_decode"));
+    free(qkv), free(out), free(att), free(cache), free(row), free(scratch);
+    ts_backend_destroy(be);
+}
