@@ -1,7 +1,8 @@
 /* comm_single.c: the built-in communicator of one process.
  *
  * A group of one: every reduction of a single contribution is that contribution (sum, average
- * and max alike), broadcast and barrier have nothing to do. It lets the trainer call its
+ * and max alike), broadcast and barrier have nothing to do, a reduce-scatter is a copy of the
+ * one part, an all-gather in place has nothing to gather. It lets the trainer call its
  * collectives unconditionally, so single-process and multi-rank runs share one code path. */
 #include <stdlib.h>
 
@@ -25,6 +26,37 @@ static ts_status single_all_reduce_host(ts_comm_t *comm, double *buf, int count,
 
 static ts_status single_barrier(ts_comm_t *comm) { return TS_OK; }
 
+static ts_status single_all_reduce_start(ts_comm_t *comm, float *data, int64_t n,
+                                         struct ts_comm_req *req) {
+    return TS_OK;
+}
+
+static ts_status single_reduce_scatter_start(ts_comm_t *comm, float *data, const int *counts,
+                                             struct ts_comm_req *req) {
+    return TS_OK;
+}
+
+static ts_status single_all_gather_start(ts_comm_t *comm, float *data, const int *counts,
+                                         const int *displs, struct ts_comm_req *req) {
+    return TS_OK;
+}
+
+static ts_status single_test(ts_comm_t *comm, struct ts_comm_req *req, bool *done) {
+    *done = true;
+    return TS_OK;
+}
+
+static ts_status single_wait(ts_comm_t *comm, struct ts_comm_req *req) { return TS_OK; }
+
+static ts_status single_all_gather_u64(ts_comm_t *comm, uint64_t value, uint64_t *out) {
+    out[0] = value;
+    return TS_OK;
+}
+
+static ts_status single_split(ts_comm_t *comm, int color, int key, ts_comm_t **out) {
+    return ts_comm_create_single(out);
+}
+
 static const struct ts_comm_ops single_ops = {
     .name = "single",
     .destroy = single_destroy,
@@ -32,6 +64,14 @@ static const struct ts_comm_ops single_ops = {
     .broadcast_host = single_broadcast_host,
     .all_reduce_host = single_all_reduce_host,
     .barrier = single_barrier,
+    .all_reduce_start = single_all_reduce_start,
+    .reduce_scatter_start = single_reduce_scatter_start,
+    .all_gather_start = single_all_gather_start,
+    .test = single_test,
+    .wait = single_wait,
+    .all_gather_u64 = single_all_gather_u64,
+    .split = single_split,
+    .abort = NULL,
 };
 
 ts_status ts_comm_create_single(ts_comm_t **out) {
@@ -43,6 +83,7 @@ ts_status ts_comm_create_single(ts_comm_t **out) {
     comm->rank = 0;
     comm->size = 1;
     comm->local_rank = 0;
+    comm->local_size = 1;
     *out = comm;
     return TS_OK;
 }

@@ -1,0 +1,25 @@
+/* grid.h: the process grid: the world split into tensor- and data-parallel groups.
+ *
+ * World rank w sits at (dp_rank, tp_rank) = (w / tp, w % tp): a tensor-parallel group is tp
+ * consecutive ranks (on one host when ranks are placed by host, as mpirun and srun do), a
+ * data-parallel group is the ranks with the same tp_rank. Tensor parallelism is not used yet
+ * (tp = 1), but the groups exist so the trainer already reduces gradients over `dp`, not the
+ * world. */
+#ifndef TS_GRID_H
+#define TS_GRID_H
+
+#include "comm/comm.h"
+
+struct ts_grid {
+    ts_comm_t *world; /* borrowed */
+    ts_comm_t *dp;    /* owned */
+    ts_comm_t *tp;    /* owned */
+    int dp_size, dp_rank;
+    int tp_size, tp_rank;
+};
+
+/* Collective over world. tp must divide the world size. */
+ts_status ts_grid_init(struct ts_grid *g, ts_comm_t *world, int tp) TS_MUST_CHECK;
+void ts_grid_deinit(struct ts_grid *g);
+
+#endif
