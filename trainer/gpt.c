@@ -80,6 +80,9 @@ struct ts_gpt {
     struct ts_tensor tokens, targets; /* (max_batch * max_seq) i32 */
     float *host_losses;               /* (max_batch * max_seq) */
 
+    ts_gpt_grad_hook hook; /* backward's progress callback (may be NULL) */
+    void *hook_ctx;
+
     int fwd_B, fwd_T; /* shape of the last forward */
     bool grad_ready;  /* the last forward left dlogits for backward */
 };
@@ -540,12 +543,24 @@ ts_status ts_gpt_backward(ts_gpt_t *g) {
     TS_CHECK(ts_op_zero(be, &dres));
     TS_CHECK(ts_op_layernorm_backward(be, &dres, &dw[0], &dw[1], &dln, &last, &w[0], &lnf_mean,
                                       &lnf_rstd));
-    for (int l = L - 1; l >= 0; l--)
+    if (g->hook != NULL)
+        TS_CHECK(g->hook(g->hook_ctx, g->table[2 + P_PER_LAYER * L].offset));
+    for (int l = L - 1; l >= 0; l--) {
         TS_CHECK(block_backward(g, l, B, T));
+        if (g->hook != NULL)
+            TS_CHECK(g->hook(g->hook_ctx, g->table[2 + P_PER_LAYER * l].offset));
+    }
     const struct ts_tensor tokens = shaped(g->tokens, 2, B, T, 1, 1);
     const struct ts_tensor dres3 = ACT3(A_DRES, 0, C);
     TS_CHECK(ts_op_encoder_backward(be, &g->gview[0], &g->gview[1], &dres3, &tokens));
+    if (g->hook != NULL)
+        TS_CHECK(g->hook(g->hook_ctx, 0));
     return TS_OK;
+}
+
+void ts_gpt_set_grad_hook(ts_gpt_t *g, ts_gpt_grad_hook fn, void *ctx) {
+    g->hook = fn;
+    g->hook_ctx = ctx;
 }
 
 ts_status ts_gpt_logits(const ts_gpt_t *g, struct ts_tensor *out) {

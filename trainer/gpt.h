@@ -86,6 +86,15 @@ ts_status ts_gpt_backward(ts_gpt_t *gpt) TS_MUST_CHECK;
 
 ts_status ts_gpt_zero_grad(ts_gpt_t *gpt) TS_MUST_CHECK;
 
+/* Called during ts_gpt_backward each time a further range of the flat gradient buffer has its
+ * final value for this backward: every gradient at flat offset >= final_from is final. Backward
+ * runs in reverse, so the calls come after ln_f (final_from = offset of ln_f.weight), after
+ * each block l from L-1 down to 0 (offset of h.l), and at the end (0: wte and wpe, which the
+ * classifier and the encoder both touch). The trainer starts bucket reductions from it. A
+ * failing hook stops backward with its status. NULL removes the hook. */
+typedef ts_status (*ts_gpt_grad_hook)(void *ctx, int64_t final_from);
+void ts_gpt_set_grad_hook(ts_gpt_t *gpt, ts_gpt_grad_hook fn, void *ctx);
+
 /* Copies all parameters to/from host fp32 in table order (ts_gpt_num_params floats). */
 ts_status ts_gpt_params_to_host(ts_gpt_t *gpt, float *host) TS_MUST_CHECK;
 ts_status ts_gpt_params_from_host(ts_gpt_t *gpt, const float *host) TS_MUST_CHECK;
