@@ -13,7 +13,8 @@
 struct ts_optim {
     ts_gpt_t *gpt;
     struct ts_adamw_config cfg;
-    struct ts_tensor m, v;    /* flat (num_params) f32 */
+    int64_t begin, end;       /* the flat range this optimizer owns */
+    struct ts_tensor m, v;    /* flat (end - begin) f32 */
     struct ts_tensor norm_sq; /* (1) f32 */
     int step;                 /* updates done */
 };
@@ -39,19 +40,34 @@ static ts_status check_config(const struct ts_adamw_config *c) {
 }
 
 ts_status ts_optim_create(ts_optim_t **out, ts_gpt_t *gpt, const struct ts_adamw_config *cfg) {
+    if (gpt == NULL) {
+        if (out != NULL)
+            *out = NULL;
+        return ts_error(TS_ERR_INVALID_ARG, "optim create: model and config are required");
+    }
+    return ts_optim_create_range(out, gpt, cfg, 0, ts_gpt_num_params(gpt));
+}
+
+ts_status ts_optim_create_range(ts_optim_t **out, ts_gpt_t *gpt, const struct ts_adamw_config *cfg,
+                                int64_t begin, int64_t end) {
     if (out == NULL)
         return ts_error(TS_ERR_INVALID_ARG, "optim create: out is NULL");
     *out = NULL;
     if (gpt == NULL || cfg == NULL)
         return ts_error(TS_ERR_INVALID_ARG, "optim create: model and config are required");
     TS_CHECK(check_config(cfg));
+    if (begin < 0 || end < begin || end > ts_gpt_num_params(gpt))
+        return ts_error(TS_ERR_INVALID_ARG, "optim create: range [%lld, %lld) outside [0, %lld]",
+                        (long long)begin, (long long)end, (long long)ts_gpt_num_params(gpt));
     struct ts_optim *o = calloc(1, sizeof(*o));
     if (o == NULL)
         return ts_error(TS_ERR_OOM, "optim create: out of memory");
     o->gpt = gpt;
     o->cfg = *cfg;
+    o->begin = begin;
+    o->end = end;
     struct ts_backend *be = ts_gpt_backend(gpt);
-    const int64_t n = ts_gpt_num_params(gpt), one = 1;
+    const int64_t n = end - begin, one = 1;
     ts_status st;
     TS_CHECK_GOTO(ts_op_alloc(be, &o->m, TS_DTYPE_F32, 1, &n), st, fail);
     TS_CHECK_GOTO(ts_op_alloc(be, &o->v, TS_DTYPE_F32, 1, &n), st, fail);
@@ -74,30 +90,39 @@ void ts_optim_destroy(ts_optim_t *o) {
     free(o);
 }
 
-/* The same tensor of the table in another flat buffer laid out like the parameters. */
-static struct ts_tensor view_like(const struct ts_tensor *flat, const struct ts_param_info *p) {
+/* A 1-D view of elements [from, to) of the flat buffer `flat`, which starts at flat element
+ * `base` (0 for the parameters and gradients, begin for the moments). */
+static struct ts_tensor flat_view(const struct ts_tensor *flat, int64_t base, int64_t from,
+                                  int64_t to) {
     struct ts_tensor t = *flat;
-    t.data = (char *)flat->data + (size_t)p->offset * sizeof(float);
-    t.ndim = p->ndim;
+    t.data = (char *)flat->data + (size_t)(from - base) * sizeof(float);
+    t.ndim = 1;
     for (int i = 0; i < TS_MAX_DIMS; i++)
-        t.shape[i] = p->shape[i];
+        t.shape[i] = 1;
+    t.shape[0] = to - from;
     return t;
 }
 
-ts_status ts_optim_step(ts_optim_t *o, float lr, float *grad_norm) {
+ts_status ts_optim_sum_squares(ts_optim_t *o, double *sum_sq) {
+    struct ts_backend *be = ts_gpt_backend(o->gpt);
+    float ss = 0;
+    *sum_sq = 0;
+    if (o->end == o->begin)
+        return TS_OK;
+    const struct ts_tensor g = flat_view(ts_gpt_grad_buffer(o->gpt), 0, o->begin, o->end);
+    TS_CHECK(ts_op_sum_squares(be, &o->norm_sq, &g));
+    TS_CHECK(ts_op_download(be, &ss, &o->norm_sq, sizeof(ss)));
+    *sum_sq = (double)ss;
+    return TS_OK;
+}
+
+ts_status ts_optim_update(ts_optim_t *o, float lr, double norm) {
     struct ts_backend *be = ts_gpt_backend(o->gpt);
     const struct ts_tensor *params = ts_gpt_param_buffer(o->gpt);
     const struct ts_tensor *grads = ts_gpt_grad_buffer(o->gpt);
     if (!isfinite(lr) || lr < 0)
         return ts_error(TS_ERR_INVALID_ARG, "optim step %d: learning rate %g is not >= 0", o->step,
                         (double)lr);
-
-    float sum_sq = 0;
-    TS_CHECK(ts_op_sum_squares(be, &o->norm_sq, grads));
-    TS_CHECK(ts_op_download(be, &sum_sq, &o->norm_sq, sizeof(sum_sq)));
-    const double norm = sqrt((double)sum_sq);
-    if (grad_norm != NULL)
-        *grad_norm = (float)norm;
     if (!isfinite(norm))
         return ts_error(TS_ERR_INVALID_ARG,
                         "non-finite gradient norm at step %d (%g): update skipped; the run "
@@ -111,18 +136,38 @@ ts_status ts_optim_step(ts_optim_t *o, float lr, float *grad_norm) {
             scale = (float)s;
     }
 
+    /* AdamW is elementwise, so a tensor cut by the range is updated on its cut part alone,
+     * with the tensor's own decay. */
     int count;
     const struct ts_param_info *table = ts_gpt_params(o->gpt, &count);
     for (int i = 0; i < count; i++) {
         const struct ts_param_info *p = &table[i];
-        const struct ts_tensor pt = view_like(params, p), gt = view_like(grads, p);
-        const struct ts_tensor mt = view_like(&o->m, p), vt = view_like(&o->v, p);
+        const int64_t from = p->offset > o->begin ? p->offset : o->begin;
+        const int64_t to = p->offset + p->numel < o->end ? p->offset + p->numel : o->end;
+        if (from >= to)
+            continue;
+        const struct ts_tensor pt = flat_view(params, 0, from, to);
+        const struct ts_tensor gt = flat_view(grads, 0, from, to);
+        const struct ts_tensor mt = flat_view(&o->m, o->begin, from, to);
+        const struct ts_tensor vt = flat_view(&o->v, o->begin, from, to);
         const float wd = p->decay ? o->cfg.weight_decay : 0.0f;
         TS_CHECK(ts_op_adamw(be, &pt, &gt, &mt, &vt, lr, o->cfg.beta1, o->cfg.beta2, o->cfg.eps, wd,
                              scale, o->step + 1));
     }
     o->step++;
     return TS_OK;
+}
+
+ts_status ts_optim_step(ts_optim_t *o, float lr, float *grad_norm) {
+    if (!isfinite(lr) || lr < 0)
+        return ts_error(TS_ERR_INVALID_ARG, "optim step %d: learning rate %g is not >= 0", o->step,
+                        (double)lr);
+    double sum_sq;
+    TS_CHECK(ts_optim_sum_squares(o, &sum_sq));
+    const double norm = sqrt(sum_sq);
+    if (grad_norm != NULL)
+        *grad_norm = (float)norm;
+    return ts_optim_update(o, lr, norm);
 }
 
 int ts_optim_step_count(const ts_optim_t *o) { return o->step; }

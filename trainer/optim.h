@@ -3,7 +3,12 @@
  * The moments share the parameter table. Weight decay applies to tensors the table marks
  * `decay`: every matrix (wte, wpe and the block projections, as nanoGPT and llm.c do), not
  * biases or layernorm parameters. The global norm is one
- * sum_squares over the flat gradient buffer, so every parameter counts once. */
+ * sum_squares over the flat gradient buffer, so every parameter counts once.
+ *
+ * ZeRO-1: an optimizer may own only a contiguous range [begin, end) of the flat buffer. Its
+ * moments then hold that range alone, its sum of squares covers that range (the caller sums
+ * the ranks' parts), and its update touches the parameters of that range: each tensor the
+ * range cuts is updated on the cut part with the tensor's own decay. */
 #ifndef TS_OPTIM_H
 #define TS_OPTIM_H
 
@@ -22,15 +27,24 @@ struct ts_adamw_config ts_adamw_defaults(void);
 
 typedef struct ts_optim ts_optim_t;
 
-/* Allocates m and v (zero) on the model's backend. */
+/* Allocates m and v (zero) on the model's backend, over the whole flat buffer. */
 ts_status ts_optim_create(ts_optim_t **out, ts_gpt_t *gpt,
                           const struct ts_adamw_config *cfg) TS_MUST_CHECK;
+/* The same over the flat range [begin, end) only (a ZeRO-1 shard). */
+ts_status ts_optim_create_range(ts_optim_t **out, ts_gpt_t *gpt, const struct ts_adamw_config *cfg,
+                                int64_t begin, int64_t end) TS_MUST_CHECK;
 void ts_optim_destroy(ts_optim_t *opt);
 
 /* One update with learning rate lr: global norm, clip to grad_clip, AdamW on every tensor.
  * *grad_norm (if not NULL) gets the norm before clipping. A non-finite norm skips the update
  * and returns TS_ERR_INVALID_ARG with a message (divergence). */
 ts_status ts_optim_step(ts_optim_t *opt, float lr, float *grad_norm) TS_MUST_CHECK;
+
+/* The two halves of ts_optim_step, for a caller that sums squares across shards:
+ * *sum_sq = sum of squared gradients over this optimizer's range; then an update given the
+ * global norm (clip and AdamW over the range; a non-finite norm is the same error). */
+ts_status ts_optim_sum_squares(ts_optim_t *opt, double *sum_sq) TS_MUST_CHECK;
+ts_status ts_optim_update(ts_optim_t *opt, float lr, double norm) TS_MUST_CHECK;
 
 int ts_optim_step_count(const ts_optim_t *opt); /* updates done */
 
