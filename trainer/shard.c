@@ -2,8 +2,9 @@
  *
  * Everything about a shard is checked when it is opened (header, length, every id below the
  * vocabulary), so a bad file fails before the first step with a message naming it. The loader
- * then only does index arithmetic: global window w maps to (shard, window in shard) through a
- * prefix sum of per-shard window counts. */
+ * then only does index arithmetic: a global window index maps through the epoch's order (file
+ * order, or a seeded Feistel permutation) to a window, and the window to (shard, window in
+ * shard) through a prefix sum of per-shard window counts. */
 #include <errno.h>
 #include <fcntl.h>
 #include <glob.h>
@@ -139,6 +140,9 @@ struct ts_loader {
     struct ts_shard *shards;
     int64_t *first_window; /* num_shards + 1 prefix sums of windows per shard */
     int64_t position;      /* windows consumed since the start */
+    bool shuffle;
+    uint64_t seed;
+    int half_bits; /* the Feistel network permutes [0, 4^half_bits) >= windows per epoch */
 };
 
 ts_status ts_loader_create(ts_loader_t **out, const char *pattern, int T, int vocab_size) {
@@ -227,22 +231,82 @@ static int shard_of(const ts_loader_t *l, int64_t w) {
     return lo;
 }
 
+void ts_loader_set_shuffle(ts_loader_t *l, bool on, uint64_t seed) {
+    l->shuffle = on;
+    l->seed = seed;
+    const int64_t n = ts_loader_num_windows(l);
+    l->half_bits = 1;
+    while (l->half_bits < 31 && ((int64_t)1 << (2 * l->half_bits)) < n)
+        l->half_bits++;
+}
+
+static uint64_t splitmix64(uint64_t x) {
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+/* A bijection of [0, 4^h) keyed by (seed, epoch): four rounds of a balanced Feistel network. */
+static uint64_t feistel(uint64_t x, int h, uint64_t seed, uint64_t epoch) {
+    const uint64_t mask = ((uint64_t)1 << h) - 1;
+    uint64_t left = x >> h, right = x & mask;
+    const uint64_t key = splitmix64(seed ^ splitmix64(epoch + 0x5851f42d4c957f2dull));
+    for (uint64_t round = 0; round < 4; round++) {
+        const uint64_t f = splitmix64(key + (round << 56) + right) & mask;
+        const uint64_t next = left ^ f;
+        left = right;
+        right = next;
+    }
+    return (left << h) | right;
+}
+
+int64_t ts_loader_window_at(const ts_loader_t *l, int64_t g) {
+    const int64_t n = ts_loader_num_windows(l);
+    if (g < 0)
+        g = 0;
+    const int64_t i = g % n;
+    if (!l->shuffle)
+        return i;
+    /* Cycle walking: a permutation of the larger power-of-four domain, applied until the
+     * value lands in [0, n), restricted to [0, n) is itself a permutation (n > 4^(h-1), so
+     * fewer than four applications are expected). */
+    uint64_t x = (uint64_t)i;
+    do
+        x = feistel(x, l->half_bits, l->seed, (uint64_t)(g / n));
+    while (x >= (uint64_t)n);
+    return (int64_t)x;
+}
+
+static void copy_window(const ts_loader_t *l, int64_t w, int32_t *in, int32_t *tg) {
+    const int si = shard_of(l, w);
+    const int T = l->T;
+    const uint16_t *src = l->shards[si].tokens + (w - l->first_window[si]) * T;
+    for (int t = 0; t < T; t++) {
+        in[t] = src[t];
+        tg[t] = src[t + 1];
+    }
+}
+
+ts_status ts_loader_read(const ts_loader_t *l, int64_t first, int B, bool in_order, int32_t *inputs,
+                         int32_t *targets) {
+    if (B < 1 || inputs == NULL || targets == NULL || first < 0)
+        return ts_error(TS_ERR_INVALID_ARG,
+                        "loader read: need B >= 1 (got %d), first >= 0 and buffers", B);
+    const int64_t nw = ts_loader_num_windows(l);
+    for (int b = 0; b < B; b++) {
+        const int64_t g = first + b;
+        const int64_t w = in_order ? g % nw : ts_loader_window_at(l, g);
+        copy_window(l, w, inputs + (int64_t)b * l->T, targets + (int64_t)b * l->T);
+    }
+    return TS_OK;
+}
+
 ts_status ts_loader_next(ts_loader_t *l, int B, int32_t *inputs, int32_t *targets) {
     if (B < 1 || inputs == NULL || targets == NULL)
         return ts_error(TS_ERR_INVALID_ARG, "loader next: need B >= 1 (got %d) and buffers", B);
-    const int64_t nw = ts_loader_num_windows(l);
-    const int T = l->T;
-    for (int b = 0; b < B; b++) {
-        const int64_t w = l->position % nw;
-        const int si = shard_of(l, w);
-        const uint16_t *src = l->shards[si].tokens + (w - l->first_window[si]) * T;
-        int32_t *in = inputs + (int64_t)b * T, *tg = targets + (int64_t)b * T;
-        for (int t = 0; t < T; t++) {
-            in[t] = src[t];
-            tg[t] = src[t + 1];
-        }
-        l->position++;
-    }
+    TS_CHECK(ts_loader_read(l, l->position, B, false, inputs, targets));
+    l->position += B;
     return TS_OK;
 }
 

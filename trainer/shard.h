@@ -7,10 +7,19 @@
  *
  * The loader cuts the shards (in sorted path order) into windows of T+1 tokens: window w of a
  * shard starts at token w*T (inputs are tokens [0,T), targets [1,T+1)). Windows never span two
- * shards. Its position is the count of windows consumed, a small state a resume restores. */
+ * shards. Its position is the count of windows consumed, a small state a resume restores.
+ *
+ * Order: global window index g (counted across epochs) lies in epoch e = g / n at index
+ * i = g % n, where n is the windows of one epoch. In order, g reads window i. Shuffled
+ * (ts_loader_set_shuffle), g reads window perm(seed, e, i): a keyed bijection of [0, n) (a
+ * Feistel network on the next even power of two, cycle-walked back into range), so the order
+ * is a pure function of (seed, epoch, g), different each epoch, and costs O(1) memory. A
+ * data-parallel trainer reads a step's global windows [p, p + global batch) by index
+ * (ts_loader_read), rank r taking its contiguous part of each micro-step. */
 #ifndef TS_SHARD_H
 #define TS_SHARD_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "kernels/status.h"
@@ -48,9 +57,20 @@ int ts_loader_seq_len(const ts_loader_t *l);         /* T */
 int64_t ts_loader_num_windows(const ts_loader_t *l); /* per epoch */
 int64_t ts_loader_num_tokens(const ts_loader_t *l);
 
-/* Fills inputs and targets (B*T int32 each) with the next B windows, wrapping to the first
- * window after the last (a new epoch). */
+/* Shuffle each epoch with this seed (on), or read in file order (off, the default). */
+void ts_loader_set_shuffle(ts_loader_t *l, bool on, uint64_t seed);
+
+/* The window (index within an epoch, file order) that global window index g reads. */
+int64_t ts_loader_window_at(const ts_loader_t *l, int64_t g);
+
+/* Fills inputs and targets (B*T int32 each) with the next B windows in the loader's order,
+ * crossing into the next epoch after the last; the position advances by B. */
 ts_status ts_loader_next(ts_loader_t *l, int B, int32_t *inputs, int32_t *targets) TS_MUST_CHECK;
+
+/* Fills inputs and targets with global windows [first, first + B) in the loader's order, or in
+ * file order when `in_order` (eval). Does not move the position. */
+ts_status ts_loader_read(const ts_loader_t *l, int64_t first, int B, bool in_order, int32_t *inputs,
+                         int32_t *targets) TS_MUST_CHECK;
 
 /* Position = windows consumed since the start (across epochs). */
 int64_t ts_loader_position(const ts_loader_t *l);
