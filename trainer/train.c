@@ -1,9 +1,22 @@
-/* train.c: one optimizer update as grad-accum micro-steps, and the eval loss.
+/* train.c: one optimizer update as grad-accum micro-steps over data-parallel ranks, and eval.
  *
- * A step: zero the gradients, run grad_accum forward/backward passes over the loader's next
- * windows (each token weighted 1/(B*T*grad_accum), so the gradient is that of the mean loss),
- * average gradients and loss over the communicator, clip and update with the schedule's rate.
- * The host token buffers are allocated at create time; the step loop allocates nothing. */
+ * A step: zero the gradients; run grad_accum forward/backward passes, micro-step a of rank r
+ * reading global windows [p + (a*dp + r)*B, +B) of the step's global batch at loader position p
+ * (so 1 rank x grad-accum 2 and 2 ranks x grad-accum 1 see the same windows); each token's loss
+ * is weighted 1/(B*T*grad_accum*dp) so a plain sum over ranks gives the mean's gradient.
+ *
+ * Gradient reduction goes by buckets: fixed ranges of the flat gradient buffer cut from its end
+ * (backward produces gradients from the end of the buffer towards its start), so the boundaries
+ * and hence the sums never depend on timing. During the last micro-step's backward the model
+ * calls back after each layer; every bucket whose range is then final is posted (all-reduce, or
+ * reduce-scatter with ZeRO-1) and every bucket in flight is tested, because Open MPI advances a
+ * non-blocking collective only inside MPI calls. After backward the trainer waits for the rest;
+ * that wait is the exposed (not hidden) communication time of the step.
+ *
+ * ZeRO-1: rank r owns the slice [r*n/dp, (r+1)*n/dp) of the flat buffer; each bucket is
+ * reduce-scattered with counts = its overlap with each rank's slice, so after the last bucket
+ * the rank's slice of the gradient buffer holds the global sum. The global norm is the sum of
+ * the slices' sums of squares; AdamW updates the slice; an all-gather rebuilds the parameters. */
 #include <math.h>
 #include <stdlib.h>
 #include <time.h>
@@ -11,20 +24,79 @@
 #include "kernels/ops.h"
 #include "trainer/train.h"
 
+#define DEFAULT_BUCKET_ELEMS ((int64_t)25 * 1024 * 1024 / 4)
+
+struct bucket {
+    int64_t begin, end; /* flat range */
+    int *counts;        /* ZeRO-1: per-rank part of the range (dp entries) */
+    struct ts_comm_req req;
+};
+
 struct ts_trainer {
     ts_gpt_t *gpt;
     ts_loader_t *loader;
-    ts_comm_t *comm;
+    ts_comm_t *comm; /* the data-parallel group */
     ts_optim_t *opt;
     struct ts_train_config cfg;
+    int dp, rank;
     int32_t *inputs, *targets; /* (B*T) host */
     int steps;                 /* updates done */
+
+    struct bucket *buckets; /* buckets[0] ends the buffer; posted in index order */
+    int num_buckets, next_bucket;
+    int *rs_counts;                   /* num_buckets * dp */
+    int *shard_counts, *shard_displs; /* dp each: every rank's slice */
+    int64_t shard_begin, shard_end;   /* this rank's slice */
 };
 
 static double now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
+
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+
+/* Fixed bucket boundaries and each rank's slice; counts fit MPI's int (checked). */
+static ts_status plan_buckets(struct ts_trainer *tr) {
+    const int64_t n = ts_gpt_num_params(tr->gpt);
+    const int dp = tr->dp;
+    int64_t be = tr->cfg.bucket_elems > 0 ? tr->cfg.bucket_elems : DEFAULT_BUCKET_ELEMS;
+    if (be > (int64_t)1 << 30)
+        be = (int64_t)1 << 30;
+    tr->num_buckets = (int)((n + be - 1) / be);
+    tr->buckets = calloc((size_t)tr->num_buckets, sizeof(*tr->buckets));
+    tr->rs_counts = calloc((size_t)tr->num_buckets * (size_t)dp, sizeof(int));
+    tr->shard_counts = calloc((size_t)dp, sizeof(int));
+    tr->shard_displs = calloc((size_t)dp, sizeof(int));
+    if (tr->buckets == NULL || tr->rs_counts == NULL || tr->shard_counts == NULL ||
+        tr->shard_displs == NULL)
+        return ts_error(TS_ERR_OOM, "trainer create: out of memory for %d buckets",
+                        tr->num_buckets);
+    if (tr->cfg.zero_stage == 1 && n > (int64_t)2147483647)
+        return ts_error(TS_ERR_UNSUPPORTED, "--zero 1: %lld parameters exceed MPI's int count",
+                        (long long)n);
+    for (int r = 0; r < dp; r++) {
+        const int64_t b = n * r / dp, e = n * (r + 1) / dp;
+        tr->shard_displs[r] = (int)b;
+        tr->shard_counts[r] = (int)(e - b);
+        if (r == tr->rank) {
+            tr->shard_begin = b;
+            tr->shard_end = e;
+        }
+    }
+    for (int k = 0; k < tr->num_buckets; k++) {
+        struct bucket *bk = &tr->buckets[k];
+        bk->end = n - (int64_t)k * be;
+        bk->begin = max64(0, bk->end - be);
+        bk->counts = &tr->rs_counts[(size_t)k * (size_t)dp];
+        for (int r = 0; r < dp; r++) {
+            const int64_t b = n * r / dp, e = n * (r + 1) / dp;
+            bk->counts[r] = (int)max64(0, min64(bk->end, e) - max64(bk->begin, b));
+        }
+    }
+    return TS_OK;
 }
 
 ts_status ts_trainer_create(ts_trainer_t **out, ts_gpt_t *gpt, ts_loader_t *loader, ts_comm_t *comm,
@@ -46,6 +118,13 @@ ts_status ts_trainer_create(ts_trainer_t **out, ts_gpt_t *gpt, ts_loader_t *load
     if (cfg->lr.max_lr < 0 || !isfinite(cfg->lr.max_lr))
         return ts_error(TS_ERR_INVALID_ARG, "trainer create: max_lr must be >= 0, got %g",
                         (double)cfg->lr.max_lr);
+    if (cfg->zero_stage != 0 && cfg->zero_stage != 1)
+        return ts_error(TS_ERR_INVALID_ARG, "trainer create: ZeRO stage must be 0 or 1, got %d",
+                        cfg->zero_stage);
+    if (cfg->bucket_elems < 0)
+        return ts_error(TS_ERR_INVALID_ARG, "trainer create: bucket size must be >= 0");
+    if (ts_gpt_num_params(gpt) < ts_comm_size(comm))
+        return ts_error(TS_ERR_INVALID_ARG, "trainer create: fewer parameters than ranks");
 
     ts_status st;
     struct ts_trainer *tr = calloc(1, sizeof(*tr));
@@ -55,6 +134,8 @@ ts_status ts_trainer_create(ts_trainer_t **out, ts_gpt_t *gpt, ts_loader_t *load
     tr->loader = loader;
     tr->comm = comm;
     tr->cfg = *cfg;
+    tr->dp = ts_comm_size(comm);
+    tr->rank = ts_comm_rank(comm);
     const size_t bt = (size_t)cfg->batch * (size_t)cfg->seq_len;
     tr->inputs = malloc(bt * sizeof(int32_t));
     tr->targets = malloc(bt * sizeof(int32_t));
@@ -62,7 +143,13 @@ ts_status ts_trainer_create(ts_trainer_t **out, ts_gpt_t *gpt, ts_loader_t *load
         st = ts_error(TS_ERR_OOM, "trainer create: out of memory for the token buffers");
         goto fail;
     }
-    TS_CHECK_GOTO(ts_optim_create(&tr->opt, gpt, &cfg->adamw), st, fail);
+    TS_CHECK_GOTO(plan_buckets(tr), st, fail);
+    if (cfg->zero_stage == 1)
+        TS_CHECK_GOTO(
+            ts_optim_create_range(&tr->opt, gpt, &cfg->adamw, tr->shard_begin, tr->shard_end), st,
+            fail);
+    else
+        TS_CHECK_GOTO(ts_optim_create(&tr->opt, gpt, &cfg->adamw), st, fail);
     *out = tr;
     return TS_OK;
 fail:
@@ -73,39 +160,140 @@ fail:
 void ts_trainer_destroy(ts_trainer_t *tr) {
     if (tr == NULL)
         return;
+    ts_gpt_set_grad_hook(tr->gpt, NULL, NULL);
     ts_optim_destroy(tr->opt);
+    free(tr->buckets);
+    free(tr->rs_counts);
+    free(tr->shard_counts);
+    free(tr->shard_displs);
     free(tr->inputs);
     free(tr->targets);
     free(tr);
 }
 
 int ts_trainer_steps_done(const ts_trainer_t *tr) { return tr->steps; }
+int ts_trainer_num_buckets(const ts_trainer_t *tr) { return tr->num_buckets; }
+
+void ts_trainer_shard(const ts_trainer_t *tr, int64_t *begin, int64_t *end) {
+    const bool zero = tr->cfg.zero_stage == 1;
+    *begin = zero ? tr->shard_begin : 0;
+    *end = zero ? tr->shard_end : ts_gpt_num_params(tr->gpt);
+}
+
+/* ---- bucketed reduction ---- */
+
+static ts_status post_bucket(struct ts_trainer *tr, struct bucket *bk) {
+    const struct ts_tensor *grads = ts_gpt_grad_buffer(tr->gpt);
+    struct ts_tensor part = *grads;
+    part.data = (float *)grads->data + bk->begin;
+    part.shape[0] = bk->end - bk->begin;
+    if (tr->cfg.zero_stage == 1)
+        return ts_comm_reduce_scatter_start(tr->comm, &part, bk->counts, &bk->req);
+    return ts_comm_all_reduce_start(tr->comm, &part, &bk->req);
+}
+
+/* Drives every posted bucket forward (an MPI_Test each). */
+static ts_status progress(struct ts_trainer *tr) {
+    for (int k = 0; k < tr->next_bucket; k++) {
+        bool done;
+        TS_CHECK(ts_comm_test(tr->comm, &tr->buckets[k].req, &done));
+    }
+    return TS_OK;
+}
+
+/* Backward's callback: gradients at offsets >= final_from are final. */
+static ts_status on_grads_final(void *ctx, int64_t final_from) {
+    struct ts_trainer *tr = ctx;
+    TS_CHECK(ts_op_sync(ts_gpt_backend(tr->gpt))); /* a device backend must have finished */
+    while (tr->next_bucket < tr->num_buckets && tr->buckets[tr->next_bucket].begin >= final_from)
+        TS_CHECK(post_bucket(tr, &tr->buckets[tr->next_bucket++]));
+    return progress(tr);
+}
+
+/* Posts what backward has not, waits for all; returns the wait in ms. */
+static ts_status finish_buckets(struct ts_trainer *tr, double *wait_ms) {
+    const double t0 = now_ms();
+    while (tr->next_bucket < tr->num_buckets)
+        TS_CHECK(post_bucket(tr, &tr->buckets[tr->next_bucket++]));
+    for (int k = 0; k < tr->num_buckets; k++)
+        TS_CHECK(ts_comm_wait(tr->comm, &tr->buckets[k].req));
+    *wait_ms = now_ms() - t0;
+    return TS_OK;
+}
+
+/* Leaves no request in flight after a failure (buffers are about to change). */
+static void cancel_buckets(struct ts_trainer *tr) {
+    for (int k = 0; k < tr->next_bucket; k++)
+        if (ts_comm_wait(tr->comm, &tr->buckets[k].req) != TS_OK)
+            tr->buckets[k].req.active = false;
+    tr->next_bucket = 0;
+}
+
+static ts_status micro_steps(struct ts_trainer *tr, double *loss_sum) {
+    const int B = tr->cfg.batch, T = tr->cfg.seq_len, accum = tr->cfg.grad_accum, dp = tr->dp;
+    const float dloss = (float)(1.0 / ((double)B * T * accum * dp));
+    const int64_t pos = ts_loader_position(tr->loader);
+    *loss_sum = 0;
+    for (int a = 0; a < accum; a++) {
+        float loss;
+        const int64_t first = pos + ((int64_t)a * dp + tr->rank) * B;
+        TS_CHECK(ts_loader_read(tr->loader, first, B, false, tr->inputs, tr->targets));
+        TS_CHECK(ts_gpt_forward(tr->gpt, tr->inputs, tr->targets, B, T, dloss, &loss));
+        const bool last = a == accum - 1;
+        if (last && !tr->cfg.no_overlap)
+            ts_gpt_set_grad_hook(tr->gpt, on_grads_final, tr);
+        const ts_status st = ts_gpt_backward(tr->gpt);
+        ts_gpt_set_grad_hook(tr->gpt, NULL, NULL);
+        TS_CHECK(st);
+        *loss_sum += loss;
+    }
+    ts_loader_seek(tr->loader, pos + (int64_t)B * accum * dp);
+    return TS_OK;
+}
+
+/* Norm over the reduced gradients, then the update (and the all-gather with ZeRO-1). */
+static ts_status update(struct ts_trainer *tr, float lr, float *grad_norm) {
+    double sum_sq;
+    TS_CHECK(ts_optim_sum_squares(tr->opt, &sum_sq));
+    if (tr->cfg.zero_stage == 1)
+        TS_CHECK(ts_comm_all_reduce_host(tr->comm, &sum_sq, 1, TS_REDUCE_SUM));
+    const double norm = sqrt(sum_sq);
+    *grad_norm = (float)norm;
+    TS_CHECK(ts_optim_update(tr->opt, lr, norm));
+    if (tr->cfg.zero_stage == 1) {
+        TS_CHECK(ts_op_sync(ts_gpt_backend(tr->gpt)));
+        TS_CHECK(ts_comm_all_gather(tr->comm, ts_gpt_param_buffer(tr->gpt), tr->shard_counts,
+                                    tr->shard_displs));
+    }
+    return TS_OK;
+}
 
 ts_status ts_trainer_step(ts_trainer_t *tr, struct ts_step_record *rec) {
     const int B = tr->cfg.batch, T = tr->cfg.seq_len, accum = tr->cfg.grad_accum;
     struct ts_backend *be = ts_gpt_backend(tr->gpt);
     const double t0 = now_ms();
-    const float dloss = (float)(1.0 / ((double)B * T * accum));
 
     TS_CHECK(ts_gpt_zero_grad(tr->gpt));
-    double loss_sum = 0;
-    for (int a = 0; a < accum; a++) {
-        float loss;
-        TS_CHECK(ts_loader_next(tr->loader, B, tr->inputs, tr->targets));
-        TS_CHECK(ts_gpt_forward(tr->gpt, tr->inputs, tr->targets, B, T, dloss, &loss));
-        TS_CHECK(ts_gpt_backward(tr->gpt));
-        loss_sum += loss;
+    tr->next_bucket = 0;
+    double loss_sum = 0, wait_ms = 0;
+    ts_status st = micro_steps(tr, &loss_sum);
+    if (st == TS_OK)
+        st = finish_buckets(tr, &wait_ms);
+    if (st != TS_OK) {
+        cancel_buckets(tr);
+        return st;
     }
-    TS_CHECK(ts_comm_all_reduce(tr->comm, be, ts_gpt_grad_buffer(tr->gpt), TS_REDUCE_AVG));
-    double loss = loss_sum / accum;
-    TS_CHECK(ts_comm_all_reduce_host(tr->comm, &loss, 1, TS_REDUCE_AVG));
+    double loss = loss_sum;
+    TS_CHECK(ts_comm_all_reduce_host(tr->comm, &loss, 1, TS_REDUCE_SUM));
+    loss /= (double)accum * tr->dp;
 
     struct ts_step_record r = {0};
     r.step = tr->steps;
     r.loss = (float)loss;
     r.lr = ts_lr_at(&tr->cfg.lr, tr->steps);
-    r.tokens = (int64_t)B * T * accum * ts_comm_size(tr->comm);
-    const ts_status st = ts_optim_step(tr->opt, r.lr, &r.grad_norm);
+    r.tokens = (int64_t)B * T * accum * tr->dp;
+    r.comm_wait_ms = wait_ms;
+    st = update(tr, r.lr, &r.grad_norm);
     if (st == TS_OK)
         TS_CHECK(ts_op_sync(be));
     r.step_ms = now_ms() - t0;
@@ -137,16 +325,15 @@ ts_status ts_eval_loss(ts_gpt_t *gpt, ts_loader_t *loader, int B, int batches, d
     ts_status st = TS_OK;
     const size_t bt = (size_t)B * (size_t)T;
     int32_t *in = malloc(bt * sizeof(int32_t)), *tg = malloc(bt * sizeof(int32_t));
-    const int64_t saved = ts_loader_position(loader);
     double sum = 0;
     if (in == NULL || tg == NULL) {
         st = ts_error(TS_ERR_OOM, "eval: out of memory for the token buffers");
         goto exit;
     }
-    ts_loader_seek(loader, 0);
     for (int64_t i = 0; i < n; i++) {
         float loss;
-        TS_CHECK_GOTO(ts_loader_next(loader, B, in, tg), st, exit);
+        /* Eval reads file order from the start, whatever the loader's shuffle or position. */
+        TS_CHECK_GOTO(ts_loader_read(loader, i * B, B, true, in, tg), st, exit);
         TS_CHECK_GOTO(ts_gpt_forward(gpt, in, tg, B, T, 0.0f, &loss), st, exit);
         sum += loss;
     }
@@ -154,7 +341,6 @@ ts_status ts_eval_loss(ts_gpt_t *gpt, ts_loader_t *loader, int B, int batches, d
     if (tokens != NULL)
         *tokens = n * (int64_t)bt;
 exit:
-    ts_loader_seek(loader, saved);
     free(in);
     free(tg);
     return st;

@@ -1,10 +1,13 @@
 /* train.h: the step API: one optimizer update made of grad-accum micro-steps, and eval.
  *
- * A trainer ties a model, its optimizer, a data loader, a communicator and the LR schedule.
- * ts_trainer_step runs grad_accum forward/backward micro-steps (each token's loss weighted
- * 1/(B*T*grad_accum) so gradients are those of the mean loss), all-reduces gradients over the
- * communicator, then clips and updates with the learning rate the schedule gives for the step.
- * Host-side input buffers are allocated at create time; the step loop allocates nothing. */
+ * A trainer ties a model, its optimizer, a data loader, the data-parallel communicator and the
+ * LR schedule. ts_trainer_step runs grad_accum forward/backward micro-steps on this rank's part
+ * of the step's global batch (each token's loss weighted 1/(B*T*grad_accum*dp), so the sum over
+ * ranks is the gradient of the global mean loss), reduces gradients over the communicator in
+ * fixed buckets started during the last backward, then clips and updates with the learning rate
+ * the schedule gives for the step. With ZeRO-1 the reduction is a reduce-scatter, each rank
+ * updates its contiguous slice of the flat buffer, and the parameters are all-gathered.
+ * Buffers are allocated at create time; the step loop allocates nothing. */
 #ifndef TS_TRAIN_H
 #define TS_TRAIN_H
 
@@ -22,6 +25,9 @@ struct ts_train_config {
     int grad_accum; /* micro-steps per update */
     struct ts_lr_schedule lr;
     struct ts_adamw_config adamw;
+    int zero_stage;       /* 0: every rank updates everything; 1: ZeRO-1 (sharded AdamW state) */
+    int64_t bucket_elems; /* gradient bucket size in floats (0: 25 MB worth, DDP's default) */
+    bool no_overlap;      /* start the reductions only after backward (for measuring overlap) */
 };
 
 /* What one update did (what metrics.jsonl records). */
@@ -33,17 +39,22 @@ struct ts_step_record {
     int64_t tokens;  /* tokens processed by this update across all ranks */
     double step_ms;
     double tok_per_s;
+    double comm_wait_ms; /* gradient reduction time left after backward (not hidden) */
 };
 
 typedef struct ts_trainer ts_trainer_t;
 
-/* Borrows gpt, loader and comm (they must outlive the trainer); creates the optimizer. */
+/* Borrows gpt, loader and comm, the data-parallel group (they must outlive the trainer);
+ * creates the optimizer (over this rank's slice with ZeRO-1). */
 ts_status ts_trainer_create(ts_trainer_t **out, ts_gpt_t *gpt, ts_loader_t *loader, ts_comm_t *comm,
                             const struct ts_train_config *cfg) TS_MUST_CHECK;
 void ts_trainer_destroy(ts_trainer_t *tr);
 
 ts_status ts_trainer_step(ts_trainer_t *tr, struct ts_step_record *rec) TS_MUST_CHECK;
 int ts_trainer_steps_done(const ts_trainer_t *tr);
+int ts_trainer_num_buckets(const ts_trainer_t *tr);
+/* This rank's ZeRO-1 slice of the flat buffer (the whole buffer without ZeRO). */
+void ts_trainer_shard(const ts_trainer_t *tr, int64_t *begin, int64_t *end);
 
 /* Mean loss (nats/token) over `batches` consecutive batches of B windows read from the start of
  * `loader` (its position is reset first, so the same file gives the same number every time,
