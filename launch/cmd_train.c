@@ -1,21 +1,28 @@
-/* cmd_train.c: `tessera train`, one process training a GPT from token shards.
+/* cmd_train.c: `tessera train`: one process, or N data-parallel ranks under mpirun or srun.
  *
- * Reads flags, checks them all before touching data, builds backend, loader, model and trainer,
- * then runs the step loop: a progress line every --log-every steps, one metrics.jsonl line per
- * step, an eval of --val-data every --eval-every steps and at the end, and the final weights in
- * <out>/model.bin (trainer/weights.h) with the run's configuration in <out>/config.json. */
+ * Reads flags, checks them all before touching data, joins the job (world.h: MPI or a single
+ * process), checks that every rank got the same configuration, builds backend, loader, model
+ * and trainer, then runs the step loop: a progress line every --log-every steps, one
+ * metrics.jsonl line per step, an eval of --val-data every --eval-every steps and at the end,
+ * and the final weights in <out>/model.bin (trainer/weights.h) with the run's configuration in
+ * <out>/config.json. Rank 0 alone writes files and logs at info. A failure on any rank after
+ * the agreement check aborts the whole job (ts_world_fail), so no rank waits forever in a
+ * collective for a peer that is gone. */
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "comm/comm.h"
+#include "comm/grid.h"
 #include "kernels/log.h"
 #include "launch/cli.h"
 #include "launch/commands.h"
 #include "launch/common.h"
 #include "launch/metrics.h"
+#include "launch/world.h"
 #include "trainer/train.h"
 #include "trainer/weights.h"
 
@@ -23,18 +30,21 @@ struct train_args {
     const char *data, *val_data, *out, *device, *blas;
     int vocab_size, layers, heads, channels, seq_len, max_seq_len;
     int batch, grad_accum, steps, warmup, eval_every, eval_batches, log_every, threads;
-    float lr, min_lr_frac, weight_decay, beta1, beta2, eps, grad_clip;
+    int zero;
+    float lr, min_lr_frac, weight_decay, beta1, beta2, eps, grad_clip, bucket_mb;
     uint64_t seed;
-    bool overwrite;
+    bool overwrite, no_shuffle, no_overlap;
 };
 
 static const char usage[] = "tessera train --data PATTERN --out DIR [flags]";
 static const char description[] =
     "Trains a GPT-2 style model on token shards (llm.c format: 256 x int32 header, uint16 ids).\n"
-    "The global batch is batch x grad-accum sequences of seq-len tokens. Writes DIR/metrics.jsonl\n"
-    "(one line per step and per eval), DIR/config.json and the final weights DIR/model.bin.";
+    "The global batch is batch x grad-accum x data-parallel size sequences of seq-len tokens.\n"
+    "Under `mpirun -np N` or `srun --mpi=pmix -n N` the N ranks train one model together.\n"
+    "Rank 0 writes DIR/metrics.jsonl (one line per step and per eval), DIR/config.json and the\n"
+    "final weights DIR/model.bin.";
 
-#define NFLAGS 28
+#define NFLAGS 32
 
 static void build_flags(struct ts_flag *f, struct train_args *a) {
     struct ts_flag table[NFLAGS] = {
@@ -68,6 +78,11 @@ static void build_flags(struct ts_flag *f, struct train_args *a) {
         {"device", TS_FLAG_STRING, &a->device, "DEV", "cpu or auto"},
         {"threads", TS_FLAG_INT, &a->threads, "N", "CPU threads (0: all cores)"},
         {"blas", TS_FLAG_STRING, &a->blas, "NAME", "CPU matmul: auto, openblas or reference"},
+        {"zero", TS_FLAG_INT, &a->zero, "N", "ZeRO stage: 0, or 1 (shard AdamW state over dp)"},
+        {"bucket-mb", TS_FLAG_FLOAT, &a->bucket_mb, "MB", "gradient all-reduce bucket size"},
+        {"no-shuffle", TS_FLAG_BOOL, &a->no_shuffle, NULL, "read windows in file order"},
+        {"no-overlap", TS_FLAG_BOOL, &a->no_overlap, NULL,
+         "reduce gradients only after backward (to measure the overlap)"},
     };
     memcpy(f, table, sizeof(table));
 }
@@ -105,6 +120,11 @@ static ts_status check_args(const struct train_args *a) {
                         "--weight-decay and --grad-clip must be >= 0 and --eps > 0");
     if (a->beta1 < 0.0f || a->beta1 >= 1.0f || a->beta2 < 0.0f || a->beta2 >= 1.0f)
         return ts_error(TS_ERR_INVALID_ARG, "--beta1 and --beta2 must be in [0, 1)");
+    if (a->zero != 0 && a->zero != 1)
+        return ts_error(TS_ERR_INVALID_ARG, "--zero must be 0 or 1, got %d", a->zero);
+    if (!(a->bucket_mb > 0.0f) || a->bucket_mb > 4096.0f)
+        return ts_error(TS_ERR_INVALID_ARG, "--bucket-mb must be in (0, 4096], got %g",
+                        (double)a->bucket_mb);
     if (a->eval_every < 0 || a->eval_batches < 0 || a->log_every <= 0)
         return ts_error(TS_ERR_INVALID_ARG,
                         "--eval-every and --eval-batches must be >= 0, --log-every positive");
@@ -132,10 +152,27 @@ static ts_status write_config_json(const char *path, const struct ts_gpt_config 
     return TS_OK;
 }
 
+/* Every setting that must be the same on all ranks, one "key=value" per line. */
+static void canonical_config(const struct train_args *a, char *buf, size_t len) {
+    snprintf(buf, len,
+             "data=%s\nval-data=%s\nout=%s\nvocab-size=%d\nlayers=%d\nheads=%d\nchannels=%d\n"
+             "seq-len=%d\nmax-seq-len=%d\nbatch=%d\ngrad-accum=%d\nsteps=%d\nlr=%.9g\n"
+             "warmup=%d\nmin-lr-frac=%.9g\nweight-decay=%.9g\nbeta1=%.9g\nbeta2=%.9g\n"
+             "eps=%.9g\ngrad-clip=%.9g\nseed=%" PRIu64 "\nzero=%d\nbucket-mb=%.9g\n"
+             "shuffle=%d\neval-every=%d\neval-batches=%d\ndevice=%s\n",
+             a->data, a->val_data ? a->val_data : "", a->out, a->vocab_size, a->layers, a->heads,
+             a->channels, a->seq_len, a->max_seq_len, a->batch, a->grad_accum, a->steps,
+             (double)a->lr, a->warmup, (double)a->min_lr_frac, (double)a->weight_decay,
+             (double)a->beta1, (double)a->beta2, (double)a->eps, (double)a->grad_clip, a->seed,
+             a->zero, (double)a->bucket_mb, !a->no_shuffle, a->eval_every, a->eval_batches,
+             a->device);
+}
+
 /* Everything a run holds, released in one place. */
 struct run {
     struct ts_backend *be;
-    ts_comm_t *comm;
+    ts_comm_t *comm; /* the world */
+    struct ts_grid grid;
     ts_loader_t *train, *val;
     ts_gpt_t *gpt;
     ts_trainer_t *trainer;
@@ -148,6 +185,7 @@ static void run_release(struct run *r) {
     ts_gpt_destroy(r->gpt);
     ts_loader_destroy(r->val);
     ts_loader_destroy(r->train);
+    ts_grid_deinit(&r->grid);
     ts_comm_destroy(r->comm);
     ts_backend_destroy(r->be);
 }
@@ -157,17 +195,20 @@ static ts_status run_eval(struct run *r, const struct train_args *a, int step) {
     int64_t tokens = 0;
     double t0 = ts_launch_now_s();
     TS_CHECK(ts_eval_loss(r->gpt, r->val, a->batch, a->eval_batches, &loss, &tokens));
+    if (r->metrics == NULL)
+        return TS_OK; /* every rank evaluates the same windows; rank 0 reports */
     TS_LOG_I("eval  step %d | val loss %.6f | %" PRId64 " tokens | %.1f s", step, loss, tokens,
              ts_launch_now_s() - t0);
     return ts_metrics_eval(r->metrics, step, loss, tokens);
 }
 
 /* Setup failures are the user's input (exit 2); step-loop failures are runtime (exit 1). */
-static int train(const struct train_args *a) {
+static int train(const struct train_args *a, int *argc, char ***argv) {
     struct run r = {0};
     int code = TS_EXIT_USAGE;
     ts_status st;
     char path[4200];
+    bool agreed = false; /* failures before this point are the same on every rank */
 
     struct ts_gpt_config mc = {
         .max_seq_len = a->max_seq_len ? a->max_seq_len : a->seq_len,
@@ -189,20 +230,43 @@ static int train(const struct train_args *a) {
                   .eps = a->eps,
                   .weight_decay = a->weight_decay,
                   .grad_clip = a->grad_clip},
+        .zero_stage = a->zero,
+        .bucket_elems = (int64_t)((double)a->bucket_mb * 1024.0 * 1024.0 / 4.0),
+        .no_overlap = a->no_overlap,
     };
+    if (tc.bucket_elems < 1)
+        tc.bucket_elems = 1;
     TS_CHECK_GOTO(ts_gpt_config_finish(&mc), st, fail);
 
+    TS_CHECK_GOTO(ts_world_create(&r.comm, argc, argv), st, fail);
+    const bool root = ts_comm_rank(r.comm) == 0;
+    char canon[4096];
+    canonical_config(a, canon, sizeof(canon));
+    TS_CHECK_GOTO(ts_world_check_agreement(r.comm, canon), st, fail);
+    TS_CHECK_GOTO(ts_grid_init(&r.grid, r.comm, 1), st, fail);
+    /* Rank 0's view of --out decides for everyone (other hosts may not share the directory). */
     snprintf(path, sizeof(path), "%s/model.bin", a->out);
-    if (ts_launch_file_exists(path) && !a->overwrite) {
+    double finished = root && ts_launch_file_exists(path) && !a->overwrite;
+    TS_CHECK_GOTO(ts_comm_all_reduce_host(r.comm, &finished, 1, TS_REDUCE_MAX), st, fail);
+    if (finished != 0) {
         ts_error(TS_ERR_INVALID_ARG,
                  "%s already holds a finished run; pass --overwrite or "
                  "choose another --out",
                  a->out);
         goto fail;
     }
-    TS_CHECK_GOTO(ts_launch_backend(&r.be, a->device, a->blas, a->threads), st, fail);
-    TS_CHECK_GOTO(ts_comm_create_single(&r.comm), st, fail);
+    agreed = true;
+
+    /* Ranks sharing a host share its cores: split them unless --threads says otherwise. */
+    int threads = a->threads;
+    const int local = ts_comm_local_size(r.comm);
+    if (threads == 0 && local > 1) {
+        const long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = cores > local ? (int)(cores / local) : 1;
+    }
+    TS_CHECK_GOTO(ts_launch_backend(&r.be, a->device, a->blas, threads), st, fail);
     TS_CHECK_GOTO(ts_loader_create(&r.train, a->data, a->seq_len, a->vocab_size), st, fail);
+    ts_loader_set_shuffle(r.train, !a->no_shuffle, a->seed);
     if (a->val_data != NULL)
         TS_CHECK_GOTO(ts_loader_create(&r.val, a->val_data, a->seq_len, a->vocab_size), st, fail);
     if (r.val != NULL && ts_loader_num_windows(r.val) < a->batch) {
@@ -214,16 +278,20 @@ static int train(const struct train_args *a) {
     }
     TS_CHECK_GOTO(ts_gpt_create(&r.gpt, &mc, r.be, a->batch, a->seq_len), st, fail);
     TS_CHECK_GOTO(ts_gpt_init(r.gpt, a->seed), st, fail);
-    TS_CHECK_GOTO(ts_trainer_create(&r.trainer, r.gpt, r.train, r.comm, &tc), st, fail);
-    TS_CHECK_GOTO(ts_launch_mkdirs(a->out), st, fail);
-    snprintf(path, sizeof(path), "%s/config.json", a->out);
-    TS_CHECK_GOTO(write_config_json(path, &mc, a, &tc.lr), st, fail);
-    snprintf(path, sizeof(path), "%s/metrics.jsonl", a->out);
-    TS_CHECK_GOTO(ts_metrics_open(&r.metrics, path, false), st, fail);
+    TS_CHECK_GOTO(ts_trainer_create(&r.trainer, r.gpt, r.train, r.grid.dp, &tc), st, fail);
+    if (root) {
+        TS_CHECK_GOTO(ts_launch_mkdirs(a->out), st, fail);
+        snprintf(path, sizeof(path), "%s/config.json", a->out);
+        TS_CHECK_GOTO(write_config_json(path, &mc, a, &tc.lr), st, fail);
+        snprintf(path, sizeof(path), "%s/metrics.jsonl", a->out);
+        TS_CHECK_GOTO(ts_metrics_open(&r.metrics, path, false), st, fail);
+    }
 
     struct ts_backend_info info;
     r.be->info(r.be, &info);
-    int64_t global_batch = (int64_t)a->batch * a->grad_accum * ts_comm_size(r.comm);
+    const int dp = r.grid.dp_size;
+    int64_t global_batch = (int64_t)a->batch * a->grad_accum * dp;
+    TS_CHECK_GOTO(ts_world_log_layout(r.comm, &r.grid), st, fail);
     TS_LOG_I("model: %d layers, %d heads, %d channels, vocab %d (padded %d), %.2fM parameters",
              mc.num_layers, mc.num_heads, mc.channels, mc.vocab_size, mc.padded_vocab_size,
              (double)ts_gpt_num_params(r.gpt) / 1e6);
@@ -232,8 +300,12 @@ static int train(const struct train_args *a) {
              ts_loader_num_windows(r.train), a->seq_len + 1);
     TS_LOG_I("global batch %" PRId64 " sequences = batch %d x grad-accum %d x dp %d (%" PRId64
              " tokens per step); world size %d",
-             global_batch, a->batch, a->grad_accum, ts_comm_size(r.comm), global_batch * a->seq_len,
+             global_batch, a->batch, a->grad_accum, dp, global_batch * a->seq_len,
              ts_comm_size(r.comm));
+    TS_LOG_I("gradients: %d bucket(s) of up to %.3g MB, %s, ZeRO-%d; data %s",
+             ts_trainer_num_buckets(r.trainer), (double)a->bucket_mb,
+             a->no_overlap ? "reduced after backward" : "reduced during backward", a->zero,
+             a->no_shuffle ? "in file order" : "shuffled each epoch");
     TS_LOG_I("backend: %s (%s), %d threads; lr %g, warmup %d, cosine to %g at step %d", info.name,
              info.detail, info.threads, (double)a->lr, tc.lr.warmup,
              (double)(a->lr * a->min_lr_frac), a->steps);
@@ -242,8 +314,15 @@ static int train(const struct train_args *a) {
     double t_start = ts_launch_now_s();
     for (int s = 0; s < a->steps; s++) {
         struct ts_step_record rec;
+        bool kill;
+        if (ts_world_fault_due(ts_comm_rank(r.comm), s, &kill)) {
+            ts_error(TS_ERR_IO, "cannot read token shard %s (failure injected by TS_FAULT_INJECT)",
+                     a->data);
+            goto fail;
+        }
         TS_CHECK_GOTO(ts_trainer_step(r.trainer, &rec), st, fail);
-        TS_CHECK_GOTO(ts_metrics_step(r.metrics, &rec), st, fail);
+        if (r.metrics != NULL)
+            TS_CHECK_GOTO(ts_metrics_step(r.metrics, &rec), st, fail);
         int done = s + 1;
         if (done == 1 || done % a->log_every == 0 || done == a->steps)
             TS_LOG_I("step %5d/%d | loss %.6f | lr %.3e | norm %.4f | %.1f ms | %.0f tok/s", done,
@@ -255,14 +334,20 @@ static int train(const struct train_args *a) {
     if (r.val != NULL)
         TS_CHECK_GOTO(run_eval(&r, a, a->steps), st, fail);
     snprintf(path, sizeof(path), "%s/model.bin", a->out);
-    TS_CHECK_GOTO(ts_weights_save(r.gpt, path), st, fail);
+    if (root)
+        TS_CHECK_GOTO(ts_weights_save(r.gpt, path), st, fail);
+    /* No rank reports success before rank 0 has the weights on disk. */
+    TS_CHECK_GOTO(ts_comm_barrier(r.comm), st, fail);
     TS_LOG_I("done: %d steps in %.1f s; weights in %s", a->steps, ts_launch_now_s() - t_start,
              path);
     run_release(&r);
     return TS_EXIT_OK;
 fail:
     (void)st;
-    ts_launch_fail("train", code);
+    if (agreed)
+        ts_world_fail(r.comm, "train", code); /* aborts the job when it has several ranks */
+    else
+        ts_launch_fail("train", code);
     run_release(&r);
     return code;
 }
@@ -291,6 +376,7 @@ int ts_cmd_train(int argc, char **argv) {
         .eval_every = 0,
         .eval_batches = 8,
         .log_every = 10,
+        .bucket_mb = 25.0f,
     };
     struct ts_flag flags[NFLAGS];
     build_flags(flags, &a);
@@ -305,5 +391,5 @@ int ts_cmd_train(int argc, char **argv) {
     }
     if (check_args(&a) != TS_OK)
         return ts_launch_fail("train", TS_EXIT_USAGE);
-    return train(&a);
+    return train(&a, &argc, &argv);
 }

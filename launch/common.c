@@ -70,7 +70,14 @@ double ts_launch_now_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+static int fail_rank = -1;
+
+void ts_launch_set_rank(int rank) { fail_rank = rank; }
+
 int ts_launch_fail(const char *cmd, int code) {
-    fprintf(stderr, "tessera %s: %s\n", cmd, ts_last_error());
+    if (fail_rank >= 0)
+        fprintf(stderr, "[rank %d] tessera %s: %s\n", fail_rank, cmd, ts_last_error());
+    else
+        fprintf(stderr, "tessera %s: %s\n", cmd, ts_last_error());
     return code;
 }

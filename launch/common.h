@@ -23,7 +23,9 @@ void ts_launch_model_path(const char *ckpt, char *out, size_t len);
 
 double ts_launch_now_s(void); /* monotonic seconds */
 
-/* Prints "tessera <cmd>: <ts_last_error()>" to stderr and returns code. */
+/* Prints "tessera <cmd>: <ts_last_error()>" to stderr (prefixed "[rank N] " in a multi-rank
+ * job) and returns code. */
 int ts_launch_fail(const char *cmd, int code);
+void ts_launch_set_rank(int rank);
 
 #endif

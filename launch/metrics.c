@@ -44,9 +44,9 @@ static ts_status finish_line(ts_metrics_t *m, int written) {
 ts_status ts_metrics_step(ts_metrics_t *m, const struct ts_step_record *r) {
     int n = fprintf(m->f,
                     "{\"step\":%d,\"loss\":%.9g,\"lr\":%.9g,\"grad_norm\":%.9g,\"tokens\":%" PRId64
-                    ",\"step_ms\":%.17g,\"tok_per_s\":%.17g}\n",
+                    ",\"step_ms\":%.17g,\"tok_per_s\":%.17g,\"comm_wait_ms\":%.17g}\n",
                     r->step + 1, (double)r->loss, (double)r->lr, (double)r->grad_norm, r->tokens,
-                    r->step_ms, r->tok_per_s);
+                    r->step_ms, r->tok_per_s, r->comm_wait_ms);
     return finish_line(m, n);
 }
 

@@ -15,8 +15,9 @@ typedef struct ts_metrics ts_metrics_t;
 ts_status ts_metrics_open(ts_metrics_t **out, const char *path, bool append) TS_MUST_CHECK;
 void ts_metrics_close(ts_metrics_t *m);
 
-/* {"step":..,"loss":..,"lr":..,"grad_norm":..,"tokens":..,"step_ms":..,"tok_per_s":..}
- * where step counts updates done (1 after the first update). */
+/* {"step":..,"loss":..,"lr":..,"grad_norm":..,"tokens":..,"step_ms":..,"tok_per_s":..,
+ * "comm_wait_ms":..} where step counts updates done (1 after the first update) and
+ * comm_wait_ms is the gradient reduction time backward did not hide. */
 ts_status ts_metrics_step(ts_metrics_t *m, const struct ts_step_record *rec) TS_MUST_CHECK;
 /* {"step":..,"val_loss":..,"val_tokens":..} */
 ts_status ts_metrics_eval(ts_metrics_t *m, int step, double val_loss,
