@@ -1,0 +1,297 @@
+/* test_multirank.c: data parallelism proven under a real mpirun.
+ *
+ * Each test launches `mpirun` on the tessera binary (or on mpi_collectives) as a child process
+ * and checks what it wrote: layouts with the same global batch against the single process,
+ * ZeRO-1 against ZeRO-0, the overlap against none, and the failure paths (a killed rank, a rank
+ * that errors while the others sit in a collective, ranks that disagree on flags), each of
+ * which must end the whole job quickly and non-zero with a message naming the rank. Models are
+ * tiny and runs short: the suite oversubscribes a 2-core machine by itself. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#include "cli_util.h"
+
+struct run_result {
+    int code;
+    double seconds;
+    char out[65536]; /* stdout and stderr together */
+};
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Runs a shell command with Open MPI's root/transport settings, capturing its output. */
+static void sh_run(struct run_result *r, const char *fmt, ...) {
+    setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
+    setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+    setenv("OMPI_MCA_pml", "ob1", 1);
+    setenv("OMPI_MCA_btl", "self,vader", 1);
+    char cmd[8192], dir[256], path[300], full[9000];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof(cmd), fmt, ap);
+    va_end(ap);
+    cli_tmpdir(dir, sizeof(dir));
+    snprintf(path, sizeof(path), "%s/out", dir);
+    /* A hard ceiling so a hang fails the test instead of the suite's timeout. */
+    snprintf(full, sizeof(full), "timeout -k 5 120 %s >%s 2>&1", cmd, path);
+    const double t0 = now_s();
+    const int status = system(full);
+    r->seconds = now_s() - t0;
+    r->code = (status != -1 && WIFEXITED(status)) ? WEXITSTATUS(status) : -1;
+    r->out[0] = '\0';
+    FILE *f = fopen(path, "r");
+    if (f != NULL) {
+        size_t n = fread(r->out, 1, sizeof(r->out) - 1, f);
+        r->out[n] = '\0';
+        fclose(f);
+    }
+    cli_rmdir(dir);
+}
+
+static const char *build_dir(void) {
+    const char *b = getenv("TS_BUILD_DIR");
+    cr_assert_not_null(b, "TS_BUILD_DIR is not set (run the tests through meson)");
+    return b;
+}
+
+/* A run directory with one training shard (vocab 64). */
+struct fixture {
+    char dir[256];
+    char data[320];
+};
+
+static void fixture_make(struct fixture *fx) {
+    cli_tmpdir(fx->dir, sizeof(fx->dir));
+    snprintf(fx->data, sizeof(fx->data), "%s/train_000.bin", fx->dir);
+    cli_write_pattern_shard(fx->data, 40000, 64, 11);
+}
+
+#define MODEL_FLAGS                                                                                \
+    "--vocab-size 64 --layers 2 --heads 2 --channels 32 --seq-len 16 --lr 3e-3 --warmup 2 "        \
+    "--log-every 100 --threads 1 --overwrite"
+
+/* mpirun -np N tessera train <model flags> --data D --out DIR/<name> <extra>; np 0 means no
+ * mpirun at all (the plain single process). */
+static void train(struct run_result *r, const struct fixture *fx, int np, const char *name,
+                  const char *extra) {
+    char launcher[128] = "";
+    if (np > 0)
+        snprintf(launcher, sizeof(launcher), "mpirun --oversubscribe -np %d ", np);
+    sh_run(r, "%s%s/launch/tessera train " MODEL_FLAGS " --data %s --out %s/%s %s", launcher,
+           build_dir(), fx->data, fx->dir, name, extra);
+}
+
+/* The values of `key` ("\"loss\":") in metrics.jsonl's step lines. */
+static int read_metric(const struct fixture *fx, const char *name, const char *key, double *v,
+                       int max) {
+    char path[512], line[1024];
+    snprintf(path, sizeof(path), "%s/%s/metrics.jsonl", fx->dir, name);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f, "no %s", path);
+    int n = 0;
+    while (n < max && fgets(line, sizeof(line), f) != NULL) {
+        const char *p = strstr(line, key);
+        if (p != NULL)
+            v[n++] = strtod(p + strlen(key), NULL);
+    }
+    fclose(f);
+    return n;
+}
+
+/* model.bin's floats after its 1 KB header. */
+static float *read_params(const struct fixture *fx, const char *name, long *count) {
+    char path[512];
+    snprintf(path, sizeof(path), "%s/%s/model.bin", fx->dir, name);
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f, "no %s", path);
+    fseek(f, 0, SEEK_END);
+    const long bytes = ftell(f) - 1024;
+    fseek(f, 1024, SEEK_SET);
+    float *p = malloc((size_t)bytes);
+    cr_assert_eq(fread(p, 1, (size_t)bytes, f), (size_t)bytes);
+    fclose(f);
+    *count = bytes / 4;
+    return p;
+}
+
+/* Losses and gradient norms of every step within rel_tol; returns the largest parameter
+ * difference. */
+static double compare_runs(const struct fixture *fx, const char *a, const char *b, int steps,
+                           double rel_tol) {
+    const char *keys[2] = {"\"loss\":", "\"grad_norm\":"};
+    for (int k = 0; k < 2; k++) {
+        double la[64], lb[64];
+        cr_assert_eq(read_metric(fx, a, keys[k], la, 64), steps, "%s: wrong number of steps", a);
+        cr_assert_eq(read_metric(fx, b, keys[k], lb, 64), steps, "%s: wrong number of steps", b);
+        for (int s = 0; s < steps; s++)
+            cr_assert(fabs(la[s] - lb[s]) <= rel_tol * fabs(la[s]), "step %d: %s %s%.9g, %s %.9g",
+                      s + 1, a, keys[k], la[s], b, lb[s]);
+    }
+    long na, nb;
+    float *pa = read_params(fx, a, &na), *pb = read_params(fx, b, &nb);
+    cr_assert_eq(na, nb);
+    double worst = 0;
+    for (long i = 0; i < na; i++)
+        worst = fmax(worst, fabs((double)pa[i] - (double)pb[i]));
+    free(pa);
+    free(pb);
+    return worst;
+}
+
+static void assert_ok(const struct run_result *r, const char *what) {
+    cr_assert_eq(r->code, 0, "%s exited %d:\n%s", what, r->code, r->out);
+}
+
+/* ---- collectives ---- */
+
+static void collectives(int np) {
+    struct run_result r;
+    sh_run(&r, "mpirun --oversubscribe -np %d %s/tests/multirank/mpi_collectives", np,
+           build_dir());
+    assert_ok(&r, "mpi_collectives");
+    cr_assert(strstr(r.out, "collectives: ok") != NULL, "%s", r.out);
+}
+
+Test(multirank_comm, collectives_on_2_ranks) { collectives(2); }
+Test(multirank_comm, collectives_on_3_ranks) { collectives(3); }
+Test(multirank_comm, collectives_on_4_ranks) { collectives(4); }
+
+/* ---- equal to one rank ---- */
+
+Test(multirank_train, same_global_batch_same_losses_at_dp_1_2_4) {
+    struct fixture fx;
+    fixture_make(&fx);
+    struct run_result r;
+    const char *common = "--steps 20 --bucket-mb 0.01 --batch 2";
+    char extra[256];
+    snprintf(extra, sizeof(extra), "%s --grad-accum 4", common);
+    train(&r, &fx, 0, "dp1", extra);
+    assert_ok(&r, "dp1");
+    snprintf(extra, sizeof(extra), "%s --grad-accum 2", common);
+    train(&r, &fx, 2, "dp2", extra);
+    assert_ok(&r, "dp2");
+    cr_assert(strstr(r.out, "global batch 8 sequences = batch 2 x grad-accum 2 x dp 2") != NULL,
+              "%s", r.out);
+    cr_assert(strstr(r.out, "layout: world 2 = dp 2 x tp 1") != NULL, "%s", r.out);
+    cr_assert(strstr(r.out, "[rank 1] step") == NULL, "rank 1 logged at info:\n%s", r.out);
+    snprintf(extra, sizeof(extra), "%s --grad-accum 1", common);
+    train(&r, &fx, 4, "dp4", extra);
+    assert_ok(&r, "dp4");
+    const double d2 = compare_runs(&fx, "dp1", "dp2", 20, 1e-5);
+    const double d4 = compare_runs(&fx, "dp1", "dp4", 20, 1e-5);
+    /* Parameters are not bit-identical (the summation order of gradients differs between
+     * accumulation and MPI's reduction) but stay within float rounding of each other. */
+    cr_assert_lt(d2, 1e-5, "dp2 parameters differ by %g", d2);
+    cr_assert_lt(d4, 1e-5, "dp4 parameters differ by %g", d4);
+    printf("# max parameter difference after 20 steps: dp2 %g, dp4 %g\n", d2, d4);
+    cli_rmdir(fx.dir);
+}
+
+Test(multirank_train, zero1_matches_zero0) {
+    struct fixture fx;
+    fixture_make(&fx);
+    struct run_result r;
+    train(&r, &fx, 2, "z0", "--steps 20 --bucket-mb 0.01 --batch 2 --grad-accum 2 --zero 0");
+    assert_ok(&r, "zero 0");
+    train(&r, &fx, 2, "z1", "--steps 20 --bucket-mb 0.01 --batch 2 --grad-accum 2 --zero 1");
+    assert_ok(&r, "zero 1");
+    train(&r, &fx, 4, "z1np4", "--steps 20 --bucket-mb 0.01 --batch 2 --grad-accum 1 --zero 1");
+    assert_ok(&r, "zero 1 on 4 ranks");
+    const double d = compare_runs(&fx, "z0", "z1", 20, 1e-5);
+    const double d4 = compare_runs(&fx, "z0", "z1np4", 20, 1e-5);
+    cr_assert_lt(d, 1e-5, "ZeRO-1 parameters differ by %g", d);
+    cr_assert_lt(d4, 1e-5, "ZeRO-1 (4 ranks) parameters differ by %g", d4);
+    cli_rmdir(fx.dir);
+}
+
+Test(multirank_train, overlap_and_bucket_size_do_not_change_results) {
+    struct fixture fx;
+    fixture_make(&fx);
+    struct run_result r;
+    train(&r, &fx, 2, "ov", "--steps 10 --bucket-mb 0.01 --batch 2");
+    assert_ok(&r, "overlap");
+    train(&r, &fx, 2, "noov", "--steps 10 --bucket-mb 0.01 --batch 2 --no-overlap");
+    assert_ok(&r, "no overlap");
+    train(&r, &fx, 2, "onebucket", "--steps 10 --bucket-mb 64 --batch 2");
+    assert_ok(&r, "one bucket");
+    /* Fixed boundaries: when a bucket starts cannot change what it sums. */
+    cr_assert_eq(compare_runs(&fx, "ov", "noov", 10, 0.0), 0.0);
+    cr_assert_lt(compare_runs(&fx, "ov", "onebucket", 10, 1e-5), 1e-5);
+    cli_rmdir(fx.dir);
+}
+
+/* ---- failures end the job ---- */
+
+Test(multirank_fail, killed_rank_ends_the_job) {
+    struct fixture fx;
+    fixture_make(&fx);
+    struct run_result r;
+    sh_run(&r,
+           "env TS_FAULT_INJECT=1:5:kill mpirun -np 2 %s/launch/tessera train " MODEL_FLAGS
+           " --data %s --out %s/killed --steps 100000 --batch 2",
+           build_dir(), fx.data, fx.dir);
+    cr_assert_neq(r.code, 0, "the job survived a killed rank:\n%s", r.out);
+    cr_assert_lt(r.seconds, 10.0, "the job took %.1f s to end", r.seconds);
+    cr_assert(strstr(r.out, "rank 1") != NULL, "no message names rank 1:\n%s", r.out);
+    cr_assert(strstr(r.out, "step 100000/100000") == NULL);
+    cli_rmdir(fx.dir);
+}
+
+Test(multirank_fail, rank_failing_while_others_wait_aborts_the_job) {
+    struct fixture fx;
+    fixture_make(&fx);
+    struct run_result r;
+    /* Rank 1 fails before its step-5 collectives; rank 0 is already waiting inside them. */
+    sh_run(&r,
+           "env TS_FAULT_INJECT=1:5:io mpirun -np 2 %s/launch/tessera train " MODEL_FLAGS
+           " --data %s --out %s/io --steps 100000 --batch 2",
+           build_dir(), fx.data, fx.dir);
+    cr_assert_neq(r.code, 0, "the job survived a failing rank:\n%s", r.out);
+    cr_assert_lt(r.seconds, 10.0, "the job took %.1f s to end", r.seconds);
+    cr_assert(strstr(r.out, "[rank 1] tessera train: cannot read token shard") != NULL, "%s",
+              r.out);
+    cli_rmdir(fx.dir);
+}
+
+Test(multirank_fail, ranks_with_different_seeds_refuse_to_start) {
+    struct fixture fx;
+    fixture_make(&fx);
+    struct run_result r;
+    sh_run(&r,
+           "mpirun -np 2 sh -c 'exec %s/launch/tessera train " MODEL_FLAGS
+           " --data %s --out %s/seed --steps 5 --batch 2 --seed $((1 + OMPI_COMM_WORLD_RANK))'",
+           build_dir(), fx.data, fx.dir);
+    cr_assert_eq(r.code, 2, "exit %d:\n%s", r.code, r.out);
+    cr_assert(strstr(r.out, "ranks disagree on the configuration (rank 1 has seed=2, rank 0 has "
+                            "seed=1)") != NULL,
+              "%s", r.out);
+    char path[512];
+    snprintf(path, sizeof(path), "%s/seed/metrics.jsonl", fx.dir);
+    cr_assert_eq(cli_count_lines(path, "loss"), -1, "a refused run wrote metrics");
+    cli_rmdir(fx.dir);
+}
+
+Test(multirank_fail, ranks_with_different_model_flags_refuse_to_start) {
+    struct fixture fx;
+    fixture_make(&fx);
+    struct run_result r;
+    sh_run(&r,
+           "mpirun -np 2 sh -c 'exec %s/launch/tessera train " MODEL_FLAGS
+           " --data %s --out %s/model --steps 5 --batch 2 --channels $((32 + "
+           "32 * OMPI_COMM_WORLD_RANK))'",
+           build_dir(), fx.data, fx.dir);
+    cr_assert_eq(r.code, 2, "exit %d:\n%s", r.code, r.out);
+    cr_assert(strstr(r.out, "rank 1 has channels=64, rank 0 has channels=32") != NULL, "%s",
+              r.out);
+    cli_rmdir(fx.dir);
+}
