@@ -18,9 +18,10 @@ configure: setup $(BUILD)/build.ninja
 build: configure
 	meson compile -C $(BUILD)
 
-# Every test suite that runs here (cpu), then the closing line "N passed, N failed, N skipped".
+# Every test suite that runs here (cpu, then multirank under real mpirun), then the closing line
+# "N passed, N failed, N skipped" over both.
 test: build
-	@bash scripts/run_tests.sh $(BUILD) cpu
+	@bash scripts/run_tests.sh $(BUILD) cpu multirank
 
 # The cpu suite again under AddressSanitizer and UBSan (CI runs it as a second build).
 test-asan: setup

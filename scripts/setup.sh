@@ -8,6 +8,7 @@ packages=(
   gcc libc6-dev make meson ninja-build pkg-config   # the build
   libopenblas-dev libopenblas0-openmp               # the CPU matmul, loaded at run time
   libcriterion-dev                                  # the test suites
+  libopenmpi-dev openmpi-bin                        # data parallelism (mpirun), multirank tests
   python3 python3-torch python3-numpy               # the PyTorch oracle
   clang-format                                      # the format check
 )
