@@ -1,0 +1,149 @@
+/* bench_collectives.c: MPI collective bandwidth in the manner of nccl-tests.
+ *
+ * For each size from 1 KB to 256 MB (x4 steps) and each of all-reduce, reduce-scatter and
+ * all-gather (the communicator's non-blocking forms, waited at once): fill, warm up, time
+ * `iters` repetitions, check the result exactly (small integers in floats), and print one JSON
+ * line on rank 0 with the median time, algbw = bytes / time and busbw = algbw x the ring factor
+ * (2(n-1)/n for all-reduce, (n-1)/n for the others), which compares across rank counts.
+ *
+ *   mpirun -np N bench_collectives [--max-mb M] [--iters K] */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/utsname.h>
+#include <time.h>
+
+#include "comm/comm_mpi.h"
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+enum op { ALL_REDUCE, REDUCE_SCATTER, ALL_GATHER };
+static const char *op_names[] = {"all_reduce", "reduce_scatter", "all_gather"};
+
+static void fill(float *x, int64_t n, int rank, enum op op, const int *displs, const int *counts) {
+    if (op == ALL_GATHER) {
+        for (int64_t i = 0; i < n; i++)
+            x[i] = -1.0f;
+        for (int64_t i = displs[rank]; i < displs[rank] + counts[rank]; i++)
+            x[i] = (float)(rank + 1);
+        return;
+    }
+    for (int64_t i = 0; i < n; i++)
+        x[i] = (float)((rank + 1) * (i % 5 + 1));
+}
+
+/* The result of one fill + collective, exactly. */
+static int check(const float *x, int rank, int P, enum op op, const int *displs,
+                 const int *counts) {
+    const float tri = (float)(P * (P + 1) / 2);
+    if (op == ALL_GATHER) {
+        for (int r = 0; r < P; r++)
+            for (int64_t i = displs[r]; i < displs[r] + counts[r]; i++)
+                if (x[i] != (float)(r + 1))
+                    return 0;
+        return 1;
+    }
+    const int64_t from = op == REDUCE_SCATTER ? displs[rank] : 0;
+    const int64_t to =
+        op == REDUCE_SCATTER ? displs[rank] + counts[rank] : displs[P - 1] + counts[P - 1];
+    for (int64_t i = from; i < to; i++)
+        if (x[i] != tri * (float)(i % 5 + 1))
+            return 0;
+    return 1;
+}
+
+static ts_status run_op(ts_comm_t *c, enum op op, struct ts_tensor *t, const int *counts,
+                        const int *displs) {
+    struct ts_comm_req req = {0};
+    if (op == ALL_REDUCE)
+        TS_CHECK(ts_comm_all_reduce_start(c, t, &req));
+    else if (op == REDUCE_SCATTER)
+        TS_CHECK(ts_comm_reduce_scatter_start(c, t, counts, &req));
+    else
+        TS_CHECK(ts_comm_all_gather_start(c, t, counts, displs, &req));
+    return ts_comm_wait(c, &req);
+}
+
+int main(int argc, char **argv) {
+    ts_comm_t *c = NULL;
+    if (ts_comm_mpi_create_world(&c, &argc, &argv) != TS_OK) {
+        fprintf(stderr, "bench_collectives: %s\n", ts_last_error());
+        return 1;
+    }
+    double max_mb = 256;
+    int iters_arg = 0;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (strcmp(argv[i], "--max-mb") == 0)
+            max_mb = atof(argv[i + 1]);
+        else if (strcmp(argv[i], "--iters") == 0)
+            iters_arg = atoi(argv[i + 1]);
+    }
+    const int rank = ts_comm_rank(c), P = ts_comm_size(c);
+    struct utsname un;
+    uname(&un);
+    const int64_t max_bytes = (int64_t)(max_mb * 1024 * 1024);
+    float *buf = malloc((size_t)max_bytes);
+    int *counts = malloc(sizeof(int) * (size_t)P), *displs = malloc(sizeof(int) * (size_t)P);
+    int bad = 0;
+    for (int64_t bytes = 1024; bytes <= max_bytes; bytes *= 4) {
+        const int64_t n = bytes / 4;
+        for (int r = 0; r < P; r++) {
+            displs[r] = (int)(n * r / P);
+            counts[r] = (int)(n * (r + 1) / P - n * r / P);
+        }
+        struct ts_tensor t = {.data = buf, .dtype = TS_DTYPE_F32, .ndim = 1, .shape = {n, 1, 1, 1}};
+        const int iters = iters_arg > 0 ? iters_arg : bytes >= (64 << 20) ? 5 : 20;
+        for (int o = 0; o < 3; o++) {
+            const enum op op = (enum op)o;
+            double *times = malloc(sizeof(double) * (size_t)iters);
+            int correct = 1;
+            for (int it = -2; it < iters; it++) { /* two warm-ups */
+                fill(buf, n, rank, op, displs, counts);
+                if (ts_comm_barrier(c) != TS_OK)
+                    return 1;
+                const double t0 = now_s();
+                if (run_op(c, op, &t, counts, displs) != TS_OK) {
+                    fprintf(stderr, "[rank %d] %s\n", rank, ts_last_error());
+                    return 1;
+                }
+                const double dt = now_s() - t0;
+                correct &= check(buf, rank, P, op, displs, counts);
+                if (it >= 0)
+                    times[it] = dt;
+            }
+            /* Each rank's slowest view counts: the collective ends when the last rank ends. */
+            double all_ok = correct;
+            qsort(times, (size_t)iters, sizeof(double), cmp_double);
+            double med = times[iters / 2];
+            if (ts_comm_all_reduce_host(c, &all_ok, 1, TS_REDUCE_SUM) != TS_OK ||
+                ts_comm_all_reduce_host(c, &med, 1, TS_REDUCE_MAX) != TS_OK)
+                return 1;
+            const double algbw = (double)bytes / med / 1e9;
+            const double factor = op == ALL_REDUCE ? 2.0 * (P - 1) / P : (double)(P - 1) / P;
+            if (all_ok != P)
+                bad++;
+            if (rank == 0)
+                printf("{\"bench\":\"collective\",\"op\":\"%s\",\"ranks\":%d,\"bytes\":%lld,"
+                       "\"iters\":%d,\"time_us\":%.1f,\"algbw_GBps\":%.3f,\"busbw_GBps\":%.3f,"
+                       "\"correct\":%s,\"machine\":\"%s\",\"transport\":\"mpi ob1/vader\"}\n",
+                       op_names[o], P, (long long)bytes, iters, med * 1e6, algbw, algbw * factor,
+                       all_ok == P ? "true" : "false", un.nodename);
+            fflush(stdout);
+            free(times);
+        }
+    }
+    free(buf);
+    free(counts);
+    free(displs);
+    ts_comm_destroy(c);
+    return bad == 0 ? 0 : 1;
+}
