@@ -8,9 +8,15 @@
 #include "comm/grid.h"
 
 static void clear_launcher_env(void) {
-    const char *vars[] = {"OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK",
-                          "OMPI_COMM_WORLD_LOCAL_RANK", "PMIX_RANK", "SLURM_STEP_ID",
-                          "SLURM_PROCID", "SLURM_LOCALID", "SLURM_STEP_NUM_TASKS", "SLURM_NTASKS"};
+    const char *vars[] = {"OMPI_COMM_WORLD_SIZE",
+                          "OMPI_COMM_WORLD_RANK",
+                          "OMPI_COMM_WORLD_LOCAL_RANK",
+                          "PMIX_RANK",
+                          "SLURM_STEP_ID",
+                          "SLURM_PROCID",
+                          "SLURM_LOCALID",
+                          "SLURM_STEP_NUM_TASKS",
+                          "SLURM_NTASKS"};
     for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
         unsetenv(vars[i]);
 }

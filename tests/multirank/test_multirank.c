@@ -156,8 +156,7 @@ static void assert_ok(const struct run_result *r, const char *what) {
 
 static void collectives(int np) {
     struct run_result r;
-    sh_run(&r, "mpirun --oversubscribe -np %d %s/tests/multirank/mpi_collectives", np,
-           build_dir());
+    sh_run(&r, "mpirun --oversubscribe -np %d %s/tests/multirank/mpi_collectives", np, build_dir());
     assert_ok(&r, "mpi_collectives");
     cr_assert(strstr(r.out, "collectives: ok") != NULL, "%s", r.out);
 }
@@ -291,7 +290,6 @@ Test(multirank_fail, ranks_with_different_model_flags_refuse_to_start) {
            "32 * OMPI_COMM_WORLD_RANK))'",
            build_dir(), fx.data, fx.dir);
     cr_assert_eq(r.code, 2, "exit %d:\n%s", r.code, r.out);
-    cr_assert(strstr(r.out, "rank 1 has channels=64, rank 0 has channels=32") != NULL, "%s",
-              r.out);
+    cr_assert(strstr(r.out, "rank 1 has channels=64, rank 0 has channels=32") != NULL, "%s", r.out);
     cli_rmdir(fx.dir);
 }

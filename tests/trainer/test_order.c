@@ -41,8 +41,8 @@ Test(trainer_order, shuffle_is_a_permutation_each_epoch) {
                 const int64_t w = ts_loader_window_at(l, epoch * n + i);
                 cr_assert(w >= 0 && w < n, "n %lld: window %lld out of range", (long long)n,
                           (long long)w);
-                cr_assert_eq(seen[w], 0, "n %lld epoch %d: window %lld twice", (long long)n,
-                             epoch, (long long)w);
+                cr_assert_eq(seen[w], 0, "n %lld epoch %d: window %lld twice", (long long)n, epoch,
+                             (long long)w);
                 seen[w] = 1;
                 moved += w != i;
             }
