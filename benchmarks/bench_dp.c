@@ -162,12 +162,15 @@ int main(int argc, char **argv) {
     if (rank == 0) {
         struct utsname un;
         uname(&un);
-        const double hidden = after.wait_ms > 0 ? 1.0 - ov.wait_ms / after.wait_ms : 0.0;
+        /* One rank reduces nothing: no fraction to report. */
+        char hidden[32] = "null";
+        if (P > 1 && after.wait_ms > 0)
+            snprintf(hidden, sizeof(hidden), "%.3f", 1.0 - ov.wait_ms / after.wait_ms);
         printf("{\"bench\":\"dp_scaling\",\"dp\":%d,\"threads_per_rank\":%d,\"layers\":%d,"
                "\"channels\":%d,\"seq\":%d,\"global_batch\":%d,\"bucket_mb\":%g,"
                "\"tok_per_s\":%.0f,\"step_ms\":%.2f,\"tok_per_s_no_overlap\":%.0f,"
                "\"step_ms_no_overlap\":%.2f,\"exposed_comm_ms\":%.3f,"
-               "\"exposed_comm_ms_no_overlap\":%.3f,\"hidden_fraction\":%.3f,"
+               "\"exposed_comm_ms_no_overlap\":%.3f,\"hidden_fraction\":%s,"
                "\"losses_match\":%s,\"machine\":\"%s\"}\n",
                P, threads, a.layers, a.channels, a.seq, a.global_batch, a.bucket_mb, ov.tok_per_s,
                ov.step_ms, after.tok_per_s, after.step_ms, ov.wait_ms, after.wait_ms, hidden,
