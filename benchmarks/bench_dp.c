@@ -3,9 +3,13 @@
  * Run under `mpirun -np N` (N = 1, 2, 4...): every rank trains the same model on the same global
  * batch (batch = global / N per rank, grad-accum 1), so tokens/s across N compare the same work.
  * Each configuration runs twice: with the bucketed reduction overlapped with backward, and with
- * every bucket posted only after backward (--no-overlap). The trainer reports, per step, the
- * reduction time left after backward; with no overlap that is the whole reduction, so
+ * every bucket posted only after backward (--no-overlap). Per step, the exposed reduction time
+ * is from the moment the LAST rank finished backward to the moment the last rank's last bucket
+ * completed (ranks share a host, hence CLOCK_MONOTONIC), so waiting for a slower rank (skew on
+ * a loaded machine) is not counted as communication. With no overlap that is the whole
+ * reduction, so
  *     hidden fraction = 1 - exposed(overlap) / exposed(no overlap)   (medians).
+ * Also reported: buckets already complete when backward ended (out of all buckets).
  * Checks its result: losses finite and equal between the two modes (the buckets are fixed).
  * Rank 0 prints one JSON line per mode and one summary line.
  *
@@ -39,7 +43,8 @@ struct args {
 };
 
 struct result {
-    double tok_per_s, step_ms, wait_ms, first_loss, last_loss;
+    double tok_per_s, step_ms, wait_ms, first_loss, last_loss, done_in_backward;
+    int buckets;
 };
 
 static ts_status run(ts_comm_t *c, const struct args *a, const char *shard, bool overlap,
@@ -52,6 +57,7 @@ static ts_status run(ts_comm_t *c, const struct args *a, const char *shard, bool
     double *tps = calloc((size_t)a->steps, sizeof(double));
     double *ms = calloc((size_t)a->steps, sizeof(double));
     double *wait = calloc((size_t)a->steps, sizeof(double));
+    double *done = calloc((size_t)a->steps, sizeof(double));
     ts_status st;
     struct ts_cpu_options opt = {.threads = threads, .blas = TS_BLAS_AUTO};
     TS_CHECK_GOTO(ts_cpu_backend_create(&be, &opt), st, exit);
@@ -81,16 +87,20 @@ static ts_status run(ts_comm_t *c, const struct args *a, const char *shard, bool
         out->last_loss = rec.loss;
         if (s < 0)
             continue;
-        /* The slowest rank decides the step. */
-        double v[2] = {rec.step_ms, rec.comm_wait_ms};
-        TS_CHECK_GOTO(ts_comm_all_reduce_host(c, v, 2, TS_REDUCE_MAX), st, exit);
+        /* The slowest rank decides the step; exposure starts when the last backward ends. */
+        double v[4] = {rec.step_ms, rec.backward_end_ms, rec.reduce_end_ms,
+                       -(double)rec.buckets_done_in_backward};
+        TS_CHECK_GOTO(ts_comm_all_reduce_host(c, v, 4, TS_REDUCE_MAX), st, exit);
         ms[s] = v[0];
-        wait[s] = v[1];
+        wait[s] = v[2] > v[1] ? v[2] - v[1] : 0.0;
+        done[s] = -v[3]; /* the fewest buckets any rank saw complete during backward */
         tps[s] = (double)rec.tokens / (v[0] * 1e-3);
     }
     out->tok_per_s = median(tps, a->steps);
     out->step_ms = median(ms, a->steps);
     out->wait_ms = median(wait, a->steps);
+    out->done_in_backward = median(done, a->steps);
+    out->buckets = ts_trainer_num_buckets(tr);
 exit:
     ts_trainer_destroy(tr);
     ts_gpt_destroy(gpt);
@@ -99,6 +109,7 @@ exit:
     free(tps);
     free(ms);
     free(wait);
+    free(done);
     return st;
 }
 
@@ -171,10 +182,11 @@ int main(int argc, char **argv) {
                "\"tok_per_s\":%.0f,\"step_ms\":%.2f,\"tok_per_s_no_overlap\":%.0f,"
                "\"step_ms_no_overlap\":%.2f,\"exposed_comm_ms\":%.3f,"
                "\"exposed_comm_ms_no_overlap\":%.3f,\"hidden_fraction\":%s,"
+               "\"buckets\":%d,\"buckets_done_in_backward\":%.1f,"
                "\"losses_match\":%s,\"machine\":\"%s\"}\n",
                P, threads, a.layers, a.channels, a.seq, a.global_batch, a.bucket_mb, ov.tok_per_s,
                ov.step_ms, after.tok_per_s, after.step_ms, ov.wait_ms, after.wait_ms, hidden,
-               ok ? "true" : "false", un.nodename);
+               ov.buckets, ov.done_in_backward, ok ? "true" : "false", un.nodename);
         unlink(shard);
     }
     if (!ok) {

@@ -210,14 +210,19 @@ static ts_status on_grads_final(void *ctx, int64_t final_from) {
     return progress(tr);
 }
 
-/* Posts what backward has not, waits for all; returns the wait in ms. */
-static ts_status finish_buckets(struct ts_trainer *tr, double *wait_ms) {
+/* Posts what backward has not, waits for all; records the wait and what was done already. */
+static ts_status finish_buckets(struct ts_trainer *tr, struct ts_step_record *r) {
     const double t0 = now_ms();
+    r->backward_end_ms = t0;
+    r->buckets_done_in_backward = 0;
+    for (int k = 0; k < tr->next_bucket; k++)
+        r->buckets_done_in_backward += !tr->buckets[k].req.active;
     while (tr->next_bucket < tr->num_buckets)
         TS_CHECK(post_bucket(tr, &tr->buckets[tr->next_bucket++]));
     for (int k = 0; k < tr->num_buckets; k++)
         TS_CHECK(ts_comm_wait(tr->comm, &tr->buckets[k].req));
-    *wait_ms = now_ms() - t0;
+    r->reduce_end_ms = now_ms();
+    r->comm_wait_ms = r->reduce_end_ms - t0;
     return TS_OK;
 }
 
@@ -275,10 +280,11 @@ ts_status ts_trainer_step(ts_trainer_t *tr, struct ts_step_record *rec) {
 
     TS_CHECK(ts_gpt_zero_grad(tr->gpt));
     tr->next_bucket = 0;
-    double loss_sum = 0, wait_ms = 0;
+    double loss_sum = 0;
+    struct ts_step_record r = {0};
     ts_status st = micro_steps(tr, &loss_sum);
     if (st == TS_OK)
-        st = finish_buckets(tr, &wait_ms);
+        st = finish_buckets(tr, &r);
     if (st != TS_OK) {
         cancel_buckets(tr);
         return st;
@@ -287,12 +293,10 @@ ts_status ts_trainer_step(ts_trainer_t *tr, struct ts_step_record *rec) {
     TS_CHECK(ts_comm_all_reduce_host(tr->comm, &loss, 1, TS_REDUCE_SUM));
     loss /= (double)accum * tr->dp;
 
-    struct ts_step_record r = {0};
     r.step = tr->steps;
     r.loss = (float)loss;
     r.lr = ts_lr_at(&tr->cfg.lr, tr->steps);
     r.tokens = (int64_t)B * T * accum * tr->dp;
-    r.comm_wait_ms = wait_ms;
     st = update(tr, r.lr, &r.grad_norm);
     if (st == TS_OK)
         TS_CHECK(ts_op_sync(be));

@@ -40,6 +40,11 @@ struct ts_step_record {
     double step_ms;
     double tok_per_s;
     double comm_wait_ms; /* gradient reduction time left after backward (not hidden) */
+    /* For overlap measurements (CLOCK_MONOTONIC ms, comparable across ranks of one host): when
+     * this rank's last backward ended and when its last bucket completed, and how many buckets
+     * had completed before backward ended. */
+    double backward_end_ms, reduce_end_ms;
+    int buckets_done_in_backward;
 };
 
 typedef struct ts_trainer ts_trainer_t;
