@@ -1,7 +1,9 @@
 /* bench_collectives.c: MPI collective bandwidth in the manner of nccl-tests.
  *
  * For each size from 1 KB to 256 MB (x4 steps) and each of all-reduce, reduce-scatter and
- * all-gather (the communicator's non-blocking forms, waited at once): fill, warm up, time
+ * all-gather (the communicator's non-blocking forms the trainer uses, waited at once), plus the
+ * blocking all-reduce for comparison (Open MPI's tuned blocking collectives and its libnbc
+ * non-blocking ones choose different algorithms): fill, warm up, time
  * `iters` repetitions, check the result exactly (small integers in floats), and print one JSON
  * line on rank 0 with the median time, algbw = bytes / time and busbw = algbw x the ring factor
  * (2(n-1)/n for all-reduce, (n-1)/n for the others), which compares across rank counts.
@@ -26,8 +28,9 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-enum op { ALL_REDUCE, REDUCE_SCATTER, ALL_GATHER };
-static const char *op_names[] = {"all_reduce", "reduce_scatter", "all_gather"};
+enum op { ALL_REDUCE, REDUCE_SCATTER, ALL_GATHER, ALL_REDUCE_BLOCKING, NUM_OPS };
+static const char *op_names[] = {"all_reduce", "reduce_scatter", "all_gather",
+                                 "all_reduce_blocking"};
 
 static void fill(float *x, int64_t n, int rank, enum op op, const int *displs, const int *counts) {
     if (op == ALL_GATHER) {
@@ -52,7 +55,7 @@ static int check(const float *x, int rank, int P, enum op op, const int *displs,
                     return 0;
         return 1;
     }
-    const int64_t from = op == REDUCE_SCATTER ? displs[rank] : 0;
+    const int64_t from = op == REDUCE_SCATTER ? displs[rank] : 0; /* all-reduce: everything */
     const int64_t to =
         op == REDUCE_SCATTER ? displs[rank] + counts[rank] : displs[P - 1] + counts[P - 1];
     for (int64_t i = from; i < to; i++)
@@ -64,6 +67,8 @@ static int check(const float *x, int rank, int P, enum op op, const int *displs,
 static ts_status run_op(ts_comm_t *c, enum op op, struct ts_tensor *t, const int *counts,
                         const int *displs) {
     struct ts_comm_req req = {0};
+    if (op == ALL_REDUCE_BLOCKING)
+        return ts_comm_all_reduce(c, NULL, t, TS_REDUCE_SUM);
     if (op == ALL_REDUCE)
         TS_CHECK(ts_comm_all_reduce_start(c, t, &req));
     else if (op == REDUCE_SCATTER)
@@ -102,7 +107,7 @@ int main(int argc, char **argv) {
         }
         struct ts_tensor t = {.data = buf, .dtype = TS_DTYPE_F32, .ndim = 1, .shape = {n, 1, 1, 1}};
         const int iters = iters_arg > 0 ? iters_arg : bytes >= (64 << 20) ? 5 : 20;
-        for (int o = 0; o < 3; o++) {
+        for (int o = 0; o < NUM_OPS; o++) {
             const enum op op = (enum op)o;
             double *times = malloc(sizeof(double) * (size_t)iters);
             int correct = 1;
@@ -128,7 +133,9 @@ int main(int argc, char **argv) {
                 ts_comm_all_reduce_host(c, &med, 1, TS_REDUCE_MAX) != TS_OK)
                 return 1;
             const double algbw = (double)bytes / med / 1e9;
-            const double factor = op == ALL_REDUCE ? 2.0 * (P - 1) / P : (double)(P - 1) / P;
+            const double factor = op == ALL_REDUCE || op == ALL_REDUCE_BLOCKING
+                                      ? 2.0 * (P - 1) / P
+                                      : (double)(P - 1) / P;
             if (all_ok != P)
                 bad++;
             if (rank == 0)
