@@ -293,3 +293,31 @@ Test(multirank_fail, ranks_with_different_model_flags_refuse_to_start) {
     cr_assert(strstr(r.out, "rank 1 has channels=64, rank 0 has channels=32") != NULL, "%s", r.out);
     cli_rmdir(fx.dir);
 }
+
+/* ---- Slurm (runs only where a Slurm cluster answers, e.g. the local one ENVIRONMENT.md
+ * describes; skipped otherwise) ---- */
+
+Test(multirank_slurm, srun_pmix_trains_like_mpirun) {
+    if (system("timeout 5 sinfo -h >/dev/null 2>&1") != 0)
+        cr_skip_test("no Slurm cluster answers sinfo");
+    struct fixture fx;
+    fixture_make(&fx);
+    struct run_result r;
+    train(&r, &fx, 2, "mpirun", "--steps 5 --batch 2");
+    assert_ok(&r, "mpirun");
+    sh_run(&r,
+           "srun --mpi=pmix -n 2 --overcommit %s/launch/tessera train " MODEL_FLAGS
+           " --data %s --out %s/srun --steps 5 --batch 2",
+           build_dir(), fx.data, fx.dir);
+    assert_ok(&r, "srun --mpi=pmix");
+    cr_assert(strstr(r.out, "layout: world 2 = dp 2 x tp 1") != NULL, "%s", r.out);
+    cr_assert_eq(compare_runs(&fx, "mpirun", "srun", 5, 0.0), 0.0);
+    /* Without PMIx the tasks cannot form one job: refused, not run twice. */
+    sh_run(&r,
+           "srun --mpi=none -n 2 --overcommit %s/launch/tessera train " MODEL_FLAGS
+           " --data %s --out %s/nopmix --steps 5 --batch 2",
+           build_dir(), fx.data, fx.dir);
+    cr_assert_neq(r.code, 0);
+    cr_assert(strstr(r.out, "srun --mpi=pmix") != NULL, "%s", r.out);
+    cli_rmdir(fx.dir);
+}
