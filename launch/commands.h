@@ -6,5 +6,7 @@
 int ts_cmd_train(int argc, char **argv);
 int ts_cmd_eval(int argc, char **argv);
 int ts_cmd_prepare(int argc, char **argv);
+int ts_cmd_tokenize(int argc, char **argv);
+int ts_cmd_tokenizer(int argc, char **argv);
 
 #endif

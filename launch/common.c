@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -54,6 +55,42 @@ ts_status ts_launch_mkdirs(const char *path) {
 bool ts_launch_file_exists(const char *path) {
     struct stat st;
     return stat(path, &st) == 0;
+}
+
+ts_status ts_launch_read_file(const char *path, uint8_t **data, size_t *n) {
+    *data = NULL;
+    *n = 0;
+    bool in = strcmp(path, "-") == 0;
+    FILE *f = in ? stdin : fopen(path, "rb");
+    if (f == NULL)
+        return ts_error(TS_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+    size_t cap = 1 << 16, len = 0;
+    uint8_t *buf = malloc(cap + 1);
+    while (buf != NULL) {
+        len += fread(buf + len, 1, cap - len, f);
+        if (len < cap)
+            break;
+        cap *= 2;
+        uint8_t *nb = realloc(buf, cap + 1);
+        if (nb == NULL)
+            free(buf);
+        buf = nb;
+    }
+    ts_status st = TS_OK;
+    if (buf == NULL)
+        st = ts_error(TS_ERR_OOM, "out of memory reading %s", path);
+    else if (ferror(f))
+        st = ts_error(TS_ERR_IO, "error reading %s", path);
+    if (!in)
+        fclose(f);
+    if (st != TS_OK) {
+        free(buf);
+        return st;
+    }
+    buf[len] = 0;
+    *data = buf;
+    *n = len;
+    return TS_OK;
 }
 
 void ts_launch_model_path(const char *ckpt, char *out, size_t len) {

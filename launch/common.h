@@ -4,6 +4,8 @@
 #define TS_LAUNCH_COMMON_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "kernels/backend.h"
 #include "trainer/gpt.h"
@@ -17,6 +19,9 @@ ts_status ts_launch_backend(struct ts_backend **out, const char *device, const c
 ts_status ts_launch_mkdirs(const char *path) TS_MUST_CHECK;
 
 bool ts_launch_file_exists(const char *path);
+
+/* Reads a whole file ("-" is stdin) into a malloc'ed buffer (NUL-terminated, not counted). */
+ts_status ts_launch_read_file(const char *path, uint8_t **data, size_t *n) TS_MUST_CHECK;
 
 /* The model file of a run directory or a path to the file itself. */
 void ts_launch_model_path(const char *ckpt, char *out, size_t len);

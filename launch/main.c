@@ -18,6 +18,8 @@ static void print_help(void) {
            "  train     train a model on token shards\n"
            "  eval      mean cross-entropy of a trained model on token shards\n"
            "  prepare   turn text files into token shards\n"
+           "  tokenize  text to token ids (or back, --decode)\n"
+           "  tokenizer fetch GPT-2's vocabulary, or train a BPE tokenizer\n"
            "  help      this text, or `tessera help <command>`\n"
            "  version   print the version\n\n"
            "`tessera <command> --help` lists a command's flags.\n"
@@ -62,6 +64,10 @@ int main(int argc, char **argv) {
         return ts_cmd_eval(argc, argv);
     if (strcmp(cmd, "prepare") == 0)
         return ts_cmd_prepare(argc, argv);
+    if (strcmp(cmd, "tokenize") == 0)
+        return ts_cmd_tokenize(argc, argv);
+    if (strcmp(cmd, "tokenizer") == 0)
+        return ts_cmd_tokenizer(argc, argv);
     if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
         print_help();
         return TS_EXIT_OK;

@@ -7,6 +7,7 @@ set -euo pipefail
 packages=(
   gcc libc6-dev make meson ninja-build pkg-config   # the build
   libopenblas-dev libopenblas0-openmp               # the CPU matmul, loaded at run time
+  libpcre2-dev libjson-c-dev nettle-dev             # the tokenizer: regex, JSON, sha256
   libcriterion-dev                                  # the test suites
   libopenmpi-dev openmpi-bin                        # data parallelism (mpirun), multirank tests
   python3 python3-torch python3-numpy               # the PyTorch oracle

@@ -1,0 +1,152 @@
+/* data_manifest.c: manifest.json (data_manifest.h), written and read with json-c. */
+#include "trainer/data_manifest.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <json-c/json.h>
+
+void ts_data_manifest_init(struct ts_data_manifest *m) {
+    memset(m, 0, sizeof(*m));
+    m->eot = -1;
+}
+
+void ts_data_manifest_deinit(struct ts_data_manifest *m) {
+    for (int i = 0; i < m->num_sources; i++)
+        free(m->sources[i].path);
+    free(m->sources);
+    ts_data_manifest_init(m);
+}
+
+ts_status ts_data_manifest_add_source(struct ts_data_manifest *m, const char *path, int64_t bytes,
+                                      const char *sha256) {
+    struct ts_data_source *ns =
+        realloc(m->sources, (size_t)(m->num_sources + 1) * sizeof(*m->sources));
+    if (ns == NULL)
+        return ts_error(TS_ERR_OOM, "out of memory for the manifest's sources");
+    m->sources = ns;
+    struct ts_data_source *s = &m->sources[m->num_sources];
+    s->path = strdup(path);
+    if (s->path == NULL)
+        return ts_error(TS_ERR_OOM, "out of memory for the manifest's sources");
+    s->bytes = bytes;
+    snprintf(s->sha256, sizeof(s->sha256), "%s", sha256);
+    m->num_sources++;
+    return TS_OK;
+}
+
+ts_status ts_data_manifest_write(const struct ts_data_manifest *m, const char *path) {
+    json_object *root = json_object_new_object(), *tok = json_object_new_object();
+    json_object *sources = json_object_new_array();
+    json_object_object_add(root, "format", json_object_new_string("tessera-data-manifest"));
+    json_object_object_add(root, "version", json_object_new_int(TS_DATA_MANIFEST_VERSION));
+    json_object_object_add(tok, "name", json_object_new_string(m->tokenizer));
+    json_object_object_add(tok, "vocab_size", json_object_new_int(m->vocab_size));
+    json_object_object_add(tok, "eot", json_object_new_int(m->eot));
+    json_object_object_add(tok, "vocab_sha256", json_object_new_string(m->vocab_sha256));
+    json_object_object_add(root, "tokenizer", tok);
+    json_object_object_add(root, "train_tokens", json_object_new_int64(m->train_tokens));
+    json_object_object_add(root, "val_tokens", json_object_new_int64(m->val_tokens));
+    json_object_object_add(root, "train_shards", json_object_new_int(m->num_train_shards));
+    for (int i = 0; i < m->num_sources; i++) {
+        json_object *s = json_object_new_object();
+        json_object_object_add(s, "path", json_object_new_string(m->sources[i].path));
+        json_object_object_add(s, "bytes", json_object_new_int64(m->sources[i].bytes));
+        json_object_object_add(s, "sha256", json_object_new_string(m->sources[i].sha256));
+        json_object_array_add(sources, s);
+    }
+    json_object_object_add(root, "sources", sources);
+    const char *text = json_object_to_json_string_ext(
+        root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE);
+    char tmp[4300];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    ts_status st = TS_OK;
+    FILE *f = fopen(tmp, "wb");
+    if (f == NULL) {
+        st = ts_error(TS_ERR_IO, "cannot create %s: %s", tmp, strerror(errno));
+    } else {
+        int bad = fputs(text, f) < 0 || fputc('\n', f) == EOF;
+        bad |= fclose(f) != 0;
+        if (bad || rename(tmp, path) != 0) {
+            remove(tmp);
+            st = ts_error(TS_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+        }
+    }
+    json_object_put(root);
+    return st;
+}
+
+static ts_status get(json_object *o, const char *key, json_type type, const char *path,
+                     json_object **out) {
+    if (!json_object_object_get_ex(o, key, out) || !json_object_is_type(*out, type))
+        return ts_error(TS_ERR_FORMAT, "%s: \"%s\" is missing or has the wrong type", path, key);
+    return TS_OK;
+}
+
+static ts_status parse(struct ts_data_manifest *m, json_object *root, const char *path) {
+    json_object *v, *tok, *sources;
+    if (!json_object_is_type(root, json_type_object))
+        return ts_error(TS_ERR_FORMAT, "%s: not a JSON object", path);
+    TS_CHECK(get(root, "version", json_type_int, path, &v));
+    if (json_object_get_int(v) != TS_DATA_MANIFEST_VERSION)
+        return ts_error(TS_ERR_FORMAT, "%s: version %d; this build reads version %d", path,
+                        json_object_get_int(v), TS_DATA_MANIFEST_VERSION);
+    TS_CHECK(get(root, "tokenizer", json_type_object, path, &tok));
+    TS_CHECK(get(tok, "name", json_type_string, path, &v));
+    snprintf(m->tokenizer, sizeof(m->tokenizer), "%s", json_object_get_string(v));
+    TS_CHECK(get(tok, "vocab_size", json_type_int, path, &v));
+    m->vocab_size = json_object_get_int(v);
+    if (m->vocab_size < 2 || m->vocab_size > 65536)
+        return ts_error(TS_ERR_FORMAT, "%s: vocab_size %d outside [2, 65536]", path, m->vocab_size);
+    TS_CHECK(get(tok, "eot", json_type_int, path, &v));
+    m->eot = json_object_get_int(v);
+    TS_CHECK(get(tok, "vocab_sha256", json_type_string, path, &v));
+    snprintf(m->vocab_sha256, sizeof(m->vocab_sha256), "%s", json_object_get_string(v));
+    TS_CHECK(get(root, "train_tokens", json_type_int, path, &v));
+    m->train_tokens = json_object_get_int64(v);
+    TS_CHECK(get(root, "val_tokens", json_type_int, path, &v));
+    m->val_tokens = json_object_get_int64(v);
+    TS_CHECK(get(root, "train_shards", json_type_int, path, &v));
+    m->num_train_shards = json_object_get_int(v);
+    TS_CHECK(get(root, "sources", json_type_array, path, &sources));
+    for (size_t i = 0; i < json_object_array_length(sources); i++) {
+        json_object *s = json_object_array_get_idx(sources, i), *p, *b, *h;
+        if (!json_object_is_type(s, json_type_object))
+            return ts_error(TS_ERR_FORMAT, "%s: sources[%zu] is not an object", path, i);
+        TS_CHECK(get(s, "path", json_type_string, path, &p));
+        TS_CHECK(get(s, "bytes", json_type_int, path, &b));
+        TS_CHECK(get(s, "sha256", json_type_string, path, &h));
+        TS_CHECK(ts_data_manifest_add_source(m, json_object_get_string(p), json_object_get_int64(b),
+                                             json_object_get_string(h)));
+    }
+    return TS_OK;
+}
+
+ts_status ts_data_manifest_read(struct ts_data_manifest *m, const char *path) {
+    ts_data_manifest_deinit(m);
+    json_object *root = json_object_from_file(path);
+    if (root == NULL)
+        return ts_error(TS_ERR_FORMAT, "%s: cannot read the data manifest (%s)", path,
+                        json_util_get_last_err() ? json_util_get_last_err() : "not JSON");
+    ts_status st = parse(m, root, path);
+    json_object_put(root);
+    if (st != TS_OK)
+        ts_data_manifest_deinit(m);
+    return st;
+}
+
+ts_status ts_data_manifest_find(const char *pattern, char *out, size_t len, bool *found) {
+    *found = false;
+    const char *slash = strrchr(pattern, '/');
+    int w = slash == NULL ? snprintf(out, len, "%s", TS_DATA_MANIFEST_NAME)
+                          : snprintf(out, len, "%.*s/%s", (int)(slash - pattern), pattern,
+                                     TS_DATA_MANIFEST_NAME);
+    if (w < 0 || (size_t)w >= len)
+        return ts_error(TS_ERR_INVALID_ARG, "path too long: %s", pattern);
+    struct stat sb;
+    *found = stat(out, &sb) == 0 && S_ISREG(sb.st_mode);
+    return TS_OK;
+}

@@ -1,0 +1,55 @@
+/* data_manifest.h: manifest.json beside a directory of token shards: which tokenizer made them
+ * (name, vocabulary size, end-of-text id, vocabulary hash), how many tokens went to train and
+ * val, and every source file with its size and sha256, the start of data lineage.
+ *
+ * `tessera prepare` writes it; `train` and `eval` read the vocabulary size from it, so a model
+ * of a trained 4096-token tokenizer needs no --vocab-size; shards without one still work. */
+#ifndef TS_DATA_MANIFEST_H
+#define TS_DATA_MANIFEST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels/status.h"
+#include "trainer/sha256.h"
+
+#define TS_DATA_MANIFEST_NAME "manifest.json"
+#define TS_DATA_MANIFEST_VERSION 1
+
+struct ts_data_source {
+    char *path; /* as given to prepare (owned) */
+    int64_t bytes;
+    char sha256[TS_SHA256_HEX];
+};
+
+struct ts_data_manifest {
+    char tokenizer[4096]; /* "gpt2", "bytes" or a tokenizer directory */
+    int vocab_size;
+    int eot; /* -1: none (bytes) */
+    char vocab_sha256[TS_SHA256_HEX];
+    int64_t train_tokens, val_tokens;
+    int num_train_shards;
+    int num_sources;
+    struct ts_data_source *sources; /* owned */
+};
+
+void ts_data_manifest_init(struct ts_data_manifest *m);
+void ts_data_manifest_deinit(struct ts_data_manifest *m); /* frees sources */
+
+/* Appends a source (path copied). */
+ts_status ts_data_manifest_add_source(struct ts_data_manifest *m, const char *path, int64_t bytes,
+                                      const char *sha256) TS_MUST_CHECK;
+
+/* Writes path atomically (a temporary file renamed into place). */
+ts_status ts_data_manifest_write(const struct ts_data_manifest *m, const char *path) TS_MUST_CHECK;
+
+/* Reads and checks a manifest into an initialised m (deinit'ed first). */
+ts_status ts_data_manifest_read(struct ts_data_manifest *m, const char *path) TS_MUST_CHECK;
+
+/* The manifest path for shards named by a path or glob (its directory + "/manifest.json");
+ * *found says whether that file exists. */
+ts_status ts_data_manifest_find(const char *pattern, char *out, size_t len,
+                                bool *found) TS_MUST_CHECK;
+
+#endif

@@ -1,0 +1,260 @@
+/* tokenizer_encode.c: text -> ids. GPT-2's pre-split pattern through PCRE2, then byte-pair
+ * merges by rank within each chunk, with a per-encoder cache of chunk encodings.
+ *
+ * PCRE2 runs in UTF mode with Unicode properties for \s and \w-like classes (PCRE2_UCP), as
+ * Python's `regex` and JavaScript's /u do for GPT-2's pattern, and with PCRE2_MATCH_INVALID_UTF
+ * so invalid UTF-8 never matches: the bytes between matches become chunks of their own. The
+ * merge loop keeps each adjacent pair's rank in an array, so a merge rescans one word's ranks,
+ * not the merge table. Natural text repeats its words, so most chunks are cache hits. */
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "trainer/tokenizer_impl.h"
+
+struct ts_tok_splitter {
+    pcre2_code *code;
+    pcre2_match_data *md;
+};
+
+ts_status ts_tok_splitter_create(ts_tok_splitter_t **out) {
+    *out = NULL;
+    struct ts_tok_splitter *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return ts_error(TS_ERR_OOM, "out of memory for a pre-splitter");
+    int err;
+    PCRE2_SIZE erroff;
+    s->code = pcre2_compile((PCRE2_SPTR)TS_TOK_GPT2_PATTERN, PCRE2_ZERO_TERMINATED,
+                            PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &err, &erroff, NULL);
+    if (s->code == NULL) {
+        PCRE2_UCHAR msg[256];
+        pcre2_get_error_message(err, msg, sizeof(msg));
+        free(s);
+        return ts_error(TS_ERR_UNSUPPORTED, "PCRE2 cannot compile the GPT-2 pattern: %s", msg);
+    }
+    (void)pcre2_jit_compile(s->code, PCRE2_JIT_COMPLETE); /* the interpreter works without it */
+    s->md = pcre2_match_data_create_from_pattern(s->code, NULL);
+    if (s->md == NULL) {
+        ts_tok_splitter_destroy(s);
+        return ts_error(TS_ERR_OOM, "out of memory for PCRE2 match data");
+    }
+    *out = s;
+    return TS_OK;
+}
+
+void ts_tok_splitter_destroy(ts_tok_splitter_t *s) {
+    if (s == NULL)
+        return;
+    pcre2_match_data_free(s->md);
+    pcre2_code_free(s->code);
+    free(s);
+}
+
+ts_status ts_tok_split(ts_tok_splitter_t *s, const uint8_t *text, size_t n, ts_tok_chunk_fn fn,
+                       void *ctx) {
+    size_t pos = 0;
+    while (pos < n) {
+        int rc = pcre2_match(s->code, text, n, pos, 0, s->md, NULL);
+        size_t a = n, b = n;
+        if (rc >= 0) {
+            PCRE2_SIZE *ov = pcre2_get_ovector_pointer(s->md);
+            a = ov[0];
+            b = ov[1];
+        } else if (rc != PCRE2_ERROR_NOMATCH) {
+            PCRE2_UCHAR msg[256];
+            pcre2_get_error_message(rc, msg, sizeof(msg));
+            return ts_error(TS_ERR_INTERNAL, "PCRE2 match failed at byte %zu: %s", pos, msg);
+        }
+        if (a > pos) /* bytes no alternative matched: invalid UTF-8 */
+            TS_CHECK(fn(ctx, text + pos, a - pos));
+        if (b == a) { /* no match, or an empty one: step past one byte */
+            if (a < n)
+                TS_CHECK(fn(ctx, text + a, 1));
+            pos = a + 1;
+            continue;
+        }
+        TS_CHECK(fn(ctx, text + a, b - a));
+        pos = b;
+    }
+    return TS_OK;
+}
+
+/* The cache: chunk bytes -> ids, open addressing over an arena; cleared when full. */
+#define CACHE_MAX_CHUNK 64
+#define CACHE_SLOTS (1u << 18)
+
+struct cache_slot {
+    uint64_t hash; /* 0 = empty */
+    uint32_t key_off, ids_off;
+    uint16_t key_len, nids;
+};
+
+struct ts_tok_encoder {
+    const struct ts_tokenizer *t;
+    ts_tok_splitter_t *split;
+    struct ts_tok_ids *out; /* the list the current encode call appends to */
+    struct cache_slot *slots;
+    uint32_t used;
+    uint8_t *keys;
+    uint32_t keys_len, keys_cap;
+    int32_t *ids;
+    uint32_t ids_len, ids_cap;
+    int32_t *sym, *rank; /* the merge loop's word, grown to the longest chunk */
+    size_t sym_cap;
+};
+
+ts_status ts_tok_encoder_create(ts_tok_encoder_t **out, const ts_tokenizer_t *t) {
+    *out = NULL;
+    struct ts_tok_encoder *e = calloc(1, sizeof(*e));
+    if (e == NULL)
+        return ts_error(TS_ERR_OOM, "out of memory for an encoder");
+    e->t = t;
+    ts_status st = TS_OK;
+    if (t->kind == TS_TOK_BPE) {
+        st = ts_tok_splitter_create(&e->split);
+        e->slots = calloc(CACHE_SLOTS, sizeof(struct cache_slot));
+        e->keys_cap = CACHE_SLOTS * 8;
+        e->ids_cap = CACHE_SLOTS * 4;
+        e->keys = malloc(e->keys_cap);
+        e->ids = malloc(e->ids_cap * sizeof(int32_t));
+        e->sym_cap = 256;
+        e->sym = malloc(e->sym_cap * sizeof(int32_t));
+        e->rank = malloc(e->sym_cap * sizeof(int32_t));
+        if (st == TS_OK && (!e->slots || !e->keys || !e->ids || !e->sym || !e->rank))
+            st = ts_error(TS_ERR_OOM, "out of memory for an encoder's cache");
+    }
+    if (st != TS_OK) {
+        ts_tok_encoder_destroy(e);
+        return st;
+    }
+    *out = e;
+    return TS_OK;
+}
+
+void ts_tok_encoder_destroy(ts_tok_encoder_t *e) {
+    if (e == NULL)
+        return;
+    ts_tok_splitter_destroy(e->split);
+    free(e->slots);
+    free(e->keys);
+    free(e->ids);
+    free(e->sym);
+    free(e->rank);
+    free(e);
+}
+
+static uint64_t chunk_hash(const uint8_t *s, size_t n) {
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ s[i]) * 1099511628211ULL;
+    return h | 1;
+}
+
+/* Merges one chunk's bytes; leaves the ids in e->sym[0..*count). */
+static ts_status bpe(struct ts_tok_encoder *e, const uint8_t *s, size_t n, size_t *count) {
+    const struct ts_tokenizer *t = e->t;
+    if (n > e->sym_cap) {
+        size_t cap = n * 2;
+        int32_t *a = realloc(e->sym, cap * sizeof(int32_t));
+        if (a != NULL)
+            e->sym = a;
+        int32_t *b = realloc(e->rank, cap * sizeof(int32_t));
+        if (b != NULL)
+            e->rank = b;
+        if (a == NULL || b == NULL)
+            return ts_error(TS_ERR_OOM, "out of memory encoding a chunk of %zu bytes", n);
+        e->sym_cap = cap;
+    }
+    int32_t *sym = e->sym, *rank = e->rank, merged = 0;
+    for (size_t i = 0; i < n; i++)
+        sym[i] = t->byte_id[s[i]];
+    for (size_t i = 0; i + 1 < n; i++)
+        rank[i] = ts_tok_merge_find(t, sym[i], sym[i + 1], &merged);
+    size_t m = n;
+    while (m > 1) {
+        size_t best = m;
+        int32_t br = INT32_MAX;
+        for (size_t i = 0; i + 1 < m; i++)
+            if (rank[i] >= 0 && rank[i] < br) {
+                br = rank[i];
+                best = i;
+            }
+        if (best == m)
+            break;
+        ts_tok_merge_find(t, sym[best], sym[best + 1], &merged);
+        sym[best] = merged;
+        memmove(sym + best + 1, sym + best + 2, (m - best - 2) * sizeof(int32_t));
+        memmove(rank + best + 1, rank + best + 2, (m - best - 2) * sizeof(int32_t));
+        m--;
+        if (best > 0)
+            rank[best - 1] = ts_tok_merge_find(t, sym[best - 1], sym[best], &merged);
+        if (best + 1 < m)
+            rank[best] = ts_tok_merge_find(t, sym[best], sym[best + 1], &merged);
+    }
+    *count = m;
+    return TS_OK;
+}
+
+static void cache_clear(struct ts_tok_encoder *e) {
+    memset(e->slots, 0, CACHE_SLOTS * sizeof(struct cache_slot));
+    e->used = e->keys_len = e->ids_len = 0;
+}
+
+static ts_status encode_chunk(void *ctx, const uint8_t *s, size_t n) {
+    struct ts_tok_encoder *e = ctx;
+    struct ts_tok_ids *out = e->out;
+    bool cacheable = n <= CACHE_MAX_CHUNK;
+    uint64_t h = 0, slot = 0;
+    if (cacheable) {
+        h = chunk_hash(s, n);
+        for (slot = h & (CACHE_SLOTS - 1); e->slots[slot].hash != 0;
+             slot = (slot + 1) & (CACHE_SLOTS - 1)) {
+            struct cache_slot *c = &e->slots[slot];
+            if (c->hash == h && c->key_len == n && memcmp(e->keys + c->key_off, s, n) == 0) {
+                for (int i = 0; i < c->nids; i++)
+                    TS_CHECK(ts_tok_ids_push(out, e->ids[c->ids_off + i]));
+                return TS_OK;
+            }
+        }
+    }
+    size_t m = 0;
+    TS_CHECK(bpe(e, s, n, &m));
+    for (size_t i = 0; i < m; i++)
+        TS_CHECK(ts_tok_ids_push(out, e->sym[i]));
+    if (!cacheable)
+        return TS_OK;
+    if (e->used >= CACHE_SLOTS / 2 || e->keys_len + n > e->keys_cap ||
+        e->ids_len + m > e->ids_cap) {
+        cache_clear(e);
+        for (slot = h & (CACHE_SLOTS - 1); e->slots[slot].hash != 0;
+             slot = (slot + 1) & (CACHE_SLOTS - 1))
+            ;
+    }
+    struct cache_slot *c = &e->slots[slot];
+    c->hash = h;
+    c->key_off = e->keys_len;
+    c->key_len = (uint16_t)n;
+    c->ids_off = e->ids_len;
+    c->nids = (uint16_t)m;
+    memcpy(e->keys + e->keys_len, s, n);
+    memcpy(e->ids + e->ids_len, e->sym, m * sizeof(int32_t));
+    e->keys_len += (uint32_t)n;
+    e->ids_len += (uint32_t)m;
+    e->used++;
+    return TS_OK;
+}
+
+ts_status ts_tok_encoder_encode(ts_tok_encoder_t *e, const uint8_t *text, size_t n,
+                                struct ts_tok_ids *ids) {
+    if (e->t->kind == TS_TOK_BYTES) {
+        for (size_t i = 0; i < n; i++)
+            TS_CHECK(ts_tok_ids_push(ids, text[i]));
+        return TS_OK;
+    }
+    e->out = ids;
+    ts_status st = ts_tok_split(e->split, text, n, encode_chunk, e);
+    e->out = NULL;
+    return st;
+}
