@@ -52,7 +52,8 @@ static void build_flags(struct ts_flag *f, struct train_args *a) {
         {"val-data", TS_FLAG_STRING, &a->val_data, "PATTERN", "validation shards (optional)"},
         {"out", TS_FLAG_STRING, &a->out, "DIR", "run directory", true},
         {"overwrite", TS_FLAG_BOOL, &a->overwrite, NULL, "replace a finished run in --out"},
-        {"vocab-size", TS_FLAG_INT, &a->vocab_size, "V", "vocabulary size (GPT-2: 50257)"},
+        {"vocab-size", TS_FLAG_INT, &a->vocab_size, "V",
+         "vocabulary size (default: the data's manifest.json, else GPT-2's 50257)"},
         {"layers", TS_FLAG_INT, &a->layers, "L", "transformer blocks"},
         {"heads", TS_FLAG_INT, &a->heads, "NH", "attention heads (must divide channels)"},
         {"channels", TS_FLAG_INT, &a->channels, "C", "model width"},
@@ -389,7 +390,9 @@ int ts_cmd_train(int argc, char **argv) {
         ts_cli_print_help(usage, description, flags, NFLAGS);
         return TS_EXIT_OK;
     }
-    if (check_args(&a) != TS_OK)
+    if (ts_launch_manifest_vocab(a.data, ts_cli_seen(flags, NFLAGS, "vocab-size"), false,
+                                 &a.vocab_size) != TS_OK ||
+        check_args(&a) != TS_OK)
         return ts_launch_fail("train", TS_EXIT_USAGE);
     return train(&a, &argc, &argv);
 }

@@ -20,6 +20,13 @@ ts_status ts_launch_mkdirs(const char *path) TS_MUST_CHECK;
 
 bool ts_launch_file_exists(const char *path);
 
+/* The vocabulary size for shards named by `data` (a path or glob) from the manifest.json beside
+ * them, when there is one. given: whether the user passed --vocab-size (*vocab_size holds it);
+ * when not given the manifest's value replaces the default; when given it must be at least the
+ * manifest's (exactly it when exact, e.g. a trained model in eval). */
+ts_status ts_launch_manifest_vocab(const char *data, bool given, bool exact,
+                                   int *vocab_size) TS_MUST_CHECK;
+
 /* Reads a whole file ("-" is stdin) into a malloc'ed buffer (NUL-terminated, not counted). */
 ts_status ts_launch_read_file(const char *path, uint8_t **data, size_t *n) TS_MUST_CHECK;
 
