@@ -14,6 +14,12 @@ packages=(
   clang-format                                      # the format check
 )
 
+# node and npm run the tokenizer tests' oracle (js-tiktoken) and `tessera tokenizer fetch gpt2`.
+# Debian's npm pulls in Debian's nodejs; a Node.js from elsewhere that already has npm is kept.
+if ! command -v npm >/dev/null 2>&1; then
+  packages+=(npm)
+fi
+
 missing=()
 for p in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
@@ -21,7 +27,7 @@ for p in "${packages[@]}"; do
   fi
 done
 if [ ${#missing[@]} -eq 0 ]; then
-  exit 0
+  exec bash "$(dirname "$0")/setup_npm.sh"
 fi
 
 echo "setup: installing ${missing[*]}"
@@ -36,3 +42,4 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 $sudo apt-get update -q
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+bash "$(dirname "$0")/setup_npm.sh"
