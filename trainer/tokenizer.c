@@ -379,8 +379,11 @@ static ts_status load_dir(struct ts_tokenizer *t, const char *dir) {
     }
     enc = json_tokener_parse_ex(tok, text, (int)n);
     enum json_tokener_error jerr = json_tokener_get_error(tok);
-    if (enc == NULL || jerr != json_tokener_success ||
-        json_tokener_get_parse_end(tok) < n - (n > 0 && text[n - 1] == '\n')) {
+    size_t end = json_tokener_get_parse_end(tok);
+    while (end < n &&
+           (text[end] == ' ' || text[end] == '\n' || text[end] == '\r' || text[end] == '\t'))
+        end++;
+    if (enc == NULL || jerr != json_tokener_success || end < n) {
         st = ts_error(
             TS_ERR_FORMAT, "%s: not valid JSON (%s at byte %zu); refetch or retrain it", enc_path,
             jerr == json_tokener_success ? "trailing data" : json_tokener_error_desc(jerr),

@@ -101,6 +101,14 @@ Test(tokenizer_errors, corrupt_files) {
     ts_tok_ids_free(&ids);
     ts_tokenizer_destroy(t);
 
+    size_t elen = strlen(enc);
+    char *trailing = malloc(elen + 8);
+    snprintf(trailing, elen + 8, "%s\n\n{}", enc); /* a second value after the object */
+    write_dir(dir, trailing, "#version: 0.2\na b\n");
+    free(trailing);
+    cr_assert_eq(ts_tokenizer_load(&t, dir), TS_ERR_FORMAT);
+    cr_assert(strstr(ts_last_error(), "trailing data") != NULL, "%s", ts_last_error());
+
     enc[strlen(enc) - 10] = '\0'; /* truncated JSON */
     write_dir(dir, enc, "#version: 0.2\na b\n");
     cr_assert_eq(ts_tokenizer_load(&t, dir), TS_ERR_FORMAT);
