@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# demo.sh BUILD: from raw text to a trained model in about four minutes on two CPU cores.
+# demo.sh BUILD: from raw text to a trained model in about four minutes on two idle CPU cores.
 #   1. fetch the King James Bible from Debian's bible-kjv package (public domain, ~4.3 MB)
 #   2. train a 4096-token byte-level BPE tokenizer on it
 #   3. prepare shards: the first 90% of the tokens to train, the last 10% to val
@@ -46,7 +46,7 @@ echo "== 3/5 prepare: first 90% of the tokens -> train, last 10% -> val"
 "$tessera" prepare --tokenizer "$out/tokenizer" --input "$corpus" --out "$out/data" \
   --val-fraction 0.1
 
-echo "== 4/5 train: 4 layers, 4 heads, 128 channels, seq 64, batch 16, $steps steps (~3 min)"
+echo "== 4/5 train: 4 layers, 4 heads, 128 channels, seq 64, batch 16, $steps steps (~3 min on 2 idle cores)"
 "$tessera" train --data "$out/data/train_*.bin" --val-data "$out/data/val.bin" \
   --layers 4 --heads 4 --channels 128 --seq-len 64 --batch 16 --steps "$steps" \
   --lr 2e-3 --warmup 50 --eval-every 500 --eval-batches 16 --log-every 100 \
@@ -96,8 +96,8 @@ echo
 echo "demo: done in $((SECONDS - t0)) s. Everything is under $out/:"
 echo "  tokenizer/ (encoder.json, vocab.bpe)  data/ (shards, manifest.json)  run/ (metrics.jsonl, config.json, model.bin)"
 echo "next:"
-echo "  $tessera tokenize --tokenizer $out/tokenizer <<< 'In the beginning'"
-echo "  DEMO_STEPS=4000 make demo                 # train longer"
-echo "  $tessera train --help                     # bigger models, other schedules"
+echo "  # see how the tokenizer cuts a sentence, and back"
+echo "  echo 'In the beginning' | $tessera tokenize --tokenizer $out/tokenizer"
+echo "  # train longer or bigger: DEMO_STEPS=4000 make demo; $tessera train --help"
+echo "  # GPT-2's own vocabulary on the same text"
 echo "  $tessera prepare --tokenizer gpt2 --input $corpus --out $out/gpt2 --val-fraction 0.1"
-echo "                                            # GPT-2's own vocabulary (tessera tokenizer fetch gpt2)"
