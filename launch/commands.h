@@ -5,6 +5,7 @@
 
 int ts_cmd_train(int argc, char **argv);
 int ts_cmd_eval(int argc, char **argv);
+int ts_cmd_sample(int argc, char **argv);
 int ts_cmd_prepare(int argc, char **argv);
 int ts_cmd_tokenize(int argc, char **argv);
 int ts_cmd_tokenizer(int argc, char **argv);

@@ -17,6 +17,7 @@ static void print_help(void) {
            "commands:\n"
            "  train     train a model on token shards\n"
            "  eval      mean cross-entropy of a trained model on token shards\n"
+           "  sample    generate text from a trained model\n"
            "  prepare   turn text files into token shards\n"
            "  tokenize  text to token ids (or back, --decode)\n"
            "  tokenizer fetch GPT-2's vocabulary, or train a BPE tokenizer\n"
@@ -62,6 +63,8 @@ int main(int argc, char **argv) {
         return ts_cmd_train(argc, argv);
     if (strcmp(cmd, "eval") == 0)
         return ts_cmd_eval(argc, argv);
+    if (strcmp(cmd, "sample") == 0)
+        return ts_cmd_sample(argc, argv);
     if (strcmp(cmd, "prepare") == 0)
         return ts_cmd_prepare(argc, argv);
     if (strcmp(cmd, "tokenize") == 0)

@@ -11,12 +11,12 @@ set -euo pipefail
 build=${1:-build}
 tessera="$build/launch/tessera"
 out=${DEMO_OUT:-runs/demo}
-steps=${DEMO_STEPS:-1500}
+steps=${DEMO_STEPS:-1000}
 cache=${TESSERA_HOME:-$HOME/.cache/tessera}
 corpus="$cache/corpora/kjv/kjv.txt"
 t0=$SECONDS
 
-echo "== 1/5 corpus: the King James Bible (Debian package bible-kjv)"
+echo "== 1/6 corpus: the King James Bible (Debian package bible-kjv)"
 if [ ! -s "$corpus" ]; then
   tmp=$(mktemp -d)
   trap 'rm -rf "$tmp"' EXIT
@@ -38,21 +38,21 @@ if [ ! -s "$corpus" ]; then
 fi
 echo "   $corpus: $(wc -c <"$corpus") bytes, $(wc -l <"$corpus") lines"
 
-echo "== 2/5 tokenizer: byte-level BPE, 4096 tokens, GPT-2 pre-splitting"
+echo "== 2/6 tokenizer: byte-level BPE, 4096 tokens, GPT-2 pre-splitting"
 mkdir -p "$out"
 "$tessera" tokenizer train --input "$corpus" --vocab-size 4096 --out "$out/tokenizer"
 
-echo "== 3/5 prepare: first 90% of the tokens -> train, last 10% -> val"
+echo "== 3/6 prepare: first 90% of the tokens -> train, last 10% -> val"
 "$tessera" prepare --tokenizer "$out/tokenizer" --input "$corpus" --out "$out/data" \
   --val-fraction 0.1
 
-echo "== 4/5 train: 4 layers, 4 heads, 128 channels, seq 64, batch 16, $steps steps (~3 min on 2 idle cores)"
+echo "== 4/6 train: 4 layers, 4 heads, 128 channels, seq 64, batch 16, $steps steps (~3 min on 2 idle cores)"
 "$tessera" train --data "$out/data/train_*.bin" --val-data "$out/data/val.bin" \
   --layers 4 --heads 4 --channels 128 --seq-len 64 --batch 16 --steps "$steps" \
   --lr 2e-3 --warmup 50 --eval-every 500 --eval-batches 16 --log-every 100 \
   --seed 1337 --out "$out/run" --overwrite
 
-echo "== 5/5 eval: the whole val split"
+echo "== 5/6 eval: the whole val split"
 "$tessera" eval --ckpt "$out/run" --data "$out/data/val.bin" --batch 16 --seq-len 64 \
   --batches 0 --json | tee "$out/eval.txt"
 loss=$(tail -n 1 "$out/eval.txt" | python3 -c 'import json,sys; print(json.load(sys.stdin)["loss"])')
@@ -93,9 +93,15 @@ print(f"  (unigram entropy of the train split {h:.3f} nats/token; {nbytes / ntok
 print(f"  the model is {ce - loss:.3f} nats/token better than token frequencies alone")
 PY
 echo
+echo "== 6/6 sample: 200 tokens after \"And God said\" (temperature 0.8, top-k 40)"
+"$tessera" sample --ckpt "$out/run" --prompt "And God said" --max-tokens 200 \
+  --temperature 0.8 --top-k 40 --seed 1
+echo
 echo "demo: done in $((SECONDS - t0)) s. Everything is under $out/:"
 echo "  tokenizer/ (encoder.json, vocab.bpe)  data/ (shards, manifest.json)  run/ (metrics.jsonl, config.json, model.bin)"
 echo "next:"
+echo "  # more text from the model, another seed each time"
+echo "  $tessera sample --ckpt $out/run --prompt 'And the LORD' --max-tokens 300 --seed 2"
 echo "  # see how the tokenizer cuts a sentence, and back"
 echo "  echo 'In the beginning' | $tessera tokenize --tokenizer $out/tokenizer"
 echo "  # train longer or bigger: DEMO_STEPS=4000 make demo; $tessera train --help"

@@ -172,3 +172,49 @@ Test(launch_cli, train_then_eval_end_to_end, .timeout = 300) {
     expect_usage_error(&r, "windows");
     cli_rmdir(dir);
 }
+
+/* sample: the run's tokenizer comes from its data manifest, a fixed seed reproduces the text,
+ * and generation runs past the model's context by restarting the cache. */
+Test(launch_cli, sample_is_reproducible, .timeout = 300) {
+    char dir[256], text[400];
+    cli_tmpdir(dir, sizeof(dir));
+    snprintf(text, sizeof(text), "%s/corpus.txt", dir);
+    FILE *f = fopen(text, "w");
+    cr_assert_not_null(f);
+    for (int i = 0; i < 400; i++)
+        fprintf(f, "the cat sat on the mat. the dog sat on the log. ");
+    fclose(f);
+    struct cli_result r;
+    cli_run(&r, "prepare --tokenizer bytes --input %s --out %s/shards --val-fraction 0.1", text,
+            dir);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    cli_run(&r,
+            "train --data '%s/shards/train_*.bin' --out %s/run --layers 2 --heads 2 --channels 32 "
+            "--seq-len 32 --batch 8 --steps 400 --lr 1e-2 --warmup 20",
+            dir, dir);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+
+    char first[4096];
+    cli_run(&r, "sample --ckpt %s/run --prompt 'the ' --max-tokens 100 --seed 5 --temperature 3",
+            dir);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    cr_expect_eq(strncmp(r.out, "the ", 4), 0, "the prompt comes first: %s", r.out);
+    cr_expect_geq(strlen(r.out), 4 + 100, "100 byte tokens past the 32-token context: %s", r.out);
+    snprintf(first, sizeof(first), "%s", r.out);
+    cli_run(&r, "sample --ckpt %s/run --prompt 'the ' --max-tokens 100 --seed 5 --temperature 3",
+            dir);
+    cr_expect_str_eq(r.out, first, "the same seed must give the same text");
+    cli_run(&r, "sample --ckpt %s/run --prompt 'the ' --max-tokens 100 --seed 6 --temperature 3",
+            dir);
+    cr_expect_str_neq(r.out, first, "another seed should give other text");
+    /* greedy decoding of a memorised pattern continues it */
+    cli_run(&r,
+            "sample --ckpt %s/run --prompt 'the cat sat on the' --max-tokens 5 "
+            "--temperature 0",
+            dir);
+    cr_expect_eq(r.code, 0, "%s", r.err);
+    cr_expect_str_eq(r.out, "the cat sat on the mat.\n");
+    cli_run(&r, "sample --ckpt %s/run --prompt '' --max-tokens 5", dir);
+    expect_usage_error(&r, "no end-of-text token");
+    cli_rmdir(dir);
+}
