@@ -8,7 +8,12 @@
  *   - "+=" in a comment means the op accumulates into that output (parameter gradients
  *     accumulate across micro-steps); "=" means it overwrites;
  *   - ops are asynchronous with respect to the host where the device allows it; copy_d2h and
- *     sync complete all previously issued work. */
+ *     sync complete all previously issued work;
+ *   - dtypes: an op computes in the dtype of its main input (f32, or bf16 on a backend with
+ *     `bf16` set); its activations and parameters share that dtype. Always f32: parameter
+ *     gradients (dwte, dwpe, dweight, dbias: "+=" across micro-steps wants the precision),
+ *     layernorm mean/rstd, losses, the optimizer's master weights and moments, sum_squares' out.
+ *     Token ids and targets are i32. */
 #ifndef TS_BACKEND_H
 #define TS_BACKEND_H
 
@@ -17,6 +22,10 @@
 #include <stdint.h>
 
 #include "kernels/tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 /* How a matmul's weight is stored. Hugging Face GPT-2 (Conv1D) stores (IC, OC) and computes
  * x @ W; the tied classifier reads wte as (OC, IC) = (Vp, C) and computes x @ wte^T. */
@@ -30,11 +39,27 @@ struct ts_backend_info {
     char detail[192];      /* e.g. the BLAS in use and its kernels */
     int threads;           /* host threads the backend uses */
     uint64_t memory_bytes; /* device memory, 0 for host */
+    /* Devices only (0 on the CPU): */
+    int sm_count;           /* streaming multiprocessors */
+    int cc_major, cc_minor; /* compute capability */
+    uint64_t peak_bytes;    /* high-water mark of the backend's own allocations */
+    bool has_energy;        /* energy_mj works */
 };
+
+/* Bumped whenever struct ts_backend or ts_backend_info changes: a plug-in built against another
+ * layout is refused at load time instead of calling through the wrong slot. */
+#define TS_BACKEND_ABI 2
+
+/* An opaque point in a backend's stream of work (backend_load.h, the slots below). */
+typedef struct ts_event ts_event_t;
 
 struct ts_backend {
     const char *name; /* "cpu", "cuda" */
     void *ctx;        /* the backend's private state */
+    /* Ops accept bf16 activations and parameters (otherwise f32 only; cast and adamw_master
+     * take bf16 on every backend). Parameter gradients, layernorm statistics, losses and the
+     * optimizer's state are f32 on every backend. */
+    bool bf16;
 
     /* ---- lifetime, memory, copies ---- */
     void (*destroy)(struct ts_backend *be);
@@ -97,7 +122,8 @@ struct ts_backend {
                                     int num_heads);
     /* One query position against a KV cache, for incremental decoding. cache (B,S,3C) holds the
      * qkv rows of positions 0..pos (rows after pos are never read); the query is row pos.
-     * out (B,C) = what attention_forward computes for row pos; scratch (B,NH,S) is clobbered. */
+     * out (B,C) = what attention_forward computes for row pos; scratch (B,NH,S) f32 (the scores,
+     * whatever the dtype) is clobbered. */
     ts_status (*attention_decode)(struct ts_backend *be, const struct ts_tensor *out,
                                   const struct ts_tensor *scratch, const struct ts_tensor *cache,
                                   int pos, int num_heads);
@@ -129,9 +155,49 @@ struct ts_backend {
     /* out (1) f32 = sum of x^2 over x (any numel), accumulated in a fixed order (deterministic) */
     ts_status (*sum_squares)(struct ts_backend *be, const struct ts_tensor *out,
                              const struct ts_tensor *x);
+
+    /* ---- precision ---- */
+    /* dst = src converted to dst's dtype (f32 <-> bf16, round to nearest even; same dtype is a
+     * copy); same numel, no overlap. */
+    ts_status (*cast)(struct ts_backend *be, const struct ts_tensor *dst,
+                      const struct ts_tensor *src);
+    /* AdamW over fp32 master weights: exactly `adamw` applied to master (f32), then param =
+     * master rounded to param's dtype (f32 or bf16). grad, m, v f32; all the same numel. */
+    ts_status (*adamw_master)(struct ts_backend *be, const struct ts_tensor *param,
+                              const struct ts_tensor *master, const struct ts_tensor *grad,
+                              const struct ts_tensor *m, const struct ts_tensor *v, float lr,
+                              float beta1, float beta2, float eps, float weight_decay,
+                              float grad_scale, int step);
+
+    /* ---- host memory, asynchronous copies, events ---- */
+    /* Host memory the device copies from fastest (pinned on CUDA); zero-filled. */
+    ts_status (*host_alloc)(struct ts_backend *be, size_t bytes, void **out);
+    void (*host_free)(struct ts_backend *be, void *ptr);
+    /* Queued after all work issued so far; return at once. The host buffer must be from
+     * host_alloc and stay untouched until an event recorded after the copy has completed. */
+    ts_status (*copy_h2d_async)(struct ts_backend *be, void *dst, const void *src, size_t bytes);
+    ts_status (*copy_d2h_async)(struct ts_backend *be, void *dst, const void *src, size_t bytes);
+    ts_status (*event_create)(struct ts_backend *be, ts_event_t **out);
+    void (*event_destroy)(struct ts_backend *be, ts_event_t *ev); /* NULL is a no-op */
+    /* Marks the point after all work issued so far. */
+    ts_status (*event_record)(struct ts_backend *be, ts_event_t *ev);
+    /* The host waits until the work before the event's last record has completed. */
+    ts_status (*event_sync)(struct ts_backend *be, ts_event_t *ev);
+    /* Milliseconds between two recorded (and completed) events. */
+    ts_status (*event_elapsed_ms)(struct ts_backend *be, ts_event_t *start, ts_event_t *end,
+                                  float *ms);
+
+    /* ---- device information ---- */
+    /* Energy the device has used since some fixed point, in millijoules (NVML on CUDA);
+     * TS_ERR_UNSUPPORTED where the device has no counter (info.has_energy false). */
+    ts_status (*energy_mj)(struct ts_backend *be, uint64_t *out);
 };
 
 /* Frees the backend (destroy(NULL) is a no-op). */
 void ts_backend_destroy(struct ts_backend *be);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

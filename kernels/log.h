@@ -7,6 +7,10 @@
 
 #include "kernels/status.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 enum ts_log_level {
     TS_LOG_ERROR = 0,
     TS_LOG_WARN = 1,
@@ -25,5 +29,9 @@ void ts_log(enum ts_log_level level, const char *fmt, ...) TS_PRINTF(2, 3);
 #define TS_LOG_W(...) ts_log(TS_LOG_WARN, __VA_ARGS__)
 #define TS_LOG_I(...) ts_log(TS_LOG_INFO, __VA_ARGS__)
 #define TS_LOG_D(...) ts_log(TS_LOG_DEBUG, __VA_ARGS__)
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -59,6 +59,24 @@ static ts_status need(const char *op, const char *name, const struct ts_tensor *
     return TS_OK;
 }
 
+/* The dtype an op computes in, taken from its main input t: f32, or bf16 where the backend
+ * computes in bf16 (backend.h). Other activations and parameters of the op must match it. */
+static ts_status compute_dtype(const char *op, const struct ts_backend *be, const char *name,
+                               const struct ts_tensor *t, enum ts_dtype *dt) {
+    if (!t)
+        return ts_error(TS_ERR_INVALID_ARG, "%s: %s is NULL", op, name);
+    if (t->dtype == TS_DTYPE_BF16 && !be->bf16)
+        return ts_error(TS_ERR_UNSUPPORTED,
+                        "%s: %s is bf16 but backend '%s' computes in f32 only (use fp32 precision "
+                        "or a CUDA device)",
+                        op, name, be->name ? be->name : "?");
+    if (t->dtype != TS_DTYPE_F32 && t->dtype != TS_DTYPE_BF16)
+        return ts_error(TS_ERR_INVALID_ARG, "%s: %s has dtype %s, expected f32 or bf16", op, name,
+                        ts_dtype_name(t->dtype));
+    *dt = t->dtype;
+    return TS_OK;
+}
+
 static ts_status need_ndim(const char *op, const char *name, const struct ts_tensor *t, int ndim,
                            const char *legend) {
     if (t->ndim != ndim)
@@ -221,7 +239,9 @@ ts_status ts_op_sync(struct ts_backend *be) {
 ts_status ts_op_fill(struct ts_backend *be, const struct ts_tensor *t, float value) {
     const char *op = "fill";
     TS_CHECK(need_backend(op, be, be && be->fill));
-    TS_CHECK(need(op, "t", t, TS_DTYPE_F32));
+    enum ts_dtype dt = TS_DTYPE_F32;
+    TS_CHECK(compute_dtype(op, be, "t", t, &dt));
+    TS_CHECK(need(op, "t", t, dt));
     return be->fill(be, t, value);
 }
 
@@ -229,7 +249,9 @@ ts_status ts_op_fill_normal(struct ts_backend *be, const struct ts_tensor *t, fl
                             uint64_t seed, uint64_t counter) {
     const char *op = "fill_normal";
     TS_CHECK(need_backend(op, be, be && be->fill_normal));
-    TS_CHECK(need(op, "t", t, TS_DTYPE_F32));
+    enum ts_dtype dt = TS_DTYPE_F32;
+    TS_CHECK(compute_dtype(op, be, "t", t, &dt));
+    TS_CHECK(need(op, "t", t, dt));
     if (!(std >= 0.0f))
         return ts_error(TS_ERR_INVALID_ARG, "%s: std is %g, expected >= 0", op, (double)std);
     return be->fill_normal(be, t, mean, std, seed, counter);
@@ -238,17 +260,19 @@ ts_status ts_op_fill_normal(struct ts_backend *be, const struct ts_tensor *t, fl
 /* ---- encoder ---- */
 
 /* tokens (B,T); wte (Vp,C); wpe (maxT,C) with T <= maxT; out/dout (B,T,C) in the any-rank sense */
+/* out_dt is the activations' dtype, w_dt the tables' (the parameters, or f32 gradients). */
 static ts_status check_encoder(const char *op, const struct ts_tensor *out, const char *out_name,
-                               const struct ts_tensor *tokens, const struct ts_tensor *wte,
-                               const char *wte_name, const struct ts_tensor *wpe,
-                               const char *wpe_name) {
+                               enum ts_dtype out_dt, const struct ts_tensor *tokens,
+                               const struct ts_tensor *wte, const char *wte_name,
+                               const struct ts_tensor *wpe, const char *wpe_name,
+                               enum ts_dtype w_dt) {
     TS_CHECK(need(op, "tokens", tokens, TS_DTYPE_I32));
     TS_CHECK(need_ndim(op, "tokens", tokens, 2, "(B, T)"));
-    TS_CHECK(need(op, wte_name, wte, TS_DTYPE_F32));
+    TS_CHECK(need(op, wte_name, wte, w_dt));
     TS_CHECK(need_ndim(op, wte_name, wte, 2, "(Vp, C)"));
-    TS_CHECK(need(op, wpe_name, wpe, TS_DTYPE_F32));
+    TS_CHECK(need(op, wpe_name, wpe, w_dt));
     TS_CHECK(need_ndim(op, wpe_name, wpe, 2, "(maxT, C)"));
-    TS_CHECK(need(op, out_name, out, TS_DTYPE_F32));
+    TS_CHECK(need(op, out_name, out, out_dt));
     int64_t B = tokens->shape[0], T = tokens->shape[1], C = wte->shape[1];
     if (wpe->shape[1] != C)
         return ts_error(TS_ERR_INVALID_ARG, "%s: %s has shape %s but %s has C = %lld", op, wpe_name,
@@ -268,7 +292,9 @@ ts_status ts_op_encoder_forward(struct ts_backend *be, const struct ts_tensor *o
                                 const struct ts_tensor *wpe) {
     const char *op = "encoder_forward";
     TS_CHECK(need_backend(op, be, be && be->encoder_forward));
-    TS_CHECK(check_encoder(op, out, "out", tokens, wte, "wte", wpe, "wpe"));
+    enum ts_dtype dt = TS_DTYPE_F32;
+    TS_CHECK(compute_dtype(op, be, "wte", wte, &dt));
+    TS_CHECK(check_encoder(op, out, "out", dt, tokens, wte, "wte", wpe, "wpe", dt));
     TS_CHECK(need_disjoint(op, "out", out, "wte", wte));
     TS_CHECK(need_disjoint(op, "out", out, "wpe", wpe));
     return be->encoder_forward(be, out, tokens, wte, wpe);
@@ -279,7 +305,9 @@ ts_status ts_op_encoder_backward(struct ts_backend *be, const struct ts_tensor *
                                  const struct ts_tensor *tokens) {
     const char *op = "encoder_backward";
     TS_CHECK(need_backend(op, be, be && be->encoder_backward));
-    TS_CHECK(check_encoder(op, dout, "dout", tokens, dwte, "dwte", dwpe, "dwpe"));
+    enum ts_dtype dt = TS_DTYPE_F32;
+    TS_CHECK(compute_dtype(op, be, "dout", dout, &dt));
+    TS_CHECK(check_encoder(op, dout, "dout", dt, tokens, dwte, "dwte", dwpe, "dwpe", TS_DTYPE_F32));
     TS_CHECK(need_disjoint(op, "dwte", dwte, "dwpe", dwpe));
     TS_CHECK(need_disjoint(op, "dwte", dwte, "dout", dout));
     TS_CHECK(need_disjoint(op, "dwpe", dwpe, "dout", dout));
@@ -294,17 +322,19 @@ ts_status ts_op_layernorm_forward(struct ts_backend *be, const struct ts_tensor 
                                   const struct ts_tensor *bias) {
     const char *op = "layernorm_forward";
     TS_CHECK(need_backend(op, be, be && be->layernorm_forward));
-    TS_CHECK(need(op, "inp", inp, TS_DTYPE_F32));
+    enum ts_dtype dt = TS_DTYPE_F32;
+    TS_CHECK(compute_dtype(op, be, "inp", inp, &dt));
+    TS_CHECK(need(op, "inp", inp, dt));
     int64_t N = rows(inp), C = last_dim(inp);
-    TS_CHECK(need(op, "out", out, TS_DTYPE_F32));
+    TS_CHECK(need(op, "out", out, dt));
     TS_CHECK(need_rows(op, "out", out, N, C, "inp"));
     TS_CHECK(need(op, "mean", mean, TS_DTYPE_F32));
     TS_CHECK(need_numel(op, "mean", mean, N, "inp has N"));
     TS_CHECK(need(op, "rstd", rstd, TS_DTYPE_F32));
     TS_CHECK(need_numel(op, "rstd", rstd, N, "inp has N"));
-    TS_CHECK(need(op, "weight", weight, TS_DTYPE_F32));
+    TS_CHECK(need(op, "weight", weight, dt));
     TS_CHECK(need_numel(op, "weight", weight, C, "inp has C"));
-    TS_CHECK(need(op, "bias", bias, TS_DTYPE_F32));
+    TS_CHECK(need(op, "bias", bias, dt));
     TS_CHECK(need_numel(op, "bias", bias, C, "inp has C"));
     TS_CHECK(need_disjoint(op, "mean", mean, "rstd", rstd));
     TS_CHECK(need_disjoint(op, "out", out, "mean", mean));
@@ -319,17 +349,19 @@ ts_status ts_op_layernorm_backward(struct ts_backend *be, const struct ts_tensor
                                    const struct ts_tensor *rstd) {
     const char *op = "layernorm_backward";
     TS_CHECK(need_backend(op, be, be && be->layernorm_backward));
-    TS_CHECK(need(op, "inp", inp, TS_DTYPE_F32));
+    enum ts_dtype dt = TS_DTYPE_F32;
+    TS_CHECK(compute_dtype(op, be, "inp", inp, &dt));
+    TS_CHECK(need(op, "inp", inp, dt));
     int64_t N = rows(inp), C = last_dim(inp);
-    TS_CHECK(need(op, "dinp", dinp, TS_DTYPE_F32));
+    TS_CHECK(need(op, "dinp", dinp, dt));
     TS_CHECK(need_rows(op, "dinp", dinp, N, C, "inp"));
-    TS_CHECK(need(op, "dout", dout, TS_DTYPE_F32));
+    TS_CHECK(need(op, "dout", dout, dt));
     TS_CHECK(need_rows(op, "dout", dout, N, C, "inp"));
     TS_CHECK(need(op, "dweight", dweight, TS_DTYPE_F32));
     TS_CHECK(need_numel(op, "dweight", dweight, C, "inp has C"));
     TS_CHECK(need(op, "dbias", dbias, TS_DTYPE_F32));
     TS_CHECK(need_numel(op, "dbias", dbias, C, "inp has C"));
-    TS_CHECK(need(op, "weight", weight, TS_DTYPE_F32));
+    TS_CHECK(need(op, "weight", weight, dt));
     TS_CHECK(need_numel(op, "weight", weight, C, "inp has C"));
     TS_CHECK(need(op, "mean", mean, TS_DTYPE_F32));
     TS_CHECK(need_numel(op, "mean", mean, N, "inp has N"));
@@ -344,11 +376,11 @@ ts_status ts_op_layernorm_backward(struct ts_backend *be, const struct ts_tensor
 /* ---- matmul ---- */
 
 static ts_status check_weight(const char *op, const char *name, const struct ts_tensor *weight,
-                              enum ts_wlayout layout, int64_t *ic, int64_t *oc) {
+                              enum ts_dtype dt, enum ts_wlayout layout, int64_t *ic, int64_t *oc) {
     if (layout != TS_W_IN_OUT && layout != TS_W_OUT_IN)
         return ts_error(TS_ERR_INVALID_ARG, "%s: layout %d is not TS_W_IN_OUT or TS_W_OUT_IN", op,
                         (int)layout);
-    TS_CHECK(need(op, name, weight, TS_DTYPE_F32));
+    TS_CHECK(need(op, name, weight, dt));
     TS_CHECK(need_ndim(op, name, weight, 2, layout == TS_W_IN_OUT ? "(IC, OC)" : "(OC, IC)"));
     *ic = layout == TS_W_IN_OUT ? weight->shape[0] : weight->shape[1];
     *oc = layout == TS_W_IN_OUT ? weight->shape[1] : weight->shape[0];
@@ -369,15 +401,17 @@ ts_status ts_op_matmul_forward(struct ts_backend *be, const struct ts_tensor *ou
                                const struct ts_tensor *bias, enum ts_wlayout layout) {
     const char *op = "matmul_forward";
     TS_CHECK(need_backend(op, be, be && be->matmul_forward));
+    enum ts_dtype dt = TS_DTYPE_F32;
+    TS_CHECK(compute_dtype(op, be, "inp", inp, &dt));
     int64_t IC, OC;
-    TS_CHECK(check_weight(op, "weight", weight, layout, &IC, &OC));
-    TS_CHECK(need(op, "inp", inp, TS_DTYPE_F32));
+    TS_CHECK(check_weight(op, "weight", weight, dt, layout, &IC, &OC));
+    TS_CHECK(need(op, "inp", inp, dt));
     TS_CHECK(check_ic(op, "inp", inp, weight, IC, layout));
     int64_t N = rows(inp);
-    TS_CHECK(need(op, "out", out, TS_DTYPE_F32));
+    TS_CHECK(need(op, "out", out, dt));
     TS_CHECK(need_rows(op, "out", out, N, OC, "inp x weight"));
     if (bias) {
-        TS_CHECK(need(op, "bias", bias, TS_DTYPE_F32));
+        TS_CHECK(need(op, "bias", bias, dt));
         TS_CHECK(need_numel(op, "bias", bias, OC, "weight has OC"));
         TS_CHECK(need_disjoint(op, "out", out, "bias", bias));
     }
@@ -392,19 +426,21 @@ ts_status ts_op_matmul_backward(struct ts_backend *be, const struct ts_tensor *d
                                 const struct ts_tensor *weight, enum ts_wlayout layout) {
     const char *op = "matmul_backward";
     TS_CHECK(need_backend(op, be, be && be->matmul_backward));
+    enum ts_dtype dt = TS_DTYPE_F32;
+    TS_CHECK(compute_dtype(op, be, "inp", inp, &dt));
     int64_t IC, OC;
-    TS_CHECK(check_weight(op, "weight", weight, layout, &IC, &OC));
-    TS_CHECK(need(op, "inp", inp, TS_DTYPE_F32));
+    TS_CHECK(check_weight(op, "weight", weight, dt, layout, &IC, &OC));
+    TS_CHECK(need(op, "inp", inp, dt));
     TS_CHECK(check_ic(op, "inp", inp, weight, IC, layout));
     int64_t N = rows(inp);
-    TS_CHECK(need(op, "dout", dout, TS_DTYPE_F32));
+    TS_CHECK(need(op, "dout", dout, dt));
     TS_CHECK(need_rows(op, "dout", dout, N, OC, "inp x weight"));
     TS_CHECK(need(op, "dweight", dweight, TS_DTYPE_F32));
     TS_CHECK(need_same_shape(op, "dweight", dweight, "weight", weight));
     TS_CHECK(need_disjoint(op, "dweight", dweight, "inp", inp));
     TS_CHECK(need_disjoint(op, "dweight", dweight, "dout", dout));
     if (dinp) {
-        TS_CHECK(need(op, "dinp", dinp, TS_DTYPE_F32));
+        TS_CHECK(need(op, "dinp", dinp, dt));
         TS_CHECK(need_rows(op, "dinp", dinp, N, IC, "inp"));
         TS_CHECK(need_disjoint(op, "dinp", dinp, "dout", dout));
         TS_CHECK(need_disjoint(op, "dinp", dinp, "weight", weight));
@@ -423,8 +459,8 @@ ts_status ts_op_matmul_backward(struct ts_backend *be, const struct ts_tensor *d
 
 /* qkv (B,T,3C) with NH | C; att-shaped tensors (B,NH,T,T); out-shaped tensors (B,T,C). */
 static ts_status check_qkv(const char *op, const char *name, const struct ts_tensor *qkv,
-                           int num_heads, int64_t *B, int64_t *T, int64_t *C) {
-    TS_CHECK(need(op, name, qkv, TS_DTYPE_F32));
+                           enum ts_dtype dt, int num_heads, int64_t *B, int64_t *T, int64_t *C) {
+    TS_CHECK(need(op, name, qkv, dt));
     TS_CHECK(need_ndim(op, name, qkv, 3, "(B, T, 3C)"));
     if (qkv->shape[2] % 3 != 0)
         return ts_error(TS_ERR_INVALID_ARG, "%s: %s has shape %s; the last dim must be 3C", op,
@@ -438,9 +474,9 @@ static ts_status check_qkv(const char *op, const char *name, const struct ts_ten
     return TS_OK;
 }
 
-static ts_status check_att(const char *op, const char *name, const struct ts_tensor *att, int64_t B,
-                           int64_t NH, int64_t T) {
-    TS_CHECK(need(op, name, att, TS_DTYPE_F32));
+static ts_status check_att(const char *op, const char *name, const struct ts_tensor *att,
+                           enum ts_dtype dt, int64_t B, int64_t NH, int64_t T) {
+    TS_CHECK(need(op, name, att, dt));
     if (att->ndim != 4 || att->shape[0] != B || att->shape[1] != NH || att->shape[2] != T ||
         att->shape[3] != T)
         return ts_error(TS_ERR_INVALID_ARG,
@@ -450,9 +486,9 @@ static ts_status check_att(const char *op, const char *name, const struct ts_ten
     return TS_OK;
 }
 
-static ts_status check_btc(const char *op, const char *name, const struct ts_tensor *t, int64_t B,
-                           int64_t T, int64_t C) {
-    TS_CHECK(need(op, name, t, TS_DTYPE_F32));
+static ts_status check_btc(const char *op, const char *name, const struct ts_tensor *t,
+                           enum ts_dtype dt, int64_t B, int64_t T, int64_t C) {
+    TS_CHECK(need(op, name, t, dt));
     if (t->ndim != 3 || t->shape[0] != B || t->shape[1] != T || t->shape[2] != C)
         return ts_error(TS_ERR_INVALID_ARG,
                         "%s: %s has shape %s, expected (B, T, C) = (%lld, %lld, %lld)", op, name,
@@ -465,10 +501,12 @@ ts_status ts_op_attention_forward(struct ts_backend *be, const struct ts_tensor 
                                   int num_heads) {
     const char *op = "attention_forward";
     TS_CHECK(need_backend(op, be, be && be->attention_forward));
+    enum ts_dtype dt = TS_DTYPE_F32;
+    TS_CHECK(compute_dtype(op, be, "qkv", qkv, &dt));
     int64_t B, T, C;
-    TS_CHECK(check_qkv(op, "qkv", qkv, num_heads, &B, &T, &C));
-    TS_CHECK(check_btc(op, "out", out, B, T, C));
-    TS_CHECK(check_att(op, "att", att, B, num_heads, T));
+    TS_CHECK(check_qkv(op, "qkv", qkv, dt, num_heads, &B, &T, &C));
+    TS_CHECK(check_btc(op, "out", out, dt, B, T, C));
+    TS_CHECK(check_att(op, "att", att, dt, B, num_heads, T));
     TS_CHECK(need_disjoint(op, "out", out, "qkv", qkv));
     TS_CHECK(need_disjoint(op, "att", att, "qkv", qkv));
     TS_CHECK(need_disjoint(op, "out", out, "att", att));
@@ -481,13 +519,15 @@ ts_status ts_op_attention_backward(struct ts_backend *be, const struct ts_tensor
                                    int num_heads) {
     const char *op = "attention_backward";
     TS_CHECK(need_backend(op, be, be && be->attention_backward));
+    enum ts_dtype dt = TS_DTYPE_F32;
+    TS_CHECK(compute_dtype(op, be, "qkv", qkv, &dt));
     int64_t B, T, C;
-    TS_CHECK(check_qkv(op, "qkv", qkv, num_heads, &B, &T, &C));
-    TS_CHECK(need(op, "dqkv", dqkv, TS_DTYPE_F32));
+    TS_CHECK(check_qkv(op, "qkv", qkv, dt, num_heads, &B, &T, &C));
+    TS_CHECK(need(op, "dqkv", dqkv, dt));
     TS_CHECK(need_same_shape(op, "dqkv", dqkv, "qkv", qkv));
-    TS_CHECK(check_btc(op, "dout", dout, B, T, C));
-    TS_CHECK(check_att(op, "att", att, B, num_heads, T));
-    TS_CHECK(check_att(op, "scratch", scratch, B, num_heads, T));
+    TS_CHECK(check_btc(op, "dout", dout, dt, B, T, C));
+    TS_CHECK(check_att(op, "att", att, dt, B, num_heads, T));
+    TS_CHECK(check_att(op, "scratch", scratch, dt, B, num_heads, T));
     const struct ts_tensor *ins[] = {dout, qkv, att};
     const char *in_names[] = {"dout", "qkv", "att"};
     for (int i = 0; i < 3; i++) {
@@ -503,12 +543,14 @@ ts_status ts_op_attention_decode(struct ts_backend *be, const struct ts_tensor *
                                  int pos, int num_heads) {
     const char *op = "attention_decode";
     TS_CHECK(need_backend(op, be, be && be->attention_decode));
+    enum ts_dtype dt = TS_DTYPE_F32;
+    TS_CHECK(compute_dtype(op, be, "cache", cache, &dt));
     int64_t B = 0, S = 0, C = 0;
-    TS_CHECK(check_qkv(op, "cache", cache, num_heads, &B, &S, &C));
+    TS_CHECK(check_qkv(op, "cache", cache, dt, num_heads, &B, &S, &C));
     if (pos < 0 || pos >= S)
         return ts_error(TS_ERR_INVALID_ARG, "%s: pos %d outside the cache's %lld positions", op,
                         pos, (long long)S);
-    TS_CHECK(need(op, "out", out, TS_DTYPE_F32));
+    TS_CHECK(need(op, "out", out, dt));
     if (out->ndim != 2 || out->shape[0] != B || out->shape[1] != C)
         return ts_error(TS_ERR_INVALID_ARG, "%s: out has shape %s, expected (B, C) = (%lld, %lld)",
                         op, shape_of(out).s, (long long)B, (long long)C);
@@ -530,8 +572,10 @@ ts_status ts_op_gelu_forward(struct ts_backend *be, const struct ts_tensor *out,
                              const struct ts_tensor *inp) {
     const char *op = "gelu_forward";
     TS_CHECK(need_backend(op, be, be && be->gelu_forward));
-    TS_CHECK(need(op, "inp", inp, TS_DTYPE_F32));
-    TS_CHECK(need(op, "out", out, TS_DTYPE_F32));
+    enum ts_dtype dt = TS_DTYPE_F32;
+    TS_CHECK(compute_dtype(op, be, "inp", inp, &dt));
+    TS_CHECK(need(op, "inp", inp, dt));
+    TS_CHECK(need(op, "out", out, dt));
     TS_CHECK(need_numel(op, "out", out, ts_tensor_numel(inp), "numel(inp)"));
     return be->gelu_forward(be, out, inp);
 }
@@ -540,10 +584,12 @@ ts_status ts_op_gelu_backward(struct ts_backend *be, const struct ts_tensor *din
                               const struct ts_tensor *inp, const struct ts_tensor *dout) {
     const char *op = "gelu_backward";
     TS_CHECK(need_backend(op, be, be && be->gelu_backward));
-    TS_CHECK(need(op, "inp", inp, TS_DTYPE_F32));
-    TS_CHECK(need(op, "dinp", dinp, TS_DTYPE_F32));
+    enum ts_dtype dt = TS_DTYPE_F32;
+    TS_CHECK(compute_dtype(op, be, "inp", inp, &dt));
+    TS_CHECK(need(op, "inp", inp, dt));
+    TS_CHECK(need(op, "dinp", dinp, dt));
     TS_CHECK(need_numel(op, "dinp", dinp, ts_tensor_numel(inp), "numel(inp)"));
-    TS_CHECK(need(op, "dout", dout, TS_DTYPE_F32));
+    TS_CHECK(need(op, "dout", dout, dt));
     TS_CHECK(need_numel(op, "dout", dout, ts_tensor_numel(inp), "numel(inp)"));
     return be->gelu_backward(be, dinp, inp, dout);
 }
@@ -552,10 +598,12 @@ ts_status ts_op_residual_forward(struct ts_backend *be, const struct ts_tensor *
                                  const struct ts_tensor *a, const struct ts_tensor *b) {
     const char *op = "residual_forward";
     TS_CHECK(need_backend(op, be, be && be->residual_forward));
-    TS_CHECK(need(op, "a", a, TS_DTYPE_F32));
-    TS_CHECK(need(op, "b", b, TS_DTYPE_F32));
+    enum ts_dtype dt = TS_DTYPE_F32;
+    TS_CHECK(compute_dtype(op, be, "a", a, &dt));
+    TS_CHECK(need(op, "a", a, dt));
+    TS_CHECK(need(op, "b", b, dt));
     TS_CHECK(need_numel(op, "b", b, ts_tensor_numel(a), "numel(a)"));
-    TS_CHECK(need(op, "out", out, TS_DTYPE_F32));
+    TS_CHECK(need(op, "out", out, dt));
     TS_CHECK(need_numel(op, "out", out, ts_tensor_numel(a), "numel(a)"));
     return be->residual_forward(be, out, a, b);
 }
@@ -567,7 +615,9 @@ ts_status ts_op_softmax_xent(struct ts_backend *be, const struct ts_tensor *loss
                              int vocab, float dloss, bool with_grad) {
     const char *op = "softmax_xent";
     TS_CHECK(need_backend(op, be, be && be->softmax_xent));
-    TS_CHECK(need(op, "logits", logits, TS_DTYPE_F32));
+    enum ts_dtype dt = TS_DTYPE_F32;
+    TS_CHECK(compute_dtype(op, be, "logits", logits, &dt));
+    TS_CHECK(need(op, "logits", logits, dt));
     int64_t N = rows(logits), Vp = last_dim(logits);
     if (vocab < 1 || vocab > Vp)
         return ts_error(TS_ERR_INVALID_ARG, "%s: vocab = %d but logits has shape %s (Vp = %lld)",
@@ -612,9 +662,141 @@ ts_status ts_op_sum_squares(struct ts_backend *be, const struct ts_tensor *out,
                             const struct ts_tensor *x) {
     const char *op = "sum_squares";
     TS_CHECK(need_backend(op, be, be && be->sum_squares));
-    TS_CHECK(need(op, "x", x, TS_DTYPE_F32));
+    enum ts_dtype dt = TS_DTYPE_F32;
+    TS_CHECK(compute_dtype(op, be, "x", x, &dt));
+    TS_CHECK(need(op, "x", x, dt));
     TS_CHECK(need(op, "out", out, TS_DTYPE_F32));
     TS_CHECK(need_numel(op, "out", out, 1, "the expected numel"));
     TS_CHECK(need_disjoint(op, "out", out, "x", x));
     return be->sum_squares(be, out, x);
+}
+
+/* ---- precision ---- */
+
+static ts_status need_f32_or_bf16(const char *op, const char *name, const struct ts_tensor *t) {
+    TS_CHECK(need_any(op, name, t));
+    if (t->dtype != TS_DTYPE_F32 && t->dtype != TS_DTYPE_BF16)
+        return ts_error(TS_ERR_INVALID_ARG, "%s: %s has dtype %s, expected f32 or bf16", op, name,
+                        ts_dtype_name(t->dtype));
+    return TS_OK;
+}
+
+ts_status ts_op_cast(struct ts_backend *be, const struct ts_tensor *dst,
+                     const struct ts_tensor *src) {
+    const char *op = "cast";
+    TS_CHECK(need_backend(op, be, be && be->cast));
+    TS_CHECK(need_f32_or_bf16(op, "dst", dst));
+    TS_CHECK(need_f32_or_bf16(op, "src", src));
+    TS_CHECK(need_numel(op, "dst", dst, ts_tensor_numel(src), "numel(src)"));
+    TS_CHECK(need_disjoint(op, "dst", dst, "src", src));
+    return be->cast(be, dst, src);
+}
+
+ts_status ts_op_adamw_master(struct ts_backend *be, const struct ts_tensor *param,
+                             const struct ts_tensor *master, const struct ts_tensor *grad,
+                             const struct ts_tensor *m, const struct ts_tensor *v, float lr,
+                             float beta1, float beta2, float eps, float weight_decay,
+                             float grad_scale, int step) {
+    const char *op = "adamw_master";
+    TS_CHECK(need_backend(op, be, be && be->adamw_master));
+    TS_CHECK(need_f32_or_bf16(op, "param", param));
+    int64_t n = ts_tensor_numel(param);
+    const struct ts_tensor *f32s[] = {master, grad, m, v};
+    const char *names[] = {"master", "grad", "m", "v"};
+    for (int i = 0; i < 4; i++) {
+        TS_CHECK(need(op, names[i], f32s[i], TS_DTYPE_F32));
+        TS_CHECK(need_numel(op, names[i], f32s[i], n, "numel(param)"));
+        TS_CHECK(need_disjoint(op, "param", param, names[i], f32s[i]));
+        for (int j = 0; j < i; j++)
+            TS_CHECK(need_disjoint(op, names[j], f32s[j], names[i], f32s[i]));
+    }
+    if (step < 1)
+        return ts_error(TS_ERR_INVALID_ARG, "%s: step = %d, but steps count from 1", op, step);
+    if (!(beta1 >= 0.0f && beta1 < 1.0f) || !(beta2 >= 0.0f && beta2 < 1.0f))
+        return ts_error(TS_ERR_INVALID_ARG, "%s: beta1 = %g, beta2 = %g; each must be in [0, 1)",
+                        op, (double)beta1, (double)beta2);
+    return be->adamw_master(be, param, master, grad, m, v, lr, beta1, beta2, eps, weight_decay,
+                            grad_scale, step);
+}
+
+/* ---- host memory, asynchronous copies, events, energy ---- */
+
+ts_status ts_op_host_alloc(struct ts_backend *be, size_t bytes, void **out) {
+    if (!out)
+        return ts_error(TS_ERR_INVALID_ARG, "host_alloc: out is NULL");
+    *out = NULL;
+    TS_CHECK(need_backend("host_alloc", be, be && be->host_alloc));
+    return be->host_alloc(be, bytes, out);
+}
+
+void ts_op_host_free(struct ts_backend *be, void *ptr) {
+    if (be && be->host_free && ptr)
+        be->host_free(be, ptr);
+}
+
+static ts_status check_async(const char *op, const struct ts_tensor *t, const void *host,
+                             size_t bytes) {
+    TS_CHECK(need_any(op, "tensor", t));
+    if (!host)
+        return ts_error(TS_ERR_INVALID_ARG, "%s: host pointer is NULL", op);
+    if (bytes != ts_tensor_nbytes(t))
+        return ts_error(TS_ERR_INVALID_ARG, "%s: %zu bytes but the tensor %s %s holds %zu", op,
+                        bytes, shape_of(t).s, ts_dtype_name(t->dtype), ts_tensor_nbytes(t));
+    return TS_OK;
+}
+
+ts_status ts_op_upload_async(struct ts_backend *be, const struct ts_tensor *dst, const void *host,
+                             size_t bytes) {
+    TS_CHECK(need_backend("upload_async", be, be && be->copy_h2d_async));
+    TS_CHECK(check_async("upload_async", dst, host, bytes));
+    return be->copy_h2d_async(be, dst->data, host, bytes);
+}
+
+ts_status ts_op_download_async(struct ts_backend *be, void *host, const struct ts_tensor *src,
+                               size_t bytes) {
+    TS_CHECK(need_backend("download_async", be, be && be->copy_d2h_async));
+    TS_CHECK(check_async("download_async", src, host, bytes));
+    return be->copy_d2h_async(be, host, src->data, bytes);
+}
+
+ts_status ts_op_event_create(struct ts_backend *be, ts_event_t **out) {
+    if (!out)
+        return ts_error(TS_ERR_INVALID_ARG, "event_create: out is NULL");
+    *out = NULL;
+    TS_CHECK(need_backend("event_create", be, be && be->event_create));
+    return be->event_create(be, out);
+}
+
+void ts_op_event_destroy(struct ts_backend *be, ts_event_t *ev) {
+    if (be && be->event_destroy && ev)
+        be->event_destroy(be, ev);
+}
+
+ts_status ts_op_event_record(struct ts_backend *be, ts_event_t *ev) {
+    TS_CHECK(need_backend("event_record", be, be && be->event_record));
+    if (!ev)
+        return ts_error(TS_ERR_INVALID_ARG, "event_record: event is NULL");
+    return be->event_record(be, ev);
+}
+
+ts_status ts_op_event_sync(struct ts_backend *be, ts_event_t *ev) {
+    TS_CHECK(need_backend("event_sync", be, be && be->event_sync));
+    if (!ev)
+        return ts_error(TS_ERR_INVALID_ARG, "event_sync: event is NULL");
+    return be->event_sync(be, ev);
+}
+
+ts_status ts_op_event_elapsed_ms(struct ts_backend *be, ts_event_t *start, ts_event_t *end,
+                                 float *ms) {
+    TS_CHECK(need_backend("event_elapsed_ms", be, be && be->event_elapsed_ms));
+    if (!start || !end || !ms)
+        return ts_error(TS_ERR_INVALID_ARG, "event_elapsed_ms: start, end and ms are required");
+    return be->event_elapsed_ms(be, start, end, ms);
+}
+
+ts_status ts_op_energy_mj(struct ts_backend *be, uint64_t *out) {
+    if (!out)
+        return ts_error(TS_ERR_INVALID_ARG, "energy: out is NULL");
+    TS_CHECK(need_backend("energy", be, be && be->energy_mj));
+    return be->energy_mj(be, out);
 }

@@ -76,4 +76,31 @@ ts_status ts_op_adamw(struct ts_backend *be, const struct ts_tensor *param,
 ts_status ts_op_sum_squares(struct ts_backend *be, const struct ts_tensor *out,
                             const struct ts_tensor *x) TS_MUST_CHECK;
 
+/* ---- precision ---- */
+ts_status ts_op_cast(struct ts_backend *be, const struct ts_tensor *dst,
+                     const struct ts_tensor *src) TS_MUST_CHECK;
+ts_status ts_op_adamw_master(struct ts_backend *be, const struct ts_tensor *param,
+                             const struct ts_tensor *master, const struct ts_tensor *grad,
+                             const struct ts_tensor *m, const struct ts_tensor *v, float lr,
+                             float beta1, float beta2, float eps, float weight_decay,
+                             float grad_scale, int step) TS_MUST_CHECK;
+
+/* ---- host memory the device copies from fastest, asynchronous copies, events ---- */
+ts_status ts_op_host_alloc(struct ts_backend *be, size_t bytes, void **out) TS_MUST_CHECK;
+void ts_op_host_free(struct ts_backend *be, void *ptr); /* NULL is a no-op */
+/* The host buffer must come from ts_op_host_alloc and stay untouched until an event recorded
+ * after the copy has been synced. */
+ts_status ts_op_upload_async(struct ts_backend *be, const struct ts_tensor *dst, const void *host,
+                             size_t bytes) TS_MUST_CHECK;
+ts_status ts_op_download_async(struct ts_backend *be, void *host, const struct ts_tensor *src,
+                               size_t bytes) TS_MUST_CHECK;
+ts_status ts_op_event_create(struct ts_backend *be, ts_event_t **out) TS_MUST_CHECK;
+void ts_op_event_destroy(struct ts_backend *be, ts_event_t *ev); /* NULL is a no-op */
+ts_status ts_op_event_record(struct ts_backend *be, ts_event_t *ev) TS_MUST_CHECK;
+ts_status ts_op_event_sync(struct ts_backend *be, ts_event_t *ev) TS_MUST_CHECK;
+ts_status ts_op_event_elapsed_ms(struct ts_backend *be, ts_event_t *start, ts_event_t *end,
+                                 float *ms) TS_MUST_CHECK;
+/* Millijoules the device has used since a fixed point; TS_ERR_UNSUPPORTED without a counter. */
+ts_status ts_op_energy_mj(struct ts_backend *be, uint64_t *out) TS_MUST_CHECK;
+
 #endif

@@ -6,6 +6,10 @@
 #ifndef TS_STATUS_H
 #define TS_STATUS_H
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum ts_status {
     TS_OK = 0,
     TS_ERR_INVALID_ARG, /* a caller passed something meaningless (a shape, a flag value) */
@@ -52,5 +56,9 @@ void ts_error_clear(void);
         if ((st) != TS_OK)                                                                         \
             goto label;                                                                            \
     } while (0)
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -12,6 +12,10 @@
 
 #include "kernels/status.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 enum ts_dtype {
     TS_DTYPE_F32 = 0,
     TS_DTYPE_BF16 = 1,
@@ -52,5 +56,9 @@ ts_status ts_tensor_reshape(struct ts_tensor *out, const struct ts_tensor *t, in
 
 /* "(4, 64, 256) f32" into buf; returns buf. */
 const char *ts_tensor_describe(const struct ts_tensor *t, char *buf, size_t len);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

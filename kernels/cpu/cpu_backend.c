@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "kernels/cpu/cpu_impl.h"
 
@@ -68,6 +69,50 @@ static ts_status cpu_memset_zero(struct ts_backend *be, void *dst, size_t bytes)
 
 static ts_status cpu_sync(struct ts_backend *be) {
     (void)be;
+    return TS_OK;
+}
+
+/* Host memory is already what the "device" copies from; async copies are plain copies. */
+static ts_status cpu_host_alloc(struct ts_backend *be, size_t bytes, void **out) {
+    return cpu_alloc(be, bytes, out);
+}
+
+/* An event on the CPU is the time it was recorded: all work is done when a call returns. */
+struct ts_event {
+    double ms;
+};
+
+static ts_status cpu_event_create(struct ts_backend *be, ts_event_t **out) {
+    (void)be;
+    *out = calloc(1, sizeof **out);
+    if (!*out)
+        return ts_error(TS_ERR_OOM, "cpu event: out of memory");
+    return TS_OK;
+}
+
+static void cpu_event_destroy(struct ts_backend *be, ts_event_t *ev) {
+    (void)be;
+    free(ev);
+}
+
+static ts_status cpu_event_record(struct ts_backend *be, ts_event_t *ev) {
+    (void)be;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ev->ms = (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+    return TS_OK;
+}
+
+static ts_status cpu_event_sync(struct ts_backend *be, ts_event_t *ev) {
+    (void)be;
+    (void)ev;
+    return TS_OK;
+}
+
+static ts_status cpu_event_elapsed_ms(struct ts_backend *be, ts_event_t *start, ts_event_t *end,
+                                      float *ms) {
+    (void)be;
+    *ms = (float)(end->ms - start->ms);
     return TS_OK;
 }
 
@@ -141,6 +186,18 @@ ts_status ts_cpu_backend_create(struct ts_backend **out, const struct ts_cpu_opt
     be->softmax_xent = ts_cpu_softmax_xent;
     be->adamw = ts_cpu_adamw;
     be->sum_squares = ts_cpu_sum_squares;
+    be->cast = ts_cpu_cast;
+    be->adamw_master = ts_cpu_adamw_master;
+    be->host_alloc = cpu_host_alloc;
+    be->host_free = cpu_free;
+    be->copy_h2d_async = cpu_copy;
+    be->copy_d2h_async = cpu_copy;
+    be->event_create = cpu_event_create;
+    be->event_destroy = cpu_event_destroy;
+    be->event_record = cpu_event_record;
+    be->event_sync = cpu_event_sync;
+    be->event_elapsed_ms = cpu_event_elapsed_ms;
+    be->energy_mj = NULL; /* no portable CPU energy counter */
     *out = be;
     return TS_OK;
 }

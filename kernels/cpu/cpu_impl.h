@@ -52,6 +52,8 @@ ts_status ts_cpu_residual_forward(struct ts_backend *be, const struct ts_tensor 
 ts_status ts_cpu_softmax_xent(struct ts_backend *be, const struct ts_tensor *losses,
                               const struct ts_tensor *logits, const struct ts_tensor *targets,
                               int vocab, float dloss, bool with_grad);
+ts_status ts_cpu_cast(struct ts_backend *be, const struct ts_tensor *dst,
+                      const struct ts_tensor *src);
 
 /* cpu_attention.c */
 ts_status ts_cpu_attention_forward(struct ts_backend *be, const struct ts_tensor *out,
@@ -70,6 +72,11 @@ ts_status ts_cpu_adamw(struct ts_backend *be, const struct ts_tensor *param,
                        const struct ts_tensor *grad, const struct ts_tensor *m,
                        const struct ts_tensor *v, float lr, float beta1, float beta2, float eps,
                        float weight_decay, float grad_scale, int step);
+ts_status ts_cpu_adamw_master(struct ts_backend *be, const struct ts_tensor *param,
+                              const struct ts_tensor *master, const struct ts_tensor *grad,
+                              const struct ts_tensor *m, const struct ts_tensor *v, float lr,
+                              float beta1, float beta2, float eps, float weight_decay,
+                              float grad_scale, int step);
 ts_status ts_cpu_sum_squares(struct ts_backend *be, const struct ts_tensor *out,
                              const struct ts_tensor *x);
 

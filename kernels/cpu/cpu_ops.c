@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "kernels/bf16.h"
 #include "kernels/cpu/cpu_impl.h"
 #include "kernels/cpu/cpu_math.h"
 #include "kernels/rng.h"
@@ -381,6 +382,30 @@ ts_status ts_cpu_softmax_xent(struct ts_backend *be, const struct ts_tensor *los
             for (int64_t v = V; v < Vp; v++)
                 row[v] = 0.0f;
         }
+    }
+    return TS_OK;
+}
+
+/* ---- precision ---- */
+
+ts_status ts_cpu_cast(struct ts_backend *be, const struct ts_tensor *dst,
+                      const struct ts_tensor *src) {
+    int nt = cpu_ctx_of(be)->threads;
+    int64_t n = ts_tensor_numel(src);
+    if (dst->dtype == src->dtype) {
+        memcpy(dst->data, src->data, ts_tensor_nbytes(src));
+    } else if (dst->dtype == TS_DTYPE_BF16) {
+        const float *s = f32(src);
+        uint16_t *d = dst->data;
+#pragma omp parallel for num_threads(nt) schedule(static) if (n > PAR_MIN)
+        for (int64_t i = 0; i < n; i++)
+            d[i] = ts_bf16_from_f32(s[i]);
+    } else {
+        const uint16_t *s = src->data;
+        float *d = f32(dst);
+#pragma omp parallel for num_threads(nt) schedule(static) if (n > PAR_MIN)
+        for (int64_t i = 0; i < n; i++)
+            d[i] = ts_f32_from_bf16(s[i]);
     }
     return TS_OK;
 }

@@ -7,6 +7,7 @@
 #include <math.h>
 #include <omp.h>
 
+#include "kernels/bf16.h"
 #include "kernels/cpu/cpu_impl.h"
 
 ts_status ts_cpu_adamw(struct ts_backend *be, const struct ts_tensor *param,
@@ -29,6 +30,18 @@ ts_status ts_cpu_adamw(struct ts_backend *be, const struct ts_tensor *param,
         p[i] -= lr * (mh / (sqrtf(vh) + eps) + weight_decay * p[i]);
     }
     return TS_OK;
+}
+
+/* The same update over fp32 master weights, then param = master in param's dtype. */
+ts_status ts_cpu_adamw_master(struct ts_backend *be, const struct ts_tensor *param,
+                              const struct ts_tensor *master, const struct ts_tensor *grad,
+                              const struct ts_tensor *m, const struct ts_tensor *v, float lr,
+                              float beta1, float beta2, float eps, float weight_decay,
+                              float grad_scale, int step) {
+    TS_CHECK(ts_cpu_adamw(be, master, grad, m, v, lr, beta1, beta2, eps, weight_decay, grad_scale,
+                          step));
+    struct ts_tensor src = *master;
+    return ts_cpu_cast(be, param, &src);
 }
 
 #define SS_BLOCK 4096 /* elements per partial sum */
