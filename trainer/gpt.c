@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/bf16.h"
 #include "kernels/ops.h"
 #include "trainer/gpt.h"
 
@@ -75,8 +76,8 @@ struct ts_gpt {
     struct ts_tensor *pview, *gview; /* per-tensor views into params and grads */
 
     struct ts_tensor arena;           /* flat f32 activations */
-    int64_t act_off[A_COUNT];         /* element offset of each region */
-    int64_t act_stride[A_COUNT];      /* elements of one layer's copy at (max_batch, max_seq) */
+    int64_t act_off[A_COUNT];         /* byte offset of each region */
+    int64_t act_stride[A_COUNT];      /* bytes of one layer's copy at (max_batch, max_seq) */
     struct ts_tensor tokens, targets; /* (max_batch * max_seq) i32 */
     float *host_losses;               /* (max_batch * max_seq) */
 
@@ -111,6 +112,9 @@ ts_status ts_gpt_config_finish(struct ts_gpt_config *cfg) {
         return ts_error(TS_ERR_INVALID_ARG,
                         "gpt config: channels (%d) must be a multiple of num_heads (%d)",
                         cfg->channels, cfg->num_heads);
+    if (cfg->dtype != TS_DTYPE_F32 && cfg->dtype != TS_DTYPE_BF16)
+        return ts_error(TS_ERR_INVALID_ARG, "gpt config: dtype must be f32 or bf16, got %s",
+                        ts_dtype_name(cfg->dtype));
     cfg->padded_vocab_size = (cfg->vocab_size + 127) / 128 * 128;
     return TS_OK;
 }
@@ -169,11 +173,11 @@ static void build_table(struct ts_gpt *g) {
     g->num_params = off;
 }
 
-/* A view of `numel` elements of f32 memory `elem_off` elements into base; pointer arithmetic
- * only, never a dereference. */
-static struct ts_tensor f32_at(const struct ts_tensor *base, int64_t elem_off) {
+/* A view of base's memory `elem_off` elements (of base's dtype) in; pointer arithmetic only,
+ * never a dereference. */
+static struct ts_tensor elem_at(const struct ts_tensor *base, int64_t elem_off) {
     struct ts_tensor t = *base;
-    t.data = (char *)base->data + (size_t)elem_off * sizeof(float);
+    t.data = (char *)base->data + (size_t)elem_off * ts_dtype_size(base->dtype);
     return t;
 }
 
@@ -189,9 +193,9 @@ static struct ts_tensor shaped(struct ts_tensor t, int ndim, int64_t d0, int64_t
 static void build_views(struct ts_gpt *g) {
     for (int i = 0; i < g->num_tensors; i++) {
         const struct ts_param_info *p = &g->table[i];
-        g->pview[i] = shaped(f32_at(&g->params, p->offset), p->ndim, p->shape[0], p->shape[1],
+        g->pview[i] = shaped(elem_at(&g->params, p->offset), p->ndim, p->shape[0], p->shape[1],
                              p->shape[2], p->shape[3]);
-        g->gview[i] = shaped(f32_at(&g->grads, p->offset), p->ndim, p->shape[0], p->shape[1],
+        g->gview[i] = shaped(elem_at(&g->grads, p->offset), p->ndim, p->shape[0], p->shape[1],
                              p->shape[2], p->shape[3]);
     }
 }
@@ -249,10 +253,32 @@ static int64_t act_numel(const struct ts_gpt *g, int a, int64_t B, int64_t T) {
     }
 }
 
+/* Layernorm statistics and losses stay f32 whatever the model's dtype (backend.h). */
+static enum ts_dtype act_dtype(const struct ts_gpt *g, int a) {
+    switch (a) {
+    case A_LN1_MEAN:
+    case A_LN1_RSTD:
+    case A_LN2_MEAN:
+    case A_LN2_RSTD:
+    case A_LNF_MEAN:
+    case A_LNF_RSTD:
+    case A_LOSSES:
+        return TS_DTYPE_F32;
+    default:
+        return g->cfg.dtype;
+    }
+}
+
+/* Regions are packed back to back in f32 models (the layout the CPU results were checked on);
+ * with a 2-byte dtype every copy starts on 256 bytes, so f32 regions stay aligned and cuBLASLt
+ * sees aligned matrices. *total is in bytes. */
 static void plan_arena(struct ts_gpt *g, int64_t *total) {
+    const int64_t align = g->cfg.dtype == TS_DTYPE_F32 ? 4 : 256;
     int64_t off = 0;
     for (int a = 0; a < A_COUNT; a++) {
-        g->act_stride[a] = act_numel(g, a, g->max_batch, g->max_seq);
+        const int64_t bytes =
+            act_numel(g, a, g->max_batch, g->max_seq) * (int64_t)ts_dtype_size(act_dtype(g, a));
+        g->act_stride[a] = (bytes + align - 1) / align * align;
         g->act_off[a] = off;
         off += g->act_stride[a] * (act_per_layer(a) ? g->cfg.num_layers : 1);
     }
@@ -264,7 +290,10 @@ static void plan_arena(struct ts_gpt *g, int64_t *total) {
 static struct ts_tensor act(const struct ts_gpt *g, int a, int l, int ndim, int64_t d0, int64_t d1,
                             int64_t d2, int64_t d3) {
     const int64_t off = g->act_off[a] + (act_per_layer(a) ? (int64_t)l * g->act_stride[a] : 0);
-    return shaped(f32_at(&g->arena, off), ndim, d0, d1, d2, d3);
+    struct ts_tensor t = g->arena;
+    t.data = (char *)g->arena.data + off;
+    t.dtype = act_dtype(g, a);
+    return shaped(t, ndim, d0, d1, d2, d3);
 }
 
 /* The common shapes: (N,C)-like rows, (N) vectors, (B,T,X) and (B,NH,T,T). */
@@ -313,13 +342,14 @@ ts_status ts_gpt_create(ts_gpt_t **out, const struct ts_gpt_config *cfg, struct 
     build_table(g);
 
     const int64_t n = g->num_params;
-    TS_CHECK_GOTO(ts_op_alloc(be, &g->params, TS_DTYPE_F32, 1, &n), st, fail);
+    TS_CHECK_GOTO(ts_op_alloc(be, &g->params, c.dtype, 1, &n), st, fail);
     TS_CHECK_GOTO(ts_op_alloc(be, &g->grads, TS_DTYPE_F32, 1, &n), st, fail);
     build_views(g);
 
-    int64_t arena_numel;
-    plan_arena(g, &arena_numel);
-    TS_CHECK_GOTO(ts_op_alloc(be, &g->arena, TS_DTYPE_F32, 1, &arena_numel), st, fail);
+    int64_t arena_bytes;
+    plan_arena(g, &arena_bytes);
+    const int64_t arena_words = (arena_bytes + 3) / 4;
+    TS_CHECK_GOTO(ts_op_alloc(be, &g->arena, TS_DTYPE_F32, 1, &arena_words), st, fail);
     TS_CHECK_GOTO(ts_op_alloc(be, &g->tokens, TS_DTYPE_I32, 1, &BT), st, fail);
     TS_CHECK_GOTO(ts_op_alloc(be, &g->targets, TS_DTYPE_I32, 1, &BT), st, fail);
     *out = g;
@@ -383,7 +413,7 @@ ts_status ts_gpt_init(ts_gpt_t *g, uint64_t seed) {
     const int64_t C = g->cfg.channels, V = g->cfg.vocab_size, Vp = g->cfg.padded_vocab_size;
     if (Vp > V) {
         struct ts_tensor pad =
-            shaped(f32_at(&g->params, g->table[0].offset + V * C), 2, Vp - V, C, 1, 1);
+            shaped(elem_at(&g->params, g->table[0].offset + V * C), 2, Vp - V, C, 1, 1);
         TS_CHECK(ts_op_zero(g->be, &pad));
     }
     return TS_OK;
@@ -575,12 +605,34 @@ ts_status ts_gpt_zero_grad(ts_gpt_t *g) { return ts_op_zero(g->be, &g->grads); }
 
 /* ---- host copies ---- */
 
+/* bf16 parameters travel as bf16 and are widened or rounded on the host (host memory the model
+ * owns; tensor memory is still touched only through ops). */
 ts_status ts_gpt_params_to_host(ts_gpt_t *g, float *host) {
-    return ts_op_download(g->be, host, &g->params, (size_t)g->num_params * sizeof(float));
+    const size_t n = (size_t)g->num_params;
+    if (g->params.dtype == TS_DTYPE_F32)
+        return ts_op_download(g->be, host, &g->params, n * sizeof(float));
+    uint16_t *tmp = malloc(n * sizeof(uint16_t));
+    if (tmp == NULL)
+        return ts_error(TS_ERR_OOM, "gpt params to host: out of memory");
+    ts_status st = ts_op_download(g->be, tmp, &g->params, n * sizeof(uint16_t));
+    for (size_t i = 0; st == TS_OK && i < n; i++)
+        host[i] = ts_f32_from_bf16(tmp[i]);
+    free(tmp);
+    return st;
 }
 
 ts_status ts_gpt_params_from_host(ts_gpt_t *g, const float *host) {
-    return ts_op_upload(g->be, &g->params, host, (size_t)g->num_params * sizeof(float));
+    const size_t n = (size_t)g->num_params;
+    if (g->params.dtype == TS_DTYPE_F32)
+        return ts_op_upload(g->be, &g->params, host, n * sizeof(float));
+    uint16_t *tmp = malloc(n * sizeof(uint16_t));
+    if (tmp == NULL)
+        return ts_error(TS_ERR_OOM, "gpt params from host: out of memory");
+    for (size_t i = 0; i < n; i++)
+        tmp[i] = ts_bf16_from_f32(host[i]);
+    ts_status st = ts_op_upload(g->be, &g->params, tmp, n * sizeof(uint16_t));
+    free(tmp);
+    return st;
 }
 
 ts_status ts_gpt_grads_to_host(ts_gpt_t *g, float *host) {

@@ -23,6 +23,8 @@ struct ts_gpt_config {
     int num_layers;        /* L */
     int num_heads;         /* NH */
     int channels;          /* C */
+    enum ts_dtype dtype;   /* parameters and activations: f32 (0, the default) or bf16; gradients
+                              are f32 either way, and bf16 needs a backend that computes in it */
 };
 
 /* Checks a user's config (one clear message per mistake) and sets padded_vocab_size. */
@@ -55,7 +57,8 @@ const struct ts_param_info *ts_gpt_params(const ts_gpt_t *gpt, int *count);
 int64_t ts_gpt_num_params(const ts_gpt_t *gpt); /* elements of the flat buffer (with padding) */
 /* Parameters a FLOP count should use: everything except wpe and the padded rows of wte. */
 int64_t ts_gpt_num_flop_params(const ts_gpt_t *gpt);
-/* The whole flat buffers (1-D f32 tensors of ts_gpt_num_params elements). */
+/* The whole flat buffers (1-D tensors of ts_gpt_num_params elements): parameters in the model's
+ * dtype, gradients f32. */
 const struct ts_tensor *ts_gpt_param_buffer(const ts_gpt_t *gpt);
 const struct ts_tensor *ts_gpt_grad_buffer(const ts_gpt_t *gpt);
 
@@ -95,7 +98,8 @@ ts_status ts_gpt_zero_grad(ts_gpt_t *gpt) TS_MUST_CHECK;
 typedef ts_status (*ts_gpt_grad_hook)(void *ctx, int64_t final_from);
 void ts_gpt_set_grad_hook(ts_gpt_t *gpt, ts_gpt_grad_hook fn, void *ctx);
 
-/* Copies all parameters to/from host fp32 in table order (ts_gpt_num_params floats). */
+/* Copies all parameters to/from host fp32 in table order (ts_gpt_num_params floats); bf16
+ * parameters are widened / rounded to nearest even on the host. */
 ts_status ts_gpt_params_to_host(ts_gpt_t *gpt, float *host) TS_MUST_CHECK;
 ts_status ts_gpt_params_from_host(ts_gpt_t *gpt, const float *host) TS_MUST_CHECK;
 ts_status ts_gpt_grads_to_host(ts_gpt_t *gpt, float *host) TS_MUST_CHECK;

@@ -15,6 +15,7 @@ struct ts_optim {
     struct ts_adamw_config cfg;
     int64_t begin, end;       /* the flat range this optimizer owns */
     struct ts_tensor m, v;    /* flat (end - begin) f32 */
+    struct ts_tensor master;  /* flat (end - begin) f32 when the parameters are not f32 */
     struct ts_tensor norm_sq; /* (1) f32 */
     int step;                 /* updates done */
 };
@@ -72,6 +73,12 @@ ts_status ts_optim_create_range(ts_optim_t **out, ts_gpt_t *gpt, const struct ts
     TS_CHECK_GOTO(ts_op_alloc(be, &o->m, TS_DTYPE_F32, 1, &n), st, fail);
     TS_CHECK_GOTO(ts_op_alloc(be, &o->v, TS_DTYPE_F32, 1, &n), st, fail);
     TS_CHECK_GOTO(ts_op_alloc(be, &o->norm_sq, TS_DTYPE_F32, 1, &one), st, fail);
+    if (ts_gpt_param_buffer(gpt)->dtype != TS_DTYPE_F32 && n > 0) { /* fp32 master weights */
+        struct ts_tensor mine; /* the parameters of [begin, end) */
+        TS_CHECK_GOTO(ts_tensor_view(&mine, ts_gpt_param_buffer(gpt), begin, 1, &n), st, fail);
+        TS_CHECK_GOTO(ts_op_alloc(be, &o->master, TS_DTYPE_F32, 1, &n), st, fail);
+        TS_CHECK_GOTO(ts_op_cast(be, &o->master, &mine), st, fail);
+    }
     *out = o;
     return TS_OK;
 fail:
@@ -87,6 +94,7 @@ void ts_optim_destroy(ts_optim_t *o) {
     ts_op_free(be, &o->m);
     ts_op_free(be, &o->v);
     ts_op_free(be, &o->norm_sq);
+    ts_op_free(be, &o->master);
     free(o);
 }
 
@@ -95,7 +103,7 @@ void ts_optim_destroy(ts_optim_t *o) {
 static struct ts_tensor flat_view(const struct ts_tensor *flat, int64_t base, int64_t from,
                                   int64_t to) {
     struct ts_tensor t = *flat;
-    t.data = (char *)flat->data + (size_t)(from - base) * sizeof(float);
+    t.data = (char *)flat->data + (size_t)(from - base) * ts_dtype_size(flat->dtype);
     t.ndim = 1;
     for (int i = 0; i < TS_MAX_DIMS; i++)
         t.shape[i] = 1;
@@ -151,8 +159,14 @@ ts_status ts_optim_update(ts_optim_t *o, float lr, double norm) {
         const struct ts_tensor mt = flat_view(&o->m, o->begin, from, to);
         const struct ts_tensor vt = flat_view(&o->v, o->begin, from, to);
         const float wd = p->decay ? o->cfg.weight_decay : 0.0f;
-        TS_CHECK(ts_op_adamw(be, &pt, &gt, &mt, &vt, lr, o->cfg.beta1, o->cfg.beta2, o->cfg.eps, wd,
-                             scale, o->step + 1));
+        if (o->master.data != NULL) {
+            const struct ts_tensor wt = flat_view(&o->master, o->begin, from, to);
+            TS_CHECK(ts_op_adamw_master(be, &pt, &wt, &gt, &mt, &vt, lr, o->cfg.beta1, o->cfg.beta2,
+                                        o->cfg.eps, wd, scale, o->step + 1));
+        } else {
+            TS_CHECK(ts_op_adamw(be, &pt, &gt, &mt, &vt, lr, o->cfg.beta1, o->cfg.beta2, o->cfg.eps,
+                                 wd, scale, o->step + 1));
+        }
     }
     o->step++;
     return TS_OK;

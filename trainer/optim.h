@@ -27,7 +27,9 @@ struct ts_adamw_config ts_adamw_defaults(void);
 
 typedef struct ts_optim ts_optim_t;
 
-/* Allocates m and v (zero) on the model's backend, over the whole flat buffer. */
+/* Allocates m and v (zero) on the model's backend, over the whole flat buffer. With bf16
+ * parameters it also keeps fp32 master weights of its range, copied from the parameters now:
+ * create the optimizer after init or load. */
 ts_status ts_optim_create(ts_optim_t **out, ts_gpt_t *gpt,
                           const struct ts_adamw_config *cfg) TS_MUST_CHECK;
 /* The same over the flat range [begin, end) only (a ZeRO-1 shard). */
