@@ -1,0 +1,158 @@
+/* layernorm.cu: layer normalisation over the last dim C, forward and backward.
+ *
+ * One warp per row for the row-wise parts (statistics in float, mean first then the variance
+ * of the centred values, as the CPU backend does). dweight and dbias are column sums over all
+ * rows: each column is owned by one thread column of a block, which sums a fixed set of rows in
+ * order and combines the 32 row groups in order, so the sums repeat bit for bit without
+ * atomics. */
+#include "kernels/cuda/cuda_impl.h"
+
+#define LN_WARPS 8 /* rows per block */
+
+template <typename T>
+__global__ void layernorm_forward_kernel(T *out, float *mean, float *rstd, const T *inp,
+                                         const T *weight, const T *bias, int64_t N, int C) {
+    int64_t row = (int64_t)blockIdx.x * LN_WARPS + (threadIdx.x >> 5);
+    int lane = threadIdx.x & 31;
+    if (row >= N)
+        return;
+    const T *x = inp + row * C;
+    float s = 0.0f;
+    for (int c = lane; c < C; c += 32)
+        s += tof(x[c]);
+    float m = warp_sum(s) / (float)C;
+    float v = 0.0f;
+    for (int c = lane; c < C; c += 32) {
+        float d = tof(x[c]) - m;
+        v += d * d;
+    }
+    v = warp_sum(v) / (float)C;
+    float r = 1.0f / sqrtf(v + 1e-5f);
+    T *o = out + row * C;
+    for (int c = lane; c < C; c += 32)
+        o[c] = fromf<T>((tof(x[c]) - m) * r * tof(weight[c]) + tof(bias[c]));
+    if (lane == 0) {
+        mean[row] = m;
+        rstd[row] = r;
+    }
+}
+
+/* dinp += , one warp per row. */
+template <typename T>
+__global__ void layernorm_backward_dinp_kernel(T *dinp, const T *dout, const T *inp,
+                                               const T *weight, const float *mean,
+                                               const float *rstd, int64_t N, int C) {
+    int64_t row = (int64_t)blockIdx.x * LN_WARPS + (threadIdx.x >> 5);
+    int lane = threadIdx.x & 31;
+    if (row >= N)
+        return;
+    const T *x = inp + row * C, *d = dout + row * C;
+    float m = mean[row], r = rstd[row];
+    float dm = 0.0f, dnm = 0.0f;
+    for (int c = lane; c < C; c += 32) {
+        float norm = (tof(x[c]) - m) * r;
+        float dnorm = tof(weight[c]) * tof(d[c]);
+        dm += dnorm;
+        dnm += dnorm * norm;
+    }
+    dm = warp_sum(dm) / (float)C;
+    dnm = warp_sum(dnm) / (float)C;
+    T *dx = dinp + row * C;
+    for (int c = lane; c < C; c += 32) {
+        float norm = (tof(x[c]) - m) * r;
+        float dnorm = tof(weight[c]) * tof(d[c]);
+        dx[c] = fromf<T>(tof(dx[c]) + (dnorm - dm - norm * dnm) * r);
+    }
+}
+
+/* dweight += sum_n norm * dout, dbias += sum_n dout; block (32 columns, 32 row groups). */
+template <typename T>
+__global__ void layernorm_backward_params_kernel(float *dweight, float *dbias, const T *dout,
+                                                 const T *inp, const float *mean, const float *rstd,
+                                                 int64_t N, int C) {
+    __shared__ float sw[32][33], sb[32][33];
+    int tx = threadIdx.x & 31, ty = threadIdx.x >> 5;
+    int c = blockIdx.x * 32 + tx;
+    float aw = 0.0f, ab = 0.0f;
+    if (c < C) {
+        for (int64_t n = ty; n < N; n += 32) {
+            float d = tof(dout[n * C + c]);
+            ab += d;
+            aw += (tof(inp[n * C + c]) - mean[n]) * rstd[n] * d;
+        }
+    }
+    sw[ty][tx] = aw;
+    sb[ty][tx] = ab;
+    __syncthreads();
+    if (ty == 0 && c < C) {
+        float w = 0.0f, b = 0.0f;
+        for (int k = 0; k < 32; k++) {
+            w += sw[k][tx];
+            b += sb[k][tx];
+        }
+        dweight[c] += w;
+        dbias[c] += b;
+    }
+}
+
+template <typename T>
+static ts_status layernorm_forward_t(cuda_ctx *ctx, const struct ts_tensor *out,
+                                     const struct ts_tensor *mean, const struct ts_tensor *rstd,
+                                     const struct ts_tensor *inp, const struct ts_tensor *weight,
+                                     const struct ts_tensor *bias) {
+    int64_t C = inp->shape[inp->ndim - 1], N = ts_tensor_numel(inp) / C;
+    layernorm_forward_kernel<T><<<grid_for(N, LN_WARPS), LN_WARPS * 32, 0, ctx->stream>>>(
+        (T *)out->data, (float *)mean->data, (float *)rstd->data, (const T *)inp->data,
+        (const T *)weight->data, (const T *)bias->data, N, (int)C);
+    CUDA_LAUNCHED("layernorm_forward");
+    return TS_OK;
+}
+
+template <typename T>
+static ts_status layernorm_backward_t(cuda_ctx *ctx, const struct ts_tensor *dinp,
+                                      const struct ts_tensor *dweight,
+                                      const struct ts_tensor *dbias, const struct ts_tensor *dout,
+                                      const struct ts_tensor *inp, const struct ts_tensor *weight,
+                                      const struct ts_tensor *mean, const struct ts_tensor *rstd) {
+    int64_t C = inp->shape[inp->ndim - 1], N = ts_tensor_numel(inp) / C;
+    layernorm_backward_dinp_kernel<T><<<grid_for(N, LN_WARPS), LN_WARPS * 32, 0, ctx->stream>>>(
+        (T *)dinp->data, (const T *)dout->data, (const T *)inp->data, (const T *)weight->data,
+        (const float *)mean->data, (const float *)rstd->data, N, (int)C);
+    CUDA_LAUNCHED("layernorm_backward (dinp)");
+    layernorm_backward_params_kernel<T><<<grid_for(C, 32), 1024, 0, ctx->stream>>>(
+        (float *)dweight->data, (float *)dbias->data, (const T *)dout->data, (const T *)inp->data,
+        (const float *)mean->data, (const float *)rstd->data, N, (int)C);
+    CUDA_LAUNCHED("layernorm_backward (dweight, dbias)");
+    return TS_OK;
+}
+
+static ts_status need_int_c(const char *op, const struct ts_tensor *inp) {
+    if (inp->shape[inp->ndim - 1] > INT32_MAX)
+        return ts_error(TS_ERR_UNSUPPORTED, "%s: C = %lld is too large", op,
+                        (long long)inp->shape[inp->ndim - 1]);
+    return TS_OK;
+}
+
+ts_status cuda_layernorm_forward(struct ts_backend *be, const struct ts_tensor *out,
+                                 const struct ts_tensor *mean, const struct ts_tensor *rstd,
+                                 const struct ts_tensor *inp, const struct ts_tensor *weight,
+                                 const struct ts_tensor *bias) {
+    TS_CHECK(need_int_c("layernorm_forward", inp));
+    if (inp->dtype == TS_DTYPE_BF16)
+        return layernorm_forward_t<__nv_bfloat16>(cuda_ctx_of(be), out, mean, rstd, inp, weight,
+                                                  bias);
+    return layernorm_forward_t<float>(cuda_ctx_of(be), out, mean, rstd, inp, weight, bias);
+}
+
+ts_status cuda_layernorm_backward(struct ts_backend *be, const struct ts_tensor *dinp,
+                                  const struct ts_tensor *dweight, const struct ts_tensor *dbias,
+                                  const struct ts_tensor *dout, const struct ts_tensor *inp,
+                                  const struct ts_tensor *weight, const struct ts_tensor *mean,
+                                  const struct ts_tensor *rstd) {
+    TS_CHECK(need_int_c("layernorm_backward", inp));
+    if (inp->dtype == TS_DTYPE_BF16)
+        return layernorm_backward_t<__nv_bfloat16>(cuda_ctx_of(be), dinp, dweight, dbias, dout, inp,
+                                                   weight, mean, rstd);
+    return layernorm_backward_t<float>(cuda_ctx_of(be), dinp, dweight, dbias, dout, inp, weight,
+                                       mean, rstd);
+}
