@@ -90,7 +90,7 @@ int ts_cmd_eval(int argc, char **argv) {
         {"seq-len", TS_FLAG_INT, &a.seq_len, "T", "tokens per sequence (0: the model's maximum)"},
         {"batches", TS_FLAG_INT, &a.batches, "N", "batches to average (0: the whole file)"},
         {"json", TS_FLAG_BOOL, &a.json, NULL, "end with a JSON line {\"loss\": ...}"},
-        {"device", TS_FLAG_STRING, &a.device, "DEV", "cpu or auto"},
+        {"device", TS_FLAG_STRING, &a.device, "DEV", "cpu, cuda or auto"},
         {"threads", TS_FLAG_INT, &a.threads, "N", "CPU threads (0: all cores)"},
         {"blas", TS_FLAG_STRING, &a.blas, "NAME", "CPU matmul: auto, openblas or reference"},
     };

@@ -27,7 +27,7 @@
 #include "trainer/weights.h"
 
 struct train_args {
-    const char *data, *val_data, *out, *device, *blas;
+    const char *data, *val_data, *out, *device, *blas, *precision;
     int vocab_size, layers, heads, channels, seq_len, max_seq_len;
     int batch, grad_accum, steps, warmup, eval_every, eval_batches, log_every, threads;
     int zero;
@@ -44,7 +44,7 @@ static const char description[] =
     "Rank 0 writes DIR/metrics.jsonl (one line per step and per eval), DIR/config.json and the\n"
     "final weights DIR/model.bin.";
 
-#define NFLAGS 32
+#define NFLAGS 33
 
 static void build_flags(struct ts_flag *f, struct train_args *a) {
     struct ts_flag table[NFLAGS] = {
@@ -76,7 +76,10 @@ static void build_flags(struct ts_flag *f, struct train_args *a) {
         {"eval-every", TS_FLAG_INT, &a->eval_every, "N", "eval --val-data every N steps (0: end)"},
         {"eval-batches", TS_FLAG_INT, &a->eval_batches, "N", "batches per eval (0: whole file)"},
         {"log-every", TS_FLAG_INT, &a->log_every, "N", "print progress every N steps"},
-        {"device", TS_FLAG_STRING, &a->device, "DEV", "cpu or auto"},
+        {"device", TS_FLAG_STRING, &a->device, "DEV",
+         "cpu, cuda or auto (the GPU if there is one)"},
+        {"precision", TS_FLAG_STRING, &a->precision, "P",
+         "fp32, bf16 (GPU: bf16 weights and activations, fp32 master weights) or auto"},
         {"threads", TS_FLAG_INT, &a->threads, "N", "CPU threads (0: all cores)"},
         {"blas", TS_FLAG_STRING, &a->blas, "NAME", "CPU matmul: auto, openblas or reference"},
         {"zero", TS_FLAG_INT, &a->zero, "N", "ZeRO stage: 0, or 1 (shard AdamW state over dp)"},
@@ -160,13 +163,13 @@ static void canonical_config(const struct train_args *a, char *buf, size_t len) 
              "seq-len=%d\nmax-seq-len=%d\nbatch=%d\ngrad-accum=%d\nsteps=%d\nlr=%.9g\n"
              "warmup=%d\nmin-lr-frac=%.9g\nweight-decay=%.9g\nbeta1=%.9g\nbeta2=%.9g\n"
              "eps=%.9g\ngrad-clip=%.9g\nseed=%" PRIu64 "\nzero=%d\nbucket-mb=%.9g\n"
-             "shuffle=%d\neval-every=%d\neval-batches=%d\ndevice=%s\n",
+             "shuffle=%d\neval-every=%d\neval-batches=%d\ndevice=%s\nprecision=%s\n",
              a->data, a->val_data ? a->val_data : "", a->out, a->vocab_size, a->layers, a->heads,
              a->channels, a->seq_len, a->max_seq_len, a->batch, a->grad_accum, a->steps,
              (double)a->lr, a->warmup, (double)a->min_lr_frac, (double)a->weight_decay,
              (double)a->beta1, (double)a->beta2, (double)a->eps, (double)a->grad_clip, a->seed,
              a->zero, (double)a->bucket_mb, !a->no_shuffle, a->eval_every, a->eval_batches,
-             a->device);
+             a->device, a->precision);
 }
 
 /* Everything a run holds, released in one place. */
@@ -266,6 +269,7 @@ static int train(const struct train_args *a, int *argc, char ***argv) {
         threads = cores > local ? (int)(cores / local) : 1;
     }
     TS_CHECK_GOTO(ts_launch_backend(&r.be, a->device, a->blas, threads), st, fail);
+    TS_CHECK_GOTO(ts_launch_precision(r.be, a->precision, &mc.dtype), st, fail);
     TS_CHECK_GOTO(ts_loader_create(&r.train, a->data, a->seq_len, a->vocab_size), st, fail);
     ts_loader_set_shuffle(r.train, !a->no_shuffle, a->seed);
     if (a->val_data != NULL)
@@ -307,9 +311,9 @@ static int train(const struct train_args *a, int *argc, char ***argv) {
              ts_trainer_num_buckets(r.trainer), (double)a->bucket_mb,
              a->no_overlap ? "reduced after backward" : "reduced during backward", a->zero,
              a->no_shuffle ? "in file order" : "shuffled each epoch");
-    TS_LOG_I("backend: %s (%s), %d threads; lr %g, warmup %d, cosine to %g at step %d", info.name,
-             info.detail, info.threads, (double)a->lr, tc.lr.warmup,
-             (double)(a->lr * a->min_lr_frac), a->steps);
+    TS_LOG_I("backend: %s (%s), %d threads, %s; lr %g, warmup %d, cosine to %g at step %d",
+             info.name, info.detail, info.threads, mc.dtype == TS_DTYPE_BF16 ? "bf16" : "fp32",
+             (double)a->lr, tc.lr.warmup, (double)(a->lr * a->min_lr_frac), a->steps);
 
     code = TS_EXIT_FAILURE;
     double t_start = ts_launch_now_s();
@@ -357,6 +361,7 @@ int ts_cmd_train(int argc, char **argv) {
     struct train_args a = {
         .device = "cpu",
         .blas = "auto",
+        .precision = "auto",
         .vocab_size = 50257,
         .layers = 12,
         .heads = 12,

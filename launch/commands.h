@@ -9,5 +9,6 @@ int ts_cmd_sample(int argc, char **argv);
 int ts_cmd_prepare(int argc, char **argv);
 int ts_cmd_tokenize(int argc, char **argv);
 int ts_cmd_tokenizer(int argc, char **argv);
+int ts_cmd_info(int argc, char **argv);
 
 #endif

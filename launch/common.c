@@ -8,18 +8,12 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "kernels/backend_load.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/log.h"
 #include "trainer/data_manifest.h"
 
-ts_status ts_launch_backend(struct ts_backend **out, const char *device, const char *blas,
-                            int threads) {
-    *out = NULL;
-    if (strcmp(device, "cuda") == 0)
-        return ts_error(TS_ERR_UNSUPPORTED,
-                        "--device cuda: this build has no CUDA backend yet; use --device cpu");
-    if (strcmp(device, "cpu") != 0 && strcmp(device, "auto") != 0)
-        return ts_error(TS_ERR_INVALID_ARG, "--device must be cpu, cuda or auto, got '%s'", device);
+static ts_status cpu_backend(struct ts_backend **out, const char *blas, int threads) {
     struct ts_cpu_options opt = {.threads = threads, .blas = TS_BLAS_AUTO};
     if (strcmp(blas, "openblas") == 0)
         opt.blas = TS_BLAS_OPENBLAS;
@@ -32,6 +26,58 @@ ts_status ts_launch_backend(struct ts_backend **out, const char *device, const c
         return ts_error(TS_ERR_INVALID_ARG, "--threads must be >= 0 (0 = all cores), got %d",
                         threads);
     return ts_cpu_backend_create(out, &opt);
+}
+
+/* auto: the GPU when the plug-in loads and sees a device, else the CPU (saying why). A GPU
+ * that is present but fails to start is an error, not a silent fallback. */
+ts_status ts_launch_backend(struct ts_backend **out, const char *device, const char *blas,
+                            int threads) {
+    *out = NULL;
+    if (strcmp(device, "cpu") == 0)
+        return cpu_backend(out, blas, threads);
+    if (strcmp(device, "cuda") == 0) {
+        ts_status st = ts_cuda_backend_create(out, NULL);
+        if (st != TS_OK)
+            return ts_error_wrap(st, "--device cuda (tessera info says what was found)");
+        return TS_OK;
+    }
+    if (strcmp(device, "auto") != 0)
+        return ts_error(TS_ERR_INVALID_ARG, "--device must be cpu, cuda or auto, got '%s'", device);
+    const struct ts_cuda_plugin *p = NULL;
+    if (ts_cuda_plugin_open(&p) != TS_OK) {
+        TS_LOG_I("--device auto: using the CPU (%s)", ts_last_error());
+        return cpu_backend(out, blas, threads);
+    }
+    struct ts_device_list devs;
+    p->probe(&devs);
+    if (devs.count == 0) {
+        TS_LOG_I("--device auto: using the CPU (no GPU: %s)", devs.error);
+        return cpu_backend(out, blas, threads);
+    }
+    ts_status st = ts_cuda_backend_create(out, NULL);
+    if (st != TS_OK)
+        return ts_error_wrap(st, "--device auto found %s but could not use it", devs.dev[0].name);
+    return TS_OK;
+}
+
+ts_status ts_launch_precision(const struct ts_backend *be, const char *precision,
+                              enum ts_dtype *out) {
+    if (strcmp(precision, "fp32") == 0) {
+        *out = TS_DTYPE_F32;
+    } else if (strcmp(precision, "bf16") == 0) {
+        if (!be->bf16)
+            return ts_error(TS_ERR_INVALID_ARG,
+                            "--precision bf16 needs a backend that computes in bf16 (--device "
+                            "cuda); the %s backend is fp32 only",
+                            be->name);
+        *out = TS_DTYPE_BF16;
+    } else if (strcmp(precision, "auto") == 0) {
+        *out = be->bf16 ? TS_DTYPE_BF16 : TS_DTYPE_F32;
+    } else {
+        return ts_error(TS_ERR_INVALID_ARG, "--precision must be fp32, bf16 or auto, got '%s'",
+                        precision);
+    }
+    return TS_OK;
 }
 
 ts_status ts_launch_mkdirs(const char *path) {

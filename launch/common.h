@@ -10,10 +10,14 @@
 #include "kernels/backend.h"
 #include "trainer/gpt.h"
 
-/* Creates the backend a run asked for: --device (cpu|auto), --blas (auto|openblas|reference),
- * --threads (0 = all cores). */
+/* Creates the backend a run asked for: --device (cpu|cuda|auto: the GPU when the CUDA plug-in
+ * loads and finds one), --blas (auto|openblas|reference), --threads (0 = all cores; CPU only). */
 ts_status ts_launch_backend(struct ts_backend **out, const char *device, const char *blas,
                             int threads) TS_MUST_CHECK;
+
+/* --precision fp32|bf16|auto (bf16 where the backend computes in it) as the model's dtype. */
+ts_status ts_launch_precision(const struct ts_backend *be, const char *precision,
+                              enum ts_dtype *out) TS_MUST_CHECK;
 
 /* mkdir -p */
 ts_status ts_launch_mkdirs(const char *path) TS_MUST_CHECK;

@@ -21,6 +21,7 @@ static void print_help(void) {
            "  prepare   turn text files into token shards\n"
            "  tokenize  text to token ids (or back, --decode)\n"
            "  tokenizer fetch GPT-2's vocabulary, or train a BPE tokenizer\n"
+           "  info      the build, backends, GPUs, and why a backend is unavailable\n"
            "  help      this text, or `tessera help <command>`\n"
            "  version   print the version\n\n"
            "`tessera <command> --help` lists a command's flags.\n"
@@ -71,6 +72,8 @@ int main(int argc, char **argv) {
         return ts_cmd_tokenize(argc, argv);
     if (strcmp(cmd, "tokenizer") == 0)
         return ts_cmd_tokenizer(argc, argv);
+    if (strcmp(cmd, "info") == 0)
+        return ts_cmd_info(argc, argv);
     if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
         print_help();
         return TS_EXIT_OK;
