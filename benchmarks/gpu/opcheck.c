@@ -1,0 +1,565 @@
+/* opcheck.c: each backend op against the CPU backend on fresh random inputs (opcheck.h).
+ *
+ * A case lists its tensors (role: an activation in the checked dtype, always-f32, or i32 ids;
+ * kind: input, overwritten output, "+=" output, in-out, or scratch) and calls its op. The
+ * harness builds the same host values for both backends, poisons overwritten outputs with NaN,
+ * runs the op on each and compares every output. Activations are rounded to bf16 on the host
+ * when checking bf16, so the CPU reference (f32) computes on exactly the device's inputs and the
+ * comparison measures the kernel, not the input rounding. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "benchmarks/gpu/opcheck.h"
+#include "kernels/bf16.h"
+#include "kernels/ops.h"
+#include "kernels/rng.h"
+
+enum role { R_ACT, R_F32, R_I32 };
+enum kind { K_IN, K_OUT, K_ACC, K_INOUT, K_SCRATCH };
+enum gen { G_UNIFORM, G_TOKENS, G_CAUSAL };
+
+struct spec {
+    const char *name;
+    enum role role;
+    enum kind kind;
+    enum gen gen;
+    float lo, hi; /* uniform range; token ids in [lo, hi) */
+    int ndim;
+    int64_t shape[4];
+};
+
+struct dims {
+    int B, T, C, NH, V, Vp;
+};
+
+#define MAX_TENSORS 8
+
+struct opcase {
+    const char *name;
+    bool f32_only;
+    double tol_f32, tol_bf16;
+    int (*specs)(const struct dims *d, struct spec *s);
+    ts_status (*run)(struct ts_backend *be, const struct ts_tensor *t, const struct dims *d);
+};
+
+static struct spec S(const char *name, enum role role, enum kind kind, enum gen gen, float lo,
+                     float hi, int ndim, int64_t d0, int64_t d1, int64_t d2, int64_t d3) {
+    struct spec s = {name, role, kind, gen, lo, hi, ndim, {d0, d1, d2, d3}};
+    return s;
+}
+
+/* Shorthands: activations and f32 tensors with uniform values, outputs, token ids. */
+#define IN(n, r, lo, hi, nd, a, b, c, e) S(n, r, K_IN, G_UNIFORM, lo, hi, nd, a, b, c, e)
+#define OUT(n, r, nd, a, b, c, e) S(n, r, K_OUT, G_UNIFORM, 0, 0, nd, a, b, c, e)
+#define ACC(n, r, nd, a, b, c, e) S(n, r, K_ACC, G_UNIFORM, -1, 1, nd, a, b, c, e)
+
+/* ---- the cases, in the order of backend.h ---- */
+
+static int
+sp_encoder_forward(const struct dims *d, struct spec *s) {
+    s[0] = OUT("out", R_ACT, 3, d->B, d->T, d->C, 1);
+    s[1] = S("tokens", R_I32, K_IN, G_TOKENS, 0, (float)d->V, 2, d->B, d->T, 1, 1);
+    s[2] = IN("wte", R_ACT, -1, 1, 2, d->Vp, d->C, 1, 1);
+    s[3] = IN("wpe", R_ACT, -1, 1, 2, d->T + 3, d->C, 1, 1);
+    return 4;
+}
+static ts_status run_encoder_forward(struct ts_backend *be, const struct ts_tensor *t,
+                                     const struct dims *d) {
+    (void)d;
+    return ts_op_encoder_forward(be, &t[0], &t[1], &t[2], &t[3]);
+}
+
+static int sp_encoder_backward(const struct dims *d, struct spec *s) {
+    s[0] = ACC("dwte", R_F32, 2, d->Vp, d->C, 1, 1);
+    s[1] = ACC("dwpe", R_F32, 2, d->T + 3, d->C, 1, 1);
+    s[2] = IN("dout", R_ACT, -1, 1, 3, d->B, d->T, d->C, 1);
+    /* few distinct ids, so rows of dwte collect many positions */
+    s[3] = S("tokens", R_I32, K_IN, G_TOKENS, 0, (float)(d->V < 7 ? d->V : 7), 2, d->B, d->T, 1, 1);
+    return 4;
+}
+static ts_status run_encoder_backward(struct ts_backend *be, const struct ts_tensor *t,
+                                      const struct dims *d) {
+    (void)d;
+    return ts_op_encoder_backward(be, &t[0], &t[1], &t[2], &t[3]);
+}
+
+static int sp_layernorm_forward(const struct dims *d, struct spec *s) {
+    s[0] = OUT("out", R_ACT, 3, d->B, d->T, d->C, 1);
+    s[1] = OUT("mean", R_F32, 1, (int64_t)d->B * d->T, 1, 1, 1);
+    s[2] = OUT("rstd", R_F32, 1, (int64_t)d->B * d->T, 1, 1, 1);
+    s[3] = IN("inp", R_ACT, -2, 4, 3, d->B, d->T, d->C, 1);
+    s[4] = IN("weight", R_ACT, 0.5f, 1.5f, 1, d->C, 1, 1, 1);
+    s[5] = IN("bias", R_ACT, -0.5f, 0.5f, 1, d->C, 1, 1, 1);
+    return 6;
+}
+static ts_status run_layernorm_forward(struct ts_backend *be, const struct ts_tensor *t,
+                                       const struct dims *d) {
+    (void)d;
+    return ts_op_layernorm_forward(be, &t[0], &t[1], &t[2], &t[3], &t[4], &t[5]);
+}
+
+static int sp_layernorm_backward(const struct dims *d, struct spec *s) {
+    const int64_t N = (int64_t)d->B * d->T;
+    s[0] = ACC("dinp", R_ACT, 3, d->B, d->T, d->C, 1);
+    s[1] = ACC("dweight", R_F32, 1, d->C, 1, 1, 1);
+    s[2] = ACC("dbias", R_F32, 1, d->C, 1, 1, 1);
+    s[3] = IN("dout", R_ACT, -1, 1, 3, d->B, d->T, d->C, 1);
+    s[4] = IN("inp", R_ACT, -2, 2, 3, d->B, d->T, d->C, 1);
+    s[5] = IN("weight", R_ACT, 0.5f, 1.5f, 1, d->C, 1, 1, 1);
+    s[6] = IN("mean", R_F32, -0.5f, 0.5f, 1, N, 1, 1, 1);
+    s[7] = IN("rstd", R_F32, 0.5f, 1.5f, 1, N, 1, 1, 1);
+    return 8;
+}
+static ts_status run_layernorm_backward(struct ts_backend *be, const struct ts_tensor *t,
+                                        const struct dims *d) {
+    (void)d;
+    return ts_op_layernorm_backward(be, &t[0], &t[1], &t[2], &t[3], &t[4], &t[5], &t[6], &t[7]);
+}
+
+/* The block's c_attn shape (IC, OC) = (C, 3C) with a bias. */
+static int sp_matmul_forward(const struct dims *d, struct spec *s) {
+    const int64_t N = (int64_t)d->B * d->T;
+    s[0] = OUT("out", R_ACT, 2, N, 3 * d->C, 1, 1);
+    s[1] = IN("inp", R_ACT, -1, 1, 2, N, d->C, 1, 1);
+    s[2] = IN("weight", R_ACT, -1, 1, 2, d->C, 3 * d->C, 1, 1);
+    s[3] = IN("bias", R_ACT, -1, 1, 1, 3 * d->C, 1, 1, 1);
+    return 4;
+}
+static ts_status run_matmul_forward(struct ts_backend *be, const struct ts_tensor *t,
+                                    const struct dims *d) {
+    (void)d;
+    return ts_op_matmul_forward(be, &t[0], &t[1], &t[2], &t[3], TS_W_IN_OUT);
+}
+
+/* The tied classifier: weight (Vp, C) read as (OC, IC), no bias. */
+static int sp_matmul_forward_wt(const struct dims *d, struct spec *s) {
+    const int64_t N = (int64_t)d->B * d->T;
+    s[0] = OUT("out", R_ACT, 2, N, d->Vp, 1, 1);
+    s[1] = IN("inp", R_ACT, -1, 1, 2, N, d->C, 1, 1);
+    s[2] = IN("weight", R_ACT, -1, 1, 2, d->Vp, d->C, 1, 1);
+    return 3;
+}
+static ts_status run_matmul_forward_wt(struct ts_backend *be, const struct ts_tensor *t,
+                                       const struct dims *d) {
+    (void)d;
+    return ts_op_matmul_forward(be, &t[0], &t[1], &t[2], NULL, TS_W_OUT_IN);
+}
+
+static int sp_matmul_backward(const struct dims *d, struct spec *s) {
+    const int64_t N = (int64_t)d->B * d->T;
+    s[0] = OUT("dinp", R_ACT, 2, N, d->C, 1, 1);
+    s[1] = ACC("dweight", R_F32, 2, d->C, 3 * d->C, 1, 1);
+    s[2] = ACC("dbias", R_F32, 1, 3 * d->C, 1, 1, 1);
+    s[3] = IN("dout", R_ACT, -1, 1, 2, N, 3 * d->C, 1, 1);
+    s[4] = IN("inp", R_ACT, -1, 1, 2, N, d->C, 1, 1);
+    s[5] = IN("weight", R_ACT, -1, 1, 2, d->C, 3 * d->C, 1, 1);
+    return 6;
+}
+static ts_status run_matmul_backward(struct ts_backend *be, const struct ts_tensor *t,
+                                     const struct dims *d) {
+    (void)d;
+    return ts_op_matmul_backward(be, &t[0], &t[1], &t[2], &t[3], &t[4], &t[5], TS_W_IN_OUT);
+}
+
+static int sp_matmul_backward_wt(const struct dims *d, struct spec *s) {
+    const int64_t N = (int64_t)d->B * d->T;
+    s[0] = OUT("dinp", R_ACT, 2, N, d->C, 1, 1);
+    s[1] = ACC("dweight", R_F32, 2, d->Vp, d->C, 1, 1);
+    s[2] = IN("dout", R_ACT, -1, 1, 2, N, d->Vp, 1, 1);
+    s[3] = IN("inp", R_ACT, -1, 1, 2, N, d->C, 1, 1);
+    s[4] = IN("weight", R_ACT, -1, 1, 2, d->Vp, d->C, 1, 1);
+    return 5;
+}
+static ts_status run_matmul_backward_wt(struct ts_backend *be, const struct ts_tensor *t,
+                                        const struct dims *d) {
+    (void)d;
+    return ts_op_matmul_backward(be, &t[0], &t[1], NULL, &t[2], &t[3], &t[4], TS_W_OUT_IN);
+}
+
+static int sp_attention_forward(const struct dims *d, struct spec *s) {
+    s[0] = OUT("out", R_ACT, 3, d->B, d->T, d->C, 1);
+    s[1] = OUT("att", R_ACT, 4, d->B, d->NH, d->T, d->T);
+    s[2] = IN("qkv", R_ACT, -1, 1, 3, d->B, d->T, 3 * d->C, 1);
+    return 3;
+}
+static ts_status run_attention_forward(struct ts_backend *be, const struct ts_tensor *t,
+                                       const struct dims *d) {
+    return ts_op_attention_forward(be, &t[0], &t[1], &t[2], d->NH);
+}
+
+static int sp_attention_backward(const struct dims *d, struct spec *s) {
+    s[0] = OUT("dqkv", R_ACT, 3, d->B, d->T, 3 * d->C, 1);
+    s[1] = S("scratch", R_ACT, K_SCRATCH, G_UNIFORM, 0, 0, 4, d->B, d->NH, d->T, d->T);
+    s[2] = IN("dout", R_ACT, -1, 1, 3, d->B, d->T, d->C, 1);
+    s[3] = IN("qkv", R_ACT, -1, 1, 3, d->B, d->T, 3 * d->C, 1);
+    /* a causal probability matrix (0 above the diagonal), as forward leaves it */
+    s[4] = S("att", R_ACT, K_IN, G_CAUSAL, 0, 0, 4, d->B, d->NH, d->T, d->T);
+    return 5;
+}
+static ts_status run_attention_backward(struct ts_backend *be, const struct ts_tensor *t,
+                                        const struct dims *d) {
+    return ts_op_attention_backward(be, &t[0], &t[1], &t[2], &t[3], &t[4], d->NH);
+}
+
+static int sp_gelu_forward(const struct dims *d, struct spec *s) {
+    s[0] = OUT("out", R_ACT, 3, d->B, d->T, 4 * d->C, 1);
+    s[1] = IN("inp", R_ACT, -4, 4, 3, d->B, d->T, 4 * d->C, 1);
+    return 2;
+}
+static ts_status run_gelu_forward(struct ts_backend *be, const struct ts_tensor *t,
+                                  const struct dims *d) {
+    (void)d;
+    return ts_op_gelu_forward(be, &t[0], &t[1]);
+}
+
+static int sp_gelu_backward(const struct dims *d, struct spec *s) {
+    s[0] = OUT("dinp", R_ACT, 3, d->B, d->T, 4 * d->C, 1);
+    s[1] = IN("inp", R_ACT, -4, 4, 3, d->B, d->T, 4 * d->C, 1);
+    s[2] = IN("dout", R_ACT, -1, 1, 3, d->B, d->T, 4 * d->C, 1);
+    return 3;
+}
+static ts_status run_gelu_backward(struct ts_backend *be, const struct ts_tensor *t,
+                                   const struct dims *d) {
+    (void)d;
+    return ts_op_gelu_backward(be, &t[0], &t[1], &t[2]);
+}
+
+static int sp_residual_forward(const struct dims *d, struct spec *s) {
+    s[0] = OUT("out", R_ACT, 3, d->B, d->T, d->C, 1);
+    s[1] = IN("a", R_ACT, -1, 1, 3, d->B, d->T, d->C, 1);
+    s[2] = IN("b", R_ACT, -1, 1, 3, d->B, d->T, d->C, 1);
+    return 3;
+}
+static ts_status run_residual_forward(struct ts_backend *be, const struct ts_tensor *t,
+                                      const struct dims *d) {
+    (void)d;
+    return ts_op_residual_forward(be, &t[0], &t[1], &t[2]);
+}
+
+static int sp_softmax_xent(const struct dims *d, struct spec *s) {
+    s[0] = OUT("losses", R_F32, 1, (int64_t)d->B * d->T, 1, 1, 1);
+    s[1] = S("logits", R_ACT, K_INOUT, G_UNIFORM, -4, 4, 3, d->B, d->T, d->Vp, 1);
+    s[2] = S("targets", R_I32, K_IN, G_TOKENS, 0, (float)d->V, 1, (int64_t)d->B * d->T, 1, 1, 1);
+    return 3;
+}
+static ts_status run_softmax_xent(struct ts_backend *be, const struct ts_tensor *t,
+                                  const struct dims *d) {
+    return ts_op_softmax_xent(be, &t[0], &t[1], &t[2], d->V, 1.0f / (float)(d->B * d->T), true);
+}
+static ts_status run_softmax_xent_nograd(struct ts_backend *be, const struct ts_tensor *t,
+                                         const struct dims *d) {
+    return ts_op_softmax_xent(be, &t[0], &t[1], &t[2], d->V, 0.0f, false);
+}
+
+static int64_t vec_len(const struct dims *d) { return (int64_t)d->B * d->T * d->C + 3; }
+
+static int sp_adamw(const struct dims *d, struct spec *s) {
+    const int64_t n = vec_len(d);
+    s[0] = S("param", R_F32, K_INOUT, G_UNIFORM, -1, 1, 1, n, 1, 1, 1);
+    s[1] = IN("grad", R_F32, -1, 1, 1, n, 1, 1, 1);
+    s[2] = S("m", R_F32, K_INOUT, G_UNIFORM, -0.1f, 0.1f, 1, n, 1, 1, 1);
+    s[3] = S("v", R_F32, K_INOUT, G_UNIFORM, 0, 0.01f, 1, n, 1, 1, 1);
+    return 4;
+}
+static ts_status run_adamw(struct ts_backend *be, const struct ts_tensor *t, const struct dims *d) {
+    (void)d;
+    return ts_op_adamw(be, &t[0], &t[1], &t[2], &t[3], 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.5f, 3);
+}
+
+static int sp_adamw_master(const struct dims *d, struct spec *s) {
+    const int64_t n = vec_len(d);
+    s[0] = OUT("param", R_ACT, 1, n, 1, 1, 1);
+    s[1] = S("master", R_F32, K_INOUT, G_UNIFORM, -1, 1, 1, n, 1, 1, 1);
+    s[2] = IN("grad", R_F32, -1, 1, 1, n, 1, 1, 1);
+    s[3] = S("m", R_F32, K_INOUT, G_UNIFORM, -0.1f, 0.1f, 1, n, 1, 1, 1);
+    s[4] = S("v", R_F32, K_INOUT, G_UNIFORM, 0, 0.01f, 1, n, 1, 1, 1);
+    return 5;
+}
+static ts_status run_adamw_master(struct ts_backend *be, const struct ts_tensor *t,
+                                  const struct dims *d) {
+    (void)d;
+    return ts_op_adamw_master(be, &t[0], &t[1], &t[2], &t[3], &t[4], 1e-3f, 0.9f, 0.95f, 1e-8f,
+                              0.1f, 0.5f, 3);
+}
+
+static int sp_sum_squares(const struct dims *d, struct spec *s) {
+    s[0] = OUT("out", R_F32, 1, 1, 1, 1, 1);
+    s[1] = IN("x", R_ACT, -1, 1, 1, 4 * vec_len(d) + 1, 1, 1, 1);
+    return 2;
+}
+static ts_status run_sum_squares(struct ts_backend *be, const struct ts_tensor *t,
+                                 const struct dims *d) {
+    (void)d;
+    return ts_op_sum_squares(be, &t[0], &t[1]);
+}
+
+static int sp_cast_to(const struct dims *d, struct spec *s) {
+    s[0] = OUT("dst", R_ACT, 1, vec_len(d), 1, 1, 1);
+    s[1] = IN("src", R_F32, -3, 3, 1, vec_len(d), 1, 1, 1);
+    return 2;
+}
+static int sp_cast_from(const struct dims *d, struct spec *s) {
+    s[0] = OUT("dst", R_F32, 1, vec_len(d), 1, 1, 1);
+    s[1] = IN("src", R_ACT, -3, 3, 1, vec_len(d), 1, 1, 1);
+    return 2;
+}
+static ts_status run_cast(struct ts_backend *be, const struct ts_tensor *t, const struct dims *d) {
+    (void)d;
+    return ts_op_cast(be, &t[0], &t[1]);
+}
+
+static int sp_fill(const struct dims *d, struct spec *s) {
+    s[0] = OUT("t", R_ACT, 1, vec_len(d), 1, 1, 1);
+    return 1;
+}
+static ts_status run_fill(struct ts_backend *be, const struct ts_tensor *t, const struct dims *d) {
+    (void)d;
+    return ts_op_fill(be, &t[0], 0.75f);
+}
+static ts_status run_fill_normal(struct ts_backend *be, const struct ts_tensor *t,
+                                 const struct dims *d) {
+    (void)d;
+    return ts_op_fill_normal(be, &t[0], 0.1f, 0.02f, 1234, 77);
+}
+
+/* Tolerances on ||dev - ref|| / ||ref||: fp32 differs only by summation order; bf16 outputs
+ * carry their own rounding (2^-9 relative) and that of bf16 intermediates. */
+static const struct opcase cases[] = {
+    {"fill", false, 1e-6, 1e-2, sp_fill, run_fill},
+    {"fill_normal", false, 1e-6, 1e-2, sp_fill, run_fill_normal},
+    {"cast_to", false, 1e-6, 1e-2, sp_cast_to, run_cast},
+    {"cast_from", false, 1e-6, 1e-6, sp_cast_from, run_cast},
+    {"encoder_forward", false, 1e-6, 1e-2, sp_encoder_forward, run_encoder_forward},
+    {"encoder_backward", false, 1e-6, 1e-5, sp_encoder_backward, run_encoder_backward},
+    {"layernorm_forward", false, 1e-5, 1e-2, sp_layernorm_forward, run_layernorm_forward},
+    {"layernorm_backward", false, 2e-5, 2e-2, sp_layernorm_backward, run_layernorm_backward},
+    {"matmul_forward", false, 2e-5, 1e-2, sp_matmul_forward, run_matmul_forward},
+    {"matmul_forward_wt", false, 2e-5, 1e-2, sp_matmul_forward_wt, run_matmul_forward_wt},
+    {"matmul_backward", false, 2e-5, 1e-2, sp_matmul_backward, run_matmul_backward},
+    {"matmul_backward_wt", false, 2e-5, 1e-2, sp_matmul_backward_wt, run_matmul_backward_wt},
+    {"attention_forward", false, 2e-5, 2e-2, sp_attention_forward, run_attention_forward},
+    {"attention_backward", false, 2e-5, 3e-2, sp_attention_backward, run_attention_backward},
+    {"gelu_forward", false, 1e-5, 1e-2, sp_gelu_forward, run_gelu_forward},
+    {"gelu_backward", false, 1e-5, 1e-2, sp_gelu_backward, run_gelu_backward},
+    {"residual_forward", false, 1e-6, 1e-2, sp_residual_forward, run_residual_forward},
+    {"softmax_xent", false, 1e-5, 2e-2, sp_softmax_xent, run_softmax_xent},
+    {"softmax_xent_nograd", false, 1e-5, 1e-2, sp_softmax_xent, run_softmax_xent_nograd},
+    {"adamw", true, 1e-5, 1e-5, sp_adamw, run_adamw},
+    {"adamw_master", false, 1e-5, 1e-2, sp_adamw_master, run_adamw_master},
+    {"sum_squares", false, 1e-6, 1e-6, sp_sum_squares, run_sum_squares},
+};
+
+/* Small odd shapes first (HS 5, Vp not a multiple of anything), then GPT-2's widths. */
+static const struct dims shapes[] = {
+    {1, 1, 4, 1, 5, 8},          {2, 13, 24, 3, 50, 64},         {3, 33, 20, 4, 97, 101},
+    {4, 64, 128, 4, 1000, 1024}, {1, 64, 768, 12, 50257, 50304},
+};
+#define N_SMALL 3
+
+/* ---- the harness ---- */
+
+struct side {
+    struct ts_tensor t[MAX_TENSORS];
+};
+
+static enum ts_dtype dtype_of(const struct spec *s, bool dev, enum ts_dtype dt) {
+    if (s->role == R_I32)
+        return TS_DTYPE_I32;
+    if (s->role == R_F32)
+        return TS_DTYPE_F32;
+    return dev ? dt : TS_DTYPE_F32;
+}
+
+static int64_t numel_of(const struct spec *s) {
+    int64_t n = 1;
+    for (int i = 0; i < s->ndim; i++)
+        n *= s->shape[i];
+    return n;
+}
+
+/* Host values of one tensor (floats, or i32 stored in the same 4 bytes). */
+static void generate(const struct spec *s, float *h, int64_t n, uint64_t seed, bool round16) {
+    if (s->kind == K_OUT || s->kind == K_SCRATCH) {
+        for (int64_t i = 0; i < n; i++)
+            h[i] = NAN;
+        return;
+    }
+    if (s->gen == G_TOKENS) {
+        int32_t *ids = (int32_t *)h;
+        for (int64_t i = 0; i < n; i++)
+            ids[i] = (int32_t)(s->lo + floorf(ts_rng_uniform(seed, (uint64_t)i) * (s->hi - s->lo)));
+        return;
+    }
+    if (s->gen == G_CAUSAL) {
+        const int64_t T = s->shape[3], rows = n / T;
+        for (int64_t r = 0; r < rows; r++) {
+            const int64_t t = r % T;
+            double sum = 0;
+            for (int64_t j = 0; j < T; j++) {
+                float v = j <= t ? 0.05f + ts_rng_uniform(seed, (uint64_t)(r * T + j)) : 0.0f;
+                h[r * T + j] = v;
+                sum += v;
+            }
+            for (int64_t j = 0; j <= t; j++)
+                h[r * T + j] = (float)(h[r * T + j] / sum);
+        }
+    } else {
+        for (int64_t i = 0; i < n; i++)
+            h[i] = s->lo + (s->hi - s->lo) * ts_rng_uniform(seed, (uint64_t)i);
+    }
+    if (round16 && s->role == R_ACT)
+        for (int64_t i = 0; i < n; i++)
+            h[i] = ts_bf16_round(h[i]);
+}
+
+static ts_status upload(struct ts_backend *be, const struct ts_tensor *t, const float *h,
+                        int64_t n) {
+    if (t->dtype != TS_DTYPE_BF16)
+        return ts_op_upload(be, t, h, (size_t)n * 4);
+    uint16_t *tmp = malloc((size_t)n * sizeof(uint16_t));
+    if (!tmp)
+        return ts_error(TS_ERR_OOM, "opcheck: out of memory");
+    for (int64_t i = 0; i < n; i++)
+        tmp[i] = ts_bf16_from_f32(h[i]); /* NaN stays NaN */
+    ts_status st = ts_op_upload(be, t, tmp, (size_t)n * sizeof(uint16_t));
+    free(tmp);
+    return st;
+}
+
+static ts_status download(struct ts_backend *be, const struct ts_tensor *t, float *h, int64_t n) {
+    if (t->dtype != TS_DTYPE_BF16)
+        return ts_op_download(be, h, t, (size_t)n * 4);
+    uint16_t *tmp = malloc((size_t)n * sizeof(uint16_t));
+    if (!tmp)
+        return ts_error(TS_ERR_OOM, "opcheck: out of memory");
+    ts_status st = ts_op_download(be, tmp, t, (size_t)n * sizeof(uint16_t));
+    for (int64_t i = 0; st == TS_OK && i < n; i++)
+        h[i] = ts_f32_from_bf16(tmp[i]);
+    free(tmp);
+    return st;
+}
+
+static void compare(const float *d, const float *r, int64_t n, double *rel, double *max_abs,
+                    int64_t *bad) {
+    double num = 0, den = 0, mx = 0;
+    int64_t b = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (!isfinite(d[i]) || !isfinite(r[i])) {
+            b++;
+            continue;
+        }
+        double diff = (double)d[i] - (double)r[i];
+        num += diff * diff;
+        den += (double)r[i] * (double)r[i];
+        mx = fabs(diff) > mx ? fabs(diff) : mx;
+    }
+    *rel = num == 0 ? 0 : sqrt(num) / (den > 0 ? sqrt(den) : 1e-30);
+    *max_abs = mx;
+    *bad = b;
+}
+
+static void free_side(struct ts_backend *be, struct side *s, int n) {
+    for (int i = 0; i < n; i++)
+        ts_op_free(be, &s->t[i]);
+}
+
+static ts_status check_one(struct ts_backend *ref, struct ts_backend *dev, enum ts_dtype dt,
+                           const struct opcase *c, const struct dims *d, uint64_t seed,
+                           struct ts_opcheck_result *r) {
+    struct spec sp[MAX_TENSORS];
+    const int nt = c->specs(d, sp);
+    struct side a = {0}, b = {0};
+    float *host[MAX_TENSORS] = {0}, *got = NULL;
+    ts_status st = TS_OK;
+    memset(r, 0, sizeof *r);
+    snprintf(r->op, sizeof r->op, "%s", c->name);
+    snprintf(r->dtype, sizeof r->dtype, "%s", dt == TS_DTYPE_BF16 ? "bf16" : "fp32");
+    snprintf(r->shape, sizeof r->shape, "B%d T%d C%d NH%d Vp%d", d->B, d->T, d->C, d->NH, d->Vp);
+    r->tol = dt == TS_DTYPE_BF16 ? c->tol_bf16 : c->tol_f32;
+    r->pass = true;
+    int64_t maxn = 1;
+    double worst = -1;
+    for (int i = 0; i < nt; i++) {
+        const int64_t n = numel_of(&sp[i]);
+        maxn = n > maxn ? n : maxn;
+        host[i] = malloc((size_t)n * sizeof(float));
+        if (!host[i]) {
+            st = ts_error(TS_ERR_OOM, "opcheck %s: out of memory", c->name);
+            goto exit;
+        }
+        generate(&sp[i], host[i], n, ts_rng_mix(seed ^ (uint64_t)(i * 7919 + 1)),
+                 dt == TS_DTYPE_BF16);
+        TS_CHECK_GOTO(
+            ts_op_alloc(ref, &a.t[i], dtype_of(&sp[i], false, dt), sp[i].ndim, sp[i].shape), st,
+            exit);
+        TS_CHECK_GOTO(
+            ts_op_alloc(dev, &b.t[i], dtype_of(&sp[i], true, dt), sp[i].ndim, sp[i].shape), st,
+            exit);
+        TS_CHECK_GOTO(upload(ref, &a.t[i], host[i], n), st, exit);
+        TS_CHECK_GOTO(upload(dev, &b.t[i], host[i], n), st, exit);
+    }
+    TS_CHECK_GOTO(c->run(ref, a.t, d), st, exit);
+    TS_CHECK_GOTO(c->run(dev, b.t, d), st, exit);
+    TS_CHECK_GOTO(ts_op_sync(dev), st, exit);
+    got = malloc((size_t)maxn * sizeof(float));
+    if (!got) {
+        st = ts_error(TS_ERR_OOM, "opcheck %s: out of memory", c->name);
+        goto exit;
+    }
+    for (int i = 0; i < nt; i++) {
+        if (sp[i].kind == K_IN || sp[i].kind == K_SCRATCH)
+            continue;
+        const int64_t n = numel_of(&sp[i]);
+        double rel, mx;
+        int64_t bad;
+        TS_CHECK_GOTO(download(ref, &a.t[i], host[i], n), st, exit);
+        TS_CHECK_GOTO(download(dev, &b.t[i], got, n), st, exit);
+        compare(got, host[i], n, &rel, &mx, &bad);
+        /* name the worst output: any with unwritten or non-finite elements, else the largest
+         * relative error */
+        const double score = bad > 0 ? INFINITY : rel;
+        if (r->output[0] == '\0' || score > worst) {
+            worst = score;
+            snprintf(r->output, sizeof r->output, "%s", sp[i].name);
+        }
+        r->rel_l2 = rel > r->rel_l2 ? rel : r->rel_l2;
+        r->max_abs = mx > r->max_abs ? mx : r->max_abs;
+        r->bad += bad;
+    }
+    r->pass = r->bad == 0 && r->rel_l2 <= r->tol;
+exit:
+    free(got);
+    for (int i = 0; i < nt; i++)
+        free(host[i]);
+    free_side(ref, &a, nt);
+    free_side(dev, &b, nt);
+    if (st != TS_OK)
+        ts_error_wrap(st, "opcheck %s (%s, %s)", c->name, r->dtype, r->shape);
+    return st;
+}
+
+ts_status ts_opcheck_run(struct ts_backend *ref, struct ts_backend *dev, enum ts_dtype dt,
+                         const char *filter, bool small, uint64_t seed, ts_opcheck_report_fn report,
+                         void *user, int *failures) {
+    *failures = 0;
+    const int nshapes = small ? N_SMALL : (int)(sizeof shapes / sizeof shapes[0]);
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        const struct opcase *c = &cases[ci];
+        if (filter && !strstr(c->name, filter))
+            continue;
+        if (c->f32_only && dt != TS_DTYPE_F32)
+            continue;
+        for (int si = 0; si < nshapes; si++) {
+            struct ts_opcheck_result r;
+            uint64_t s = ts_rng_mix(seed + ci * 1000003u + (uint64_t)si * 101u);
+            TS_CHECK(check_one(ref, dev, dt, c, &shapes[si], s, &r));
+            if (!r.pass)
+                (*failures)++;
+            if (report)
+                report(&r, user);
+        }
+    }
+    return TS_OK;
+}

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# run.sh [BUNDLE]: everything a GPU machine runs to check the CUDA backend, in one call of under
+# five minutes, ending with one table. BUNDLE holds tessera-gpucheck and libtessera_cuda.so
+# (default: this script's own folder, i.e. build/gpu-bundle after `meson compile`, which the
+# device tool carries). Steps, each under its own time limit:
+#   1. every op, fp32 then bf16, against the CPU backend on fresh random inputs, and 20 training
+#      steps of a small model against the CPU backend (fp32 and bf16, each run twice on the GPU);
+#   2. compute-sanitizer (memcheck) over the small op checks, where the machine has it;
+#   3. the timing of GPT-2 124M training steps (bf16, batch 8, T 1024).
+# Logs go to $OUT (the device tool's result folder) when set, else /tmp/tessera-gpucheck.
+# Exit: 0 when every step passed, else 1 (3 from the check itself means "no GPU").
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+bundle=${1:-$here}
+out=${OUT:-/tmp/tessera-gpucheck}
+mkdir -p "$out"
+check=$bundle/tessera-gpucheck
+export TS_CUDA_PLUGIN=$bundle/libtessera_cuda.so
+seed=${TS_SEED:-$(date +%s)}
+
+# cuBLASLt 13 where the plug-in's rpath (/usr/local/cuda/lib64) does not find it
+if ! ldconfig -p 2>/dev/null | grep -q 'libcublasLt.so.13'; then
+  for d in /usr/local/cuda/lib64 /usr/local/cuda/lib /usr/local/cuda-13*/lib64 \
+           /usr/local/cuda/targets/x86_64-linux/lib; do
+    [ -e "$d/libcublasLt.so.13" ] && export LD_LIBRARY_PATH="$d:${LD_LIBRARY_PATH:-}"
+  done
+fi
+
+echo "== machine"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | head -4
+date -u +%Y-%m-%dT%H:%M:%SZ
+ldd "$check" | sed 's/^/  /'
+
+status=0
+echo "== 1. op checks and training (seed $seed)"
+timeout 170 "$check" --ops --train --seed "$seed" 2>&1 | tee "$out/checks.log"
+rc=${PIPESTATUS[0]}
+[ "$rc" -eq 0 ] || status=1
+[ "$rc" -eq 3 ] && { echo "no GPU on this machine"; exit 3; }
+
+echo "== 2. compute-sanitizer"
+san=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1)
+if [ -n "$san" ]; then
+  timeout 75 "$san" --tool memcheck --error-exitcode 9 "$check" --ops --small --seed "$seed" \
+    >"$out/sanitizer.log" 2>&1
+  src=$?
+  tail -n 5 "$out/sanitizer.log"
+  case $src in
+    0) sanitizer="clean (memcheck, small op checks)" ;;
+    124) sanitizer="timed out after 75 s (see sanitizer.log)"; status=1 ;;
+    *) sanitizer="FAILED with exit $src (see sanitizer.log)"; status=1 ;;
+  esac
+else
+  sanitizer="not available on this machine (no compute-sanitizer)"
+fi
+
+echo "== 3. GPT-2 124M timing"
+timeout 75 "$check" --bench --bench-batch "${TS_BENCH_BATCH:-8}" 2>&1 | tee "$out/bench.log"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+
+echo
+echo "================ tessera GPU check ================"
+sed -n '/^== summary/,$p' "$out/checks.log"
+echo "compute-sanitizer: $sanitizer"
+grep -E '^GPT-2 124M|^ERROR' "$out/bench.log" || echo "GPT-2 124M timing: did not finish"
+echo "overall: $([ $status -eq 0 ] && echo PASS || echo FAIL)"
+exit $status

@@ -1,0 +1,156 @@
+/* test_opcheck.c: the GPU check's harness, checked on the CPU (suite cpu): the CPU backend
+ * against itself passes every op with zero error, and a backend with one wrong op (an output
+ * left unwritten, "+=" turned into "=", a transposed index) fails the check of that op. This is
+ * what makes a pass on the GPU mean something. */
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "benchmarks/gpu/opcheck.h"
+#include "kernels/cpu/cpu_backend.h"
+#include "kernels/ops.h"
+
+static struct ts_backend *cpu(void) {
+    struct ts_backend *be = NULL;
+    struct ts_cpu_options o = {.threads = 0, .blas = TS_BLAS_REFERENCE};
+    cr_assert_eq(ts_cpu_backend_create(&be, &o), TS_OK, "%s", ts_last_error());
+    return be;
+}
+
+struct tally {
+    int runs, fails;
+    char failed_ops[512];
+};
+
+static void count(const struct ts_opcheck_result *r, void *user) {
+    struct tally *t = user;
+    t->runs++;
+    if (!r->pass) {
+        t->fails++;
+        if (!strstr(t->failed_ops, r->op)) {
+            strncat(t->failed_ops, r->op, sizeof t->failed_ops - strlen(t->failed_ops) - 2);
+            strcat(t->failed_ops, " ");
+        }
+    }
+}
+
+Test(gpu_opcheck, cpu_against_itself_passes_every_op) {
+    struct ts_backend *a = cpu(), *b = cpu();
+    struct tally t = {0};
+    int fails = -1;
+    cr_assert_eq(ts_opcheck_run(a, b, TS_DTYPE_F32, NULL, true, 7, count, &t, &fails), TS_OK, "%s",
+                 ts_last_error());
+    cr_assert_eq(fails, 0, "failed: %s", t.failed_ops);
+    cr_assert_geq(t.runs, 20 * 3, "only %d checks ran", t.runs);
+    ts_backend_destroy(a);
+    ts_backend_destroy(b);
+}
+
+Test(gpu_opcheck, bf16_is_refused_by_an_fp32_backend) {
+    struct ts_backend *a = cpu(), *b = cpu();
+    int fails = 0;
+    cr_assert_neq(ts_opcheck_run(a, b, TS_DTYPE_BF16, "gelu", true, 7, NULL, NULL, &fails), TS_OK);
+    cr_assert(strstr(ts_last_error(), "bf16") != NULL, "%s", ts_last_error());
+    ts_backend_destroy(a);
+    ts_backend_destroy(b);
+}
+
+/* ---- wrong ops ---- */
+
+/* Writes only the first half of out. */
+static ts_status gelu_half(struct ts_backend *be, const struct ts_tensor *out,
+                           const struct ts_tensor *inp) {
+    struct ts_tensor o = *out, i = *inp;
+    int64_t n = ts_tensor_numel(inp);
+    o.ndim = i.ndim = 1;
+    o.shape[0] = i.shape[0] = n / 2 > 0 ? n / 2 : 1;
+    for (int k = 1; k < TS_MAX_DIMS; k++)
+        o.shape[k] = i.shape[k] = 1;
+    struct ts_backend *real = NULL;
+    struct ts_cpu_options opt = {0};
+    TS_CHECK(ts_cpu_backend_create(&real, &opt));
+    ts_status st = real->gelu_forward(real, &o, &i);
+    ts_backend_destroy(real);
+    return st;
+}
+
+/* dweight and dbias overwritten instead of accumulated. */
+static ts_status (*real_ln_bwd)(struct ts_backend *, const struct ts_tensor *,
+                                const struct ts_tensor *, const struct ts_tensor *,
+                                const struct ts_tensor *, const struct ts_tensor *,
+                                const struct ts_tensor *, const struct ts_tensor *,
+                                const struct ts_tensor *);
+static ts_status ln_bwd_overwrites(struct ts_backend *be, const struct ts_tensor *dinp,
+                                   const struct ts_tensor *dweight, const struct ts_tensor *dbias,
+                                   const struct ts_tensor *dout, const struct ts_tensor *inp,
+                                   const struct ts_tensor *weight, const struct ts_tensor *mean,
+                                   const struct ts_tensor *rstd) {
+    memset(dweight->data, 0, ts_tensor_nbytes(dweight));
+    memset(dbias->data, 0, ts_tensor_nbytes(dbias));
+    return real_ln_bwd(be, dinp, dweight, dbias, dout, inp, weight, mean, rstd);
+}
+
+/* The classifier's weight read with the wrong layout (a transposed index). */
+static ts_status (*real_mm_fwd)(struct ts_backend *, const struct ts_tensor *,
+                                const struct ts_tensor *, const struct ts_tensor *,
+                                const struct ts_tensor *, enum ts_wlayout);
+static ts_status mm_fwd_wrong_layout(struct ts_backend *be, const struct ts_tensor *out,
+                                     const struct ts_tensor *inp, const struct ts_tensor *weight,
+                                     const struct ts_tensor *bias, enum ts_wlayout layout) {
+    if (layout == TS_W_OUT_IN && weight->shape[0] == weight->shape[1])
+        layout = TS_W_IN_OUT; /* only square weights keep shapes valid; others fall through */
+    else if (layout == TS_W_OUT_IN) {
+        struct ts_tensor w = *weight;
+        w.shape[0] = weight->shape[1];
+        w.shape[1] = weight->shape[0];
+        return real_mm_fwd(be, out, inp, &w, bias, TS_W_IN_OUT); /* reads (Vp,C) as (C,Vp) */
+    }
+    return real_mm_fwd(be, out, inp, weight, bias, layout);
+}
+
+static void expect_caught(struct ts_backend *bad, const char *filter, const char *op) {
+    struct ts_backend *ref = cpu();
+    struct tally t = {0};
+    int fails = 0;
+    cr_assert_eq(ts_opcheck_run(ref, bad, TS_DTYPE_F32, filter, true, 11, count, &t, &fails), TS_OK,
+                 "%s", ts_last_error());
+    cr_assert_gt(fails, 0, "a wrong %s passed the check", op);
+    cr_assert(strstr(t.failed_ops, op) != NULL, "failed ops: %s", t.failed_ops);
+    ts_backend_destroy(ref);
+}
+
+Test(gpu_opcheck, catches_an_unwritten_output) {
+    struct ts_backend *bad = cpu();
+    bad->gelu_forward = gelu_half;
+    expect_caught(bad, "gelu_forward", "gelu_forward");
+    ts_backend_destroy(bad);
+}
+
+Test(gpu_opcheck, catches_overwrite_instead_of_accumulate) {
+    struct ts_backend *bad = cpu();
+    real_ln_bwd = bad->layernorm_backward;
+    bad->layernorm_backward = ln_bwd_overwrites;
+    expect_caught(bad, "layernorm_backward", "layernorm_backward");
+    ts_backend_destroy(bad);
+}
+
+Test(gpu_opcheck, catches_a_transposed_weight) {
+    struct ts_backend *bad = cpu();
+    real_mm_fwd = bad->matmul_forward;
+    bad->matmul_forward = mm_fwd_wrong_layout;
+    expect_caught(bad, "matmul_forward_wt", "matmul_forward_wt");
+    ts_backend_destroy(bad);
+}
+
+Test(gpu_opcheck, training_check_cpu_against_itself) {
+    struct ts_backend *a = cpu(), *b = cpu();
+    float rl[5], dl[5];
+    double rel = 1;
+    bool det = false;
+    cr_assert_eq(ts_modelcheck_train(a, b, TS_DTYPE_F32, 5, 3, rl, dl, &rel, &det), TS_OK, "%s",
+                 ts_last_error());
+    cr_assert_eq(rel, 0.0);
+    cr_assert(det);
+    cr_assert_lt(dl[4], dl[0], "the loss did not move: %g -> %g", (double)dl[0], (double)dl[4]);
+    ts_backend_destroy(a);
+    ts_backend_destroy(b);
+}
