@@ -203,6 +203,17 @@ static ts_status run_attention_backward(struct ts_backend *be, const struct ts_t
     return ts_op_attention_backward(be, &t[0], &t[1], &t[2], &t[3], &t[4], d->NH);
 }
 
+static int sp_attention_decode(const struct dims *d, struct spec *s) {
+    s[0] = OUT("out", R_ACT, 2, d->B, d->C, 1, 1);
+    s[1] = S("scratch", R_F32, K_SCRATCH, G_UNIFORM, 0, 0, 3, d->B, d->NH, d->T, 1);
+    s[2] = IN("cache", R_ACT, -1, 1, 3, d->B, d->T, 3 * d->C, 1);
+    return 3;
+}
+static ts_status run_attention_decode(struct ts_backend *be, const struct ts_tensor *t,
+                                      const struct dims *d) {
+    return ts_op_attention_decode(be, &t[0], &t[1], &t[2], d->T / 2, d->NH);
+}
+
 static int sp_gelu_forward(const struct dims *d, struct spec *s) {
     s[0] = OUT("out", R_ACT, 3, d->B, d->T, 4 * d->C, 1);
     s[1] = IN("inp", R_ACT, -4, 4, 3, d->B, d->T, 4 * d->C, 1);
@@ -341,6 +352,7 @@ static const struct opcase cases[] = {
     {"matmul_backward_wt", false, 2e-5, 1e-2, sp_matmul_backward_wt, run_matmul_backward_wt},
     {"attention_forward", false, 2e-5, 2e-2, sp_attention_forward, run_attention_forward},
     {"attention_backward", false, 2e-5, 3e-2, sp_attention_backward, run_attention_backward},
+    {"attention_decode", false, 2e-5, 2e-2, sp_attention_decode, run_attention_decode},
     {"gelu_forward", false, 1e-5, 1e-2, sp_gelu_forward, run_gelu_forward},
     {"gelu_backward", false, 1e-5, 1e-2, sp_gelu_backward, run_gelu_backward},
     {"residual_forward", false, 1e-6, 1e-2, sp_residual_forward, run_residual_forward},

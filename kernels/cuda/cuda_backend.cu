@@ -274,6 +274,7 @@ static void fill_table(struct ts_backend *be) {
     be->matmul_backward = cuda_matmul_backward;
     be->attention_forward = cuda_attention_forward;
     be->attention_backward = cuda_attention_backward;
+    be->attention_decode = cuda_attention_decode;
     be->gelu_forward = cuda_gelu_forward;
     be->gelu_backward = cuda_gelu_backward;
     be->residual_forward = cuda_residual_forward;

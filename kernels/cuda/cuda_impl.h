@@ -147,6 +147,9 @@ ts_status cuda_attention_backward(struct ts_backend *be, const struct ts_tensor 
                                   const struct ts_tensor *scratch, const struct ts_tensor *dout,
                                   const struct ts_tensor *qkv, const struct ts_tensor *att,
                                   int num_heads);
+ts_status cuda_attention_decode(struct ts_backend *be, const struct ts_tensor *out,
+                                const struct ts_tensor *scratch, const struct ts_tensor *cache,
+                                int pos, int num_heads);
 ts_status cuda_gelu_forward(struct ts_backend *be, const struct ts_tensor *out,
                             const struct ts_tensor *inp);
 ts_status cuda_gelu_backward(struct ts_backend *be, const struct ts_tensor *dinp,
