@@ -8,6 +8,7 @@
 #include "benchmarks/gpu/opcheck.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/ops.h"
+#include "tests/gpu/bf16emu.h"
 
 static struct ts_backend *cpu(void) {
     struct ts_backend *be = NULL;
@@ -151,6 +152,50 @@ Test(gpu_opcheck, training_check_cpu_against_itself) {
     cr_assert_eq(rel, 0.0);
     cr_assert(det);
     cr_assert_lt(dl[4], dl[0], "the loss did not move: %g -> %g", (double)dl[0], (double)dl[4]);
+    ts_backend_destroy(a);
+    ts_backend_destroy(b);
+}
+
+/* ---- the bf16 paths, on a CPU that stores bf16 (bf16emu.h) ---- */
+
+static struct ts_backend *emu(void) {
+    struct ts_backend *be = NULL;
+    cr_assert_eq(bf16emu_create(&be), TS_OK, "%s", ts_last_error());
+    return be;
+}
+
+static void print_failure(const struct ts_opcheck_result *r, void *user) {
+    struct tally *t = user;
+    count(r, user);
+    if (!r->pass)
+        cr_log_error("%s %s %s: rel %.3e (tol %.0e), %lld bad, worst output %s", r->op, r->dtype,
+                     r->shape, r->rel_l2, r->tol, (long long)r->bad, r->output);
+    (void)t;
+}
+
+Test(gpu_opcheck, bf16_checks_pass_on_emulated_bf16) {
+    struct ts_backend *a = cpu(), *b = emu();
+    struct tally t = {0};
+    int fails = -1;
+    cr_assert_eq(ts_opcheck_run(a, b, TS_DTYPE_BF16, NULL, true, 9, print_failure, &t, &fails),
+                 TS_OK, "%s", ts_last_error());
+    cr_assert_eq(fails, 0, "failed: %s", t.failed_ops);
+    ts_backend_destroy(a);
+    ts_backend_destroy(b);
+}
+
+Test(gpu_opcheck, bf16_model_trains_like_fp32) {
+    struct ts_backend *a = cpu(), *b = emu();
+    float rl[8], dl[8];
+    double rel = 1;
+    bool det = false;
+    cr_assert_eq(ts_modelcheck_train(a, b, TS_DTYPE_BF16, 8, 4, rl, dl, &rel, &det), TS_OK, "%s",
+                 ts_last_error());
+    cr_assert(det, "emulated bf16 training did not repeat");
+    cr_assert_leq(rel, 3e-2, "bf16 losses differ from fp32 by %.3e (%g vs %g at step 0)", rel,
+                  (double)dl[0], (double)rl[0]);
+    cr_assert_gt(rel, 0.0, "bf16 losses equal fp32 exactly: the model did not run in bf16");
+    cr_assert_lt(dl[7], dl[0], "the loss did not move");
     ts_backend_destroy(a);
     ts_backend_destroy(b);
 }
