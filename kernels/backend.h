@@ -48,7 +48,7 @@ struct ts_backend_info {
 
 /* Bumped whenever struct ts_backend or ts_backend_info changes: a plug-in built against another
  * layout is refused at load time instead of calling through the wrong slot. */
-#define TS_BACKEND_ABI 2
+#define TS_BACKEND_ABI 3
 
 /* An opaque point in a backend's stream of work (backend_load.h, the slots below). */
 typedef struct ts_event ts_event_t;
@@ -104,6 +104,13 @@ struct ts_backend {
     ts_status (*matmul_forward)(struct ts_backend *be, const struct ts_tensor *out,
                                 const struct ts_tensor *inp, const struct ts_tensor *weight,
                                 const struct ts_tensor *bias, enum ts_wlayout layout);
+    /* pre (N,OC) = inp @ W + bias (W as TS_W_IN_OUT; bias may be NULL); out (N,OC) =
+     * gelu(pre): the MLP's first matmul and its GELU in one call, so a device can fuse them
+     * (cuBLASLt's GELU epilogue). Optional: when NULL, ops.c runs matmul_forward then
+     * gelu_forward, which is exactly what a fused version must compute. */
+    ts_status (*matmul_forward_gelu)(struct ts_backend *be, const struct ts_tensor *out,
+                                     const struct ts_tensor *pre, const struct ts_tensor *inp,
+                                     const struct ts_tensor *weight, const struct ts_tensor *bias);
     /* dinp (N,IC) = (may be NULL); dweight += ; dbias += (may be NULL) */
     ts_status (*matmul_backward)(struct ts_backend *be, const struct ts_tensor *dinp,
                                  const struct ts_tensor *dweight, const struct ts_tensor *dbias,

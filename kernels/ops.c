@@ -420,6 +420,41 @@ ts_status ts_op_matmul_forward(struct ts_backend *be, const struct ts_tensor *ou
     return be->matmul_forward(be, out, inp, weight, bias, layout);
 }
 
+ts_status ts_op_matmul_forward_gelu(struct ts_backend *be, const struct ts_tensor *out,
+                                    const struct ts_tensor *pre, const struct ts_tensor *inp,
+                                    const struct ts_tensor *weight, const struct ts_tensor *bias) {
+    const char *op = "matmul_forward_gelu";
+    TS_CHECK(need_backend(op, be, be && be->matmul_forward && be->gelu_forward));
+    if (!be->matmul_forward_gelu) { /* the unfused definition; each op checks its arguments */
+        TS_CHECK(ts_op_matmul_forward(be, pre, inp, weight, bias, TS_W_IN_OUT));
+        return ts_op_gelu_forward(be, out, pre);
+    }
+    enum ts_dtype dt = TS_DTYPE_F32;
+    TS_CHECK(compute_dtype(op, be, "inp", inp, &dt));
+    int64_t IC, OC;
+    TS_CHECK(check_weight(op, "weight", weight, dt, TS_W_IN_OUT, &IC, &OC));
+    TS_CHECK(need(op, "inp", inp, dt));
+    TS_CHECK(check_ic(op, "inp", inp, weight, IC, TS_W_IN_OUT));
+    int64_t N = rows(inp);
+    TS_CHECK(need(op, "pre", pre, dt));
+    TS_CHECK(need_rows(op, "pre", pre, N, OC, "inp x weight"));
+    TS_CHECK(need(op, "out", out, dt));
+    TS_CHECK(need_rows(op, "out", out, N, OC, "inp x weight"));
+    if (bias) {
+        TS_CHECK(need(op, "bias", bias, dt));
+        TS_CHECK(need_numel(op, "bias", bias, OC, "weight has OC"));
+    }
+    const struct ts_tensor *outs[] = {out, pre};
+    const char *out_names[] = {"out", "pre"};
+    const struct ts_tensor *ins[] = {inp, weight, bias};
+    const char *in_names[] = {"inp", "weight", "bias"};
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 3; j++)
+            TS_CHECK(need_disjoint(op, out_names[i], outs[i], in_names[j], ins[j]));
+    TS_CHECK(need_disjoint(op, "out", out, "pre", pre));
+    return be->matmul_forward_gelu(be, out, pre, inp, weight, bias);
+}
+
 ts_status ts_op_matmul_backward(struct ts_backend *be, const struct ts_tensor *dinp,
                                 const struct ts_tensor *dweight, const struct ts_tensor *dbias,
                                 const struct ts_tensor *dout, const struct ts_tensor *inp,

@@ -43,6 +43,11 @@ ts_status ts_op_layernorm_backward(struct ts_backend *be, const struct ts_tensor
 ts_status ts_op_matmul_forward(struct ts_backend *be, const struct ts_tensor *out,
                                const struct ts_tensor *inp, const struct ts_tensor *weight,
                                const struct ts_tensor *bias, enum ts_wlayout layout) TS_MUST_CHECK;
+/* pre = inp @ W + bias, out = gelu(pre); fused where the backend can (backend.h). */
+ts_status ts_op_matmul_forward_gelu(struct ts_backend *be, const struct ts_tensor *out,
+                                    const struct ts_tensor *pre, const struct ts_tensor *inp,
+                                    const struct ts_tensor *weight,
+                                    const struct ts_tensor *bias) TS_MUST_CHECK;
 ts_status ts_op_matmul_backward(struct ts_backend *be, const struct ts_tensor *dinp,
                                 const struct ts_tensor *dweight, const struct ts_tensor *dbias,
                                 const struct ts_tensor *dout, const struct ts_tensor *inp,

@@ -452,8 +452,7 @@ static ts_status block_forward(ts_gpt_t *g, int l, int B, int T) {
     TS_CHECK(ts_op_residual_forward(be, &res2, &res, &proj));
     TS_CHECK(
         ts_op_layernorm_forward(be, &ln2, &ln2_mean, &ln2_rstd, &res2, &w[P_LN2W], &w[P_LN2B]));
-    TS_CHECK(ts_op_matmul_forward(be, &fch, &ln2, &w[P_FCW], &w[P_FCB], TS_W_IN_OUT));
-    TS_CHECK(ts_op_gelu_forward(be, &fch_gelu, &fch));
+    TS_CHECK(ts_op_matmul_forward_gelu(be, &fch_gelu, &fch, &ln2, &w[P_FCW], &w[P_FCB]));
     TS_CHECK(ts_op_matmul_forward(be, &proj, &fch_gelu, &w[P_FCPROJW], &w[P_FCPROJB], TS_W_IN_OUT));
     TS_CHECK(ts_op_residual_forward(be, &res3, &res2, &proj));
     return TS_OK;

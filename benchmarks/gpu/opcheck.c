@@ -147,6 +147,22 @@ static ts_status run_matmul_forward_wt(struct ts_backend *be, const struct ts_te
     return ts_op_matmul_forward(be, &t[0], &t[1], &t[2], NULL, TS_W_OUT_IN);
 }
 
+/* The MLP's c_fc with its GELU: (IC, OC) = (C, 4C), bias; out and pre both checked. */
+static int sp_matmul_forward_gelu(const struct dims *d, struct spec *s) {
+    const int64_t N = (int64_t)d->B * d->T;
+    s[0] = OUT("out", R_ACT, 2, N, 4 * d->C, 1, 1);
+    s[1] = OUT("pre", R_ACT, 2, N, 4 * d->C, 1, 1);
+    s[2] = IN("inp", R_ACT, -1, 1, 2, N, d->C, 1, 1);
+    s[3] = IN("weight", R_ACT, -1, 1, 2, d->C, 4 * d->C, 1, 1);
+    s[4] = IN("bias", R_ACT, -1, 1, 1, 4 * d->C, 1, 1, 1);
+    return 5;
+}
+static ts_status run_matmul_forward_gelu(struct ts_backend *be, const struct ts_tensor *t,
+                                         const struct dims *d) {
+    (void)d;
+    return ts_op_matmul_forward_gelu(be, &t[0], &t[1], &t[2], &t[3], &t[4]);
+}
+
 static int sp_matmul_backward(const struct dims *d, struct spec *s) {
     const int64_t N = (int64_t)d->B * d->T;
     s[0] = OUT("dinp", R_ACT, 2, N, d->C, 1, 1);
@@ -348,6 +364,7 @@ static const struct opcase cases[] = {
     {"layernorm_backward", false, 2e-5, 2e-2, sp_layernorm_backward, run_layernorm_backward},
     {"matmul_forward", false, 2e-5, 1e-2, sp_matmul_forward, run_matmul_forward},
     {"matmul_forward_wt", false, 2e-5, 1e-2, sp_matmul_forward_wt, run_matmul_forward_wt},
+    {"matmul_forward_gelu", false, 2e-5, 1e-2, sp_matmul_forward_gelu, run_matmul_forward_gelu},
     {"matmul_backward", false, 2e-5, 1e-2, sp_matmul_backward, run_matmul_backward},
     {"matmul_backward_wt", false, 2e-5, 1e-2, sp_matmul_backward_wt, run_matmul_backward_wt},
     {"attention_forward", false, 2e-5, 2e-2, sp_attention_forward, run_attention_forward},

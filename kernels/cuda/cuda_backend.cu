@@ -271,6 +271,7 @@ static void fill_table(struct ts_backend *be) {
     be->layernorm_forward = cuda_layernorm_forward;
     be->layernorm_backward = cuda_layernorm_backward;
     be->matmul_forward = cuda_matmul_forward;
+    be->matmul_forward_gelu = cuda_matmul_forward_gelu;
     be->matmul_backward = cuda_matmul_backward;
     be->attention_forward = cuda_attention_forward;
     be->attention_backward = cuda_attention_backward;

@@ -104,6 +104,7 @@ struct gemm_args {
     int batch; /* >= 1 */
     cudaDataType_t ab_type, c_type;
     const void *bias; /* NULL or (n) */
+    void *gelu_pre;   /* non-NULL: C = gelu(.), and gelu_pre (m, n; ld ldc) gets its input */
 };
 ts_status cuda_gemm(cuda_ctx *ctx, const gemm_args *g);
 
@@ -136,6 +137,9 @@ ts_status cuda_layernorm_backward(struct ts_backend *be, const struct ts_tensor 
 ts_status cuda_matmul_forward(struct ts_backend *be, const struct ts_tensor *out,
                               const struct ts_tensor *inp, const struct ts_tensor *weight,
                               const struct ts_tensor *bias, enum ts_wlayout layout);
+ts_status cuda_matmul_forward_gelu(struct ts_backend *be, const struct ts_tensor *out,
+                                   const struct ts_tensor *pre, const struct ts_tensor *inp,
+                                   const struct ts_tensor *weight, const struct ts_tensor *bias);
 ts_status cuda_matmul_backward(struct ts_backend *be, const struct ts_tensor *dinp,
                                const struct ts_tensor *dweight, const struct ts_tensor *dbias,
                                const struct ts_tensor *dout, const struct ts_tensor *inp,

@@ -119,8 +119,28 @@ static ts_status gemm_lt(cuda_ctx *ctx, const gemm_args *g, bool *found) {
            "transa");
     LT_TRY(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &t2, sizeof t2),
            "transb");
+    if (g->gelu_pre) {
+        /* GELU with its input kept for backward (the aux matrix, laid out like C) */
+        cublasLtEpilogue_t epi =
+            g->bias ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS : CUBLASLT_EPILOGUE_GELU_AUX;
+        int64_t ld = g->ldc;
+        if (ld % 8 != 0 || g->batch != 1)
+            goto exit; /* cuBLASLt's rule for the aux leading dimension: not found */
+        LT_TRY(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi),
+               "epilogue");
+        LT_TRY(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER,
+                                              &g->gelu_pre, sizeof g->gelu_pre),
+               "aux pointer");
+        LT_TRY(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &ld,
+                                              sizeof ld),
+               "aux ld");
+        uint32_t ala = align_of(g->gelu_pre, g->ldc, 0, cs);
+        alc = alc < ala ? alc : ala;
+    }
     if (g->bias) {
-        cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
+        cublasLtEpilogue_t epi =
+            g->gelu_pre ? (g->bias ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS : CUBLASLT_EPILOGUE_GELU_AUX)
+                        : CUBLASLT_EPILOGUE_BIAS;
         cudaDataType_t bt = g->c_type;
         LT_TRY(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi),
                "epilogue");
@@ -180,6 +200,9 @@ exit:
 }
 
 ts_status cuda_gemm(cuda_ctx *ctx, const gemm_args *g) {
+    if (g->gelu_pre)
+        return ts_error(TS_ERR_INTERNAL, "cuda_gemm: the GELU epilogue goes through "
+                                         "cuda_matmul_forward_gelu");
     if (!ctx->force_fallback_gemm) {
         bool found = false;
         TS_CHECK(gemm_lt(ctx, g, &found));
@@ -267,6 +290,31 @@ ts_status cuda_matmul_forward(struct ts_backend *be, const struct ts_tensor *out
                                                     weight->data, IC, 0.0f, out->data, OC, t, t);
     g.bias = bias ? bias->data : NULL;
     return cuda_gemm(ctx, &g);
+}
+
+/* cuBLASLt's GELU_AUX_BIAS epilogue where it has an algorithm (it writes both gelu(pre) and pre);
+ * elsewhere the unfused pair: the biased matmul into pre, then the GELU kernel. */
+ts_status cuda_matmul_forward_gelu(struct ts_backend *be, const struct ts_tensor *out,
+                                   const struct ts_tensor *pre, const struct ts_tensor *inp,
+                                   const struct ts_tensor *weight, const struct ts_tensor *bias) {
+    cuda_ctx *ctx = cuda_ctx_of(be);
+    int N = 0, IC = 0, OC = 0;
+    TS_CHECK(dims("matmul_forward_gelu", inp, weight, TS_W_IN_OUT, &N, &IC, &OC));
+    cudaDataType_t t = cuda_type(inp->dtype);
+    gemm_args g = make_gemm(false, false, N, OC, IC, inp->data, IC, weight->data, OC, 0.0f,
+                            out->data, OC, t, t);
+    g.bias = bias ? bias->data : NULL;
+    if (!ctx->force_fallback_gemm) {
+        bool found = false;
+        g.gelu_pre = pre->data;
+        TS_CHECK(gemm_lt(ctx, &g, &found));
+        if (found)
+            return TS_OK;
+    }
+    g.gelu_pre = NULL;
+    g.c = pre->data;
+    TS_CHECK(cuda_gemm(ctx, &g));
+    return cuda_gelu_forward(be, out, pre);
 }
 
 ts_status cuda_matmul_backward(struct ts_backend *be, const struct ts_tensor *dinp,
