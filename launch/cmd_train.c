@@ -270,6 +270,14 @@ static int train(const struct train_args *a, int *argc, char ***argv) {
     }
     TS_CHECK_GOTO(ts_launch_backend(&r.be, a->device, a->blas, threads), st, fail);
     TS_CHECK_GOTO(ts_launch_precision(r.be, a->precision, &mc.dtype), st, fail);
+    if (ts_comm_size(r.comm) > 1 && strcmp(r.be->name, "cpu") != 0) {
+        /* the MPI communicator reduces host buffers; device buffers need the NCCL backend */
+        ts_error(TS_ERR_UNSUPPORTED,
+                 "%d ranks on the %s backend need NCCL, which does not exist yet: train on one "
+                 "GPU with a single process, or use --device cpu under mpirun",
+                 ts_comm_size(r.comm), r.be->name);
+        goto fail;
+    }
     TS_CHECK_GOTO(ts_loader_create(&r.train, a->data, a->seq_len, a->vocab_size), st, fail);
     ts_loader_set_shuffle(r.train, !a->no_shuffle, a->seed);
     if (a->val_data != NULL)
