@@ -30,6 +30,11 @@ if ldd "$TS_CUDA_PLUGIN" 2>/dev/null | grep -q 'not found'; then
   echo "cuBLASLt: ${lt:-not found}"
 fi
 
+# the C runtime's OpenMP library, from the bundle where the image has none
+if ldd "$check" 2>/dev/null | grep -q 'libgomp.*not found' && [ -e "$bundle/lib/libgomp.so.1" ]; then
+  export LD_LIBRARY_PATH="$bundle/lib:${LD_LIBRARY_PATH:-}"
+fi
+
 echo "== machine"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | head -4
 date -u +%Y-%m-%dT%H:%M:%SZ
