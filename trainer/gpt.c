@@ -75,7 +75,7 @@ struct ts_gpt {
     struct ts_tensor params, grads;  /* flat (num_params) f32 */
     struct ts_tensor *pview, *gview; /* per-tensor views into params and grads */
 
-    struct ts_tensor arena;           /* flat f32 activations */
+    struct ts_tensor arena;           /* activations: byte regions, each in its own dtype */
     int64_t act_off[A_COUNT];         /* byte offset of each region */
     int64_t act_stride[A_COUNT];      /* bytes of one layer's copy at (max_batch, max_seq) */
     struct ts_tensor tokens, targets; /* (max_batch * max_seq) i32 */
