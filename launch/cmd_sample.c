@@ -177,7 +177,7 @@ int ts_cmd_sample(int argc, char **argv) {
         {"seed", TS_FLAG_U64, &a.seed, "N", "sampling seed"},
         {"tokenizer", TS_FLAG_STRING, &a.tokenizer, "SPEC",
          "gpt2, bytes or a directory (default: the run's, from its data manifest)"},
-        {"device", TS_FLAG_STRING, &a.device, "DEV", "cpu or auto"},
+        {"device", TS_FLAG_STRING, &a.device, "DEV", "cpu, cuda or auto"},
         {"threads", TS_FLAG_INT, &a.threads, "N", "CPU threads (0: all cores)"},
     };
     const int nflags = (int)(sizeof(flags) / sizeof(flags[0]));
