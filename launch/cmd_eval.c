@@ -1,17 +1,21 @@
 /* cmd_eval.c: `tessera eval`, the mean cross-entropy of a trained model on a token file.
  *
- * Reads consecutive windows from the start of the data, so the same file and flags give the same
- * number every time. With --json the output ends with one JSON line whose "loss" is the mean
- * cross-entropy in nats per token. */
+ * --ckpt takes a run directory (its latest checkpoint), a checkpoint directory, or, for runs of
+ * earlier versions, a run directory holding model.bin or that file. Reads consecutive windows
+ * from the start of the data, so the same file and flags give the same number every time. With
+ * --json the output ends with one JSON line whose "loss" is the mean cross-entropy in nats per
+ * token. */
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "checkpoint/ckpt.h"
 #include "kernels/log.h"
 #include "launch/cli.h"
 #include "launch/commands.h"
 #include "launch/common.h"
+#include "trainer/state.h"
 #include "trainer/train.h"
 #include "trainer/weights.h"
 
@@ -27,13 +31,21 @@ static int eval(const struct eval_args *a) {
     struct ts_backend *be = NULL;
     ts_loader_t *loader = NULL;
     ts_gpt_t *gpt = NULL;
+    ts_ckpt_t *ck = NULL;
     int code = TS_EXIT_USAGE;
     ts_status st;
     char model_path[4200];
     struct ts_gpt_config cfg;
 
-    ts_launch_model_path(a->ckpt, model_path, sizeof(model_path));
-    TS_CHECK_GOTO(ts_weights_read_config(model_path, &cfg), st, fail);
+    /* a checkpoint where there is one; model.bin of earlier runs otherwise */
+    if (ts_ckpt_exists(a->ckpt)) {
+        TS_CHECK_GOTO(ts_ckpt_open(&ck, a->ckpt), st, fail);
+        TS_CHECK_GOTO(ts_gpt_config_from_checkpoint(ck, &cfg), st, fail);
+        snprintf(model_path, sizeof(model_path), "%s", ts_ckpt_path(ck));
+    } else {
+        ts_launch_model_path(a->ckpt, model_path, sizeof(model_path));
+        TS_CHECK_GOTO(ts_weights_read_config(model_path, &cfg), st, fail);
+    }
     int T = a->seq_len > 0 ? a->seq_len : cfg.max_seq_len;
     if (T > cfg.max_seq_len) {
         ts_error(TS_ERR_INVALID_ARG, "--seq-len %d exceeds the model's %d positions", T,
@@ -53,7 +65,11 @@ static int eval(const struct eval_args *a) {
         goto fail;
     }
     TS_CHECK_GOTO(ts_gpt_create(&gpt, &cfg, be, a->batch, T), st, fail);
-    TS_CHECK_GOTO(ts_weights_load(gpt, model_path), st, fail);
+    if (ck != NULL)
+        TS_CHECK_GOTO(ts_gpt_load_checkpoint(gpt, ck), st, fail);
+    else
+        TS_CHECK_GOTO(ts_weights_load(gpt, model_path), st, fail);
+    TS_LOG_I("eval: weights from %s", model_path);
 
     code = TS_EXIT_FAILURE;
     double loss = 0.0;
@@ -68,6 +84,7 @@ static int eval(const struct eval_args *a) {
         printf("{\"loss\":%.17g,\"perplexity\":%.17g,\"tokens\":%" PRId64
                ",\"batches\":%d,\"batch\":%d,\"seq_len\":%d}\n",
                loss, exp(loss), tokens, batches, a->batch, T);
+    ts_ckpt_close(ck);
     ts_gpt_destroy(gpt);
     ts_loader_destroy(loader);
     ts_backend_destroy(be);
@@ -75,6 +92,7 @@ static int eval(const struct eval_args *a) {
 fail:
     (void)st;
     ts_launch_fail("eval", code);
+    ts_ckpt_close(ck);
     ts_gpt_destroy(gpt);
     ts_loader_destroy(loader);
     ts_backend_destroy(be);
@@ -84,7 +102,8 @@ fail:
 int ts_cmd_eval(int argc, char **argv) {
     struct eval_args a = {.device = "cpu", .blas = "auto", .batch = 4, .batches = 8};
     struct ts_flag flags[NFLAGS] = {
-        {"ckpt", TS_FLAG_STRING, &a.ckpt, "PATH", "a run directory or its model.bin", true},
+        {"ckpt", TS_FLAG_STRING, &a.ckpt, "PATH", "a run or checkpoint directory (or a model.bin)",
+         true},
         {"data", TS_FLAG_STRING, &a.data, "PATTERN", "token shards to evaluate on", true},
         {"batch", TS_FLAG_INT, &a.batch, "B", "sequences per batch"},
         {"seq-len", TS_FLAG_INT, &a.seq_len, "T", "tokens per sequence (0: the model's maximum)"},

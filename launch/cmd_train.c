@@ -3,11 +3,13 @@
  * Reads flags, checks them all before touching data, joins the job (world.h: MPI or a single
  * process), checks that every rank got the same configuration, builds backend, loader, model
  * and trainer, then runs the step loop: a progress line every --log-every steps, one
- * metrics.jsonl line per step, an eval of --val-data every --eval-every steps and at the end,
- * and the final weights in <out>/model.bin (trainer/weights.h) with the run's configuration in
- * <out>/config.json. Rank 0 alone writes files and logs at info. A failure on any rank after
- * the agreement check aborts the whole job (ts_world_fail), so no rank waits forever in a
- * collective for a peer that is gone. */
+ * metrics.jsonl line per step, an eval of --val-data every --eval-every steps and at the end, a
+ * checkpoint (<out>/checkpoints/step_N, checkpoint/ckpt.h) every --ckpt-every steps, at
+ * --stop-after and always at the last step, and the run's configuration in <out>/config.json.
+ * --resume, --resume-from and --init-from start from a checkpoint (launch/resume.h); rank 0
+ * decides the start and every rank reads the same checkpoint. Rank 0 alone writes files and logs at
+ * info. A failure on any rank after the agreement check aborts the whole job (ts_world_fail), so no
+ * rank waits forever in a collective for a peer that is gone. */
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -22,9 +24,14 @@
 #include "launch/commands.h"
 #include "launch/common.h"
 #include "launch/metrics.h"
+#include "launch/resume.h"
 #include "launch/world.h"
+#include "trainer/state.h"
 #include "trainer/train.h"
-#include "trainer/weights.h"
+
+#ifndef TS_VERSION
+#define TS_VERSION "unknown"
+#endif
 
 struct train_args {
     const char *data, *val_data, *out, *device, *blas, *precision;
@@ -34,6 +41,9 @@ struct train_args {
     float lr, min_lr_frac, weight_decay, beta1, beta2, eps, grad_clip, bucket_mb;
     uint64_t seed;
     bool overwrite, no_shuffle, no_overlap;
+    int ckpt_every, keep_last, stop_after;
+    const char *resume_from, *init_from;
+    bool resume, change_batch;
 };
 
 static const char usage[] = "tessera train --data PATTERN --out DIR [flags]";
@@ -41,10 +51,14 @@ static const char description[] =
     "Trains a GPT-2 style model on token shards (llm.c format: 256 x int32 header, uint16 ids).\n"
     "The global batch is batch x grad-accum x data-parallel size sequences of seq-len tokens.\n"
     "Under `mpirun -np N` or `srun --mpi=pmix -n N` the N ranks train one model together.\n"
-    "Rank 0 writes DIR/metrics.jsonl (one line per step and per eval), DIR/config.json and the\n"
-    "final weights DIR/model.bin.";
+    "Rank 0 writes DIR/metrics.jsonl (one line per step, eval and checkpoint) and "
+    "DIR/config.json;\n"
+    "checkpoints go to DIR/checkpoints/step_N (every --ckpt-every steps, at --stop-after and at\n"
+    "the last step; DIR/checkpoints/latest is the newest). --resume continues DIR from its latest\n"
+    "checkpoint (or starts fresh when there is none) with the recorded model, schedule and\n"
+    "global batch.";
 
-#define NFLAGS 33
+#define NFLAGS 40
 
 static void build_flags(struct ts_flag *f, struct train_args *a) {
     struct ts_flag table[NFLAGS] = {
@@ -87,6 +101,19 @@ static void build_flags(struct ts_flag *f, struct train_args *a) {
         {"no-shuffle", TS_FLAG_BOOL, &a->no_shuffle, NULL, "read windows in file order"},
         {"no-overlap", TS_FLAG_BOOL, &a->no_overlap, NULL,
          "reduce gradients only after backward (to measure the overlap)"},
+        {"ckpt-every", TS_FLAG_INT, &a->ckpt_every, "N",
+         "checkpoint every N steps (0: only at --stop-after and the end)"},
+        {"keep-last", TS_FLAG_INT, &a->keep_last, "K", "keep the newest K checkpoints (0: all)"},
+        {"stop-after", TS_FLAG_INT, &a->stop_after, "N",
+         "checkpoint and stop after update N; the schedule still ends at --steps (0: no)"},
+        {"resume", TS_FLAG_BOOL, &a->resume, NULL,
+         "continue --out from its latest checkpoint (fresh when there is none)"},
+        {"resume-from", TS_FLAG_STRING, &a->resume_from, "PATH",
+         "continue from this checkpoint (or run directory)"},
+        {"init-from", TS_FLAG_STRING, &a->init_from, "PATH",
+         "start from this checkpoint's weights only (fine-tuning)"},
+        {"change-batch", TS_FLAG_BOOL, &a->change_batch, NULL,
+         "allow a resumed run a global batch other than the checkpoint's"},
     };
     memcpy(f, table, sizeof(table));
 }
@@ -129,6 +156,9 @@ static ts_status check_args(const struct train_args *a) {
     if (!(a->bucket_mb > 0.0f) || a->bucket_mb > 4096.0f)
         return ts_error(TS_ERR_INVALID_ARG, "--bucket-mb must be in (0, 4096], got %g",
                         (double)a->bucket_mb);
+    if (a->ckpt_every < 0 || a->keep_last < 0 || a->stop_after < 0)
+        return ts_error(TS_ERR_INVALID_ARG,
+                        "--ckpt-every, --keep-last and --stop-after must be >= 0");
     if (a->eval_every < 0 || a->eval_batches < 0 || a->log_every <= 0)
         return ts_error(TS_ERR_INVALID_ARG,
                         "--eval-every and --eval-batches must be >= 0, --log-every positive");
@@ -163,13 +193,17 @@ static void canonical_config(const struct train_args *a, char *buf, size_t len) 
              "seq-len=%d\nmax-seq-len=%d\nbatch=%d\ngrad-accum=%d\nsteps=%d\nlr=%.9g\n"
              "warmup=%d\nmin-lr-frac=%.9g\nweight-decay=%.9g\nbeta1=%.9g\nbeta2=%.9g\n"
              "eps=%.9g\ngrad-clip=%.9g\nseed=%" PRIu64 "\nzero=%d\nbucket-mb=%.9g\n"
-             "shuffle=%d\neval-every=%d\neval-batches=%d\ndevice=%s\nprecision=%s\n",
+             "shuffle=%d\neval-every=%d\neval-batches=%d\ndevice=%s\nprecision=%s\nckpt-every=%d\n"
+             "keep-last=%d\nstop-after=%d\nresume=%d\nresume-from=%s\ninit-from=%s\n"
+             "change-batch=%d\n",
              a->data, a->val_data ? a->val_data : "", a->out, a->vocab_size, a->layers, a->heads,
              a->channels, a->seq_len, a->max_seq_len, a->batch, a->grad_accum, a->steps,
              (double)a->lr, a->warmup, (double)a->min_lr_frac, (double)a->weight_decay,
              (double)a->beta1, (double)a->beta2, (double)a->eps, (double)a->grad_clip, a->seed,
              a->zero, (double)a->bucket_mb, !a->no_shuffle, a->eval_every, a->eval_batches,
-             a->device, a->precision);
+             a->device, a->precision, a->ckpt_every, a->keep_last, a->stop_after, a->resume,
+             a->resume_from ? a->resume_from : "", a->init_from ? a->init_from : "",
+             a->change_batch);
 }
 
 /* Everything a run holds, released in one place. */
@@ -180,10 +214,20 @@ struct run {
     ts_loader_t *train, *val;
     ts_gpt_t *gpt;
     ts_trainer_t *trainer;
-    ts_metrics_t *metrics;
+    ts_metrics_t *metrics; /* rank 0 only */
+    ts_ckpt_t *start;      /* the checkpoint a resume or --init-from reads, closed once read */
+    /* what every checkpoint of this run records */
+    struct ts_ckpt_kv kv[TS_CKPT_MAX_KV];
+    int num_kv;
+    struct ts_ckpt_data_file *data; /* rank 0 only */
+    int num_data;
+    char parent[4096];
+    int64_t tokens_seen, global_batch;
 };
 
 static void run_release(struct run *r) {
+    ts_ckpt_close(r->start);
+    free(r->data);
     ts_metrics_close(r->metrics);
     ts_trainer_destroy(r->trainer);
     ts_gpt_destroy(r->gpt);
@@ -206,13 +250,182 @@ static ts_status run_eval(struct run *r, const struct train_args *a, int step) {
     return ts_metrics_eval(r->metrics, step, loss, tokens);
 }
 
+/* What a checkpoint fixes: the model always (a flag given with another value is refused, naming
+ * it); for a resume also the schedule, the optimizer, the seed and the global batch, which are
+ * taken from the checkpoint unless given (grad-accum is derived for this layout). */
+static ts_status apply_checkpoint(struct train_args *a, const struct ts_flag *flags, int nflags,
+                                  const ts_ckpt_t *ck, bool resume, int dp) {
+    const struct ts_ckpt_meta *m = ts_ckpt_meta(ck);
+    const char *path = ts_ckpt_path(ck);
+#define SEEN(name) ts_cli_seen(flags, nflags, name)
+    TS_CHECK(ts_launch_adopt_int(m->model, m->num_model, "vocab_size", "vocab-size",
+                                 SEEN("vocab-size"), &a->vocab_size, path));
+    TS_CHECK(ts_launch_adopt_int(m->model, m->num_model, "num_layers", "layers", SEEN("layers"),
+                                 &a->layers, path));
+    TS_CHECK(ts_launch_adopt_int(m->model, m->num_model, "num_heads", "heads", SEEN("heads"),
+                                 &a->heads, path));
+    TS_CHECK(ts_launch_adopt_int(m->model, m->num_model, "channels", "channels", SEEN("channels"),
+                                 &a->channels, path));
+    /* --max-seq-len 0 means --seq-len: compare what the model would get */
+    if (!SEEN("max-seq-len") && !SEEN("seq-len"))
+        ts_launch_adopt_i(m->train, m->num_train, "seq_len", "seq-len", false, &a->seq_len);
+    int max_seq = a->max_seq_len ? a->max_seq_len : a->seq_len;
+    TS_CHECK(ts_launch_adopt_int(m->model, m->num_model, "max_seq_len", "max-seq-len",
+                                 SEEN("max-seq-len"), &max_seq, path));
+    a->max_seq_len = max_seq;
+    if (!resume)
+        return TS_OK;
+    if (a->change_batch)
+        ts_launch_adopt_i(m->train, m->num_train, "seq_len", "seq-len", SEEN("seq-len"),
+                          &a->seq_len);
+    else
+        TS_CHECK(ts_launch_adopt_int(m->train, m->num_train, "seq_len", "seq-len", SEEN("seq-len"),
+                                     &a->seq_len, path));
+    ts_launch_adopt_i(m->train, m->num_train, "steps", "steps", SEEN("steps"), &a->steps);
+    ts_launch_adopt_i(m->train, m->num_train, "warmup", "warmup", SEEN("warmup"), &a->warmup);
+    ts_launch_adopt_float(m->train, m->num_train, "lr", "lr", SEEN("lr"), &a->lr);
+    ts_launch_adopt_float(m->train, m->num_train, "min_lr_frac", "min-lr-frac", SEEN("min-lr-frac"),
+                          &a->min_lr_frac);
+    ts_launch_adopt_float(m->train, m->num_train, "weight_decay", "weight-decay",
+                          SEEN("weight-decay"), &a->weight_decay);
+    ts_launch_adopt_float(m->train, m->num_train, "beta1", "beta1", SEEN("beta1"), &a->beta1);
+    ts_launch_adopt_float(m->train, m->num_train, "beta2", "beta2", SEEN("beta2"), &a->beta2);
+    ts_launch_adopt_float(m->train, m->num_train, "eps", "eps", SEEN("eps"), &a->eps);
+    ts_launch_adopt_float(m->train, m->num_train, "grad_clip", "grad-clip", SEEN("grad-clip"),
+                          &a->grad_clip);
+    ts_launch_adopt_u64(m->train, m->num_train, "seed", "seed", SEEN("seed"), &a->seed);
+    int shuffle = !a->no_shuffle; /* the window order is a function of (seed, epoch, index) */
+    ts_launch_adopt_i(m->train, m->num_train, "shuffle", "no-shuffle", SEEN("no-shuffle"),
+                      &shuffle);
+    a->no_shuffle = !shuffle;
+    ts_launch_adopt_i(m->train, m->num_train, "batch", "batch", SEEN("batch"), &a->batch);
+    if (a->change_batch) {
+        ts_launch_adopt_i(m->train, m->num_train, "grad_accum", "grad-accum", SEEN("grad-accum"),
+                          &a->grad_accum);
+        return TS_OK;
+    }
+    const int64_t G = m->global_batch, per_accum = (int64_t)a->batch * dp;
+    if (SEEN("grad-accum")) {
+        if (per_accum * a->grad_accum != G)
+            return ts_error(TS_ERR_INVALID_ARG,
+                            "--batch %d x --grad-accum %d x %d data-parallel rank(s) = %" PRId64
+                            " sequences per step, but %s was trained with a global batch of "
+                            "%" PRId64 "; pass --change-batch to change it",
+                            a->batch, a->grad_accum, dp, per_accum * a->grad_accum, path, G);
+    } else {
+        if (G <= 0 || G % per_accum != 0)
+            return ts_error(TS_ERR_INVALID_ARG,
+                            "%s was trained with a global batch of %" PRId64
+                            " sequences, which --batch %d x %d data-parallel rank(s) does not "
+                            "divide; choose another --batch, or pass --change-batch",
+                            path, G, a->batch, dp);
+        a->grad_accum = (int)(G / per_accum);
+    }
+#undef SEEN
+    return TS_OK;
+}
+
+/* The flags a checkpoint records and a resume takes back (apply_checkpoint). */
+static ts_status record_flags(struct run *r, const struct train_args *a,
+                              const struct ts_lr_schedule *lr) {
+    struct ts_ckpt_kv *kv = r->kv;
+    int *n = &r->num_kv;
+    TS_CHECK(ts_ckpt_kv_add(kv, n, "data", "%s", a->data));
+    TS_CHECK(ts_ckpt_kv_add(kv, n, "val_data", "%s", a->val_data ? a->val_data : ""));
+    TS_CHECK(ts_ckpt_kv_add(kv, n, "seq_len", "%d", a->seq_len));
+    TS_CHECK(ts_ckpt_kv_add(kv, n, "batch", "%d", a->batch));
+    TS_CHECK(ts_ckpt_kv_add(kv, n, "grad_accum", "%d", a->grad_accum));
+    TS_CHECK(ts_ckpt_kv_add(kv, n, "steps", "%d", a->steps));
+    TS_CHECK(ts_ckpt_kv_add(kv, n, "lr", "%.9g", (double)a->lr));
+    TS_CHECK(ts_ckpt_kv_add(kv, n, "warmup", "%d", lr->warmup));
+    TS_CHECK(ts_ckpt_kv_add(kv, n, "min_lr_frac", "%.9g", (double)a->min_lr_frac));
+    TS_CHECK(ts_ckpt_kv_add(kv, n, "weight_decay", "%.9g", (double)a->weight_decay));
+    TS_CHECK(ts_ckpt_kv_add(kv, n, "beta1", "%.9g", (double)a->beta1));
+    TS_CHECK(ts_ckpt_kv_add(kv, n, "beta2", "%.9g", (double)a->beta2));
+    TS_CHECK(ts_ckpt_kv_add(kv, n, "eps", "%.9g", (double)a->eps));
+    TS_CHECK(ts_ckpt_kv_add(kv, n, "grad_clip", "%.9g", (double)a->grad_clip));
+    TS_CHECK(ts_ckpt_kv_add(kv, n, "seed", "%" PRIu64, a->seed));
+    TS_CHECK(ts_ckpt_kv_add(kv, n, "shuffle", "%d", !a->no_shuffle));
+    TS_CHECK(ts_ckpt_kv_add(kv, n, "zero", "%d", a->zero));
+    TS_CHECK(ts_ckpt_kv_add(kv, n, "dp", "%d", r->grid.dp_size));
+    return TS_OK;
+}
+
+static ts_status save_checkpoint(struct run *r, const struct train_args *a, int step) {
+    char dir[4200], path[4400];
+    snprintf(dir, sizeof(dir), "%s/checkpoints", a->out);
+    struct ts_train_state_info info = {
+        .tokens_seen = r->tokens_seen,
+        .global_batch = r->global_batch,
+        .layout = {.world_size = ts_comm_size(r->comm),
+                   .dp = r->grid.dp_size,
+                   .tp = 1,
+                   .zero_stage = a->zero},
+        .train = r->kv,
+        .num_train = r->num_kv,
+        .data = r->data,
+        .num_data = r->num_data,
+        .parent = r->parent,
+        .build_version = TS_VERSION,
+    };
+    const double t0 = ts_launch_now_s();
+    TS_CHECK(
+        ts_train_state_save(r->trainer, r->comm, &info, dir, a->keep_last, path, sizeof(path)));
+    const double dt = ts_launch_now_s() - t0;
+    TS_LOG_I("checkpoint: step %d saved to %s in %.2f s", step, path, dt);
+    return r->metrics ? ts_metrics_checkpoint(r->metrics, step, path, dt) : TS_OK;
+}
+
+/* Rank 0 decides where the run starts; every rank gets its decision (or its error). */
+static ts_status decide_start(ts_comm_t *world, const struct train_args *a,
+                              struct ts_start *start) {
+    struct {
+        int status;
+        char msg[1024];
+        struct ts_start start;
+    } d;
+    memset(&d, 0, sizeof(d));
+    if (ts_comm_rank(world) == 0) {
+        d.status = ts_launch_find_start(a->out, a->resume, a->resume_from, a->init_from,
+                                        a->overwrite, &d.start);
+        snprintf(d.msg, sizeof(d.msg), "%s", ts_last_error());
+    }
+    TS_CHECK(ts_comm_broadcast_host(world, &d, sizeof(d), 0));
+    d.msg[sizeof(d.msg) - 1] = '\0';
+    d.start.path[sizeof(d.start.path) - 1] = '\0';
+    if (d.status != TS_OK)
+        return ts_error((ts_status)d.status, "%s", d.msg);
+    *start = d.start;
+    return TS_OK;
+}
+
 /* Setup failures are the user's input (exit 2); step-loop failures are runtime (exit 1). */
-static int train(const struct train_args *a, int *argc, char ***argv) {
+static int train(const struct train_args *given, const struct ts_flag *flags, int nflags, int *argc,
+                 char ***argv) {
     struct run r = {0};
+    struct train_args eff = *given;
+    const struct train_args *a = &eff;
     int code = TS_EXIT_USAGE;
     ts_status st;
     char path[4200];
     bool agreed = false; /* failures before this point are the same on every rank */
+    struct ts_start start;
+
+    TS_CHECK_GOTO(ts_world_create(&r.comm, argc, argv), st, fail);
+    const bool root = ts_comm_rank(r.comm) == 0;
+    char canon[4096];
+    canonical_config(a, canon, sizeof(canon));
+    TS_CHECK_GOTO(ts_world_check_agreement(r.comm, canon), st, fail);
+    TS_CHECK_GOTO(ts_grid_init(&r.grid, r.comm, 1), st, fail);
+    TS_CHECK_GOTO(decide_start(r.comm, a, &start), st, fail);
+    if (start.kind != TS_START_FRESH) {
+        TS_CHECK_GOTO(ts_ckpt_open(&r.start, start.path), st, fail);
+        TS_CHECK_GOTO(apply_checkpoint(&eff, flags, nflags, r.start, start.kind == TS_START_RESUME,
+                                       r.grid.dp_size),
+                      st, fail);
+        TS_CHECK_GOTO(check_args(&eff), st, fail);
+        snprintf(r.parent, sizeof(r.parent), "%s", start.path);
+    }
 
     struct ts_gpt_config mc = {
         .max_seq_len = a->max_seq_len ? a->max_seq_len : a->seq_len,
@@ -242,15 +455,11 @@ static int train(const struct train_args *a, int *argc, char ***argv) {
         tc.bucket_elems = 1;
     TS_CHECK_GOTO(ts_gpt_config_finish(&mc), st, fail);
 
-    TS_CHECK_GOTO(ts_world_create(&r.comm, argc, argv), st, fail);
-    const bool root = ts_comm_rank(r.comm) == 0;
-    char canon[4096];
-    canonical_config(a, canon, sizeof(canon));
-    TS_CHECK_GOTO(ts_world_check_agreement(r.comm, canon), st, fail);
-    TS_CHECK_GOTO(ts_grid_init(&r.grid, r.comm, 1), st, fail);
-    /* Rank 0's view of --out decides for everyone (other hosts may not share the directory). */
+    /* Rank 0's view of --out decides for everyone (other hosts may not share the directory).
+     * A model.bin is what runs of earlier versions left. */
     snprintf(path, sizeof(path), "%s/model.bin", a->out);
-    double finished = root && ts_launch_file_exists(path) && !a->overwrite;
+    double finished =
+        root && start.kind == TS_START_FRESH && ts_launch_file_exists(path) && !a->overwrite;
     TS_CHECK_GOTO(ts_comm_all_reduce_host(r.comm, &finished, 1, TS_REDUCE_MAX), st, fail);
     if (finished != 0) {
         ts_error(TS_ERR_INVALID_ARG,
@@ -260,6 +469,10 @@ static int train(const struct train_args *a, int *argc, char ***argv) {
         goto fail;
     }
     agreed = true;
+    if (root && start.kind == TS_START_FRESH && a->overwrite) {
+        snprintf(path, sizeof(path), "%s/checkpoints", a->out);
+        TS_CHECK_GOTO(ts_launch_remove_tree(path), st, fail);
+    }
 
     /* Ranks sharing a host share its cores: split them unless --threads says otherwise. */
     int threads = a->threads;
@@ -289,21 +502,40 @@ static int train(const struct train_args *a, int *argc, char ***argv) {
                  ts_loader_num_windows(r.val), a->seq_len + 1, a->batch);
         goto fail;
     }
+    if (root)
+        TS_CHECK_GOTO(ts_launch_data_files(a->data, &r.data, &r.num_data), st, fail);
+    TS_CHECK_GOTO(record_flags(&r, a, &tc.lr), st, fail);
     TS_CHECK_GOTO(ts_gpt_create(&r.gpt, &mc, r.be, a->batch, a->seq_len), st, fail);
     TS_CHECK_GOTO(ts_gpt_init(r.gpt, a->seed), st, fail);
     TS_CHECK_GOTO(ts_trainer_create(&r.trainer, r.gpt, r.train, r.grid.dp, &tc), st, fail);
+    if (start.kind == TS_START_RESUME) {
+        TS_CHECK_GOTO(ts_train_state_load(r.trainer, r.start), st, fail);
+        r.tokens_seen = ts_ckpt_meta(r.start)->tokens_seen;
+    } else if (start.kind == TS_START_INIT) {
+        TS_CHECK_GOTO(ts_gpt_load_checkpoint(r.gpt, r.start), st, fail);
+    }
+    if (r.start != NULL)
+        TS_LOG_I("%s %s (step %" PRId64 ")",
+                 start.kind == TS_START_RESUME ? "resuming from" : "weights from", start.path,
+                 ts_ckpt_meta(r.start)->step);
+    ts_ckpt_close(r.start);
+    r.start = NULL;
+    const int first = ts_trainer_steps_done(r.trainer);
     if (root) {
         TS_CHECK_GOTO(ts_launch_mkdirs(a->out), st, fail);
         snprintf(path, sizeof(path), "%s/config.json", a->out);
         TS_CHECK_GOTO(write_config_json(path, &mc, a, &tc.lr), st, fail);
         snprintf(path, sizeof(path), "%s/metrics.jsonl", a->out);
-        TS_CHECK_GOTO(ts_metrics_open(&r.metrics, path, false), st, fail);
+        if (start.kind == TS_START_RESUME)
+            TS_CHECK_GOTO(ts_launch_trim_metrics(path, first), st, fail);
+        TS_CHECK_GOTO(ts_metrics_open(&r.metrics, path, start.kind == TS_START_RESUME), st, fail);
     }
 
     struct ts_backend_info info;
     r.be->info(r.be, &info);
     const int dp = r.grid.dp_size;
     int64_t global_batch = (int64_t)a->batch * a->grad_accum * dp;
+    r.global_batch = global_batch;
     TS_CHECK_GOTO(ts_world_log_layout(r.comm, &r.grid), st, fail);
     TS_LOG_I("model: %d layers, %d heads, %d channels, vocab %d (padded %d), %.2fM parameters",
              mc.num_layers, mc.num_heads, mc.channels, mc.vocab_size, mc.padded_vocab_size,
@@ -324,8 +556,11 @@ static int train(const struct train_args *a, int *argc, char ***argv) {
              (double)a->lr, tc.lr.warmup, (double)(a->lr * a->min_lr_frac), a->steps);
 
     code = TS_EXIT_FAILURE;
+    const int stop = a->stop_after > 0 && a->stop_after < a->steps ? a->stop_after : a->steps;
+    if (first >= stop)
+        TS_LOG_I("nothing to do: %d updates done, stopping at %d", first, stop);
     double t_start = ts_launch_now_s();
-    for (int s = 0; s < a->steps; s++) {
+    for (int s = first; s < stop; s++) {
         struct ts_step_record rec;
         bool kill;
         if (ts_world_fault_due(ts_comm_rank(r.comm), s, &kill)) {
@@ -336,6 +571,7 @@ static int train(const struct train_args *a, int *argc, char ***argv) {
         TS_CHECK_GOTO(ts_trainer_step(r.trainer, &rec), st, fail);
         if (r.metrics != NULL)
             TS_CHECK_GOTO(ts_metrics_step(r.metrics, &rec), st, fail);
+        r.tokens_seen += rec.tokens;
         int done = s + 1;
         if (done == 1 || done % a->log_every == 0 || done == a->steps)
             TS_LOG_I("step %5d/%d | loss %.6f | lr %.3e | norm %.4f | %.1f ms | %.0f tok/s", done,
@@ -343,16 +579,16 @@ static int train(const struct train_args *a, int *argc, char ***argv) {
                      rec.tok_per_s);
         if (r.val != NULL && a->eval_every > 0 && done % a->eval_every == 0 && done != a->steps)
             TS_CHECK_GOTO(run_eval(&r, a, done), st, fail);
+        if ((a->ckpt_every > 0 && done % a->ckpt_every == 0) || done == stop)
+            TS_CHECK_GOTO(save_checkpoint(&r, a, done), st, fail);
     }
-    if (r.val != NULL)
+    if (r.val != NULL && stop == a->steps && first < stop)
         TS_CHECK_GOTO(run_eval(&r, a, a->steps), st, fail);
-    snprintf(path, sizeof(path), "%s/model.bin", a->out);
-    if (root)
-        TS_CHECK_GOTO(ts_weights_save(r.gpt, path), st, fail);
-    /* No rank reports success before rank 0 has the weights on disk. */
+    /* No rank reports success before rank 0 has committed the last checkpoint. */
     TS_CHECK_GOTO(ts_comm_barrier(r.comm), st, fail);
-    TS_LOG_I("done: %d steps in %.1f s; weights in %s", a->steps, ts_launch_now_s() - t_start,
-             path);
+    TS_LOG_I("%s: %d steps in %.1f s; checkpoints in %s/checkpoints",
+             stop == a->steps ? "done" : "stopped", stop - first, ts_launch_now_s() - t_start,
+             a->out);
     run_release(&r);
     return TS_EXIT_OK;
 fail:
@@ -407,5 +643,5 @@ int ts_cmd_train(int argc, char **argv) {
                                  &a.vocab_size) != TS_OK ||
         check_args(&a) != TS_OK)
         return ts_launch_fail("train", TS_EXIT_USAGE);
-    return train(&a, &argc, &argv);
+    return train(&a, flags, NFLAGS, &argc, &argv);
 }

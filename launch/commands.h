@@ -10,5 +10,6 @@ int ts_cmd_prepare(int argc, char **argv);
 int ts_cmd_tokenize(int argc, char **argv);
 int ts_cmd_tokenizer(int argc, char **argv);
 int ts_cmd_info(int argc, char **argv);
+int ts_cmd_ckpt(int argc, char **argv);
 
 #endif

@@ -55,3 +55,9 @@ ts_status ts_metrics_eval(ts_metrics_t *m, int step, double val_loss, int64_t va
                     val_loss, val_tokens);
     return finish_line(m, n);
 }
+
+ts_status ts_metrics_checkpoint(ts_metrics_t *m, int step, const char *path, double seconds) {
+    int n = fprintf(m->f, "{\"step\":%d,\"checkpoint\":\"%s\",\"checkpoint_s\":%.6f}\n", step, path,
+                    seconds);
+    return finish_line(m, n);
+}

@@ -98,7 +98,7 @@ echo "== 6/6 sample: 200 tokens after \"And God said\" (temperature 0.8, top-k 4
   --temperature 0.8 --top-k 40 --seed 1
 echo
 echo "demo: done in $((SECONDS - t0)) s. Everything is under $out/:"
-echo "  tokenizer/ (encoder.json, vocab.bpe)  data/ (shards, manifest.json)  run/ (metrics.jsonl, config.json, model.bin)"
+echo "  tokenizer/ (encoder.json, vocab.bpe)  data/ (shards, manifest.json)  run/ (metrics.jsonl, config.json, checkpoints/)"
 echo "next:"
 echo "  # more text from the model, another seed each time"
 echo "  $tessera sample --ckpt $out/run --prompt 'And the LORD' --max-tokens 300 --seed 2"

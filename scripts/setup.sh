@@ -10,6 +10,8 @@ packages=(
   libpcre2-dev libjson-c-dev nettle-dev             # the tokenizer: regex, JSON, sha256
   libcriterion-dev                                  # the test suites
   libopenmpi-dev openmpi-bin                        # data parallelism (mpirun), multirank tests
+  libhdf5-dev libprotobuf-c-dev protobuf-c-compiler # checkpoints (serial HDF5, protobuf-c)
+  hdf5-tools python3-h5py                           # checkpoint tests: h5dump, h5py
   python3 python3-torch python3-numpy               # the PyTorch oracle
   clang-format                                      # the format check
 )

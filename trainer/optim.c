@@ -185,3 +185,10 @@ ts_status ts_optim_step(ts_optim_t *o, float lr, float *grad_norm) {
 }
 
 int ts_optim_step_count(const ts_optim_t *o) { return o->step; }
+
+void ts_optim_moments(const ts_optim_t *o, struct ts_tensor *m, struct ts_tensor *v) {
+    *m = o->m;
+    *v = o->v;
+}
+
+void ts_optim_set_step_count(ts_optim_t *o, int steps) { o->step = steps; }

@@ -50,4 +50,9 @@ ts_status ts_optim_update(ts_optim_t *opt, float lr, double norm) TS_MUST_CHECK;
 
 int ts_optim_step_count(const ts_optim_t *opt); /* updates done */
 
+/* For checkpoints (trainer/state.h): the moments m and v (flat f32 views over this optimizer's
+ * range, in backend memory) and setting the update count AdamW's bias correction uses. */
+void ts_optim_moments(const ts_optim_t *opt, struct ts_tensor *m, struct ts_tensor *v);
+void ts_optim_set_step_count(ts_optim_t *opt, int steps);
+
 #endif

@@ -273,6 +273,11 @@ static ts_status update(struct ts_trainer *tr, float lr, float *grad_norm) {
     return TS_OK;
 }
 
+ts_gpt_t *ts_trainer_gpt(const ts_trainer_t *tr) { return tr->gpt; }
+ts_optim_t *ts_trainer_optim(const ts_trainer_t *tr) { return tr->opt; }
+ts_loader_t *ts_trainer_loader(const ts_trainer_t *tr) { return tr->loader; }
+void ts_trainer_set_steps_done(ts_trainer_t *tr, int steps) { tr->steps = steps; }
+
 ts_status ts_trainer_step(ts_trainer_t *tr, struct ts_step_record *rec) {
     const int B = tr->cfg.batch, T = tr->cfg.seq_len, accum = tr->cfg.grad_accum;
     struct ts_backend *be = ts_gpt_backend(tr->gpt);

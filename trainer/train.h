@@ -61,6 +61,13 @@ int ts_trainer_num_buckets(const ts_trainer_t *tr);
 /* This rank's ZeRO-1 slice of the flat buffer (the whole buffer without ZeRO). */
 void ts_trainer_shard(const ts_trainer_t *tr, int64_t *begin, int64_t *end);
 
+/* For checkpoints (trainer/state.h): what the trainer borrows or owns, and restoring the count
+ * of updates done (the schedule's step). */
+ts_gpt_t *ts_trainer_gpt(const ts_trainer_t *tr);
+ts_optim_t *ts_trainer_optim(const ts_trainer_t *tr);
+ts_loader_t *ts_trainer_loader(const ts_trainer_t *tr);
+void ts_trainer_set_steps_done(ts_trainer_t *tr, int steps);
+
 /* Mean loss (nats/token) over `batches` consecutive batches of B windows read from the start of
  * `loader` (its position is reset first, so the same file gives the same number every time,
  * and restored afterwards). batches <= 0, or more batches than the file holds, means every full

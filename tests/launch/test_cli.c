@@ -1,5 +1,5 @@
 /* test_cli.c: the tessera command as a user meets it: help, bad flags and bad input (one clear
- * line, exit code 2), and a small run end to end (metrics.jsonl, model.bin, eval). */
+ * line, exit code 2), and a small run end to end (metrics.jsonl, checkpoints, eval). */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -147,7 +147,7 @@ Test(launch_cli, train_then_eval_end_to_end, .timeout = 300) {
 
     /* a finished run is not overwritten by accident */
     cli_run(&r, "train --data '%s/train_*.bin' --out %s/b " TINY " --steps 1", dir, dir);
-    expect_usage_error(&r, "already holds a finished run");
+    expect_usage_error(&r, "already holds checkpoints");
 
     /* eval: the same number every time, the JSON line last */
     char first[256] = "", second[256] = "";
@@ -157,7 +157,9 @@ Test(launch_cli, train_then_eval_end_to_end, .timeout = 300) {
     cr_assert_not_null(json);
     cr_expect_not_null(strstr(json, "\"loss\":"));
     snprintf(first, sizeof(first), "%s", json);
-    cli_run(&r, "eval --ckpt %s/a/model.bin --data %s --batch 2 --seq-len 16 --batches 8 --json",
+    cli_run(&r,
+            "eval --ckpt %s/a/checkpoints/latest --data %s --batch 2 --seq-len 16 --batches 8 "
+            "--json",
             dir, val);
     cr_assert_eq(r.code, 0, "%s", r.err);
     json = strrchr(r.out, '{');

@@ -1,0 +1,183 @@
+/* inspect.c: `tessera ckpt verify` and `tessera ckpt inspect`: checking every checksum of a
+ * checkpoint, and describing it for a person (config, layout, progress, lineage, files). */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "checkpoint/ckpt_impl.h"
+
+static void report(FILE *out, const char *file, const char *what, ts_status st) {
+    if (out == NULL)
+        return;
+    if (st == TS_OK)
+        fprintf(out, "ok      %s: %s\n", file, what);
+    else
+        fprintf(out, "FAILED  %s: %s\n", file, ts_last_error());
+}
+
+static ts_status verify_rank(ts_ckpt_t *ck, uint32_t rank, FILE *out) {
+    const Tessera__Ckpt__Manifest *m = ckpt_manifest_of(ck);
+    char path[4400], what[128];
+    hid_t f;
+    size_t tensors = 0, blobs = 0;
+    uint64_t bytes = 0;
+    ts_status st = ckpt_rank_file(ck, rank, &f, path, sizeof(path));
+    for (size_t i = 0; st == TS_OK && i < m->n_tensors; i++) {
+        const Tessera__Ckpt__Tensor *t = m->tensors[i];
+        enum ts_dtype dt;
+        (void)ckpt_dtype_parse(t->dtype, &dt);
+        for (size_t s = 0; st == TS_OK && s < t->n_shards; s++) {
+            const Tessera__Ckpt__Shard *sh = t->shards[s];
+            if (sh->rank != rank)
+                continue;
+            void *buf = ckpt_scratch(ck, sh->numel * ts_dtype_size(dt));
+            st = buf == NULL ? ts_error(TS_ERR_OOM, "out of memory verifying %s", t->name)
+                             : ckpt_read_shard(ck, t, sh, buf);
+            tensors++;
+            bytes += sh->numel * ts_dtype_size(dt);
+        }
+    }
+    for (size_t i = 0; st == TS_OK && i < m->n_blobs; i++) {
+        if (m->blobs[i]->rank != rank)
+            continue;
+        size_t size;
+        void *buf = ckpt_scratch(ck, m->blobs[i]->size);
+        st = buf == NULL ? ts_error(TS_ERR_OOM, "out of memory verifying a blob")
+                         : ts_ckpt_read_blob(ck, m->blobs[i]->name, (int)rank, buf,
+                                             m->blobs[i]->size, &size);
+        blobs++;
+    }
+    snprintf(what, sizeof(what), "%zu tensor shards (%.1f MB), %zu state blobs", tensors,
+             (double)bytes / 1e6, blobs);
+    report(out, path, what, st);
+    return st;
+}
+
+static ts_status verify_model(ts_ckpt_t *ck, FILE *out) {
+    const Tessera__Ckpt__Manifest *m = ckpt_manifest_of(ck);
+    if (m->model == NULL || m->model->file[0] == '\0')
+        return TS_OK;
+    char path[4400], what[64];
+    snprintf(path, sizeof(path), "%s/%s", ts_ckpt_path(ck), CKPT_MODEL);
+    hid_t f = H5I_INVALID_HID;
+    ts_status st = ckpt_h5_open(&f, path);
+    for (size_t i = 0; st == TS_OK && i < m->model->n_tensors; i++) {
+        const Tessera__Ckpt__ModelTensor *mt = m->model->tensors[i];
+        const int64_t numel = ckpt_shape_numel((int)mt->n_shape, mt->shape);
+        float *buf = ckpt_scratch(ck, (size_t)numel * sizeof(float));
+        if (buf == NULL) {
+            st = ts_error(TS_ERR_OOM, "out of memory verifying %s", mt->name);
+            break;
+        }
+        st = ckpt_h5_read(f, path, mt->name, TS_DTYPE_F32, buf, numel, (int)mt->n_shape, mt->shape);
+        if (st == TS_OK && ts_crc32c(0, buf, (size_t)numel * sizeof(float)) != mt->crc32c)
+            st = ts_error(TS_ERR_FORMAT,
+                          "%s: checksum mismatch in tensor %s (the file is damaged; the rank "
+                          "files still hold the weights)",
+                          path, mt->name);
+    }
+    if (f >= 0)
+        H5Fclose(f);
+    snprintf(what, sizeof(what), "%zu fp32 tensors", m->model->n_tensors);
+    report(out, path, what, st);
+    return st;
+}
+
+ts_status ts_ckpt_verify(ts_ckpt_t *ck, FILE *out) {
+    ckpt_h5_quiet();
+    const Tessera__Ckpt__Manifest *m = ckpt_manifest_of(ck);
+    ts_status first = TS_OK;
+    char first_msg[1024] = "";
+    for (uint32_t r = 0; r < (uint32_t)m->n_files; r++) {
+        ts_status st = verify_rank(ck, r, out);
+        if (st != TS_OK && first == TS_OK) {
+            first = st;
+            snprintf(first_msg, sizeof(first_msg), "%s", ts_last_error());
+        }
+    }
+    ts_status st = verify_model(ck, out);
+    if (st != TS_OK && first == TS_OK) {
+        first = st;
+        snprintf(first_msg, sizeof(first_msg), "%s", ts_last_error());
+    }
+    if (first != TS_OK)
+        return ts_error(first, "%s", first_msg);
+    return TS_OK;
+}
+
+static void print_kv(FILE *out, const char *title, const struct ts_ckpt_kv *kv, int n) {
+    fprintf(out, "%s:", title);
+    for (int i = 0; i < n; i++)
+        fprintf(out, "%s%s=%s", i % 6 == 0 ? "\n  " : "  ", kv[i].key, kv[i].value);
+    fprintf(out, "\n");
+}
+
+void ts_ckpt_describe(const ts_ckpt_t *ck, FILE *out) {
+    const Tessera__Ckpt__Manifest *m = ckpt_manifest_of(ck);
+    const struct ts_ckpt_meta *meta = ts_ckpt_meta(ck);
+    char when[64] = "?";
+    const time_t created = (time_t)meta->created_unix;
+    struct tm tmv;
+    if (gmtime_r(&created, &tmv) != NULL)
+        strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", &tmv);
+    fprintf(out, "checkpoint: %s\n", ts_ckpt_path(ck));
+    fprintf(out, "format:     %d, written by tessera %s at %s\n", TS_CKPT_FORMAT_VERSION,
+            meta->build_version[0] ? meta->build_version : "?", when);
+    fprintf(out,
+            "progress:   step %" PRId64 ", %" PRId64 " tokens seen, global batch %" PRId64
+            " sequences, loader position %" PRId64 " windows\n",
+            meta->step, meta->tokens_seen, meta->global_batch, meta->loader_position);
+    fprintf(out, "layout:     world %d, data-parallel %d, tensor-parallel %d, ZeRO stage %d\n",
+            meta->layout.world_size, meta->layout.dp, meta->layout.tp, meta->layout.zero_stage);
+    print_kv(out, "model", meta->model, meta->num_model);
+    print_kv(out, "training", meta->train, meta->num_train);
+    fprintf(out, "lineage:\n  parent: %s\n", meta->parent[0] ? meta->parent : "(fresh start)");
+    if (meta->data_manifest[0] || meta->data_manifest_hash[0])
+        fprintf(out, "  data manifest: %s %s\n", meta->data_manifest, meta->data_manifest_hash);
+    for (int i = 0; i < meta->num_data; i++)
+        fprintf(out, "  data: %s (%" PRIu64 " bytes) %s\n", meta->data[i].path, meta->data[i].bytes,
+                meta->data[i].hash);
+    fprintf(out, "files:\n");
+    uint64_t total = 0;
+    for (size_t r = 0; r < m->n_files; r++) {
+        fprintf(out, "  %-16s %10.1f MB\n", m->files[r]->file, (double)m->files[r]->bytes / 1e6);
+        total += m->files[r]->bytes;
+    }
+    if (m->model != NULL && m->model->file[0]) {
+        fprintf(out, "  %-16s %10.1f MB  (%zu tensors of table %s, fp32)\n", m->model->file,
+                (double)m->model->bytes / 1e6, m->model->n_tensors, m->model->table);
+        total += m->model->bytes;
+    }
+    fprintf(out, "  total            %10.1f MB\n", (double)total / 1e6);
+    /* tables: the part of each name before '/' */
+    fprintf(out, "tables:\n");
+    for (size_t i = 0; i < m->n_tensors; i++) {
+        const char *name = m->tensors[i]->name;
+        const size_t plen = strcspn(name, "/");
+        bool seen = false;
+        for (size_t j = 0; j < i && !seen; j++)
+            seen =
+                strncmp(m->tensors[j]->name, name, plen) == 0 && m->tensors[j]->name[plen] == '/';
+        if (seen || name[plen] != '/')
+            continue;
+        size_t count = 0;
+        int64_t elems = 0;
+        const char *dtype = m->tensors[i]->dtype;
+        for (size_t j = i; j < m->n_tensors; j++) {
+            const Tessera__Ckpt__Tensor *t = m->tensors[j];
+            if (strncmp(t->name, name, plen) != 0 || t->name[plen] != '/')
+                continue;
+            count++;
+            elems += ckpt_shape_numel((int)t->n_shape, t->shape);
+        }
+        fprintf(out, "  %-10.*s %4zu tensors, %12" PRId64 " elements, %s\n", (int)plen, name, count,
+                elems, dtype);
+    }
+    fprintf(out, "state blobs:");
+    for (size_t i = 0; i < m->n_blobs; i++)
+        fprintf(out, " %s@%u (%" PRIu64 " B)", m->blobs[i]->name, m->blobs[i]->rank,
+                m->blobs[i]->size);
+    fprintf(out, "\n");
+}

@@ -1,0 +1,232 @@
+/* paths.c: checkpoint directories on disk: durability (fsync of files and directories), the
+ * `latest` link, finding the newest complete checkpoint, and deleting old ones.
+ *
+ * Only a directory named exactly step_NNNNNNNN is a complete checkpoint: saves build
+ * step_NNNNNNNN.tmp-* and rename it into place after its manifest is durable, and deletions
+ * rename a checkpoint to *.del-* before removing its files, so a kill during either leaves
+ * only leftovers that the next save sweeps away. */
+#define _XOPEN_SOURCE 700
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "checkpoint/ckpt_impl.h"
+
+ts_status ckpt_mkdirs(const char *path) {
+    char buf[4096];
+    if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
+        return ts_error(TS_ERR_INVALID_ARG, "path too long: %s", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+            return ts_error(TS_ERR_IO, "cannot create directory %s: %s", buf, strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+        return ts_error(TS_ERR_IO, "cannot create directory %s: %s", buf, strerror(errno));
+    return TS_OK;
+}
+
+static ts_status fsync_open(const char *path, int flags, const char *what) {
+    const int fd = open(path, flags | O_CLOEXEC);
+    if (fd < 0)
+        return ts_error(TS_ERR_IO, "cannot open %s %s to sync it: %s", what, path, strerror(errno));
+    const int rc = fsync(fd);
+    const int err = errno;
+    close(fd);
+    if (rc != 0)
+        return ts_error(TS_ERR_IO, "fsync of %s failed: %s", path, strerror(err));
+    return TS_OK;
+}
+
+ts_status ckpt_fsync_file(const char *path) { return fsync_open(path, O_RDONLY, "file"); }
+ts_status ckpt_fsync_dir(const char *path) {
+    return fsync_open(path, O_RDONLY | O_DIRECTORY, "directory");
+}
+
+static int rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+    return remove(path);
+}
+
+ts_status ckpt_rm_rf(const char *path) {
+    struct stat sb;
+    if (lstat(path, &sb) != 0)
+        return TS_OK;
+    if (nftw(path, rm_cb, 16, FTW_DEPTH | FTW_PHYS) != 0)
+        return ts_error(TS_ERR_IO, "cannot remove %s: %s", path, strerror(errno));
+    return TS_OK;
+}
+
+bool ckpt_is_step_name(const char *name, int64_t *step) {
+    if (strncmp(name, "step_", 5) != 0 || strlen(name) < 13)
+        return false;
+    int64_t v = 0;
+    for (const char *p = name + 5; *p; p++) {
+        if (*p < '0' || *p > '9' || v > INT64_MAX / 10 - 10)
+            return false;
+        v = v * 10 + (*p - '0');
+    }
+    if (step != NULL)
+        *step = v;
+    return true;
+}
+
+bool ckpt_path_exists(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0;
+}
+
+ts_status ckpt_read_file(const char *path, size_t max, unsigned char **out, size_t *len) {
+    *out = NULL;
+    *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return ts_error(TS_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fileno(f), &sb) != 0 || sb.st_size < 0 || (uint64_t)sb.st_size > max) {
+        fclose(f);
+        return ts_error(TS_ERR_FORMAT, "%s is larger than %zu bytes: not a manifest", path, max);
+    }
+    unsigned char *buf = malloc((size_t)sb.st_size + 1);
+    if (buf == NULL) {
+        fclose(f);
+        return ts_error(TS_ERR_OOM, "out of memory reading %s", path);
+    }
+    const size_t got = fread(buf, 1, (size_t)sb.st_size, f);
+    const int err = ferror(f);
+    fclose(f);
+    if (err || got != (size_t)sb.st_size) {
+        free(buf);
+        return ts_error(TS_ERR_IO, "cannot read %s", path);
+    }
+    *out = buf;
+    *len = got;
+    return TS_OK;
+}
+
+ts_status ckpt_write_file_sync(const char *path, const void *data, size_t len) {
+    const int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return ts_error(TS_ERR_IO, "cannot create %s: %s", path, strerror(errno));
+    const unsigned char *p = data;
+    size_t left = len;
+    while (left > 0) {
+        const ssize_t w = write(fd, p, left);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            const int err = errno;
+            close(fd);
+            return ts_error(TS_ERR_IO, "cannot write %s: %s", path, strerror(err));
+        }
+        p += w;
+        left -= (size_t)w;
+    }
+    if (fsync(fd) != 0) {
+        const int err = errno;
+        close(fd);
+        return ts_error(TS_ERR_IO, "fsync of %s failed: %s", path, strerror(err));
+    }
+    if (close(fd) != 0)
+        return ts_error(TS_ERR_IO, "cannot close %s: %s", path, strerror(errno));
+    return TS_OK;
+}
+
+ts_status ckpt_set_latest(const char *dir, const char *target) {
+    char tmp[4200], link[4200];
+    snprintf(tmp, sizeof(tmp), "%s/latest.tmp-%ld", dir, (long)getpid());
+    snprintf(link, sizeof(link), "%s/latest", dir);
+    (void)unlink(tmp);
+    if (symlink(target, tmp) != 0)
+        return ts_error(TS_ERR_IO, "cannot create link %s: %s", tmp, strerror(errno));
+    if (rename(tmp, link) != 0) {
+        const int err = errno;
+        (void)unlink(tmp);
+        return ts_error(TS_ERR_IO, "cannot move %s to %s: %s", tmp, link, strerror(err));
+    }
+    return ckpt_fsync_dir(dir);
+}
+
+void ckpt_remove_leftovers(const char *dir) {
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return;
+    struct dirent *e;
+    char path[4400];
+    while ((e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, "step_", 5) != 0 && strncmp(e->d_name, "latest.tmp-", 11) != 0)
+            continue;
+        if (strstr(e->d_name, ".tmp-") == NULL && strstr(e->d_name, ".del-") == NULL)
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        if (ckpt_rm_rf(path) != TS_OK)
+            ts_error_clear(); /* best effort: the next save tries again */
+    }
+    closedir(d);
+}
+
+ts_status ckpt_remove_dir(const char *dir, const char *name) {
+    char from[4400], to[4500];
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    snprintf(from, sizeof(from), "%s/%s", dir, name);
+    snprintf(to, sizeof(to), "%s/%s.del-%ld-%ld", dir, name, (long)getpid(), (long)ts.tv_nsec);
+    if (rename(from, to) != 0)
+        return ts_error(TS_ERR_IO, "cannot move %s away to delete it: %s", from, strerror(errno));
+    return ckpt_rm_rf(to);
+}
+
+static int cmp_i64(const void *a, const void *b) {
+    const int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+ts_status ckpt_prune(const char *dir, int keep, const char *keep_name) {
+    if (keep <= 0)
+        return TS_OK;
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return ts_error(TS_ERR_IO, "cannot list %s: %s", dir, strerror(errno));
+    int64_t *steps = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        int64_t s;
+        if (!ckpt_is_step_name(e->d_name, &s) || strcmp(e->d_name, keep_name) == 0)
+            continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 16;
+            int64_t *grown = realloc(steps, cap * sizeof(*steps));
+            if (grown == NULL) {
+                free(steps);
+                closedir(d);
+                return ts_error(TS_ERR_OOM, "out of memory listing %s", dir);
+            }
+            steps = grown;
+        }
+        steps[n++] = s;
+    }
+    closedir(d);
+    if (n > 0)
+        qsort(steps, n, sizeof(*steps), cmp_i64);
+    /* keep_name counts as one of the kept */
+    ts_status st = TS_OK;
+    const size_t others = (size_t)(keep - 1);
+    for (size_t i = 0; n > others && i < n - others && st == TS_OK; i++) {
+        char name[64];
+        snprintf(name, sizeof(name), "step_%08" PRId64, steps[i]);
+        st = ckpt_remove_dir(dir, name);
+    }
+    free(steps);
+    return st;
+}

@@ -1,0 +1,469 @@
+/* save.c: the collective, atomic two-phase save.
+ *
+ * Phase 0: rank 0 sweeps leftovers of interrupted saves, creates step_N.tmp-<id>/ and
+ * broadcasts its name. Phase 1: every rank writes rank_RRRRR.h5 (its shards, its blobs, and
+ * its own index: a Manifest of just those) and fsyncs it; the ranks agree that all succeeded.
+ * Phase 2 (rank 0): merge the indexes into the manifest and check it (the boxes must tile every
+ * tensor), write model.h5 by reading the table back out of the rank files (so any sharding
+ * works), write manifest.pb last, fsync the directory, rename it to step_N, move `latest`,
+ * prune. Every rank returns rank 0's verdict. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "checkpoint/ckpt_impl.h"
+#include "kernels/log.h"
+
+#define TMP_NAME_LEN 128
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static ts_status check_args(const struct ts_ckpt_save_args *a) {
+    if (a == NULL || a->dir == NULL || a->meta == NULL || a->comm == NULL ||
+        (a->num_tensors > 0 && a->tensors == NULL) || (a->num_blobs > 0 && a->blobs == NULL) ||
+        a->num_tensors < 0 || a->num_blobs < 0)
+        return ts_error(TS_ERR_INVALID_ARG, "checkpoint save: dir, meta, comm are required");
+    if (strlen(a->dir) > 3000)
+        return ts_error(TS_ERR_INVALID_ARG, "checkpoint save: directory name too long");
+    if (a->meta->step < 0)
+        return ts_error(TS_ERR_INVALID_ARG, "checkpoint save: negative step");
+    for (int i = 0; i < a->num_tensors; i++) {
+        const struct ts_ckpt_tensor *t = &a->tensors[i];
+        char s1[160], s2[80];
+        if (!ckpt_name_ok(t->name))
+            return ts_error(TS_ERR_INVALID_ARG, "checkpoint save: bad tensor name '%.96s'",
+                            t->name);
+        if (t->dtype != TS_DTYPE_F32 && t->dtype != TS_DTYPE_BF16)
+            return ts_error(TS_ERR_INVALID_ARG, "checkpoint save %s: dtype must be f32 or bf16",
+                            t->name);
+        if (t->ndim < 1 || t->ndim > TS_MAX_DIMS || ckpt_shape_numel(t->ndim, t->shape) < 0)
+            return ts_error(TS_ERR_INVALID_ARG, "checkpoint save %s: bad shape", t->name);
+        if (t->num_boxes < 0 || t->num_boxes > TS_CKPT_MAX_BOXES)
+            return ts_error(TS_ERR_INVALID_ARG, "checkpoint save %s: %d boxes", t->name,
+                            t->num_boxes);
+        for (int b = 0; b < t->num_boxes; b++)
+            if (!ckpt_box_inside(&t->boxes[b], t->ndim, t->shape))
+                return ts_error(TS_ERR_INVALID_ARG, "checkpoint save %s: box %s outside %s",
+                                t->name, ckpt_box_str(&t->boxes[b], t->ndim, s1, sizeof(s1)),
+                                ckpt_shape_str(t->ndim, t->shape, s2, sizeof(s2)));
+        if (t->num_boxes > 0 && t->data == NULL)
+            return ts_error(TS_ERR_INVALID_ARG, "checkpoint save %s: no data", t->name);
+        for (int d = 0; d < t->ndim; d++)
+            if (t->export_shape[d] < 0 || t->export_shape[d] > t->shape[d])
+                return ts_error(TS_ERR_INVALID_ARG, "checkpoint save %s: export shape too big",
+                                t->name);
+        for (int j = 0; j < i; j++)
+            if (strcmp(a->tensors[j].name, t->name) == 0)
+                return ts_error(TS_ERR_INVALID_ARG, "checkpoint save: tensor %s listed twice",
+                                t->name);
+    }
+    for (int i = 0; i < a->num_blobs; i++) {
+        if (!ckpt_name_ok(a->blobs[i].name) || (a->blobs[i].size > 0 && !a->blobs[i].data))
+            return ts_error(TS_ERR_INVALID_ARG, "checkpoint save: bad state blob '%.96s'",
+                            a->blobs[i].name);
+        for (int j = 0; j < i; j++)
+            if (strcmp(a->blobs[j].name, a->blobs[i].name) == 0)
+                return ts_error(TS_ERR_INVALID_ARG, "checkpoint save: state %s listed twice",
+                                a->blobs[i].name);
+    }
+    return TS_OK;
+}
+
+/* Every rank learns whether any rank failed. A rank that did not fail gets a message. */
+static ts_status agree(ts_comm_t *comm, ts_status mine, const char *phase) {
+    double failed = mine != TS_OK ? 1.0 : 0.0;
+    char saved[1024];
+    snprintf(saved, sizeof(saved), "%s", ts_last_error());
+    ts_status st = ts_comm_all_reduce_host(comm, &failed, 1, TS_REDUCE_MAX);
+    if (mine != TS_OK) {
+        ts_error(mine, "%s", saved);
+        return mine;
+    }
+    if (st != TS_OK)
+        return ts_error_wrap(st, "checkpoint save, %s", phase);
+    if (failed > 0)
+        return ts_error(TS_ERR_COMM,
+                        "checkpoint save: another rank failed while %s (see its log); nothing "
+                        "was committed",
+                        phase);
+    return TS_OK;
+}
+
+/* ---- phase 1: this rank's file ---- */
+
+struct index_storage {
+    Tessera__Ckpt__Tensor *tensors;
+    Tessera__Ckpt__Tensor **tensor_ptrs;
+    Tessera__Ckpt__Shard *shards;
+    Tessera__Ckpt__Shard **shard_ptrs;
+    Tessera__Ckpt__Box *boxes;
+    Tessera__Ckpt__Box **box_ptrs;
+    Tessera__Ckpt__Blob *blobs;
+    Tessera__Ckpt__Blob **blob_ptrs;
+    Tessera__Ckpt__Layout layout;
+    Tessera__Ckpt__RankFile file;
+    Tessera__Ckpt__RankFile *file_ptr;
+    char dtypes[2][8];
+};
+
+static void index_free(struct index_storage *s) {
+    free(s->tensors);
+    free(s->tensor_ptrs);
+    free(s->shards);
+    free(s->shard_ptrs);
+    free(s->boxes);
+    free(s->box_ptrs);
+    free(s->blobs);
+    free(s->blob_ptrs);
+}
+
+static ts_status write_rank_file(const struct ts_ckpt_save_args *a, const char *path, int rank,
+                                 int world) {
+    const size_t nt = (size_t)a->num_tensors, nb = (size_t)a->num_blobs;
+    struct index_storage s = {0};
+    s.tensors = calloc(nt + 1, sizeof(*s.tensors));
+    s.tensor_ptrs = calloc(nt + 1, sizeof(*s.tensor_ptrs));
+    s.shards = calloc(nt + 1, sizeof(*s.shards));
+    s.shard_ptrs = calloc(nt + 1, sizeof(*s.shard_ptrs));
+    s.boxes = calloc(nt * TS_CKPT_MAX_BOXES + 1, sizeof(*s.boxes));
+    s.box_ptrs = calloc(nt * TS_CKPT_MAX_BOXES + 1, sizeof(*s.box_ptrs));
+    s.blobs = calloc(nb + 1, sizeof(*s.blobs));
+    s.blob_ptrs = calloc(nb + 1, sizeof(*s.blob_ptrs));
+    ts_status st = TS_OK;
+    hid_t f = H5I_INVALID_HID;
+    unsigned char *packed = NULL;
+    if (!s.tensors || !s.tensor_ptrs || !s.shards || !s.shard_ptrs || !s.boxes || !s.box_ptrs ||
+        !s.blobs || !s.blob_ptrs) {
+        st = ts_error(TS_ERR_OOM, "checkpoint save: out of memory");
+        goto exit;
+    }
+    snprintf(s.dtypes[0], 8, "f32");
+    snprintf(s.dtypes[1], 8, "bf16");
+    TS_CHECK_GOTO(ckpt_h5_create(&f, path), st, exit);
+    Tessera__Ckpt__Manifest idx = TESSERA__CKPT__MANIFEST__INIT;
+    for (size_t i = 0; i < nt; i++) {
+        const struct ts_ckpt_tensor *t = &a->tensors[i];
+        Tessera__Ckpt__Tensor *mt = &s.tensors[i];
+        tessera__ckpt__tensor__init(mt);
+        mt->name = (char *)t->name;
+        mt->dtype = s.dtypes[t->dtype == TS_DTYPE_BF16];
+        mt->n_shape = (size_t)t->ndim;
+        mt->shape = (int64_t *)t->shape;
+        s.tensor_ptrs[i] = mt;
+        if (t->num_boxes == 0)
+            continue;
+        Tessera__Ckpt__Shard *sh = &s.shards[i];
+        tessera__ckpt__shard__init(sh);
+        int64_t numel = 0;
+        for (int b = 0; b < t->num_boxes; b++) {
+            Tessera__Ckpt__Box *bx = &s.boxes[i * TS_CKPT_MAX_BOXES + (size_t)b];
+            tessera__ckpt__box__init(bx);
+            bx->n_offset = bx->n_extent = (size_t)t->ndim;
+            bx->offset = (int64_t *)t->boxes[b].offset;
+            bx->extent = (int64_t *)t->boxes[b].extent;
+            s.box_ptrs[i * TS_CKPT_MAX_BOXES + (size_t)b] = bx;
+            numel += ckpt_box_volume(&t->boxes[b], t->ndim);
+        }
+        sh->rank = (uint32_t)rank;
+        sh->n_boxes = (size_t)t->num_boxes;
+        sh->boxes = &s.box_ptrs[i * TS_CKPT_MAX_BOXES];
+        sh->numel = (uint64_t)numel;
+        sh->crc32c = ts_crc32c(0, t->data, (size_t)numel * ts_dtype_size(t->dtype));
+        s.shard_ptrs[i] = sh;
+        mt->n_shards = 1;
+        mt->shards = &s.shard_ptrs[i];
+        TS_CHECK_GOTO(ckpt_h5_write(f, path, t->name, t->dtype, t->data, 1, &numel), st, exit);
+    }
+    for (size_t i = 0; i < nb; i++) {
+        const struct ts_ckpt_blob *b = &a->blobs[i];
+        char dname[TS_CKPT_NAME_LEN + 16];
+        snprintf(dname, sizeof(dname), "%s/%s", CKPT_BLOBS, b->name);
+        tessera__ckpt__blob__init(&s.blobs[i]);
+        s.blobs[i].name = (char *)b->name;
+        s.blobs[i].rank = (uint32_t)rank;
+        s.blobs[i].size = b->size;
+        s.blobs[i].crc32c = ts_crc32c(0, b->data, b->size);
+        s.blob_ptrs[i] = &s.blobs[i];
+        TS_CHECK_GOTO(ckpt_h5_write_bytes(f, path, dname, b->data, b->size), st, exit);
+    }
+    idx.n_tensors = nt;
+    idx.tensors = s.tensor_ptrs;
+    idx.n_blobs = nb;
+    idx.blobs = s.blob_ptrs;
+    tessera__ckpt__layout__init(&s.layout);
+    s.layout.world_size = (uint32_t)world;
+    idx.layout = &s.layout;
+    idx.step = a->meta->step;
+    size_t len = 0;
+    TS_CHECK_GOTO(ckpt_manifest_pack(&idx, &packed, &len), st, exit);
+    TS_CHECK_GOTO(ckpt_h5_write_bytes(f, path, CKPT_INDEX, packed, len), st, exit);
+    char note[128];
+    snprintf(note, sizeof(note), "Tessera checkpoint rank %d of %d, step %" PRId64, rank, world,
+             a->meta->step);
+    TS_CHECK_GOTO(ckpt_h5_attr_str(f, path, "tessera", note), st, exit);
+    hid_t closing = f;
+    f = H5I_INVALID_HID;
+    TS_CHECK_GOTO(ckpt_h5_close(closing, path), st, exit); /* fsync'ed by the caller */
+exit:
+    if (f >= 0)
+        H5Fclose(f);
+    free(packed);
+    index_free(&s);
+    return st;
+}
+
+/* ---- phase 2 (rank 0): manifest and model.h5 ---- */
+
+struct merged {
+    Tessera__Ckpt__Manifest m;
+    Tessera__Ckpt__Manifest **idx; /* per rank, unpacked */
+    int world;
+    Tessera__Ckpt__Tensor *tensors;
+    Tessera__Ckpt__Tensor **tensor_ptrs;
+    Tessera__Ckpt__Shard **shard_ptrs;
+    Tessera__Ckpt__Blob **blob_ptrs;
+    Tessera__Ckpt__RankFile *files;
+    Tessera__Ckpt__RankFile **file_ptrs;
+    char (*file_names)[32];
+    Tessera__Ckpt__ModelFile model;
+    bool meta_set;
+};
+
+static void merged_free(struct merged *g) {
+    if (g->meta_set)
+        ckpt_manifest_free_meta(&g->m);
+    if (g->idx != NULL)
+        for (int r = 0; r < g->world; r++)
+            if (g->idx[r] != NULL)
+                tessera__ckpt__manifest__free_unpacked(g->idx[r], NULL);
+    free(g->idx);
+    free(g->tensors);
+    free(g->tensor_ptrs);
+    free(g->shard_ptrs);
+    free(g->blob_ptrs);
+    free(g->files);
+    free(g->file_ptrs);
+    free(g->file_names);
+}
+
+static ts_status read_index(const char *path, Tessera__Ckpt__Manifest **out) {
+    hid_t f;
+    TS_CHECK(ckpt_h5_open(&f, path));
+    size_t n = 0;
+    unsigned char *buf = NULL;
+    ts_status st = ckpt_h5_bytes_size(f, path, CKPT_INDEX, &n);
+    if (st == TS_OK && (buf = malloc(n ? n : 1)) == NULL)
+        st = ts_error(TS_ERR_OOM, "out of memory reading %s", path);
+    if (st == TS_OK)
+        st = ckpt_h5_read_bytes(f, path, CKPT_INDEX, buf, n);
+    H5Fclose(f);
+    if (st == TS_OK)
+        st = ckpt_manifest_unpack(buf, n, path, out);
+    free(buf);
+    return st;
+}
+
+static ts_status merge(struct merged *g, const struct ts_ckpt_save_args *a, const char *tmp,
+                       const struct ts_ckpt_meta *meta) {
+    const int world = g->world;
+    g->idx = calloc((size_t)world, sizeof(*g->idx));
+    if (g->idx == NULL)
+        return ts_error(TS_ERR_OOM, "checkpoint save: out of memory");
+    size_t nshards = 0, nblobs = 0;
+    for (int r = 0; r < world; r++) {
+        char path[4400];
+        snprintf(path, sizeof(path), "%s/rank_%05d.h5", tmp, r);
+        TS_CHECK(read_index(path, &g->idx[r]));
+        if (g->idx[r]->n_tensors != (size_t)a->num_tensors)
+            return ts_error(TS_ERR_INVALID_ARG,
+                            "checkpoint save: rank %d saved %zu tensors, rank 0 %d (every rank "
+                            "must list the same tensors)",
+                            r, g->idx[r]->n_tensors, a->num_tensors);
+        for (size_t i = 0; i < g->idx[r]->n_tensors; i++) {
+            if (strcmp(g->idx[r]->tensors[i]->name, a->tensors[i].name) != 0)
+                return ts_error(TS_ERR_INVALID_ARG,
+                                "checkpoint save: rank %d lists tensor %s where rank 0 lists %s", r,
+                                g->idx[r]->tensors[i]->name, a->tensors[i].name);
+            nshards += g->idx[r]->tensors[i]->n_shards;
+        }
+        nblobs += g->idx[r]->n_blobs;
+    }
+    const size_t nt = (size_t)a->num_tensors;
+    g->tensors = calloc(nt + 1, sizeof(*g->tensors));
+    g->tensor_ptrs = calloc(nt + 1, sizeof(*g->tensor_ptrs));
+    g->shard_ptrs = calloc(nshards + 1, sizeof(*g->shard_ptrs));
+    g->blob_ptrs = calloc(nblobs + 1, sizeof(*g->blob_ptrs));
+    g->files = calloc((size_t)world, sizeof(*g->files));
+    g->file_ptrs = calloc((size_t)world, sizeof(*g->file_ptrs));
+    g->file_names = calloc((size_t)world, sizeof(*g->file_names));
+    if (!g->tensors || !g->tensor_ptrs || !g->shard_ptrs || !g->blob_ptrs || !g->files ||
+        !g->file_ptrs || !g->file_names)
+        return ts_error(TS_ERR_OOM, "checkpoint save: out of memory");
+    size_t at = 0, bat = 0;
+    for (size_t i = 0; i < nt; i++) {
+        g->tensors[i] = *g->idx[0]->tensors[i];
+        g->tensors[i].shards = &g->shard_ptrs[at];
+        g->tensors[i].n_shards = 0;
+        for (int r = 0; r < world; r++) {
+            const Tessera__Ckpt__Tensor *t = g->idx[r]->tensors[i];
+            for (size_t s = 0; s < t->n_shards; s++)
+                g->shard_ptrs[at++] = t->shards[s];
+            g->tensors[i].n_shards += t->n_shards;
+        }
+        g->tensor_ptrs[i] = &g->tensors[i];
+    }
+    for (int r = 0; r < world; r++) {
+        for (size_t b = 0; b < g->idx[r]->n_blobs; b++)
+            g->blob_ptrs[bat++] = g->idx[r]->blobs[b];
+        char path[4400];
+        struct stat sb;
+        snprintf(g->file_names[r], sizeof(g->file_names[r]), "rank_%05d.h5", r);
+        snprintf(path, sizeof(path), "%s/%s", tmp, g->file_names[r]);
+        tessera__ckpt__rank_file__init(&g->files[r]);
+        g->files[r].rank = (uint32_t)r;
+        g->files[r].file = g->file_names[r];
+        g->files[r].bytes = stat(path, &sb) == 0 ? (uint64_t)sb.st_size : 0;
+        g->file_ptrs[r] = &g->files[r];
+    }
+    tessera__ckpt__manifest__init(&g->m);
+    TS_CHECK(ckpt_meta_to_manifest(meta, &g->m));
+    g->meta_set = true;
+    g->m.layout->world_size = (uint32_t)world;
+    g->m.n_tensors = nt;
+    g->m.tensors = g->tensor_ptrs;
+    g->m.n_blobs = nblobs;
+    g->m.blobs = g->blob_ptrs;
+    g->m.n_files = (size_t)world;
+    g->m.files = g->file_ptrs;
+    return ckpt_manifest_check(&g->m, "checkpoint save");
+}
+
+static ts_status commit(const struct ts_ckpt_save_args *a, const char *tmp, const char *final_name,
+                        int world, const struct ts_ckpt_meta *meta, struct ckpt_model_out *mo) {
+    struct merged g = {.world = world};
+    unsigned char *packed = NULL;
+    size_t len = 0;
+    char path[4400], final_path[4400];
+    ts_status st;
+    const double t0 = now_s();
+    TS_CHECK_GOTO(merge(&g, a, tmp, meta), st, exit);
+    const double t1 = now_s();
+    if (a->model_table != NULL) {
+        TS_CHECK_GOTO(ckpt_model_finish(mo, &g.m, a, tmp, &g.model), st, exit);
+        g.m.model = &g.model;
+    }
+    const double t2 = now_s();
+    TS_CHECK_GOTO(ckpt_manifest_pack(&g.m, &packed, &len), st, exit);
+    snprintf(path, sizeof(path), "%s/%s", tmp, CKPT_MANIFEST);
+    TS_CHECK_GOTO(ckpt_write_file_sync(path, packed, len), st, exit);
+    TS_CHECK_GOTO(ckpt_fsync_dir(tmp), st, exit);
+    snprintf(final_path, sizeof(final_path), "%s/%s", a->dir, final_name);
+    if (ckpt_path_exists(final_path))
+        TS_CHECK_GOTO(ckpt_remove_dir(a->dir, final_name), st, exit);
+    if (rename(tmp, final_path) != 0) {
+        st = ts_error(TS_ERR_IO, "cannot rename %s to %s: %s", tmp, final_path, strerror(errno));
+        goto exit;
+    }
+    TS_CHECK_GOTO(ckpt_fsync_dir(a->dir), st, exit);
+    TS_CHECK_GOTO(ckpt_set_latest(a->dir, final_name), st, exit);
+    const double t3 = now_s();
+    TS_CHECK_GOTO(ckpt_prune(a->dir, a->keep_last, final_name), st, exit);
+    TS_LOG_D("checkpoint commit: manifest merge %.2f s, model.h5 %.2f s, manifest and rename "
+             "%.2f s, pruning %.2f s",
+             t1 - t0, t2 - t1, t3 - t2, now_s() - t3);
+exit:
+    free(packed);
+    merged_free(&g);
+    return st;
+}
+
+ts_status ts_ckpt_save(const struct ts_ckpt_save_args *a, char *path, size_t path_len) {
+    TS_CHECK(check_args(a));
+    ckpt_h5_quiet();
+    const int rank = ts_comm_rank(a->comm), world = ts_comm_size(a->comm);
+    char final_name[64], tmp_name[TMP_NAME_LEN] = {0}, tmp[4400], file[4500];
+    snprintf(final_name, sizeof(final_name), "step_%08" PRId64, a->meta->step);
+    ts_status st = TS_OK;
+    const double t0 = now_s();
+    struct ckpt_model_out mo = {.f = H5I_INVALID_HID};
+    if (rank == 0) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        snprintf(tmp_name, sizeof(tmp_name), "%s.tmp-%ld-%ld", final_name, (long)getpid(),
+                 (long)ts.tv_nsec);
+        snprintf(tmp, sizeof(tmp), "%s/%s", a->dir, tmp_name);
+        st = ckpt_mkdirs(a->dir);
+        if (st == TS_OK) {
+            ckpt_remove_leftovers(a->dir);
+            st = ckpt_mkdirs(tmp);
+        }
+    }
+    TS_CHECK(agree(a->comm, st, "creating the checkpoint directory"));
+    TS_CHECK(ts_comm_broadcast_host(a->comm, tmp_name, sizeof(tmp_name), 0));
+    tmp_name[TMP_NAME_LEN - 1] = '\0';
+    snprintf(tmp, sizeof(tmp), "%s/%s", a->dir, tmp_name);
+    snprintf(file, sizeof(file), "%s/rank_%05d.h5", tmp, rank);
+
+    /* a copy of meta with what only save knows */
+    struct ts_ckpt_meta *meta = malloc(sizeof(*meta));
+    if (meta == NULL)
+        st = ts_error(TS_ERR_OOM, "checkpoint save: out of memory");
+    else {
+        *meta = *a->meta;
+        meta->created_unix = (int64_t)time(NULL);
+        meta->layout.world_size = world;
+        const double ta = now_s();
+        st = write_rank_file(a, file, rank, world);
+        const double tb = now_s();
+        /* model.h5 is written while the kernel writes the rank file back */
+        if (st == TS_OK && rank == 0 && a->model_table != NULL)
+            st = ckpt_model_begin(&mo, a, tmp);
+        const double tc = now_s();
+        if (st == TS_OK)
+            st = ckpt_fsync_file(file);
+        TS_LOG_D("checkpoint phase 1: directory %.2f s, rank file written %.2f s, model.h5 "
+                 "tensors %.2f s, rank file fsync %.2f s",
+                 ta - t0, tb - ta, tc - tb, now_s() - tc);
+    }
+    const double t1 = now_s();
+    st = agree(a->comm, st, "writing its rank file");
+    const double t2 = now_s();
+    if (st == TS_OK && rank == 0)
+        st = commit(a, tmp, final_name, world, meta, &mo);
+    ckpt_model_free(&mo);
+    if (st == TS_OK)
+        TS_LOG_D("checkpoint step %" PRId64
+                 ": rank file %.2f s, agreement %.2f s, commit (model.h5, "
+                 "manifest, rename) %.2f s",
+                 a->meta->step, t1 - t0, t2 - t1, now_s() - t2);
+    free(meta);
+    /* rank 0's verdict for everyone */
+    int verdict = rank == 0 ? (int)st : 0;
+    char saved[1024];
+    snprintf(saved, sizeof(saved), "%s", ts_last_error());
+    ts_status bst = ts_comm_broadcast_host(a->comm, &verdict, sizeof(verdict), 0);
+    if (rank == 0 && st != TS_OK) {
+        if (ckpt_rm_rf(tmp) != TS_OK)
+            ts_error_clear();
+        ts_error(st, "%s", saved);
+    }
+    if (st != TS_OK)
+        return st;
+    if (bst != TS_OK)
+        return bst;
+    if (verdict != TS_OK)
+        return ts_error((ts_status)verdict,
+                        "checkpoint save: rank 0 could not commit the checkpoint (see its log)");
+    if (path != NULL)
+        snprintf(path, path_len, "%s/%s", a->dir, final_name);
+    return TS_OK;
+}

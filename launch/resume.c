@@ -1,0 +1,222 @@
+/* resume.c: where a run starts and what a checkpoint fixes about it (resume.h). */
+#define _XOPEN_SOURCE 700
+#include "launch/resume.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <glob.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "kernels/log.h"
+
+ts_status ts_launch_find_start(const char *out, bool resume, const char *resume_from,
+                               const char *init_from, bool overwrite, struct ts_start *start) {
+    memset(start, 0, sizeof(*start));
+    const int given = (resume ? 1 : 0) + (resume_from ? 1 : 0) + (init_from ? 1 : 0);
+    if (given > 1)
+        return ts_error(TS_ERR_INVALID_ARG,
+                        "--resume, --resume-from and --init-from exclude each other");
+    if (resume_from != NULL || init_from != NULL) {
+        const char *p = resume_from ? resume_from : init_from;
+        const ts_status st = ts_ckpt_resolve(p, start->path, sizeof(start->path));
+        if (st != TS_OK)
+            return ts_error_wrap(st, "%s", resume_from ? "--resume-from" : "--init-from");
+        start->kind = resume_from ? TS_START_RESUME : TS_START_INIT;
+        return TS_OK;
+    }
+    const bool existing = ts_ckpt_exists(out);
+    if (resume) {
+        if (!existing) {
+            TS_LOG_I("resume: no checkpoint in %s yet; starting fresh", out);
+            start->kind = TS_START_FRESH;
+            return TS_OK;
+        }
+        start->kind = TS_START_RESUME;
+        return ts_ckpt_resolve(out, start->path, sizeof(start->path));
+    }
+    if (existing && !overwrite)
+        return ts_error(TS_ERR_INVALID_ARG,
+                        "%s already holds checkpoints; pass --resume to continue it, "
+                        "--overwrite to start over, or choose another --out",
+                        out);
+    start->kind = TS_START_FRESH;
+    return TS_OK;
+}
+
+ts_status ts_launch_adopt_int(const struct ts_ckpt_kv *kv, int n, const char *key, const char *flag,
+                              bool given, int *value, const char *ckpt) {
+    const char *v = ts_ckpt_kv_get(kv, n, key);
+    if (v == NULL)
+        return TS_OK;
+    char *end = NULL;
+    const long x = strtol(v, &end, 10);
+    if (*end != '\0')
+        return ts_error(TS_ERR_FORMAT, "checkpoint %s: %s is '%s', not an integer", ckpt, key, v);
+    if (given && x != *value)
+        return ts_error(TS_ERR_INVALID_ARG,
+                        "--%s %d differs from the checkpoint's %s %ld (%s): a resumed or "
+                        "initialised run keeps the model; drop the flag or start a new run",
+                        flag, *value, key, x, ckpt);
+    *value = (int)x;
+    return TS_OK;
+}
+
+void ts_launch_adopt_float(const struct ts_ckpt_kv *kv, int n, const char *key, const char *flag,
+                           bool given, float *value) {
+    const char *v = ts_ckpt_kv_get(kv, n, key);
+    if (v == NULL)
+        return;
+    const float x = strtof(v, NULL);
+    if (!given)
+        *value = x;
+    else if (x != *value)
+        TS_LOG_W("--%s %g replaces the checkpoint's %g: the continuation will differ from an "
+                 "uninterrupted run",
+                 flag, (double)*value, (double)x);
+}
+
+void ts_launch_adopt_i(const struct ts_ckpt_kv *kv, int n, const char *key, const char *flag,
+                       bool given, int *value) {
+    const char *v = ts_ckpt_kv_get(kv, n, key);
+    if (v == NULL)
+        return;
+    const int x = (int)strtol(v, NULL, 10);
+    if (!given)
+        *value = x;
+    else if (x != *value)
+        TS_LOG_W("--%s %d replaces the checkpoint's %d", flag, *value, x);
+}
+
+void ts_launch_adopt_u64(const struct ts_ckpt_kv *kv, int n, const char *key, const char *flag,
+                         bool given, uint64_t *value) {
+    const char *v = ts_ckpt_kv_get(kv, n, key);
+    if (v == NULL)
+        return;
+    const uint64_t x = strtoull(v, NULL, 10);
+    if (!given)
+        *value = x;
+    else if (x != *value)
+        TS_LOG_W("--%s %" PRIu64 " replaces the checkpoint's %" PRIu64, flag, *value, x);
+}
+
+/* The "step" of a metrics line, or -1. */
+static int64_t line_step(const char *line) {
+    const char *at = strstr(line, "\"step\":");
+    return at ? strtoll(at + 7, NULL, 10) : -1;
+}
+
+ts_status ts_launch_trim_metrics(const char *path, int64_t step) {
+    FILE *in = fopen(path, "r");
+    if (in == NULL)
+        return errno == ENOENT ? TS_OK
+                               : ts_error(TS_ERR_IO, "cannot read %s: %s", path, strerror(errno));
+    char tmp[4200];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    FILE *out = fopen(tmp, "w");
+    if (out == NULL) {
+        fclose(in);
+        return ts_error(TS_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    int dropped = 0;
+    while (getline(&line, &cap, in) > 0) {
+        if (line_step(line) <= step)
+            fputs(line, out);
+        else
+            dropped++;
+    }
+    free(line);
+    fclose(in);
+    if (fclose(out) != 0 || rename(tmp, path) != 0)
+        return ts_error(TS_ERR_IO, "cannot rewrite %s: %s", path, strerror(errno));
+    if (dropped > 0)
+        TS_LOG_I("resume: dropped %d metrics line(s) past step %" PRId64 " from %s", dropped, step,
+                 path);
+    return TS_OK;
+}
+
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+ts_status ts_launch_remove_tree(const char *path) {
+    struct stat sb;
+    if (lstat(path, &sb) != 0)
+        return TS_OK;
+    if (nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
+        return ts_error(TS_ERR_IO, "cannot remove %s: %s", path, strerror(errno));
+    return TS_OK;
+}
+
+#define HASH_BUDGET (UINT64_C(4) << 30)
+
+static ts_status hash_file(const char *path, uint32_t *crc) {
+    const int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return ts_error(TS_ERR_IO, "cannot read %s: %s", path, strerror(errno));
+    const size_t cap = 8u << 20;
+    unsigned char *buf = malloc(cap);
+    if (buf == NULL) {
+        close(fd);
+        return ts_error(TS_ERR_OOM, "out of memory hashing %s", path);
+    }
+    uint32_t c = 0;
+    ssize_t got;
+    while ((got = read(fd, buf, cap)) > 0)
+        c = ts_crc32c(c, buf, (size_t)got);
+    const int err = errno;
+    free(buf);
+    close(fd);
+    if (got < 0)
+        return ts_error(TS_ERR_IO, "cannot read %s: %s", path, strerror(err));
+    *crc = c;
+    return TS_OK;
+}
+
+ts_status ts_launch_data_files(const char *pattern, struct ts_ckpt_data_file **files, int *n) {
+    *files = NULL;
+    *n = 0;
+    glob_t g;
+    if (glob(pattern, 0, NULL, &g) != 0)
+        return ts_error(TS_ERR_IO, "no file matches --data %s", pattern);
+    struct ts_ckpt_data_file *out = calloc(g.gl_pathc + 1, sizeof(*out));
+    if (out == NULL) {
+        globfree(&g);
+        return ts_error(TS_ERR_OOM, "out of memory listing %s", pattern);
+    }
+    uint64_t hashed = 0;
+    ts_status st = TS_OK;
+    for (size_t i = 0; i < g.gl_pathc && st == TS_OK; i++) {
+        struct ts_ckpt_data_file *f = &out[i];
+        struct stat sb;
+        snprintf(f->path, sizeof(f->path), "%s", g.gl_pathv[i]);
+        f->bytes = stat(f->path, &sb) == 0 ? (uint64_t)sb.st_size : 0;
+        uint32_t crc = 0;
+        if (hashed + f->bytes > HASH_BUDGET) {
+            snprintf(f->hash, sizeof(f->hash), "unhashed");
+            continue;
+        }
+        st = hash_file(f->path, &crc);
+        hashed += f->bytes;
+        snprintf(f->hash, sizeof(f->hash), "crc32c:%08x", crc);
+    }
+    *n = (int)g.gl_pathc;
+    globfree(&g);
+    if (st != TS_OK) {
+        free(out);
+        *n = 0;
+        return st;
+    }
+    *files = out;
+    return TS_OK;
+}

@@ -1,0 +1,61 @@
+/* resume.h: where a `tessera train` run starts, and what a checkpoint fixes about it.
+ *
+ * --resume continues from the run's latest checkpoint and starts fresh where there is none (so a
+ * requeued job can always pass it); --resume-from PATH names a checkpoint (or a run); --init-from
+ * PATH takes the weights only. A flag the checkpoint fixes (the model's shape) is refused, naming
+ * it, when given with another value, and taken from the checkpoint when not given.
+ * metrics.jsonl is cut back to the checkpoint's step before it is appended to, so every step
+ * appears once even when the interrupted run had logged steps past its last checkpoint. */
+#ifndef TS_LAUNCH_RESUME_H
+#define TS_LAUNCH_RESUME_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "checkpoint/ckpt.h"
+
+enum ts_start_kind {
+    TS_START_FRESH,  /* initialise from the seed */
+    TS_START_RESUME, /* everything from a checkpoint */
+    TS_START_INIT,   /* weights from a checkpoint, the rest fresh (fine-tuning) */
+};
+
+struct ts_start {
+    enum ts_start_kind kind;
+    char path[4096]; /* the checkpoint directory (resolved) */
+};
+
+/* Decides the start from the flags. Without any of the three flags, a run directory that already
+ * holds checkpoints is refused unless `overwrite`. */
+ts_status ts_launch_find_start(const char *out, bool resume, const char *resume_from,
+                               const char *init_from, bool overwrite,
+                               struct ts_start *start) TS_MUST_CHECK;
+
+/* key's integer in kv (a checkpoint's config): when `given`, *value must equal it (else an error
+ * naming `flag`); otherwise *value becomes it. A missing key leaves *value alone. */
+ts_status ts_launch_adopt_int(const struct ts_ckpt_kv *kv, int n, const char *key, const char *flag,
+                              bool given, int *value, const char *ckpt) TS_MUST_CHECK;
+
+/* Takes key's value from kv when not `given` (schedule and optimizer settings a resume keeps
+ * unless the user says otherwise); a given value that differs is kept and logged. */
+void ts_launch_adopt_float(const struct ts_ckpt_kv *kv, int n, const char *key, const char *flag,
+                           bool given, float *value);
+void ts_launch_adopt_i(const struct ts_ckpt_kv *kv, int n, const char *key, const char *flag,
+                       bool given, int *value);
+void ts_launch_adopt_u64(const struct ts_ckpt_kv *kv, int n, const char *key, const char *flag,
+                         bool given, uint64_t *value);
+
+/* Keeps the lines of metrics.jsonl whose "step" is <= step (atomically: a new file renamed
+ * over the old). A missing file is fine. */
+ts_status ts_launch_trim_metrics(const char *path, int64_t step) TS_MUST_CHECK;
+
+/* rm -rf path (nothing when it does not exist). */
+ts_status ts_launch_remove_tree(const char *path) TS_MUST_CHECK;
+
+/* The files a --data pattern matches, in the loader's (sorted) order, each with its size and
+ * "crc32c:<hex>" of its contents (read once, at start; files past 4 GiB in total are recorded
+ * with their size only, hash "unhashed"). *files is malloc'ed. */
+ts_status ts_launch_data_files(const char *pattern, struct ts_ckpt_data_file **files,
+                               int *n) TS_MUST_CHECK;
+
+#endif

@@ -1,0 +1,235 @@
+/* test_save.c: round trips (one rank, two forked ranks), resharded reads, keep-last, replacing
+ * a step, the summary's lineage, and model.h5 read by h5py and listed by h5dump. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "checkpoint/ckpt_impl.h"
+#include "helpers.h"
+
+static ts_comm_t *single(void) {
+    ts_comm_t *c = NULL;
+    cr_assert_eq(ts_comm_create_single(&c), TS_OK);
+    return c;
+}
+
+Test(checkpoint_save, round_trip_one_rank) {
+    char *dir = ck_mkdtemp();
+    ts_comm_t *c = single();
+    char path[4096], msg[512];
+    cr_assert_eq(fix_save(c, dir, 7, 0, path, sizeof(path)), TS_OK, "%s", ts_last_error());
+    cr_assert(strstr(path, "step_00000007") != NULL, "%s", path);
+    int64_t step = -1;
+    cr_assert(fix_check(path, msg, sizeof(msg), &step), "%s", msg);
+    cr_assert_eq(step, 7);
+    /* the run directory and `latest` resolve to the same checkpoint */
+    cr_assert(fix_check(dir, msg, sizeof(msg), NULL), "%s", msg);
+    char latest[4200];
+    snprintf(latest, sizeof(latest), "%s/latest", dir);
+    cr_assert(fix_check(latest, msg, sizeof(msg), NULL), "%s", msg);
+    ts_comm_destroy(c);
+    ck_rmdir(dir);
+}
+
+static int save_two(ts_comm_t *comm, int rank, void *arg) {
+    char path[4096];
+    ts_status st = fix_save(comm, arg, 3, 0, path, sizeof(path));
+    if (st != TS_OK)
+        fprintf(stderr, "rank %d: %s\n", rank, ts_last_error());
+    return st != TS_OK;
+}
+
+/* Two ranks each save a flat half of every tensor (ZeRO-like boxes); reading back whole, in
+ * thirds of the flat range, and as column blocks must give the same values. */
+Test(checkpoint_save, two_ranks_reshard_on_read) {
+    char *dir = ck_mkdtemp();
+    cr_assert_eq(fork_ranks(2, save_two, dir), 0);
+    char msg[512];
+    cr_assert(fix_check(dir, msg, sizeof(msg), NULL), "%s", msg);
+    ts_ckpt_t *ck = NULL;
+    cr_assert_eq(ts_ckpt_open(&ck, dir), TS_OK, "%s", ts_last_error());
+    cr_assert_eq(ts_ckpt_meta(ck)->layout.world_size, 2);
+    for (int world = 3; world <= 4; world++) {
+        for (int r = 0; r < world; r++) {
+            struct fixture f;
+            fix_build(&f, 3, r, world);
+            for (int i = 0; i < f.n; i++) {
+                int64_t n = 1;
+                for (int d = 0; d < f.t[i].ndim; d++)
+                    n *= f.t[i].shape[d];
+                const int64_t b = n * r / world, e = n * (r + 1) / world;
+                memset(f.t[i].data, 0, (size_t)(e - b) * sizeof(float));
+                cr_assert_eq(ts_ckpt_read(ck, &f.t[i]), TS_OK, "%s", ts_last_error());
+                cr_assert_arr_eq(f.t[i].data, f.full[i] + b, (size_t)(e - b) * sizeof(float),
+                                 "%s world %d rank %d", f.t[i].name, world, r);
+            }
+            fix_free(&f);
+        }
+    }
+    /* a tensor-parallel column block of c_attn (8 x 24): columns 8..16, as bf16 */
+    struct fixture f;
+    fix_build(&f, 3, 0, 1);
+    struct ts_ckpt_tensor want = f.t[2];
+    uint16_t block[8 * 8];
+    want.dtype = TS_DTYPE_BF16;
+    want.num_boxes = 1;
+    want.boxes[0] = (struct ts_ckpt_box){.offset = {0, 8}, .extent = {8, 8}};
+    want.data = block;
+    cr_assert_eq(ts_ckpt_read(ck, &want), TS_OK, "%s", ts_last_error());
+    for (int i = 0; i < 8; i++)
+        for (int j = 0; j < 8; j++) {
+            float expect = f.full[2][i * 24 + 8 + j], got;
+            const uint32_t u = (uint32_t)block[i * 8 + j] << 16;
+            memcpy(&got, &u, 4);
+            cr_assert_float_eq(got, expect, expect * 0.004f, "(%d,%d)", i, j);
+        }
+    /* model.h5 of a layout where no rank holds a tensor whole: read back through the boxes */
+    char mpath[4400];
+    snprintf(mpath, sizeof(mpath), "%s/model.h5", ts_ckpt_path(ck));
+    hid_t h5 = H5Fopen(mpath, H5F_ACC_RDONLY, H5P_DEFAULT);
+    cr_assert_geq(h5, 0);
+    for (int i = 0; i < 6; i++) { /* the params/ table */
+        const int64_t rows = f.t[i].export_shape[0] ? f.t[i].export_shape[0] : f.t[i].shape[0];
+        int64_t n = rows;
+        for (int d = 1; d < f.t[i].ndim; d++)
+            n *= f.t[i].shape[d];
+        float *got = malloc((size_t)n * sizeof(float));
+        hid_t ds = H5Dopen2(h5, f.t[i].name + 7, H5P_DEFAULT);
+        cr_assert_geq(ds, 0, "%s", f.t[i].name);
+        cr_assert_geq(H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, got), 0);
+        H5Dclose(ds);
+        cr_assert_arr_eq(got, f.full[i], (size_t)n * sizeof(float), "%s", f.t[i].name);
+        free(got);
+    }
+    H5Fclose(h5);
+    fix_free(&f);
+    ts_ckpt_close(ck);
+    ck_rmdir(dir);
+}
+
+static int count_steps(const char *dir) {
+    char cmd[4200];
+    snprintf(cmd, sizeof(cmd), "ls %s | grep -c '^step_[0-9]*$'", dir);
+    FILE *p = popen(cmd, "r");
+    int n = -1;
+    if (fscanf(p, "%d", &n) != 1)
+        n = -1;
+    pclose(p);
+    return n;
+}
+
+Test(checkpoint_save, keep_last_and_replace) {
+    char *dir = ck_mkdtemp();
+    ts_comm_t *c = single();
+    char path[4096], msg[512];
+    for (int s = 1; s <= 5; s++)
+        cr_assert_eq(fix_save(c, dir, s * 10, 2, path, sizeof(path)), TS_OK, "%s", ts_last_error());
+    cr_assert_eq(count_steps(dir), 2);
+    cr_assert_eq(ck_sh("test -d %s/step_00000040 && test -d %s/step_00000050", dir, dir), 0);
+    int64_t step = 0;
+    cr_assert(fix_check(dir, msg, sizeof(msg), &step), "%s", msg);
+    cr_assert_eq(step, 50);
+    /* saving step 50 again replaces it; an older step saved later is kept and becomes latest */
+    cr_assert_eq(fix_save(c, dir, 50, 2, path, sizeof(path)), TS_OK, "%s", ts_last_error());
+    cr_assert_eq(fix_save(c, dir, 20, 2, path, sizeof(path)), TS_OK, "%s", ts_last_error());
+    cr_assert_eq(ck_sh("test -d %s/step_00000020 && test -d %s/step_00000050", dir, dir), 0);
+    cr_assert_eq(count_steps(dir), 2);
+    cr_assert(fix_check(dir, msg, sizeof(msg), &step), "%s", msg);
+    cr_assert_eq(step, 20);
+    /* no leftovers */
+    cr_assert_neq(ck_sh("ls -a %s | grep -q -e tmp- -e del-", dir), 0);
+    ts_comm_destroy(c);
+    ck_rmdir(dir);
+}
+
+Test(checkpoint_save, describe_shows_lineage) {
+    char *dir = ck_mkdtemp();
+    ts_comm_t *c = single();
+    char path[4096];
+    cr_assert_eq(fix_save(c, dir, 5, 0, path, sizeof(path)), TS_OK, "%s", ts_last_error());
+    ts_ckpt_t *ck = NULL;
+    cr_assert_eq(ts_ckpt_open(&ck, path), TS_OK, "%s", ts_last_error());
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    ts_ckpt_describe(ck, out);
+    cr_assert_eq(ts_ckpt_verify(ck, out), TS_OK, "%s", ts_last_error());
+    fclose(out);
+    const char *expect[] = {"step 5",       "sha256:abc123", "crc32c:deadbeef", "step_00000000",
+                            "tessera test", "num_layers=1",  "rank_00000.h5",   "model.h5",
+                            "params",       "adam_m",        "rng@0",           "ok      "};
+    for (size_t i = 0; i < sizeof(expect) / sizeof(expect[0]); i++)
+        cr_assert(strstr(text, expect[i]) != NULL, "missing '%s' in:\n%s", expect[i], text);
+    free(text);
+    ts_ckpt_close(ck);
+    ts_comm_destroy(c);
+    ck_rmdir(dir);
+}
+
+/* h5py (Debian's, via /usr/bin/python3) reads every tensor of model.h5: shape and bytes equal
+ * the fixture's (wte cropped to its 13 real rows); h5dump lists every name. */
+Test(checkpoint_save, model_h5_readable_by_h5py_and_h5dump) {
+    if (access("/usr/bin/python3", X_OK) != 0 ||
+        ck_sh("/usr/bin/python3 -c 'import h5py' 2>/dev/null") != 0)
+        cr_skip_test("Debian's python3-h5py is not installed (scripts/setup.sh installs it)");
+    char *dir = ck_mkdtemp();
+    ts_comm_t *c = single();
+    char path[4096];
+    cr_assert_eq(fix_save(c, dir, 9, 0, path, sizeof(path)), TS_OK, "%s", ts_last_error());
+    cr_assert_eq(ck_sh("cd %s && /usr/bin/python3 -c \""
+                       "import h5py, numpy as np\n"
+                       "f = h5py.File('%s/model.h5', 'r')\n"
+                       "for k in f.keys():\n"
+                       "    a = np.asarray(f[k], dtype='<f4')\n"
+                       "    a.tofile(k + '.raw')\n"
+                       "    open(k + '.shape', 'w').write(' '.join(map(str, a.shape)))\n"
+                       "\"",
+                       dir, path),
+                 0);
+    struct fixture f;
+    fix_build(&f, 9, 0, 1);
+    int exported = 0;
+    for (int i = 0; i < f.n; i++) {
+        if (strncmp(f.t[i].name, "params/", 7) != 0)
+            continue;
+        exported++;
+        const char *bare = f.t[i].name + 7;
+        char file[4400], shape[128] = "", expect[128] = "";
+        int64_t n = 1;
+        size_t at = 0;
+        for (int d = 0; d < f.t[i].ndim; d++) {
+            const int64_t ext =
+                d == 0 && f.t[i].export_shape[0] ? f.t[i].export_shape[0] : f.t[i].shape[d];
+            n *= ext;
+            at += (size_t)snprintf(expect + at, sizeof(expect) - at, "%s%ld", d ? " " : "",
+                                   (long)ext);
+        }
+        snprintf(file, sizeof(file), "%s/%s.shape", dir, bare);
+        FILE *fp = fopen(file, "r");
+        cr_assert_not_null(fp, "h5py did not see %s", bare);
+        cr_assert_not_null(fgets(shape, sizeof(shape), fp));
+        fclose(fp);
+        cr_assert_str_eq(shape, expect, "%s", bare);
+        snprintf(file, sizeof(file), "%s/%s.raw", dir, bare);
+        fp = fopen(file, "rb");
+        cr_assert_not_null(fp);
+        float *got = malloc((size_t)n * sizeof(float));
+        cr_assert_eq(fread(got, sizeof(float), (size_t)n + 1, fp), (size_t)n);
+        fclose(fp);
+        cr_assert_arr_eq(got, f.full[i], (size_t)n * sizeof(float), "%s", bare);
+        free(got);
+    }
+    cr_assert_eq(exported, 6);
+    if (ck_sh("command -v h5dump >/dev/null") == 0) {
+        for (int i = 0; i < f.n; i++)
+            if (strncmp(f.t[i].name, "params/", 7) == 0)
+                cr_assert_eq(
+                    ck_sh("h5dump -n %s/model.h5 | grep -q 'dataset */%s$'", path, f.t[i].name + 7),
+                    0, "h5dump does not list %s", f.t[i].name);
+    }
+    fix_free(&f);
+    ts_comm_destroy(c);
+    ck_rmdir(dir);
+}

@@ -1,0 +1,172 @@
+/* test_state.c: the trainer's state through a checkpoint: 6 updates straight against 3, save,
+ * a fresh process-like rig loading it, 3 more: losses, norms and final weights and moments
+ * bit-identical; weights-only loads; a model of another shape refused naming the key. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "kernels/ops.h"
+#include "trainer/state.h"
+#include "trainer/train.h"
+
+struct rig {
+    struct ts_backend *be;
+    ts_gpt_t *gpt;
+    ts_loader_t *loader;
+    ts_comm_t *comm;
+    ts_trainer_t *tr;
+};
+
+static struct ts_train_config tiny_train(void) {
+    struct ts_train_config c = {.batch = 2, .seq_len = 16, .grad_accum = 2};
+    c.lr = (struct ts_lr_schedule){.max_lr = 1e-3f, .warmup = 2, .total = 6, .min_lr_frac = 0.1f};
+    c.adamw = ts_adamw_defaults();
+    return c;
+}
+
+static void rig_open(struct rig *r, const char *shard, const struct ts_gpt_config *cfg) {
+    const struct ts_train_config tc = tiny_train();
+    memset(r, 0, sizeof(*r));
+    r->be = test_backend(1);
+    cr_assert_eq(ts_gpt_create(&r->gpt, cfg, r->be, tc.batch, tc.seq_len), TS_OK);
+    cr_assert_eq(ts_gpt_init(r->gpt, 5), TS_OK);
+    cr_assert_eq(ts_loader_create(&r->loader, shard, tc.seq_len, cfg->vocab_size), TS_OK);
+    cr_assert_eq(ts_comm_create_single(&r->comm), TS_OK);
+    cr_assert_eq(ts_trainer_create(&r->tr, r->gpt, r->loader, r->comm, &tc), TS_OK);
+}
+
+static void rig_close(struct rig *r) {
+    ts_trainer_destroy(r->tr);
+    ts_comm_destroy(r->comm);
+    ts_loader_destroy(r->loader);
+    ts_gpt_destroy(r->gpt);
+    ts_backend_destroy(r->be);
+}
+
+static float *host_moments(struct rig *r, int which) {
+    struct ts_tensor m, v;
+    ts_optim_moments(ts_trainer_optim(r->tr), &m, &v);
+    const int64_t n = ts_gpt_num_params(r->gpt);
+    float *h = malloc((size_t)n * sizeof(float));
+    cr_assert_eq(ts_op_download(r->be, h, which ? &v : &m, (size_t)n * sizeof(float)), TS_OK);
+    return h;
+}
+
+static float *host_params(struct rig *r) {
+    const int64_t n = ts_gpt_num_params(r->gpt);
+    float *h = malloc((size_t)n * sizeof(float));
+    cr_assert_eq(ts_gpt_params_to_host(r->gpt, h), TS_OK);
+    return h;
+}
+
+Test(trainer_state, resume_is_bit_exact) {
+    char *dir = test_mkdtemp();
+    uint16_t tok[3000];
+    test_random_tokens(tok, 3000, 300, 9);
+    char *shard = test_path(dir, "train.bin");
+    cr_assert_eq(ts_shard_write(shard, tok, 3000), TS_OK);
+    char *ckdir = test_path(dir, "checkpoints");
+    struct ts_gpt_config cfg = test_tiny_config();
+    cr_assert_eq(ts_gpt_config_finish(&cfg), TS_OK);
+
+    struct rig a, b;
+    struct ts_step_record ra[6], rb[6];
+    rig_open(&a, shard, &cfg);
+    for (int s = 0; s < 6; s++)
+        cr_assert_eq(ts_trainer_step(a.tr, &ra[s]), TS_OK, "%s", ts_last_error());
+
+    rig_open(&b, shard, &cfg);
+    for (int s = 0; s < 3; s++)
+        cr_assert_eq(ts_trainer_step(b.tr, &rb[s]), TS_OK);
+    struct ts_train_state_info info = {.tokens_seen = 3 * 64, .global_batch = 4};
+    char path[4096];
+    cr_assert_eq(ts_train_state_save(b.tr, b.comm, &info, ckdir, 0, path, sizeof(path)), TS_OK,
+                 "%s", ts_last_error());
+    rig_close(&b);
+
+    rig_open(&b, shard, &cfg); /* fresh: other weights (same seed, but untrained), zero moments */
+    ts_ckpt_t *ck = NULL;
+    cr_assert_eq(ts_ckpt_open(&ck, ckdir), TS_OK, "%s", ts_last_error());
+    cr_assert_eq(ts_ckpt_meta(ck)->step, 3);
+    cr_assert_eq(ts_ckpt_meta(ck)->loader_position, 3 * 4);
+    cr_assert_eq(ts_train_state_load(b.tr, ck), TS_OK, "%s", ts_last_error());
+    ts_ckpt_close(ck);
+    cr_assert_eq(ts_trainer_steps_done(b.tr), 3);
+    for (int s = 3; s < 6; s++) {
+        cr_assert_eq(ts_trainer_step(b.tr, &rb[s]), TS_OK);
+        cr_assert_eq(rb[s].step, s);
+        cr_assert_eq(memcmp(&ra[s].loss, &rb[s].loss, sizeof(float)), 0, "step %d: %.9g vs %.9g", s,
+                     ra[s].loss, rb[s].loss);
+        cr_assert_eq(memcmp(&ra[s].grad_norm, &rb[s].grad_norm, sizeof(float)), 0);
+        cr_assert_eq(memcmp(&ra[s].lr, &rb[s].lr, sizeof(float)), 0);
+    }
+    const size_t bytes = (size_t)ts_gpt_num_params(a.gpt) * sizeof(float);
+    float *pa = host_params(&a), *pb = host_params(&b);
+    cr_assert_eq(memcmp(pa, pb, bytes), 0, "final weights differ");
+    for (int w = 0; w < 2; w++) {
+        float *ma = host_moments(&a, w), *mb = host_moments(&b, w);
+        cr_assert_eq(memcmp(ma, mb, bytes), 0, "final moment %d differs", w);
+        free(ma);
+        free(mb);
+    }
+    free(pa);
+    free(pb);
+    rig_close(&a);
+    rig_close(&b);
+    free(shard);
+    free(ckdir);
+    test_rmdir(dir);
+}
+
+Test(trainer_state, weights_only_and_model_mismatch) {
+    char *dir = test_mkdtemp();
+    uint16_t tok[3000];
+    test_random_tokens(tok, 3000, 300, 9);
+    char *shard = test_path(dir, "train.bin");
+    cr_assert_eq(ts_shard_write(shard, tok, 3000), TS_OK);
+    char *ckdir = test_path(dir, "checkpoints");
+    struct ts_gpt_config cfg = test_tiny_config();
+    cr_assert_eq(ts_gpt_config_finish(&cfg), TS_OK);
+    struct rig a;
+    rig_open(&a, shard, &cfg);
+    struct ts_step_record rec;
+    cr_assert_eq(ts_trainer_step(a.tr, &rec), TS_OK);
+    struct ts_train_state_info info = {.global_batch = 4};
+    char path[4096];
+    cr_assert_eq(ts_train_state_save(a.tr, a.comm, &info, ckdir, 0, path, sizeof(path)), TS_OK,
+                 "%s", ts_last_error());
+    ts_ckpt_t *ck = NULL;
+    cr_assert_eq(ts_ckpt_open(&ck, path), TS_OK);
+    struct ts_gpt_config got;
+    cr_assert_eq(ts_gpt_config_from_checkpoint(ck, &got), TS_OK, "%s", ts_last_error());
+    cr_assert_eq(memcmp(&got, &cfg, sizeof(cfg)), 0);
+
+    struct ts_backend *be = test_backend(1);
+    ts_gpt_t *g = NULL;
+    cr_assert_eq(ts_gpt_create(&g, &cfg, be, 2, 16), TS_OK);
+    cr_assert_eq(ts_gpt_load_checkpoint(g, ck), TS_OK, "%s", ts_last_error());
+    float *pa = host_params(&a);
+    float *pg = malloc((size_t)ts_gpt_num_params(g) * sizeof(float));
+    cr_assert_eq(ts_gpt_params_to_host(g, pg), TS_OK);
+    cr_assert_eq(memcmp(pa, pg, (size_t)ts_gpt_num_params(g) * sizeof(float)), 0);
+    ts_gpt_destroy(g);
+
+    struct ts_gpt_config wide = cfg;
+    wide.num_layers = 3;
+    cr_assert_eq(ts_gpt_config_finish(&wide), TS_OK);
+    cr_assert_eq(ts_gpt_create(&g, &wide, be, 2, 16), TS_OK);
+    cr_assert_neq(ts_gpt_load_checkpoint(g, ck), TS_OK);
+    cr_assert(strstr(ts_last_error(), "num_layers 2") != NULL, "%s", ts_last_error());
+    cr_assert(strstr(ts_last_error(), "differs from the flags") != NULL, "%s", ts_last_error());
+    ts_gpt_destroy(g);
+    ts_backend_destroy(be);
+    ts_ckpt_close(ck);
+    free(pa);
+    free(pg);
+    rig_close(&a);
+    free(shard);
+    free(ckdir);
+    test_rmdir(dir);
+}

@@ -1,0 +1,280 @@
+/* state.c: the trainer's state as checkpoint tensors and blobs (state.h), and back.
+ *
+ * The flat buffers are copied to host staging buffers through the backend (ts_op_download /
+ * ts_op_upload: the model's memory may be a device's), described as boxes of the parameter
+ * table, and handed to checkpoint/. Parameters are saved once (rank 0); the moments by each
+ * rank over its optimizer range, so a ZeRO-1 run saves disjoint slices and any later layout
+ * reads the boxes it needs. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/log.h"
+#include "kernels/ops.h"
+#include "trainer/state.h"
+
+#define COUNTERS_BLOB "trainer"
+
+static const char *const model_keys[5] = {"vocab_size", "max_seq_len", "num_layers", "num_heads",
+                                          "channels"};
+
+static int *config_field(struct ts_gpt_config *c, int i) {
+    int *fields[5] = {&c->vocab_size, &c->max_seq_len, &c->num_layers, &c->num_heads, &c->channels};
+    return fields[i];
+}
+
+ts_status ts_gpt_config_to_kv(const struct ts_gpt_config *cfg, struct ts_ckpt_kv *kv, int *n) {
+    struct ts_gpt_config c = *cfg;
+    for (int i = 0; i < 5; i++)
+        TS_CHECK(ts_ckpt_kv_add(kv, n, model_keys[i], "%d", *config_field(&c, i)));
+    return ts_ckpt_kv_add(kv, n, "padded_vocab_size", "%d", cfg->padded_vocab_size);
+}
+
+ts_status ts_gpt_config_from_checkpoint(const ts_ckpt_t *ck, struct ts_gpt_config *cfg) {
+    const struct ts_ckpt_meta *m = ts_ckpt_meta(ck);
+    memset(cfg, 0, sizeof(*cfg));
+    for (int i = 0; i < 5; i++) {
+        const char *v = ts_ckpt_kv_get(m->model, m->num_model, model_keys[i]);
+        char *end = NULL;
+        const long x = v != NULL ? strtol(v, &end, 10) : 0;
+        if (v == NULL || *end != '\0' || x <= 0 || x > (1L << 30))
+            return ts_error(TS_ERR_FORMAT, "checkpoint %s: model config '%s' is %s",
+                            ts_ckpt_path(ck), model_keys[i],
+                            v ? "not a positive integer" : "missing");
+        *config_field(cfg, i) = (int)x;
+    }
+    const ts_status st = ts_gpt_config_finish(cfg);
+    if (st != TS_OK)
+        return ts_error_wrap(st, "checkpoint %s", ts_ckpt_path(ck));
+    return TS_OK;
+}
+
+/* this rank's optimizer range of the flat buffer */
+static void range_of(ts_trainer_t *tr, int64_t *b, int64_t *e) { ts_trainer_shard(tr, b, e); }
+
+/* A table entry's tensor description (no boxes yet). */
+static void describe(struct ts_ckpt_tensor *t, const char *table, const struct ts_param_info *p) {
+    memset(t, 0, sizeof(*t));
+    snprintf(t->name, sizeof(t->name), "%s/%s", table, p->name);
+    t->dtype = TS_DTYPE_F32;
+    t->ndim = p->ndim;
+    for (int d = 0; d < p->ndim; d++)
+        t->shape[d] = p->shape[d];
+}
+
+/* The part [b, e) of the flat buffer that falls in p, as boxes of p, with data at
+ * base + (first element - b). Returns false when they do not meet. */
+static bool slice_boxes(struct ts_ckpt_tensor *t, const struct ts_param_info *p, int64_t b,
+                        int64_t e, float *base) {
+    const int64_t lo = b > p->offset ? b : p->offset;
+    const int64_t hi = e < p->offset + p->numel ? e : p->offset + p->numel;
+    if (lo >= hi)
+        return false;
+    t->num_boxes =
+        ts_ckpt_boxes_of_range(p->ndim, p->shape, lo - p->offset, hi - p->offset, t->boxes);
+    t->data = base + (lo - b);
+    return true;
+}
+
+struct staging {
+    float *params, *m, *v;
+    struct ts_ckpt_tensor *tensors;
+};
+
+static void staging_free(struct staging *s) {
+    free(s->params);
+    free(s->m);
+    free(s->v);
+    free(s->tensors);
+}
+
+ts_status ts_train_state_save(ts_trainer_t *tr, ts_comm_t *world,
+                              const struct ts_train_state_info *info, const char *dir,
+                              int keep_last, char *path, size_t path_len) {
+    ts_gpt_t *gpt = ts_trainer_gpt(tr);
+    ts_optim_t *opt = ts_trainer_optim(tr);
+    struct ts_backend *be = ts_gpt_backend(gpt);
+    const struct ts_gpt_config *cfg = ts_gpt_config(gpt);
+    const int rank = ts_comm_rank(world);
+    int count;
+    const struct ts_param_info *table = ts_gpt_params(gpt, &count);
+    const int64_t n = ts_gpt_num_params(gpt);
+    int64_t b, e;
+    range_of(tr, &b, &e);
+    const bool zero = b != 0 || e != n;
+    const bool owns_moments = zero || rank == 0;
+    struct ts_tensor m, v;
+    ts_optim_moments(opt, &m, &v);
+
+    struct staging s = {0};
+    struct ts_ckpt_meta *meta = calloc(1, sizeof(*meta));
+    ts_status st = TS_OK;
+    s.tensors = calloc((size_t)count * 3, sizeof(*s.tensors));
+    if (rank == 0)
+        s.params = malloc((size_t)n * sizeof(float));
+    if (owns_moments) {
+        s.m = malloc((size_t)(e - b) * sizeof(float) + 1);
+        s.v = malloc((size_t)(e - b) * sizeof(float) + 1);
+    }
+    if (meta == NULL || s.tensors == NULL || (rank == 0 && s.params == NULL) ||
+        (owns_moments && (s.m == NULL || s.v == NULL))) {
+        st = ts_error(TS_ERR_OOM, "checkpoint: out of memory staging %" PRId64 " parameters", n);
+        goto exit;
+    }
+    if (rank == 0)
+        TS_CHECK_GOTO(ts_gpt_params_to_host(gpt, s.params), st, exit);
+    if (owns_moments) {
+        TS_CHECK_GOTO(ts_op_download(be, s.m, &m, (size_t)(e - b) * sizeof(float)), st, exit);
+        TS_CHECK_GOTO(ts_op_download(be, s.v, &v, (size_t)(e - b) * sizeof(float)), st, exit);
+    }
+    for (int i = 0; i < count; i++) {
+        const struct ts_param_info *p = &table[i];
+        struct ts_ckpt_tensor *tp = &s.tensors[i], *tm = &s.tensors[count + i],
+                              *tv = &s.tensors[2 * count + i];
+        describe(tp, "params", p);
+        describe(tm, "adam_m", p);
+        describe(tv, "adam_v", p);
+        if (strcmp(p->name, "wte.weight") == 0)
+            tp->export_shape[0] = cfg->vocab_size; /* model.h5 holds (V, C), not (Vp, C) */
+        if (rank == 0)
+            (void)slice_boxes(tp, p, 0, n, s.params);
+        if (owns_moments) {
+            (void)slice_boxes(tm, p, b, e, s.m);
+            (void)slice_boxes(tv, p, b, e, s.v);
+        }
+    }
+
+    char counters[256];
+    snprintf(counters, sizeof(counters),
+             "steps_done=%d\noptim_steps=%d\nloader_position=%" PRId64 "\n",
+             ts_trainer_steps_done(tr), ts_optim_step_count(opt),
+             ts_loader_position(ts_trainer_loader(tr)));
+    struct ts_ckpt_blob blob = {.data = counters, .size = strlen(counters) + 1};
+    snprintf(blob.name, sizeof(blob.name), "%s", COUNTERS_BLOB);
+
+    meta->step = ts_trainer_steps_done(tr);
+    meta->tokens_seen = info->tokens_seen;
+    meta->global_batch = info->global_batch;
+    meta->loader_position = ts_loader_position(ts_trainer_loader(tr));
+    meta->layout = info->layout;
+    TS_CHECK_GOTO(ts_gpt_config_to_kv(cfg, meta->model, &meta->num_model), st, exit);
+    for (int i = 0; i < info->num_train && i < TS_CKPT_MAX_KV; i++)
+        meta->train[meta->num_train++] = info->train[i];
+    meta->num_data = info->num_data;
+    meta->data = (struct ts_ckpt_data_file *)info->data;
+    snprintf(meta->data_manifest, sizeof(meta->data_manifest), "%s",
+             info->data_manifest ? info->data_manifest : "");
+    snprintf(meta->data_manifest_hash, sizeof(meta->data_manifest_hash), "%s",
+             info->data_manifest_hash ? info->data_manifest_hash : "");
+    snprintf(meta->parent, sizeof(meta->parent), "%s", info->parent ? info->parent : "");
+    snprintf(meta->build_version, sizeof(meta->build_version), "%s",
+             info->build_version ? info->build_version : "");
+
+    struct ts_ckpt_save_args args = {.dir = dir,
+                                     .meta = meta,
+                                     .tensors = s.tensors,
+                                     .num_tensors = count * 3,
+                                     .blobs = &blob,
+                                     .num_blobs = 1,
+                                     .model_table = "params",
+                                     .keep_last = keep_last,
+                                     .comm = world};
+    st = ts_ckpt_save(&args, path, path_len);
+exit:
+    staging_free(&s);
+    free(meta);
+    return st;
+}
+
+static ts_status check_model(ts_gpt_t *gpt, const ts_ckpt_t *ck) {
+    struct ts_gpt_config want;
+    TS_CHECK(ts_gpt_config_from_checkpoint(ck, &want));
+    struct ts_gpt_config have = *ts_gpt_config(gpt);
+    for (int i = 0; i < 5; i++)
+        if (*config_field(&want, i) != *config_field(&have, i))
+            return ts_error(TS_ERR_INVALID_ARG,
+                            "checkpoint %s has %s %d, the model being loaded %d: the checkpoint's "
+                            "model differs from the flags",
+                            ts_ckpt_path(ck), model_keys[i], *config_field(&want, i),
+                            *config_field(&have, i));
+    return TS_OK;
+}
+
+/* Reads every tensor of `table` meeting the flat range [b, e) into host (indexed from b). */
+static ts_status read_table(ts_ckpt_t *ck, const char *table_name, const struct ts_param_info *t,
+                            int count, int64_t b, int64_t e, float *host) {
+    for (int i = 0; i < count; i++) {
+        struct ts_ckpt_tensor want;
+        describe(&want, table_name, &t[i]);
+        if (!slice_boxes(&want, &t[i], b, e, host))
+            continue;
+        TS_CHECK(ts_ckpt_read(ck, &want));
+    }
+    return TS_OK;
+}
+
+ts_status ts_gpt_load_checkpoint(ts_gpt_t *gpt, ts_ckpt_t *ck) {
+    TS_CHECK(check_model(gpt, ck));
+    int count;
+    const struct ts_param_info *table = ts_gpt_params(gpt, &count);
+    const int64_t n = ts_gpt_num_params(gpt);
+    float *host = malloc((size_t)n * sizeof(float));
+    if (host == NULL)
+        return ts_error(TS_ERR_OOM, "checkpoint load: out of memory for %" PRId64 " weights", n);
+    ts_status st = read_table(ck, "params", table, count, 0, n, host);
+    if (st == TS_OK)
+        st = ts_gpt_params_from_host(gpt, host);
+    free(host);
+    return st;
+}
+
+static ts_status parse_counter(const char *text, const char *key, int64_t *out, const char *where) {
+    const char *at = strstr(text, key);
+    const size_t klen = strlen(key);
+    char *end = NULL;
+    if (at == NULL || at[klen] != '=')
+        return ts_error(TS_ERR_FORMAT, "checkpoint %s: trainer state lacks %s", where, key);
+    const long long v = strtoll(at + klen + 1, &end, 10);
+    if (end == at + klen + 1 || v < 0 || v > INT32_MAX * 1024LL)
+        return ts_error(TS_ERR_FORMAT, "checkpoint %s: trainer state %s is not a count", where,
+                        key);
+    *out = v;
+    return TS_OK;
+}
+
+ts_status ts_train_state_load(ts_trainer_t *tr, ts_ckpt_t *ck) {
+    ts_gpt_t *gpt = ts_trainer_gpt(tr);
+    ts_optim_t *opt = ts_trainer_optim(tr);
+    struct ts_backend *be = ts_gpt_backend(gpt);
+    TS_CHECK(ts_gpt_load_checkpoint(gpt, ck));
+    int count;
+    const struct ts_param_info *table = ts_gpt_params(gpt, &count);
+    int64_t b, e;
+    range_of(tr, &b, &e);
+    struct ts_tensor m, v;
+    ts_optim_moments(opt, &m, &v);
+    float *host = malloc((size_t)(e - b) * sizeof(float) + 1);
+    if (host == NULL)
+        return ts_error(TS_ERR_OOM, "checkpoint load: out of memory for the AdamW moments");
+    ts_status st;
+    TS_CHECK_GOTO(read_table(ck, "adam_m", table, count, b, e, host), st, exit);
+    TS_CHECK_GOTO(ts_op_upload(be, &m, host, (size_t)(e - b) * sizeof(float)), st, exit);
+    TS_CHECK_GOTO(read_table(ck, "adam_v", table, count, b, e, host), st, exit);
+    TS_CHECK_GOTO(ts_op_upload(be, &v, host, (size_t)(e - b) * sizeof(float)), st, exit);
+
+    char text[256] = "";
+    size_t size = 0;
+    TS_CHECK_GOTO(ts_ckpt_read_blob(ck, COUNTERS_BLOB, 0, text, sizeof(text) - 1, &size), st, exit);
+    text[sizeof(text) - 1] = '\0';
+    int64_t steps, optim_steps, position;
+    TS_CHECK_GOTO(parse_counter(text, "steps_done", &steps, ts_ckpt_path(ck)), st, exit);
+    TS_CHECK_GOTO(parse_counter(text, "optim_steps", &optim_steps, ts_ckpt_path(ck)), st, exit);
+    TS_CHECK_GOTO(parse_counter(text, "loader_position", &position, ts_ckpt_path(ck)), st, exit);
+    ts_trainer_set_steps_done(tr, (int)steps);
+    ts_optim_set_step_count(opt, (int)optim_steps);
+    ts_loader_seek(ts_trainer_loader(tr), position);
+exit:
+    free(host);
+    return st;
+}

@@ -1,0 +1,50 @@
+/* state.h: a training run's whole state as a checkpoint, and back.
+ *
+ * What trainer/ hands checkpoint/: the parameters as tensors "params/<Hugging Face name>"
+ * (saved by rank 0, where every rank holds them whole; model.h5 is exported from this table
+ * with wte cropped to V rows), the AdamW moments "adam_m/<name>" and "adam_v/<name>" as the
+ * boxes of this rank's optimizer range (a ZeRO-1 slice of the flat buffer, or all of it on
+ * rank 0 without ZeRO), and per rank the blob "trainer" with the counters (updates done,
+ * optimizer steps, loader position in global windows) as "key=value" lines. The learning rate
+ * is a pure function of the step and there is no other randomness in a step, so these restore
+ * a run bit-exactly. Tensors cross the backend through staging host buffers allocated for the
+ * call. Blocking; every rank of `world` calls save together; HDF5 runs on the calling thread. */
+#ifndef TS_STATE_H
+#define TS_STATE_H
+
+#include "checkpoint/ckpt.h"
+#include "trainer/train.h"
+
+/* What the caller (launch/) records beyond what the trainer knows. */
+struct ts_train_state_info {
+    int64_t tokens_seen;
+    int64_t global_batch;
+    struct ts_ckpt_layout layout;
+    const struct ts_ckpt_kv *train; /* the run's flags */
+    int num_train;
+    const struct ts_ckpt_data_file *data;
+    int num_data;
+    const char *data_manifest, *data_manifest_hash, *parent, *build_version; /* may be NULL */
+};
+
+/* Saves step ts_trainer_steps_done(tr) under dir (`<run>/checkpoints`). */
+ts_status ts_train_state_save(ts_trainer_t *tr, ts_comm_t *world,
+                              const struct ts_train_state_info *info, const char *dir,
+                              int keep_last, char *path, size_t path_len) TS_MUST_CHECK;
+
+/* Restores weights, moments and counters (the loader is sought to the saved position) from a
+ * checkpoint of the same model (counters of rank 0: they agree on every rank). */
+ts_status ts_train_state_load(ts_trainer_t *tr, ts_ckpt_t *ck) TS_MUST_CHECK;
+
+/* Weights only (eval, sample, --init-from): every params/ tensor, whole. */
+ts_status ts_gpt_load_checkpoint(ts_gpt_t *gpt, ts_ckpt_t *ck) TS_MUST_CHECK;
+
+/* The model config a checkpoint records (its "model" keys), finished (Vp set). */
+ts_status ts_gpt_config_from_checkpoint(const ts_ckpt_t *ck,
+                                        struct ts_gpt_config *cfg) TS_MUST_CHECK;
+
+/* The config as the checkpoint's "model" keys. */
+ts_status ts_gpt_config_to_kv(const struct ts_gpt_config *cfg, struct ts_ckpt_kv *kv,
+                              int *n) TS_MUST_CHECK;
+
+#endif
