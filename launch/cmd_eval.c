@@ -10,11 +10,11 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "checkpoint/ckpt.h"
 #include "kernels/log.h"
 #include "launch/cli.h"
 #include "launch/commands.h"
 #include "launch/common.h"
+#include "launch/resume.h"
 #include "trainer/state.h"
 #include "trainer/train.h"
 #include "trainer/weights.h"
@@ -31,21 +31,13 @@ static int eval(const struct eval_args *a) {
     struct ts_backend *be = NULL;
     ts_loader_t *loader = NULL;
     ts_gpt_t *gpt = NULL;
-    ts_ckpt_t *ck = NULL;
+    struct ts_launch_weights w = {0};
     int code = TS_EXIT_USAGE;
     ts_status st;
-    char model_path[4200];
     struct ts_gpt_config cfg;
 
     /* a checkpoint where there is one; model.bin of earlier runs otherwise */
-    if (ts_ckpt_exists(a->ckpt)) {
-        TS_CHECK_GOTO(ts_ckpt_open(&ck, a->ckpt), st, fail);
-        TS_CHECK_GOTO(ts_gpt_config_from_checkpoint(ck, &cfg), st, fail);
-        snprintf(model_path, sizeof(model_path), "%s", ts_ckpt_path(ck));
-    } else {
-        ts_launch_model_path(a->ckpt, model_path, sizeof(model_path));
-        TS_CHECK_GOTO(ts_weights_read_config(model_path, &cfg), st, fail);
-    }
+    TS_CHECK_GOTO(ts_launch_weights_open(&w, a->ckpt, &cfg), st, fail);
     int T = a->seq_len > 0 ? a->seq_len : cfg.max_seq_len;
     if (T > cfg.max_seq_len) {
         ts_error(TS_ERR_INVALID_ARG, "--seq-len %d exceeds the model's %d positions", T,
@@ -65,11 +57,7 @@ static int eval(const struct eval_args *a) {
         goto fail;
     }
     TS_CHECK_GOTO(ts_gpt_create(&gpt, &cfg, be, a->batch, T), st, fail);
-    if (ck != NULL)
-        TS_CHECK_GOTO(ts_gpt_load_checkpoint(gpt, ck), st, fail);
-    else
-        TS_CHECK_GOTO(ts_weights_load(gpt, model_path), st, fail);
-    TS_LOG_I("eval: weights from %s", model_path);
+    TS_CHECK_GOTO(ts_launch_weights_load(&w, gpt), st, fail);
 
     code = TS_EXIT_FAILURE;
     double loss = 0.0;
@@ -84,7 +72,7 @@ static int eval(const struct eval_args *a) {
         printf("{\"loss\":%.17g,\"perplexity\":%.17g,\"tokens\":%" PRId64
                ",\"batches\":%d,\"batch\":%d,\"seq_len\":%d}\n",
                loss, exp(loss), tokens, batches, a->batch, T);
-    ts_ckpt_close(ck);
+    ts_launch_weights_close(&w);
     ts_gpt_destroy(gpt);
     ts_loader_destroy(loader);
     ts_backend_destroy(be);
@@ -92,7 +80,7 @@ static int eval(const struct eval_args *a) {
 fail:
     (void)st;
     ts_launch_fail("eval", code);
-    ts_ckpt_close(ck);
+    ts_launch_weights_close(&w);
     ts_gpt_destroy(gpt);
     ts_loader_destroy(loader);
     ts_backend_destroy(be);

@@ -13,6 +13,7 @@
 #include "launch/cli.h"
 #include "launch/commands.h"
 #include "launch/common.h"
+#include "launch/resume.h"
 #include "trainer/data_manifest.h"
 #include "trainer/decode.h"
 #include "trainer/tokenizer.h"
@@ -24,6 +25,17 @@ struct sample_args {
     float temperature, top_p;
     uint64_t seed;
 };
+
+/* The tokenizer named by a data manifest. */
+static ts_status manifest_tokenizer(const char *manifest_path, char *out, size_t len) {
+    struct ts_data_manifest m;
+    ts_data_manifest_init(&m);
+    ts_status st = ts_data_manifest_read(&m, manifest_path);
+    if (st == TS_OK)
+        snprintf(out, len, "%s", m.tokenizer);
+    ts_data_manifest_deinit(&m);
+    return st;
+}
 
 /* The tokenizer a run trained with: config.json's training data -> manifest.json -> name. */
 static ts_status run_tokenizer(const char *ckpt, char *out, size_t len) {
@@ -83,13 +95,18 @@ static int sample(const struct sample_args *a) {
     int *order = NULL;
     int code = TS_EXIT_USAGE;
     ts_status st;
-    char model_path[4200], tok_spec[4096];
+    char tok_spec[4096];
     struct ts_gpt_config cfg;
+    struct ts_launch_weights w = {0};
 
-    ts_launch_model_path(a->ckpt, model_path, sizeof(model_path));
-    TS_CHECK_GOTO(ts_weights_read_config(model_path, &cfg), st, fail);
+    TS_CHECK_GOTO(ts_launch_weights_open(&w, a->ckpt, &cfg), st, fail);
     if (a->tokenizer != NULL)
         snprintf(tok_spec, sizeof(tok_spec), "%s", a->tokenizer);
+    else if (w.ck != NULL && ts_launch_file_exists(ts_ckpt_meta(w.ck)->data_manifest))
+        /* a checkpoint names the data manifest it was trained on */
+        TS_CHECK_GOTO(
+            manifest_tokenizer(ts_ckpt_meta(w.ck)->data_manifest, tok_spec, sizeof(tok_spec)), st,
+            fail);
     else
         TS_CHECK_GOTO(run_tokenizer(a->ckpt, tok_spec, sizeof(tok_spec)), st, fail);
     TS_CHECK_GOTO(ts_tokenizer_load(&tok, tok_spec), st, fail);
@@ -113,7 +130,7 @@ static int sample(const struct sample_args *a) {
     }
     TS_CHECK_GOTO(ts_launch_backend(&be, a->device, "auto", a->threads), st, fail);
     TS_CHECK_GOTO(ts_gpt_create(&gpt, &cfg, be, 1, 1), st, fail);
-    TS_CHECK_GOTO(ts_weights_load(gpt, model_path), st, fail);
+    TS_CHECK_GOTO(ts_launch_weights_load(&w, gpt), st, fail);
     TS_CHECK_GOTO(ts_decoder_create(&dec, gpt, cfg.max_seq_len), st, fail);
     logits = malloc(sizeof(float) * (size_t)cfg.vocab_size);
     order = malloc(sizeof(int) * (size_t)cfg.vocab_size);
@@ -156,6 +173,7 @@ fail:
     ts_decoder_destroy(dec);
     ts_gpt_destroy(gpt);
     ts_backend_destroy(be);
+    ts_launch_weights_close(&w);
     return code;
 }
 
@@ -168,7 +186,8 @@ int ts_cmd_sample(int argc, char **argv) {
                             .top_p = 1.0f,
                             .seed = 1337};
     struct ts_flag flags[] = {
-        {"ckpt", TS_FLAG_STRING, &a.ckpt, "PATH", "a run directory or its model.bin", true},
+        {"ckpt", TS_FLAG_STRING, &a.ckpt, "PATH", "a run or checkpoint directory (or a model.bin)",
+         true},
         {"prompt", TS_FLAG_STRING, &a.prompt, "TEXT", "text to continue (empty: start of text)"},
         {"max-tokens", TS_FLAG_INT, &a.max_tokens, "N", "tokens to generate"},
         {"temperature", TS_FLAG_FLOAT, &a.temperature, "T", "softmax temperature (0: greedy)"},

@@ -222,6 +222,7 @@ struct run {
     struct ts_ckpt_data_file *data; /* rank 0 only */
     int num_data;
     char parent[4096];
+    char data_manifest[4096], data_manifest_hash[96]; /* rank 0 only */
     int64_t tokens_seen, global_batch;
 };
 
@@ -366,6 +367,8 @@ static ts_status save_checkpoint(struct run *r, const struct train_args *a, int 
         .data = r->data,
         .num_data = r->num_data,
         .parent = r->parent,
+        .data_manifest = r->data_manifest,
+        .data_manifest_hash = r->data_manifest_hash,
         .build_version = TS_VERSION,
     };
     const double t0 = ts_launch_now_s();
@@ -502,8 +505,12 @@ static int train(const struct train_args *given, const struct ts_flag *flags, in
                  ts_loader_num_windows(r.val), a->seq_len + 1, a->batch);
         goto fail;
     }
-    if (root)
+    if (root) {
         TS_CHECK_GOTO(ts_launch_data_files(a->data, &r.data, &r.num_data), st, fail);
+        TS_CHECK_GOTO(ts_launch_data_lineage(a->data, r.data_manifest, sizeof(r.data_manifest),
+                                             r.data_manifest_hash, sizeof(r.data_manifest_hash)),
+                      st, fail);
+    }
     TS_CHECK_GOTO(record_flags(&r, a, &tc.lr), st, fail);
     TS_CHECK_GOTO(ts_gpt_create(&r.gpt, &mc, r.be, a->batch, a->seq_len), st, fail);
     TS_CHECK_GOTO(ts_gpt_init(r.gpt, a->seed), st, fail);

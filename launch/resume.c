@@ -14,6 +14,11 @@
 #include <unistd.h>
 
 #include "kernels/log.h"
+#include "launch/common.h"
+#include "trainer/data_manifest.h"
+#include "trainer/sha256.h"
+#include "trainer/state.h"
+#include "trainer/weights.h"
 
 ts_status ts_launch_find_start(const char *out, bool resume, const char *resume_from,
                                const char *init_from, bool overwrite, struct ts_start *start) {
@@ -219,4 +224,48 @@ ts_status ts_launch_data_files(const char *pattern, struct ts_ckpt_data_file **f
     }
     *files = out;
     return TS_OK;
+}
+
+ts_status ts_launch_data_lineage(const char *pattern, char *path, size_t path_len, char *hash,
+                                 size_t hash_len) {
+    path[0] = hash[0] = '\0';
+    bool found = false;
+    TS_CHECK(ts_data_manifest_find(pattern, path, path_len, &found));
+    if (!found) {
+        path[0] = '\0';
+        return TS_OK;
+    }
+    char hex[TS_SHA256_HEX];
+    int64_t size = 0;
+    TS_CHECK(ts_sha256_file(path, hex, &size));
+    snprintf(hash, hash_len, "sha256:%s", hex);
+    return TS_OK;
+}
+
+ts_status ts_launch_weights_open(struct ts_launch_weights *w, const char *spec,
+                                 struct ts_gpt_config *cfg) {
+    memset(w, 0, sizeof(*w));
+    if (ts_ckpt_exists(spec)) {
+        TS_CHECK(ts_ckpt_open(&w->ck, spec));
+        snprintf(w->path, sizeof(w->path), "%s", ts_ckpt_path(w->ck));
+        return ts_gpt_config_from_checkpoint(w->ck, cfg);
+    }
+    ts_launch_model_path(spec, w->path, sizeof(w->path));
+    if (!ts_launch_file_exists(w->path))
+        return ts_error(TS_ERR_IO,
+                        "%s holds no checkpoint (a run directory with checkpoints/, or a "
+                        "checkpoint directory) and no model.bin",
+                        spec);
+    return ts_weights_read_config(w->path, cfg);
+}
+
+ts_status ts_launch_weights_load(struct ts_launch_weights *w, ts_gpt_t *gpt) {
+    TS_CHECK(w->ck != NULL ? ts_gpt_load_checkpoint(gpt, w->ck) : ts_weights_load(gpt, w->path));
+    TS_LOG_I("weights from %s", w->path);
+    return TS_OK;
+}
+
+void ts_launch_weights_close(struct ts_launch_weights *w) {
+    ts_ckpt_close(w->ck);
+    w->ck = NULL;
 }

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "checkpoint/ckpt.h"
+#include "trainer/gpt.h"
 
 enum ts_start_kind {
     TS_START_FRESH,  /* initialise from the seed */
@@ -57,5 +58,23 @@ ts_status ts_launch_remove_tree(const char *path) TS_MUST_CHECK;
  * with their size only, hash "unhashed"). *files is malloc'ed. */
 ts_status ts_launch_data_files(const char *pattern, struct ts_ckpt_data_file **files,
                                int *n) TS_MUST_CHECK;
+
+/* The data manifest beside the --data shards (manifest.json from `tessera prepare`: tokenizer,
+ * vocabulary hash, sources and their sha256) and "sha256:<hex>" of the file, for lineage; both
+ * "" when there is none. */
+ts_status ts_launch_data_lineage(const char *pattern, char *path, size_t path_len, char *hash,
+                                 size_t hash_len) TS_MUST_CHECK;
+
+/* The weights `--ckpt` names for eval and sample: a run directory (its latest checkpoint), a
+ * checkpoint directory, or an earlier version's model.bin (or a run directory holding one). open
+ * reads the model config; load fills a model created from it. */
+struct ts_launch_weights {
+    ts_ckpt_t *ck;   /* NULL for model.bin */
+    char path[4200]; /* the checkpoint directory or the model.bin */
+};
+ts_status ts_launch_weights_open(struct ts_launch_weights *w, const char *spec,
+                                 struct ts_gpt_config *cfg) TS_MUST_CHECK;
+ts_status ts_launch_weights_load(struct ts_launch_weights *w, ts_gpt_t *gpt) TS_MUST_CHECK;
+void ts_launch_weights_close(struct ts_launch_weights *w);
 
 #endif

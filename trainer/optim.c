@@ -192,3 +192,10 @@ void ts_optim_moments(const ts_optim_t *o, struct ts_tensor *m, struct ts_tensor
 }
 
 void ts_optim_set_step_count(ts_optim_t *o, int steps) { o->step = steps; }
+
+bool ts_optim_master(const ts_optim_t *o, struct ts_tensor *master) {
+    if (o->master.data == NULL)
+        return false;
+    *master = o->master;
+    return true;
+}

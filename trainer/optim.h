@@ -12,6 +12,8 @@
 #ifndef TS_OPTIM_H
 #define TS_OPTIM_H
 
+#include <stdbool.h>
+
 #include "trainer/gpt.h"
 
 struct ts_adamw_config {
@@ -54,5 +56,8 @@ int ts_optim_step_count(const ts_optim_t *opt); /* updates done */
  * range, in backend memory) and setting the update count AdamW's bias correction uses. */
 void ts_optim_moments(const ts_optim_t *opt, struct ts_tensor *m, struct ts_tensor *v);
 void ts_optim_set_step_count(ts_optim_t *opt, int steps);
+/* The fp32 master weights of this optimizer's range (bf16 parameters); false when there are
+ * none (fp32 parameters are their own master). */
+bool ts_optim_master(const ts_optim_t *opt, struct ts_tensor *master);
 
 #endif

@@ -4,7 +4,8 @@
  * ts_op_upload: the model's memory may be a device's), described as boxes of the parameter
  * table, and handed to checkpoint/. Parameters are saved once (rank 0); the moments by each
  * rank over its optimizer range, so a ZeRO-1 run saves disjoint slices and any later layout
- * reads the boxes it needs. */
+ * reads the boxes it needs. With bf16 parameters the optimizer's fp32 master weights are saved
+ * like the moments, as "master/<name>", and model.h5 is exported from them. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -78,7 +79,7 @@ static bool slice_boxes(struct ts_ckpt_tensor *t, const struct ts_param_info *p,
 }
 
 struct staging {
-    float *params, *m, *v;
+    float *params, *m, *v, *master;
     struct ts_ckpt_tensor *tensors;
 };
 
@@ -86,6 +87,7 @@ static void staging_free(struct staging *s) {
     free(s->params);
     free(s->m);
     free(s->v);
+    free(s->master);
     free(s->tensors);
 }
 
@@ -104,21 +106,25 @@ ts_status ts_train_state_save(ts_trainer_t *tr, ts_comm_t *world,
     range_of(tr, &b, &e);
     const bool zero = b != 0 || e != n;
     const bool owns_moments = zero || rank == 0;
-    struct ts_tensor m, v;
+    struct ts_tensor m, v, master;
     ts_optim_moments(opt, &m, &v);
+    const bool has_master = ts_optim_master(opt, &master);
+    const int tables = has_master ? 4 : 3;
 
     struct staging s = {0};
     struct ts_ckpt_meta *meta = calloc(1, sizeof(*meta));
     ts_status st = TS_OK;
-    s.tensors = calloc((size_t)count * 3, sizeof(*s.tensors));
+    s.tensors = calloc((size_t)count * (size_t)tables, sizeof(*s.tensors));
     if (rank == 0)
         s.params = malloc((size_t)n * sizeof(float));
     if (owns_moments) {
         s.m = malloc((size_t)(e - b) * sizeof(float) + 1);
         s.v = malloc((size_t)(e - b) * sizeof(float) + 1);
+        if (has_master)
+            s.master = malloc((size_t)(e - b) * sizeof(float) + 1);
     }
     if (meta == NULL || s.tensors == NULL || (rank == 0 && s.params == NULL) ||
-        (owns_moments && (s.m == NULL || s.v == NULL))) {
+        (owns_moments && (s.m == NULL || s.v == NULL || (has_master && s.master == NULL)))) {
         st = ts_error(TS_ERR_OOM, "checkpoint: out of memory staging %" PRId64 " parameters", n);
         goto exit;
     }
@@ -127,6 +133,9 @@ ts_status ts_train_state_save(ts_trainer_t *tr, ts_comm_t *world,
     if (owns_moments) {
         TS_CHECK_GOTO(ts_op_download(be, s.m, &m, (size_t)(e - b) * sizeof(float)), st, exit);
         TS_CHECK_GOTO(ts_op_download(be, s.v, &v, (size_t)(e - b) * sizeof(float)), st, exit);
+        if (has_master)
+            TS_CHECK_GOTO(ts_op_download(be, s.master, &master, (size_t)(e - b) * sizeof(float)),
+                          st, exit);
     }
     for (int i = 0; i < count; i++) {
         const struct ts_param_info *p = &table[i];
@@ -142,6 +151,13 @@ ts_status ts_train_state_save(ts_trainer_t *tr, ts_comm_t *world,
         if (owns_moments) {
             (void)slice_boxes(tm, p, b, e, s.m);
             (void)slice_boxes(tv, p, b, e, s.v);
+        }
+        if (has_master) {
+            struct ts_ckpt_tensor *tw = &s.tensors[3 * count + i];
+            describe(tw, "master", p);
+            tw->export_shape[0] = tp->export_shape[0];
+            if (owns_moments)
+                (void)slice_boxes(tw, p, b, e, s.master);
         }
     }
 
@@ -174,10 +190,11 @@ ts_status ts_train_state_save(ts_trainer_t *tr, ts_comm_t *world,
     struct ts_ckpt_save_args args = {.dir = dir,
                                      .meta = meta,
                                      .tensors = s.tensors,
-                                     .num_tensors = count * 3,
+                                     .num_tensors = count * tables,
                                      .blobs = &blob,
                                      .num_blobs = 1,
-                                     .model_table = "params",
+                                     /* model.h5 from the fp32 master weights where they exist */
+                                     .model_table = has_master ? "master" : "params",
                                      .keep_last = keep_last,
                                      .comm = world};
     st = ts_ckpt_save(&args, path, path_len);
@@ -222,7 +239,10 @@ ts_status ts_gpt_load_checkpoint(ts_gpt_t *gpt, ts_ckpt_t *ck) {
     float *host = malloc((size_t)n * sizeof(float));
     if (host == NULL)
         return ts_error(TS_ERR_OOM, "checkpoint load: out of memory for %" PRId64 " weights", n);
-    ts_status st = read_table(ck, "params", table, count, 0, n, host);
+    /* an fp32 model takes a bf16 run's fp32 master weights where the checkpoint has them */
+    const bool from_master = ts_gpt_param_buffer(gpt)->dtype == TS_DTYPE_F32 &&
+                             ts_ckpt_has_tensor(ck, "master/wte.weight");
+    ts_status st = read_table(ck, from_master ? "master" : "params", table, count, 0, n, host);
     if (st == TS_OK)
         st = ts_gpt_params_from_host(gpt, host);
     free(host);
@@ -262,6 +282,13 @@ ts_status ts_train_state_load(ts_trainer_t *tr, ts_ckpt_t *ck) {
     TS_CHECK_GOTO(ts_op_upload(be, &m, host, (size_t)(e - b) * sizeof(float)), st, exit);
     TS_CHECK_GOTO(read_table(ck, "adam_v", table, count, b, e, host), st, exit);
     TS_CHECK_GOTO(ts_op_upload(be, &v, host, (size_t)(e - b) * sizeof(float)), st, exit);
+    struct ts_tensor master;
+    if (ts_optim_master(opt, &master)) { /* from a bf16 run's master, or an fp32 run's params */
+        const bool saved = ts_ckpt_has_tensor(ck, "master/wte.weight");
+        TS_CHECK_GOTO(read_table(ck, saved ? "master" : "params", table, count, b, e, host), st,
+                      exit);
+        TS_CHECK_GOTO(ts_op_upload(be, &master, host, (size_t)(e - b) * sizeof(float)), st, exit);
+    }
 
     char text[256] = "";
     size_t size = 0;

@@ -4,8 +4,10 @@
  * (saved by rank 0, where every rank holds them whole; model.h5 is exported from this table
  * with wte cropped to V rows), the AdamW moments "adam_m/<name>" and "adam_v/<name>" as the
  * boxes of this rank's optimizer range (a ZeRO-1 slice of the flat buffer, or all of it on
- * rank 0 without ZeRO), and per rank the blob "trainer" with the counters (updates done,
- * optimizer steps, loader position in global windows) as "key=value" lines. The learning rate
+ * rank 0 without ZeRO), with bf16 parameters the optimizer's fp32 master weights "master/<name>"
+ * the same way (model.h5 is then exported from them), and per rank the blob "trainer" with the
+ * counters (updates done, optimizer steps, loader position in global windows) as "key=value"
+ * lines. The learning rate
  * is a pure function of the step and there is no other randomness in a step, so these restore
  * a run bit-exactly. Tensors cross the backend through staging host buffers allocated for the
  * call. Blocking; every rank of `world` calls save together; HDF5 runs on the calling thread. */

@@ -30,12 +30,17 @@ static int is_alnum_ascii(uint8_t c) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
 }
 
+static int is_nonspace_ascii(uint8_t c) { return c > ' ' && c < 0x7f; }
+
 /* The first safe cut at or after p, or n: just after a '\n' that an ASCII letter/digit follows
- * (every alternative of the pattern that can contain '\n' is whitespace-only, and it stops
- * before a non-space, so a chunk ends there and the next starts there). */
+ * and an ASCII non-space precedes (every alternative of the pattern that can contain '\n' is
+ * whitespace-only, and it stops before a non-space, so a chunk ends there and the next starts
+ * there). The '\n' must be the whole whitespace run: after "\n\n", say, the serial encoder cuts
+ * "\n" + "\n" (`\s+(?!\S)` gives back the last one before a letter) while a piece ending in
+ * "\n\n" would keep "\n\n" as one chunk, a different token. */
 static size_t safe_cut(const uint8_t *s, size_t n, size_t p) {
-    for (size_t i = p < 1 ? 1 : p; i < n; i++)
-        if (s[i - 1] == '\n' && is_alnum_ascii(s[i]))
+    for (size_t i = p < 2 ? 2 : p; i < n; i++)
+        if (s[i - 1] == '\n' && is_alnum_ascii(s[i]) && is_nonspace_ascii(s[i - 2]))
             return i;
     return n;
 }

@@ -8,6 +8,7 @@
 
 #include "common.h"
 #include "kernels/ops.h"
+#include "tests/gpu/bf16emu.h"
 #include "trainer/state.h"
 #include "trainer/train.h"
 
@@ -29,7 +30,10 @@ static struct ts_train_config tiny_train(void) {
 static void rig_open(struct rig *r, const char *shard, const struct ts_gpt_config *cfg) {
     const struct ts_train_config tc = tiny_train();
     memset(r, 0, sizeof(*r));
-    r->be = test_backend(1);
+    if (cfg->dtype == TS_DTYPE_BF16)
+        cr_assert_eq(bf16emu_create(&r->be), TS_OK, "%s", ts_last_error());
+    else
+        r->be = test_backend(1);
     cr_assert_eq(ts_gpt_create(&r->gpt, cfg, r->be, tc.batch, tc.seq_len), TS_OK);
     cr_assert_eq(ts_gpt_init(r->gpt, 5), TS_OK);
     cr_assert_eq(ts_loader_create(&r->loader, shard, tc.seq_len, cfg->vocab_size), TS_OK);
@@ -61,7 +65,7 @@ static float *host_params(struct rig *r) {
     return h;
 }
 
-Test(trainer_state, resume_is_bit_exact) {
+static void resume_bit_exact(enum ts_dtype dtype) {
     char *dir = test_mkdtemp();
     uint16_t tok[3000];
     test_random_tokens(tok, 3000, 300, 9);
@@ -69,6 +73,7 @@ Test(trainer_state, resume_is_bit_exact) {
     cr_assert_eq(ts_shard_write(shard, tok, 3000), TS_OK);
     char *ckdir = test_path(dir, "checkpoints");
     struct ts_gpt_config cfg = test_tiny_config();
+    cfg.dtype = dtype;
     cr_assert_eq(ts_gpt_config_finish(&cfg), TS_OK);
 
     struct rig a, b;
@@ -111,6 +116,21 @@ Test(trainer_state, resume_is_bit_exact) {
         free(ma);
         free(mb);
     }
+    struct ts_tensor wa, wb;
+    cr_assert_eq(ts_optim_master(ts_trainer_optim(a.tr), &wa), dtype == TS_DTYPE_BF16);
+    if (dtype == TS_DTYPE_BF16) { /* the fp32 master weights too */
+        cr_assert(ts_optim_master(ts_trainer_optim(b.tr), &wb));
+        float *ha = malloc(bytes), *hb = malloc(bytes);
+        cr_assert_eq(ts_op_download(a.be, ha, &wa, bytes), TS_OK);
+        cr_assert_eq(ts_op_download(b.be, hb, &wb, bytes), TS_OK);
+        cr_assert_eq(memcmp(ha, hb, bytes), 0, "final master weights differ");
+        free(ha);
+        free(hb);
+        ts_ckpt_t *ck2 = NULL;
+        cr_assert_eq(ts_ckpt_open(&ck2, ckdir), TS_OK);
+        cr_assert(ts_ckpt_has_tensor(ck2, "master/wte.weight"));
+        ts_ckpt_close(ck2);
+    }
     free(pa);
     free(pb);
     rig_close(&a);
@@ -119,6 +139,11 @@ Test(trainer_state, resume_is_bit_exact) {
     free(ckdir);
     test_rmdir(dir);
 }
+
+Test(trainer_state, resume_is_bit_exact) { resume_bit_exact(TS_DTYPE_F32); }
+
+/* bf16 parameters with fp32 master weights (the CUDA path), on the bf16-storing CPU backend. */
+Test(trainer_state, resume_is_bit_exact_bf16) { resume_bit_exact(TS_DTYPE_BF16); }
 
 Test(trainer_state, weights_only_and_model_mismatch) {
     char *dir = test_mkdtemp();
