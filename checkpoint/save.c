@@ -27,13 +27,21 @@ static double now_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static ts_status check_args(const struct ts_ckpt_save_args *a) {
-    if (a == NULL || a->dir == NULL || a->meta == NULL || a->comm == NULL ||
-        (a->num_tensors > 0 && a->tensors == NULL) || (a->num_blobs > 0 && a->blobs == NULL) ||
-        a->num_tensors < 0 || a->num_blobs < 0)
+/* What every rank gets wrong alike (no collective can run without it). */
+static ts_status check_basics(const struct ts_ckpt_save_args *a) {
+    if (a == NULL || a->dir == NULL || a->meta == NULL || a->comm == NULL)
         return ts_error(TS_ERR_INVALID_ARG, "checkpoint save: dir, meta, comm are required");
     if (strlen(a->dir) > 3000)
         return ts_error(TS_ERR_INVALID_ARG, "checkpoint save: directory name too long");
+    return TS_OK;
+}
+
+/* This rank's tensors and blobs: a rank may get them wrong alone, so the ranks agree on the
+ * result before anything is written (no rank waits in a collective for one that gave up). */
+static ts_status check_args(const struct ts_ckpt_save_args *a) {
+    if ((a->num_tensors > 0 && a->tensors == NULL) || (a->num_blobs > 0 && a->blobs == NULL) ||
+        a->num_tensors < 0 || a->num_blobs < 0)
+        return ts_error(TS_ERR_INVALID_ARG, "checkpoint save: bad tensor or blob list");
     if (a->meta->step < 0)
         return ts_error(TS_ERR_INVALID_ARG, "checkpoint save: negative step");
     for (int i = 0; i < a->num_tensors; i++) {
@@ -387,15 +395,15 @@ exit:
 }
 
 ts_status ts_ckpt_save(const struct ts_ckpt_save_args *a, char *path, size_t path_len) {
-    TS_CHECK(check_args(a));
+    TS_CHECK(check_basics(a));
     ckpt_h5_quiet();
     const int rank = ts_comm_rank(a->comm), world = ts_comm_size(a->comm);
     char final_name[64], tmp_name[TMP_NAME_LEN] = {0}, tmp[4400], file[4500];
     snprintf(final_name, sizeof(final_name), "step_%08" PRId64, a->meta->step);
-    ts_status st = TS_OK;
+    ts_status st = check_args(a);
     const double t0 = now_s();
     struct ckpt_model_out mo = {.f = H5I_INVALID_HID};
-    if (rank == 0) {
+    if (st == TS_OK && rank == 0) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         snprintf(tmp_name, sizeof(tmp_name), "%s.tmp-%ld-%ld", final_name, (long)getpid(),
@@ -407,7 +415,17 @@ ts_status ts_ckpt_save(const struct ts_ckpt_save_args *a, char *path, size_t pat
             st = ckpt_mkdirs(tmp);
         }
     }
-    TS_CHECK(agree(a->comm, st, "creating the checkpoint directory"));
+    st = agree(a->comm, st, "checking its tensors or creating the checkpoint directory");
+    if (st != TS_OK) {
+        if (rank == 0 && tmp_name[0] != '\0') {
+            char saved[1024];
+            snprintf(saved, sizeof(saved), "%s", ts_last_error());
+            if (ckpt_rm_rf(tmp) != TS_OK) { /* best effort: the next save sweeps it */
+            }
+            ts_error(st, "%s", saved);
+        }
+        return st;
+    }
     TS_CHECK(ts_comm_broadcast_host(a->comm, tmp_name, sizeof(tmp_name), 0));
     tmp_name[TMP_NAME_LEN - 1] = '\0';
     snprintf(tmp, sizeof(tmp), "%s/%s", a->dir, tmp_name);

@@ -109,6 +109,37 @@ Test(checkpoint_save, two_ranks_reshard_on_read) {
     ck_rmdir(dir);
 }
 
+/* Rank 1 hands over a box outside its tensor: both ranks return an error (rank 0 is told another
+ * rank failed), nothing hangs, nothing is committed or left behind. */
+static int save_bad_rank1(ts_comm_t *comm, int rank, void *arg) {
+    struct fixture f;
+    fix_build(&f, 5, rank, 2);
+    if (rank == 1)
+        f.t[0].boxes[0].extent[0] = 1000;
+    struct ts_ckpt_save_args a = {.dir = arg,
+                                  .meta = &f.meta,
+                                  .tensors = f.t,
+                                  .num_tensors = f.n,
+                                  .model_table = "params",
+                                  .comm = comm};
+    char path[4096];
+    const ts_status st = ts_ckpt_save(&a, path, sizeof(path));
+    const char *want = rank == 1 ? "outside" : "another rank failed";
+    const int ok = st != TS_OK && strstr(ts_last_error(), want) != NULL;
+    if (!ok)
+        fprintf(stderr, "rank %d: status %d, message: %s\n", rank, st, ts_last_error());
+    fix_free(&f);
+    return !ok;
+}
+
+Test(checkpoint_save, one_rank_with_bad_arguments_fails_every_rank, .timeout = 30) {
+    char *dir = ck_mkdtemp();
+    cr_assert_eq(fork_ranks(2, save_bad_rank1, dir), 0);
+    cr_assert_not(ts_ckpt_exists(dir));
+    cr_assert_neq(ck_sh("ls -a %s | grep -q tmp-", dir), 0, "a temporary directory was left");
+    ck_rmdir(dir);
+}
+
 static int count_steps(const char *dir) {
     char cmd[4200];
     snprintf(cmd, sizeof(cmd), "ls %s | grep -c '^step_[0-9]*$'", dir);
