@@ -3,7 +3,9 @@
  * HDF5's own error printing is switched off and its innermost message is carried in ours, so a
  * truncated or damaged file reads as one line naming the file. Elements are stored little-endian
  * (f32 as IEEE, bf16 as uint16 with a "dtype" attribute); datasets are contiguous, so a write
- * of a whole dataset goes straight from the caller's buffer to the file. */
+ * of a whole dataset goes straight from the caller's buffer to the file. HDF5's file locking is
+ * off: each file has one writer and is read only after its checkpoint is committed, and parallel
+ * file systems without flock (Lustre, some NFS) would refuse every open. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -43,7 +45,8 @@ ts_status ckpt_h5_create(hid_t *out, const char *path) {
     *out = H5I_INVALID_HID;
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     /* 1.8-compatible objects: smaller metadata, and every HDF5 >= 1.8 reader (h5py) opens it */
-    if (fapl < 0 || H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18) < 0) {
+    if (fapl < 0 || H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18) < 0 ||
+        H5Pset_file_locking(fapl, 0, 1) < 0) {
         if (fapl >= 0)
             H5Pclose(fapl);
         return h5fail(TS_ERR_IO, "cannot create", path, NULL);
@@ -58,7 +61,14 @@ ts_status ckpt_h5_create(hid_t *out, const char *path) {
 
 ts_status ckpt_h5_open(hid_t *out, const char *path) {
     ckpt_h5_quiet();
-    *out = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (fapl >= 0 && H5Pset_file_locking(fapl, 0, 1) < 0) {
+        H5Pclose(fapl);
+        fapl = H5I_INVALID_HID;
+    }
+    *out = H5Fopen(path, H5F_ACC_RDONLY, fapl >= 0 ? fapl : H5P_DEFAULT);
+    if (fapl >= 0)
+        H5Pclose(fapl);
     if (*out < 0) {
         char msg[256];
         ckpt_h5_msg(msg, sizeof(msg));

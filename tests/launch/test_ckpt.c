@@ -123,7 +123,6 @@ Test(launch_ckpt, resume_rules, .timeout = 300) {
             train, dir);
     cr_assert_eq(r.code, 0, "%s", r.err);
     cr_expect_not_null(strstr(r.err, "starting fresh"), "%s", r.err);
-    cr_expect_eq(system(NULL) ? 0 : 0, 0);
     char cmd[600];
     snprintf(cmd, sizeof(cmd), "test $(ls %s/a/checkpoints | grep -c '^step_') -eq 2", dir);
     cr_expect_eq(system(cmd), 0, "--keep-last 2 should leave two checkpoints");
