@@ -67,7 +67,6 @@ ts_status ckpt_h5_attr_str(hid_t f, const char *file, const char *key,
 ts_status ckpt_h5_close(hid_t f, const char *file) TS_MUST_CHECK;
 
 /* paths.c */
-ts_status ckpt_mkdirs(const char *path) TS_MUST_CHECK;
 ts_status ckpt_fsync_file(const char *path) TS_MUST_CHECK;
 ts_status ckpt_fsync_dir(const char *path) TS_MUST_CHECK;
 ts_status ckpt_rm_rf(const char *path) TS_MUST_CHECK;

@@ -20,23 +20,6 @@
 
 #include "checkpoint/ckpt_impl.h"
 
-ts_status ckpt_mkdirs(const char *path) {
-    char buf[4096];
-    if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
-        return ts_error(TS_ERR_INVALID_ARG, "path too long: %s", path);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-            return ts_error(TS_ERR_IO, "cannot create directory %s: %s", buf, strerror(errno));
-        *p = '/';
-    }
-    if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-        return ts_error(TS_ERR_IO, "cannot create directory %s: %s", buf, strerror(errno));
-    return TS_OK;
-}
-
 static ts_status fsync_open(const char *path, int flags, const char *what) {
     const int fd = open(path, flags | O_CLOEXEC);
     if (fd < 0)

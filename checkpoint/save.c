@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "checkpoint/ckpt_impl.h"
+#include "kernels/fs.h"
 #include "kernels/log.h"
 
 #define TMP_NAME_LEN 128
@@ -409,10 +410,10 @@ ts_status ts_ckpt_save(const struct ts_ckpt_save_args *a, char *path, size_t pat
         snprintf(tmp_name, sizeof(tmp_name), "%s.tmp-%ld-%ld", final_name, (long)getpid(),
                  (long)ts.tv_nsec);
         snprintf(tmp, sizeof(tmp), "%s/%s", a->dir, tmp_name);
-        st = ckpt_mkdirs(a->dir);
+        st = ts_fs_mkdirs(a->dir);
         if (st == TS_OK) {
             ckpt_remove_leftovers(a->dir);
-            st = ckpt_mkdirs(tmp);
+            st = ts_fs_mkdirs(tmp);
         }
     }
     st = agree(a->comm, st, "checking its tensors or creating the checkpoint directory");

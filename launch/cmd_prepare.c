@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/fs.h"
 #include "launch/cli.h"
 #include "launch/commands.h"
 #include "launch/common.h"
@@ -68,7 +69,7 @@ static ts_status write_shards(const struct prep *p, const struct ts_tok_ids *ids
         return ts_error(TS_ERR_OOM, "out of memory for %" PRId64 " tokens", n);
     for (int64_t i = 0; i < n; i++)
         tok[i] = (uint16_t)ids->ids[i];
-    ts_status st = ts_launch_mkdirs(p->out);
+    ts_status st = ts_fs_mkdirs(p->out);
     char path[4200];
     int shards = 0;
     for (int64_t off = 0; st == TS_OK && off < ntrain; off += p->shard_tokens, shards++) {

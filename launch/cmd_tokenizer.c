@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "kernels/fs.h"
 #include "launch/cli.h"
 #include "launch/commands.h"
 #include "launch/common.h"
@@ -144,7 +145,7 @@ static ts_status fetch_gpt2(void) {
         printf("tokenizer fetch: GPT-2 vocabulary already in %s (sha256 checked)\n", dir);
         return TS_OK;
     }
-    TS_CHECK(ts_launch_mkdirs(dir));
+    TS_CHECK(ts_fs_mkdirs(dir));
     snprintf(tmp, sizeof(tmp), "%s/.fetch-XXXXXX", dir);
     if (mkdtemp(tmp) == NULL)
         return ts_error(TS_ERR_IO, "cannot create a directory under %s: %s", dir, strerror(errno));
@@ -204,7 +205,7 @@ static ts_status train(const char **inputs, int n, int vocab_size, const char *o
         st = ts_tok_trainer_run(tr, vocab_size);
     double t2 = ts_launch_now_s();
     if (st == TS_OK)
-        st = ts_launch_mkdirs(out);
+        st = ts_fs_mkdirs(out);
     if (st == TS_OK)
         st = ts_tok_trainer_save(tr, out);
     if (st == TS_OK)

@@ -19,6 +19,7 @@
 
 #include "comm/comm.h"
 #include "comm/grid.h"
+#include "kernels/fs.h"
 #include "kernels/log.h"
 #include "launch/cli.h"
 #include "launch/commands.h"
@@ -529,7 +530,7 @@ static int train(const struct train_args *given, const struct ts_flag *flags, in
     r.start = NULL;
     const int first = ts_trainer_steps_done(r.trainer);
     if (root) {
-        TS_CHECK_GOTO(ts_launch_mkdirs(a->out), st, fail);
+        TS_CHECK_GOTO(ts_fs_mkdirs(a->out), st, fail);
         snprintf(path, sizeof(path), "%s/config.json", a->out);
         TS_CHECK_GOTO(write_config_json(path, &mc, a, &tc.lr), st, fail);
         snprintf(path, sizeof(path), "%s/metrics.jsonl", a->out);

@@ -80,26 +80,6 @@ ts_status ts_launch_precision(const struct ts_backend *be, const char *precision
     return TS_OK;
 }
 
-ts_status ts_launch_mkdirs(const char *path) {
-    char buf[4096];
-    if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
-        return ts_error(TS_ERR_INVALID_ARG, "path too long: %s", path);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-            return ts_error(TS_ERR_IO, "cannot create %s: %s", buf, strerror(errno));
-        *p = '/';
-    }
-    if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-        return ts_error(TS_ERR_IO, "cannot create %s: %s", buf, strerror(errno));
-    struct stat st;
-    if (stat(buf, &st) != 0 || !S_ISDIR(st.st_mode))
-        return ts_error(TS_ERR_IO, "%s exists and is not a directory", buf);
-    return TS_OK;
-}
-
 bool ts_launch_file_exists(const char *path) {
     struct stat st;
     return stat(path, &st) == 0;

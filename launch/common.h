@@ -19,9 +19,6 @@ ts_status ts_launch_backend(struct ts_backend **out, const char *device, const c
 ts_status ts_launch_precision(const struct ts_backend *be, const char *precision,
                               enum ts_dtype *out) TS_MUST_CHECK;
 
-/* mkdir -p */
-ts_status ts_launch_mkdirs(const char *path) TS_MUST_CHECK;
-
 bool ts_launch_file_exists(const char *path);
 
 /* The vocabulary size for shards named by `data` (a path or glob) from the manifest.json beside

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "kernels/fs.h"
 #include "trainer/tokenizer.h"
 
 /* A map from byte strings to int32, open addressing, keys in an arena. */
@@ -552,8 +553,7 @@ static ts_status write_file(const char *path, const struct ts_tok_trainer *tr, i
 ts_status ts_tok_trainer_save(const ts_tok_trainer_t *tr, const char *dir) {
     if (tr->vocab_size == 0)
         return ts_error(TS_ERR_INVALID_ARG, "save before run: nothing learnt yet");
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
-        return ts_error(TS_ERR_IO, "cannot create %s: %s", dir, strerror(errno));
+    TS_CHECK(ts_fs_mkdirs(dir));
     char path[4200];
     snprintf(path, sizeof(path), "%s/encoder.json", dir);
     TS_CHECK(write_file(path, tr, 1));
