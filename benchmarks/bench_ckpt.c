@@ -26,26 +26,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
 #include "checkpoint/ckpt.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/log.h"
 #include "trainer/state.h"
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    const double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof(double), cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 #define MAXT 256
 
@@ -129,7 +114,7 @@ static void drop_dir_cache(const char *dir) {
 
 /* dd if=/dev/zero-like (but the state's own bytes) of=path bs=8M conv=fsync */
 static double raw_write(const char *path, const struct state *s) {
-    const double t0 = now_s();
+    const double t0 = ts_bench_now_s();
     const int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0)
         return -1;
@@ -151,19 +136,19 @@ static double raw_write(const char *path, const struct state *s) {
     }
     fsync(fd);
     close(fd);
-    return now_s() - t0;
+    return ts_bench_now_s() - t0;
 }
 
 static double raw_read(const char *path, char *buf, size_t cap) {
     drop_cache(path);
-    const double t0 = now_s();
+    const double t0 = ts_bench_now_s();
     const int fd = open(path, O_RDONLY);
     if (fd < 0)
         return -1;
     while (read(fd, buf, cap) > 0) {
     }
     close(fd);
-    return now_s() - t0;
+    return ts_bench_now_s() - t0;
 }
 
 /* The training stall per save of a real trainer, beside raw writes of the same byte count. */
@@ -205,12 +190,12 @@ static int bench_trainer(const char *dir, int reps, int L, const struct state *s
         const double w = raw_write(raw, s);
         unlink(raw);
         struct ts_train_state_info info = {.global_batch = 1};
-        const double t0 = now_s();
+        const double t0 = ts_bench_now_s();
         if (ts_train_state_save(tr, comm, &info, ckdir, 1, path, sizeof(path)) != TS_OK) {
             fprintf(stderr, "save: %s\n", ts_last_error());
             return 1;
         }
-        const double dt = now_s() - t0;
+        const double dt = ts_bench_now_s() - t0;
         fprintf(stderr,
                 "round %d: raw write %.2f GB/s, trainer save (stall) %.2f s, %.2f GB/s of state\n",
                 r, (double)s->bytes / w / 1e9, dt, (double)bytes / dt / 1e9);
@@ -221,7 +206,7 @@ static int bench_trainer(const char *dir, int reps, int L, const struct state *s
         if (ts_trainer_step(tr, &rec) != TS_OK)
             return 1;
     }
-    const double st = median(stall, reps), w = median(rw, reps);
+    const double st = ts_bench_median(stall, reps), w = ts_bench_median(rw, reps);
     struct utsname u;
     uname(&u);
     printf("{\"bench\":\"ckpt_trainer_stall\",\"machine\":\"%s %s\",\"layers\":%d,"
@@ -303,12 +288,12 @@ int main(int argc, char **argv) {
                                       .model_table = "params",
                                       .keep_last = 1,
                                       .comm = comm};
-        double t0 = now_s();
+        double t0 = ts_bench_now_s();
         if (ts_ckpt_save(&a, path, sizeof(path)) != TS_OK) {
             fprintf(stderr, "save: %s\n", ts_last_error());
             return 1;
         }
-        const double save = now_s() - t0;
+        const double save = ts_bench_now_s() - t0;
         struct stat sb;
         char f[4400];
         written = 0;
@@ -319,7 +304,7 @@ int main(int argc, char **argv) {
         if (stat(f, &sb) == 0)
             written += sb.st_size;
         drop_dir_cache(path);
-        t0 = now_s();
+        t0 = ts_bench_now_s();
         ts_ckpt_t *ck = NULL;
         if (ts_ckpt_open(&ck, path) != TS_OK) {
             fprintf(stderr, "open: %s\n", ts_last_error());
@@ -330,7 +315,7 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "read: %s\n", ts_last_error());
                 return 1;
             }
-        const double load = now_s() - t0;
+        const double load = ts_bench_now_s() - t0;
         ts_ckpt_close(ck);
         for (int i = 0; i < back->n && r == 0; i++) {
             const int64_t n =
@@ -349,8 +334,8 @@ int main(int argc, char **argv) {
             ts_rr[r - 1] = rr;
         }
     }
-    const double save = median(ts_save, reps), load = median(ts_load, reps);
-    const double rw = median(ts_rw, reps), rr = median(ts_rr, reps);
+    const double save = ts_bench_median(ts_save, reps), load = ts_bench_median(ts_load, reps);
+    const double rw = ts_bench_median(ts_rw, reps), rr = ts_bench_median(ts_rr, reps);
     struct utsname u;
     uname(&u);
     printf("{\"bench\":\"ckpt\",\"machine\":\"%s %s\",\"layers\":%d,\"state_bytes\":%" PRId64

@@ -15,18 +15,8 @@
 #include <sys/utsname.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "comm/comm_mpi.h"
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 enum op { ALL_REDUCE, REDUCE_SCATTER, ALL_GATHER, ALL_REDUCE_BLOCKING, NUM_OPS };
 static const char *op_names[] = {"all_reduce", "reduce_scatter", "all_gather",
@@ -115,20 +105,19 @@ int main(int argc, char **argv) {
                 fill(buf, n, rank, op, displs, counts);
                 if (ts_comm_barrier(c) != TS_OK)
                     return 1;
-                const double t0 = now_s();
+                const double t0 = ts_bench_now_s();
                 if (run_op(c, op, &t, counts, displs) != TS_OK) {
                     fprintf(stderr, "[rank %d] %s\n", rank, ts_last_error());
                     return 1;
                 }
-                const double dt = now_s() - t0;
+                const double dt = ts_bench_now_s() - t0;
                 correct &= check(buf, rank, P, op, displs, counts);
                 if (it >= 0)
                     times[it] = dt;
             }
             /* Each rank's slowest view counts: the collective ends when the last rank ends. */
             double all_ok = correct;
-            qsort(times, (size_t)iters, sizeof(double), cmp_double);
-            double med = times[iters / 2];
+            double med = ts_bench_median(times, iters);
             if (ts_comm_all_reduce_host(c, &all_ok, 1, TS_REDUCE_SUM) != TS_OK ||
                 ts_comm_all_reduce_host(c, &med, 1, TS_REDUCE_MAX) != TS_OK)
                 return 1;

@@ -22,20 +22,11 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include "bench_util.h"
 #include "comm/comm_mpi.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/rng.h"
 #include "trainer/train.h"
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof(double), cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 struct args {
     int layers, channels, seq, global_batch, steps;
@@ -96,10 +87,10 @@ static ts_status run(ts_comm_t *c, const struct args *a, const char *shard, bool
         done[s] = -v[3]; /* the fewest buckets any rank saw complete during backward */
         tps[s] = (double)rec.tokens / (v[0] * 1e-3);
     }
-    out->tok_per_s = median(tps, a->steps);
-    out->step_ms = median(ms, a->steps);
-    out->wait_ms = median(wait, a->steps);
-    out->done_in_backward = median(done, a->steps);
+    out->tok_per_s = ts_bench_median(tps, a->steps);
+    out->step_ms = ts_bench_median(ms, a->steps);
+    out->wait_ms = ts_bench_median(wait, a->steps);
+    out->done_in_backward = ts_bench_median(done, a->steps);
     out->buckets = ts_trainer_num_buckets(tr);
 exit:
     ts_trainer_destroy(tr);

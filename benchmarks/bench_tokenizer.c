@@ -13,32 +13,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
 #include "trainer/tokenizer.h"
 #include "trainer/tokenizer_train.h"
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* CPU seconds of the whole process: on a shared machine MB per CPU-second is the robust figure,
- * wall-clock MB/s the one a user sees. */
-static double cpu_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof(double), cmp);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 static int fail(const char *what) {
     fprintf(stderr, "bench_tokenizer: %s: %s\n", what, ts_last_error());
@@ -72,17 +49,17 @@ int main(int argc, char **argv) {
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
 
     ts_tokenizer_t *t = NULL;
-    double l0 = now_s();
+    double l0 = ts_bench_now_s();
     if (ts_tokenizer_load(&t, "gpt2") != TS_OK)
         return fail("loading gpt2");
-    double load_s = now_s() - l0;
+    double load_s = ts_bench_now_s() - l0;
     struct ts_tok_ids ref = {0};
     int ok = 1;
     for (int threads = 1; threads <= cores && threads <= 2; threads++) {
         double times[32], cpus[32];
         for (int r = 0; r <= reps && r < 32; r++) {
             struct ts_tok_ids ids = {0};
-            double s = now_s(), c = cpu_s();
+            double s = ts_bench_now_s(), c = ts_bench_cpu_s();
             if (threads == 1) {
                 ts_tok_encoder_t *e = NULL;
                 if (ts_tok_encoder_create(&e, t) != TS_OK ||
@@ -92,7 +69,7 @@ int main(int argc, char **argv) {
             } else if (ts_tok_encode_parallel(t, text, n, threads, &ids) != TS_OK) {
                 return fail("encoding in parallel");
             }
-            double dt = now_s() - s, dc = cpu_s() - c;
+            double dt = ts_bench_now_s() - s, dc = ts_bench_cpu_s() - c;
             if (ref.n == 0) {
                 ref = ids;
                 continue; /* the warm-up */
@@ -104,7 +81,7 @@ int main(int argc, char **argv) {
                 cpus[r - 1] = dc;
             }
         }
-        double med = median(times, reps), medc = median(cpus, reps);
+        double med = ts_bench_median(times, reps), medc = ts_bench_median(cpus, reps);
         printf("{\"bench\":\"encode_gpt2\",\"corpus\":\"%s\",\"bytes\":%zu,\"tokens\":%lld,"
                "\"threads\":%d,\"median_s\":%.4f,\"mb_per_s\":%.2f,\"mb_per_cpu_s\":%.2f,"
                "\"load_s\":%.3f,"
@@ -121,11 +98,11 @@ int main(int argc, char **argv) {
     char hash0[80] = "";
     for (int r = 0; r <= reps && r < 32; r++) {
         ts_tok_trainer_t *tr = NULL;
-        double s = now_s(), c = cpu_s();
+        double s = ts_bench_now_s(), c = ts_bench_cpu_s();
         if (ts_tok_trainer_create(&tr) != TS_OK || ts_tok_trainer_feed(tr, text, n) != TS_OK ||
             ts_tok_trainer_run(tr, 4096) != TS_OK)
             return fail("training");
-        double dt = now_s() - s, dc = cpu_s() - c;
+        double dt = ts_bench_now_s() - s, dc = ts_bench_cpu_s() - c;
         ok &= ts_tok_trainer_vocab_size(tr) == 4096;
         char dir[] = "/tmp/ts_bench_tok_XXXXXX";
         if (mkdtemp(dir) == NULL || ts_tok_trainer_save(tr, dir) != TS_OK)
@@ -149,8 +126,8 @@ int main(int argc, char **argv) {
     }
     printf("{\"bench\":\"train_bpe\",\"corpus\":\"%s\",\"bytes\":%zu,\"vocab_size\":4096,"
            "\"median_s\":%.4f,\"median_cpu_s\":%.4f,\"machine\":\"%s %s, %ld cores\",\"ok\":%s}\n",
-           path, n, median(times, reps), median(cpus, reps), un.nodename, un.machine, cores,
-           ok ? "true" : "false");
+           path, n, ts_bench_median(times, reps), ts_bench_median(cpus, reps), un.nodename,
+           un.machine, cores, ok ? "true" : "false");
     free(text);
     return ok ? 0 : 1;
 }

@@ -16,6 +16,7 @@
 #include <sys/utsname.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "kernels/cpu/blas.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/rng.h"
@@ -25,22 +26,6 @@ struct bench_config {
     const char *name;
     int layers, heads, channels, vocab;
 };
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof(double), cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 /* Median GFLOP/s of an (M x K) @ (K x N) sgemm of the shape of a GPT MLP at this batch. */
 static double sgemm_gflops(int threads, int m, int n, int k) {
@@ -55,9 +40,9 @@ static double sgemm_gflops(int threads, int m, int n, int k) {
         b[i] = ts_rng_normal(2, (uint64_t)i);
     double rates[9];
     for (int r = 0; r < 11; r++) {
-        double t0 = now_s();
+        double t0 = ts_bench_now_s();
         blas.sgemm(&blas, false, false, m, n, k, 1.0f, a, k, b, n, 0.0f, c, n);
-        double dt = now_s() - t0;
+        double dt = ts_bench_now_s() - t0;
         if (r >= 2)
             rates[r - 2] = 2.0 * m * n * k / dt / 1e9;
     }
@@ -65,7 +50,7 @@ static double sgemm_gflops(int threads, int m, int n, int k) {
     free(b);
     free(c);
     ts_blas_unload(&blas);
-    return median(rates, 9);
+    return ts_bench_median(rates, 9);
 }
 
 static int run_config(const struct bench_config *bc, int B, int T, int steps, int threads) {
@@ -95,7 +80,7 @@ static int run_config(const struct bench_config *bc, int B, int T, int steps, in
     struct rusage ru0;
     for (int s = 0; s < warmup + steps; s++) {
         float loss = 0.0f, norm = 0.0f;
-        double t0 = now_s();
+        double t0 = ts_bench_now_s();
         if (ts_gpt_zero_grad(gpt) != TS_OK ||
             ts_gpt_forward(gpt, inp, inp + 1, B, T, 1.0f / (float)(B * T), &loss) != TS_OK ||
             ts_gpt_backward(gpt) != TS_OK || ts_optim_step(opt, 3e-4f, &norm) != TS_OK) {
@@ -105,7 +90,7 @@ static int run_config(const struct bench_config *bc, int B, int T, int steps, in
         if (s == warmup - 1)
             getrusage(RUSAGE_SELF, &ru0);
         if (s >= warmup)
-            times[s - warmup] = now_s() - t0;
+            times[s - warmup] = ts_bench_now_s() - t0;
         if (s == 0)
             first_loss = loss;
         last_loss = loss;
@@ -113,7 +98,7 @@ static int run_config(const struct bench_config *bc, int B, int T, int steps, in
     int ok = isfinite(last_loss) && last_loss < first_loss;
     struct ts_backend_info info;
     be->info(be, &info);
-    double step_s = median(times, steps);
+    double step_s = ts_bench_median(times, steps);
     double tok_s = (double)(B * T) / step_s;
     double n = (double)ts_gpt_num_flop_params(gpt);
     double flop_per_tok = 6.0 * n + 12.0 * cfg.num_layers * cfg.channels * T;
