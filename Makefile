@@ -3,7 +3,7 @@ BUILD ?= build
 ASAN_BUILD ?= build-asan
 MESON_FLAGS ?=
 
-.PHONY: all setup configure build test test-asan format-check demo bench clean
+.PHONY: all setup configure build test test-asan test-nocuda format-check demo bench clean
 
 all: build
 
@@ -30,6 +30,14 @@ test-asan: setup
 	meson compile -C $(ASAN_BUILD)
 	@bash scripts/run_tests.sh $(ASAN_BUILD) cpu
 
+# The cpu suite of a build with CUDA switched off (-Dcuda=disabled): the CPU build must not
+# depend on CUDA in any way.
+NOCUDA_BUILD ?= build-nocuda
+test-nocuda: setup
+	@[ -f $(NOCUDA_BUILD)/build.ninja ] || meson setup $(NOCUDA_BUILD) -Dcuda=disabled $(MESON_FLAGS)
+	meson compile -C $(NOCUDA_BUILD)
+	@bash scripts/run_tests.sh $(NOCUDA_BUILD) cpu
+
 format-check:
 	@files=$$(git ls-files '*.c' '*.h' '*.cu'); clang-format --dry-run --Werror $$files && \
 	    echo "format: $$(echo $$files | wc -w) files clean"
@@ -41,4 +49,4 @@ bench: build
 	meson test -C $(BUILD) --benchmark --verbose
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(NOCUDA_BUILD)
