@@ -63,7 +63,7 @@ static int eval(const struct eval_args *a) {
     double loss = 0.0;
     int64_t tokens = 0;
     double t0 = ts_launch_now_s();
-    TS_CHECK_GOTO(ts_eval_loss(gpt, loader, a->batch, a->batches, &loss, &tokens), st, fail);
+    TS_CHECK_GOTO(ts_eval_loss(gpt, loader, NULL, a->batch, a->batches, &loss, &tokens), st, fail);
     int batches = (int)(tokens / ((int64_t)a->batch * T));
     printf("eval: loss %.6f nats/token (perplexity %.2f) over %" PRId64
            " tokens, %d batches of %d x %d, %.2f s\n",

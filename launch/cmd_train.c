@@ -244,9 +244,9 @@ static ts_status run_eval(struct run *r, const struct train_args *a, int step) {
     double loss = 0.0;
     int64_t tokens = 0;
     double t0 = ts_launch_now_s();
-    TS_CHECK(ts_eval_loss(r->gpt, r->val, a->batch, a->eval_batches, &loss, &tokens));
+    TS_CHECK(ts_eval_loss(r->gpt, r->val, r->grid.dp, a->batch, a->eval_batches, &loss, &tokens));
     if (r->metrics == NULL)
-        return TS_OK; /* every rank evaluates the same windows; rank 0 reports */
+        return TS_OK; /* the dp ranks split the batches; rank 0 reports */
     TS_LOG_I("eval  step %d | val loss %.6f | %" PRId64 " tokens | %.1f s", step, loss, tokens,
              ts_launch_now_s() - t0);
     return ts_metrics_eval(r->metrics, step, loss, tokens);

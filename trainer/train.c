@@ -315,8 +315,8 @@ ts_status ts_trainer_step(ts_trainer_t *tr, struct ts_step_record *rec) {
     return TS_OK;
 }
 
-ts_status ts_eval_loss(ts_gpt_t *gpt, ts_loader_t *loader, int B, int batches, double *mean_loss,
-                       int64_t *tokens) {
+ts_status ts_eval_loss(ts_gpt_t *gpt, ts_loader_t *loader, ts_comm_t *comm, int B, int batches,
+                       double *mean_loss, int64_t *tokens) {
     if (gpt == NULL || loader == NULL || mean_loss == NULL)
         return ts_error(TS_ERR_INVALID_ARG, "eval: model, loader and mean_loss are required");
     if (B < 1)
@@ -339,13 +339,16 @@ ts_status ts_eval_loss(ts_gpt_t *gpt, ts_loader_t *loader, int B, int batches, d
         st = ts_error(TS_ERR_OOM, "eval: out of memory for the token buffers");
         goto exit;
     }
-    for (int64_t i = 0; i < n; i++) {
+    const int rank = comm ? ts_comm_rank(comm) : 0, size = comm ? ts_comm_size(comm) : 1;
+    for (int64_t i = rank; i < n; i += size) {
         float loss;
         /* Eval reads file order from the start, whatever the loader's shuffle or position. */
         TS_CHECK_GOTO(ts_loader_read(loader, i * B, B, true, in, tg), st, exit);
         TS_CHECK_GOTO(ts_gpt_forward(gpt, in, tg, B, T, 0.0f, &loss), st, exit);
         sum += loss;
     }
+    if (comm != NULL)
+        TS_CHECK_GOTO(ts_comm_all_reduce_host(comm, &sum, 1, TS_REDUCE_SUM), st, exit);
     *mean_loss = sum / (double)n;
     if (tokens != NULL)
         *tokens = n * (int64_t)bt;

@@ -72,8 +72,10 @@ void ts_trainer_set_steps_done(ts_trainer_t *tr, int steps);
  * `loader` (its position is reset first, so the same file gives the same number every time,
  * and restored afterwards). batches <= 0, or more batches than the file holds, means every full
  * batch in the file. The forwards run without gradients (dloss 0); *tokens (if not NULL) gets
- * the tokens evaluated. */
-ts_status ts_eval_loss(ts_gpt_t *gpt, ts_loader_t *loader, int B, int batches, double *mean_loss,
-                       int64_t *tokens) TS_MUST_CHECK;
+ * the tokens evaluated. With a communicator (NULL: this process alone) the batches are split
+ * across its ranks (rank r takes batches r, r + size, ...) and every rank gets the mean over all
+ * of them; it is a collective, so every rank of comm must call it. */
+ts_status ts_eval_loss(ts_gpt_t *gpt, ts_loader_t *loader, ts_comm_t *comm, int B, int batches,
+                       double *mean_loss, int64_t *tokens) TS_MUST_CHECK;
 
 #endif

@@ -186,8 +186,12 @@ Test(multirank_train, same_global_batch_same_losses_at_dp_1_2_4) {
     struct fixture fx;
     fixture_make(&fx);
     struct run_result r;
-    const char *common = "--steps 20 --bucket-mb 0.01 --batch 2";
-    char extra[256];
+    char common[512], extra[640];
+    /* 7 eval batches: split unevenly over 2 and 4 ranks */
+    snprintf(common, sizeof(common),
+             "--steps 20 --bucket-mb 0.01 --batch 2 --val-data %s --eval-every 10 "
+             "--eval-batches 7",
+             fx.data);
     snprintf(extra, sizeof(extra), "%s --grad-accum 4", common);
     train(&r, &fx, 0, "dp1", extra);
     assert_ok(&r, "dp1");
@@ -208,6 +212,17 @@ Test(multirank_train, same_global_batch_same_losses_at_dp_1_2_4) {
     cr_assert_lt(d2, 1e-5, "dp2 parameters differ by %g", d2);
     cr_assert_lt(d4, 1e-5, "dp4 parameters differ by %g", d4);
     printf("# max parameter difference after 20 steps: dp2 %g, dp4 %g\n", d2, d4);
+    /* Eval splits its batches over the ranks and agrees with one rank's. */
+    double v1[4], v2[4], v4[4];
+    cr_assert_eq(read_metric(&fx, "dp1", "\"val_loss\":", v1, 4), 2);
+    cr_assert_eq(read_metric(&fx, "dp2", "\"val_loss\":", v2, 4), 2);
+    cr_assert_eq(read_metric(&fx, "dp4", "\"val_loss\":", v4, 4), 2);
+    for (int i = 0; i < 2; i++) {
+        cr_assert(fabs(v2[i] - v1[i]) <= 1e-5 * v1[i], "eval %d: dp1 %.9g, dp2 %.9g", i, v1[i],
+                  v2[i]);
+        cr_assert(fabs(v4[i] - v1[i]) <= 1e-5 * v1[i], "eval %d: dp1 %.9g, dp4 %.9g", i, v1[i],
+                  v4[i]);
+    }
     cli_rmdir(fx.dir);
 }
 

@@ -160,14 +160,14 @@ Test(trainer_train, eval_loss) {
     ts_loader_seek(l, 5);
     double got = 0;
     int64_t tokens = 0;
-    cr_assert_eq(ts_eval_loss(gpt, l, 2, 0, &got, &tokens), TS_OK, "%s", ts_last_error());
+    cr_assert_eq(ts_eval_loss(gpt, l, NULL, 2, 0, &got, &tokens), TS_OK, "%s", ts_last_error());
     cr_assert_eq(tokens, 3 * 2 * 8); /* 3 full batches of 2 in 7 windows */
     cr_assert_float_eq(got, expect, 1e-12, "%g vs %g", got, expect);
     cr_assert_eq(ts_loader_position(l), 5);
     double got1;
-    cr_assert_eq(ts_eval_loss(gpt, l, 2, 1, &got1, &tokens), TS_OK);
+    cr_assert_eq(ts_eval_loss(gpt, l, NULL, 2, 1, &got1, &tokens), TS_OK);
     cr_assert_eq(tokens, 16);
-    cr_assert_eq(ts_eval_loss(gpt, l, 8, 0, &got1, &tokens), TS_ERR_INVALID_ARG);
+    cr_assert_eq(ts_eval_loss(gpt, l, NULL, 8, 0, &got1, &tokens), TS_ERR_INVALID_ARG);
     ts_loader_destroy(l);
     ts_gpt_destroy(gpt);
     ts_backend_destroy(be);
