@@ -60,6 +60,10 @@ if [ -n "$san" ]; then
     124) sanitizer="inconclusive: timed out after 75 s (see sanitizer.log)" ;;
     *) if grep -qiE 'not supported|error 999' "$out/sanitizer.log"; then
          sanitizer="not available: compute-sanitizer refused this device (exit $src)"
+       elif grep -q '^result: FAIL' "$out/sanitizer.log"; then
+         # memcheck clean but an op check failed: the fallback matmul computes wrong values
+         sanitizer="FAILED: op checks failed with the fallback matmul (see sanitizer.log)"
+         status=1
        else
          sanitizer="inconclusive: exit $src, no memcheck error reported (see sanitizer.log)"
        fi ;;
