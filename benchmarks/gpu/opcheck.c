@@ -85,6 +85,13 @@ static ts_status run_encoder_backward(struct ts_backend *be, const struct ts_ten
     return ts_op_encoder_backward(be, &t[0], &t[1], &t[2], &t[3]);
 }
 
+/* ids over the whole vocabulary: every dwte row (one block each) sees its own positions */
+static int sp_encoder_backward_spread(const struct dims *d, struct spec *s) {
+    sp_encoder_backward(d, s);
+    s[3] = S("tokens", R_I32, K_IN, G_TOKENS, 0, (float)d->V, 2, d->B, d->T, 1, 1);
+    return 4;
+}
+
 static int sp_layernorm_forward(const struct dims *d, struct spec *s) {
     s[0] = OUT("out", R_ACT, 3, d->B, d->T, d->C, 1);
     s[1] = OUT("mean", R_F32, 1, (int64_t)d->B * d->T, 1, 1, 1);
@@ -230,6 +237,16 @@ static ts_status run_attention_decode(struct ts_backend *be, const struct ts_ten
     return ts_op_attention_decode(be, &t[0], &t[1], &t[2], d->T / 2, d->NH);
 }
 
+/* the last cached row (a full cache) and the first (a single key) */
+static ts_status run_attention_decode_last(struct ts_backend *be, const struct ts_tensor *t,
+                                           const struct dims *d) {
+    return ts_op_attention_decode(be, &t[0], &t[1], &t[2], d->T - 1, d->NH);
+}
+static ts_status run_attention_decode_first(struct ts_backend *be, const struct ts_tensor *t,
+                                            const struct dims *d) {
+    return ts_op_attention_decode(be, &t[0], &t[1], &t[2], 0, d->NH);
+}
+
 static int sp_gelu_forward(const struct dims *d, struct spec *s) {
     s[0] = OUT("out", R_ACT, 3, d->B, d->T, 4 * d->C, 1);
     s[1] = IN("inp", R_ACT, -4, 4, 3, d->B, d->T, 4 * d->C, 1);
@@ -360,6 +377,8 @@ static const struct opcase cases[] = {
     {"cast_from", false, 1e-6, 1e-6, sp_cast_from, run_cast},
     {"encoder_forward", false, 1e-6, 1e-2, sp_encoder_forward, run_encoder_forward},
     {"encoder_backward", false, 1e-6, 1e-5, sp_encoder_backward, run_encoder_backward},
+    {"encoder_backward_spread", false, 1e-6, 1e-5, sp_encoder_backward_spread,
+     run_encoder_backward},
     {"layernorm_forward", false, 1e-5, 1e-2, sp_layernorm_forward, run_layernorm_forward},
     {"layernorm_backward", false, 2e-5, 2e-2, sp_layernorm_backward, run_layernorm_backward},
     {"matmul_forward", false, 2e-5, 1e-2, sp_matmul_forward, run_matmul_forward},
@@ -370,6 +389,8 @@ static const struct opcase cases[] = {
     {"attention_forward", false, 2e-5, 2e-2, sp_attention_forward, run_attention_forward},
     {"attention_backward", false, 2e-5, 3e-2, sp_attention_backward, run_attention_backward},
     {"attention_decode", false, 2e-5, 2e-2, sp_attention_decode, run_attention_decode},
+    {"attention_decode_last", false, 2e-5, 2e-2, sp_attention_decode, run_attention_decode_last},
+    {"attention_decode_first", false, 2e-5, 2e-2, sp_attention_decode, run_attention_decode_first},
     {"gelu_forward", false, 1e-5, 1e-2, sp_gelu_forward, run_gelu_forward},
     {"gelu_backward", false, 1e-5, 1e-2, sp_gelu_backward, run_gelu_backward},
     {"residual_forward", false, 1e-6, 1e-2, sp_residual_forward, run_residual_forward},
