@@ -29,7 +29,8 @@ struct cuda_ctx {
     double *partials;         /* (TS_NORM_BLOCKS) for sum_squares */
     uint64_t peak_bytes;      /* device memory in use, high-water mark (sampled at each alloc) */
     bool force_fallback_gemm; /* TS_CUDA_GEMM=fallback: the plain kernel instead of cuBLASLt */
-    bool warned_fallback;
+    bool warned_fallback;     /* the fallback for an oddly aligned matmul was reported */
+    int unexpected_fallbacks; /* fallbacks for 16-byte aligned matmuls (reported up to 5) */
     /* NVML, loaded at run time (libnvidia-ml.so.1) where it exists */
     void *nvml_lib;
     void *nvml_dev;

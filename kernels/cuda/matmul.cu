@@ -93,14 +93,16 @@ static cublasStatus_t make_layout(cublasLtMatrixLayout_t *out, cudaDataType_t t,
                                             &stride, sizeof stride);
 }
 
-/* TS_OK with *found false when cuBLASLt has no algorithm for these arguments. */
-static ts_status gemm_lt(cuda_ctx *ctx, const gemm_args *g, bool *found) {
+/* TS_OK with *found false when cuBLASLt has no algorithm for these arguments; *heur gets the
+ * heuristic's status (not SUCCESS or NOT_SUPPORTED: more likely a wrong descriptor). */
+static ts_status gemm_lt(cuda_ctx *ctx, const gemm_args *g, bool *found, int *heur) {
     ts_status st = TS_OK;
     cublasLtMatmulDesc_t op = NULL;
     cublasLtMatrixLayout_t la = NULL, lb = NULL, lc = NULL;
     cublasLtMatmulPreference_t pref = NULL;
-    cublasLtMatmulHeuristicResult_t heur;
+    cublasLtMatmulHeuristicResult_t heur_r;
     int count = 0;
+    cublasStatus_t hs;
     /* cuBLASLt operand 1 is our B, operand 2 our A (see the file comment). */
     cublasOperation_t t1 = g->tb ? CUBLAS_OP_T : CUBLAS_OP_N;
     cublasOperation_t t2 = g->ta ? CUBLAS_OP_T : CUBLAS_OP_N;
@@ -113,6 +115,7 @@ static ts_status gemm_lt(cuda_ctx *ctx, const gemm_args *g, bool *found) {
     uint32_t reduction = CUBLASLT_REDUCTION_SCHEME_NONE | CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE |
                          CUBLASLT_REDUCTION_SCHEME_OUTPUT_TYPE;
     *found = false;
+    *heur = (int)CUBLAS_STATUS_SUCCESS;
 
     LT_TRY(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F), "matmul desc");
     LT_TRY(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &t1, sizeof t1),
@@ -177,12 +180,12 @@ static ts_status gemm_lt(cuda_ctx *ctx, const gemm_args *g, bool *found) {
     LT_TRY(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES,
                                                 &alc, sizeof alc),
            "alignment D");
-    if (cublasLtMatmulAlgoGetHeuristic(ctx->lt, op, la, lb, lc, lc, pref, 1, &heur, &count) !=
-            CUBLAS_STATUS_SUCCESS ||
-        count == 0)
+    hs = cublasLtMatmulAlgoGetHeuristic(ctx->lt, op, la, lb, lc, lc, pref, 1, &heur_r, &count);
+    *heur = (int)hs;
+    if (hs != CUBLAS_STATUS_SUCCESS || count == 0)
         goto exit; /* not found: the caller falls back */
     LT_TRY(cublasLtMatmul(ctx->lt, op, &g->alpha, g->b, la, g->a, lb, &g->beta, g->c, lc, g->c, lc,
-                          &heur.algo, ctx->workspace, ctx->workspace_bytes, ctx->stream),
+                          &heur_r.algo, ctx->workspace, ctx->workspace_bytes, ctx->stream),
            "matmul");
     *found = true;
 exit:
@@ -205,15 +208,23 @@ ts_status cuda_gemm(cuda_ctx *ctx, const gemm_args *g) {
                                          "cuda_matmul_forward_gelu");
     if (!ctx->force_fallback_gemm) {
         bool found = false;
-        TS_CHECK(gemm_lt(ctx, g, &found));
+        int heur = 0;
+        TS_CHECK(gemm_lt(ctx, g, &found, &heur));
         if (found)
             return TS_OK;
-        if (!ctx->warned_fallback) {
-            ctx->warned_fallback = true;
+        /* odd (under 16-byte) alignments are expected to fall back, once said; an aligned
+         * matmul without an algorithm is a surprise (a wrong descriptor, or a slow run ahead)
+         * and is said each time, up to a few */
+        const size_t es = type_size(g->ab_type), cs = type_size(g->c_type);
+        const bool aligned = align_of(g->a, g->lda, g->batch > 1 ? g->stride_a : 0, es) >= 16 &&
+                             align_of(g->b, g->ldb, g->batch > 1 ? g->stride_b : 0, es) >= 16 &&
+                             align_of(g->c, g->ldc, g->batch > 1 ? g->stride_c : 0, cs) >= 16;
+        if (aligned ? ctx->unexpected_fallbacks++ < 5 : !ctx->warned_fallback) {
+            ctx->warned_fallback = ctx->warned_fallback || !aligned;
             ts_log(TS_LOG_WARN,
-                   "cuBLASLt has no algorithm for a (%d x %d x %d, batch %d) matmul; using the "
-                   "slow fallback kernel",
-                   g->m, g->n, g->k, g->batch);
+                   "cuBLASLt has no algorithm for a (%d x %d x %d, batch %d, %s) matmul "
+                   "(heuristic status %d); using the slow fallback kernel",
+                   g->m, g->n, g->k, g->batch, aligned ? "16-byte aligned" : "odd alignment", heur);
         }
     }
     return gemm_fallback(ctx, g);
@@ -306,8 +317,9 @@ ts_status cuda_matmul_forward_gelu(struct ts_backend *be, const struct ts_tensor
     g.bias = bias ? bias->data : NULL;
     if (!ctx->force_fallback_gemm) {
         bool found = false;
+        int heur = 0;
         g.gelu_pre = pre->data;
-        TS_CHECK(gemm_lt(ctx, &g, &found));
+        TS_CHECK(gemm_lt(ctx, &g, &found, &heur));
         if (found)
             return TS_OK;
     }
