@@ -10,6 +10,7 @@
 #      kernels would take most of the time budget; wrong cuBLASLt arguments show up in step 1);
 #   3. the timing of GPT-2 124M training steps (bf16, batch 8, T 1024).
 # Logs go to $OUT (the device tool's result folder) when set, else /tmp/tessera-gpucheck.
+# Limits 150 + 60 + 75 s (SIGKILL 5 s after each SIGTERM): about five minutes at worst.
 # Exit: 0 when every step passed, else 1 (3 from the check itself means "no GPU").
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -42,7 +43,7 @@ ldd "$check" "$TS_CUDA_PLUGIN" | sed 's/^/  /'
 
 status=0
 echo "== 1. op checks and training (seed $seed)"
-timeout 170 "$check" --ops --train --seed "$seed" 2>&1 | tee "$out/checks.log"
+timeout -k 5 150 "$check" --ops --train --seed "$seed" 2>&1 | tee "$out/checks.log"
 rc=${PIPESTATUS[0]}
 [ "$rc" -eq 0 ] || status=1
 [ "$rc" -eq 3 ] && { echo "no GPU on this machine"; exit 3; }
@@ -50,14 +51,14 @@ rc=${PIPESTATUS[0]}
 echo "== 2. compute-sanitizer"
 san=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1)
 if [ -n "$san" ]; then
-  TS_CUDA_GEMM=fallback timeout 75 "$san" --tool memcheck --error-exitcode 9 "$check" --ops \
+  TS_CUDA_GEMM=fallback timeout -k 5 60 "$san" --tool memcheck --error-exitcode 9 "$check" --ops \
     --small --seed "$seed" >"$out/sanitizer.log" 2>&1
   src=$?
   tail -n 5 "$out/sanitizer.log"
   case $src in
     0) sanitizer="clean (memcheck, small op checks, fallback matmul)" ;;
     9) sanitizer="FAILED: memcheck found errors (see sanitizer.log)"; status=1 ;;
-    124) sanitizer="inconclusive: timed out after 75 s (see sanitizer.log)" ;;
+    124) sanitizer="inconclusive: timed out after 60 s (see sanitizer.log)" ;;
     *) if grep -qiE 'not supported|error 999' "$out/sanitizer.log"; then
          sanitizer="not available: compute-sanitizer refused this device (exit $src)"
        elif grep -q '^result: FAIL' "$out/sanitizer.log"; then
@@ -73,7 +74,7 @@ else
 fi
 
 echo "== 3. GPT-2 124M timing"
-timeout 75 "$check" --bench --bench-batch "${TS_BENCH_BATCH:-8}" 2>&1 | tee "$out/bench.log"
+timeout -k 5 75 "$check" --bench --bench-batch "${TS_BENCH_BATCH:-8}" 2>&1 | tee "$out/bench.log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 
 echo
