@@ -69,6 +69,13 @@ ts_status ckpt_h5_close(hid_t f, const char *file) TS_MUST_CHECK;
 /* paths.c */
 ts_status ckpt_fsync_file(const char *path) TS_MUST_CHECK;
 ts_status ckpt_fsync_dir(const char *path) TS_MUST_CHECK;
+/* Starts the kernel writing back what is dirty of file path (Linux sync_file_range, WRITE only:
+ * nothing waits), once *pending (bytes written since the last start) reaches
+ * CKPT_WRITEBACK_BYTES or when force; *pending is then reset. A hint that only moves the disk
+ * work earlier, so the fsync that follows has less left: every failure is ignored (the fsync
+ * reports real ones). TS_CKPT_WRITEBACK=0 in the environment turns it off, to measure it. */
+#define CKPT_WRITEBACK_BYTES ((size_t)128 << 20)
+void ckpt_writeback(const char *path, size_t *pending, bool force);
 ts_status ckpt_rm_rf(const char *path) TS_MUST_CHECK;
 bool ckpt_is_step_name(const char *name, int64_t *step);
 bool ckpt_path_exists(const char *path);
@@ -117,6 +124,7 @@ struct ckpt_model_out {
     bool *written;
     float *buf;
     size_t buf_elems;
+    size_t pending; /* bytes written since the last ckpt_writeback */
 };
 ts_status ckpt_model_begin(struct ckpt_model_out *mo, const struct ts_ckpt_save_args *a,
                            const char *tmp) TS_MUST_CHECK;

@@ -57,6 +57,8 @@ static ts_status put(struct ckpt_model_out *mo, const struct ts_ckpt_tensor *t, 
     const int64_t numel = ckpt_shape_numel(t->ndim, shape);
     const char *bare = strchr(t->name, '/') + 1;
     TS_CHECK(ckpt_h5_write(mo->f, mo->path, bare, TS_DTYPE_F32, data, t->ndim, shape));
+    mo->pending += (size_t)numel * sizeof(float);
+    ckpt_writeback(mo->path, &mo->pending, false);
     Tessera__Ckpt__ModelTensor *e = &mo->entries[k];
     tessera__ckpt__model_tensor__init(e);
     e->name = (char *)bare;
@@ -114,6 +116,7 @@ ts_status ckpt_model_begin(struct ckpt_model_out *mo, const struct ts_ckpt_save_
             TS_CHECK(put_whole(mo, t, k));
         k++;
     }
+    ckpt_writeback(mo->path, &mo->pending, true); /* on the disk during the rank file's fsync */
     return TS_OK;
 }
 

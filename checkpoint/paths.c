@@ -5,7 +5,7 @@
  * step_NNNNNNNN.tmp-* and rename it into place after its manifest is durable, and deletions
  * rename a checkpoint to *.del-* before removing its files, so a kill during either leaves
  * only leftovers that the next save sweeps away. */
-#define _XOPEN_SOURCE 700
+#define _GNU_SOURCE /* sync_file_range; implies _XOPEN_SOURCE 700 (nftw) */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -35,6 +35,24 @@ static ts_status fsync_open(const char *path, int flags, const char *what) {
 ts_status ckpt_fsync_file(const char *path) { return fsync_open(path, O_RDONLY, "file"); }
 ts_status ckpt_fsync_dir(const char *path) {
     return fsync_open(path, O_RDONLY | O_DIRECTORY, "directory");
+}
+
+void ckpt_writeback(const char *path, size_t *pending, bool force) {
+    if (!force && *pending < CKPT_WRITEBACK_BYTES)
+        return;
+    *pending = 0;
+    const char *env = getenv("TS_CKPT_WRITEBACK");
+    if (env != NULL && strcmp(env, "0") == 0)
+        return;
+#ifdef SYNC_FILE_RANGE_WRITE
+    const int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        (void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+        close(fd);
+    }
+#else
+    (void)path;
+#endif
 }
 
 static int rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {

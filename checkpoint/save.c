@@ -158,6 +158,7 @@ static ts_status write_rank_file(const struct ts_ckpt_save_args *a, const char *
     snprintf(s.dtypes[0], 8, "f32");
     snprintf(s.dtypes[1], 8, "bf16");
     TS_CHECK_GOTO(ckpt_h5_create(&f, path), st, exit);
+    size_t written = 0; /* bytes since the last ckpt_writeback */
     Tessera__Ckpt__Manifest idx = TESSERA__CKPT__MANIFEST__INIT;
     for (size_t i = 0; i < nt; i++) {
         const struct ts_ckpt_tensor *t = &a->tensors[i];
@@ -191,6 +192,8 @@ static ts_status write_rank_file(const struct ts_ckpt_save_args *a, const char *
         mt->n_shards = 1;
         mt->shards = &s.shard_ptrs[i];
         TS_CHECK_GOTO(ckpt_h5_write(f, path, t->name, t->dtype, t->data, 1, &numel), st, exit);
+        written += (size_t)numel * ts_dtype_size(t->dtype);
+        ckpt_writeback(path, &written, false); /* the disk starts while we go on copying */
     }
     for (size_t i = 0; i < nb; i++) {
         const struct ts_ckpt_blob *b = &a->blobs[i];
@@ -222,6 +225,7 @@ static ts_status write_rank_file(const struct ts_ckpt_save_args *a, const char *
     hid_t closing = f;
     f = H5I_INVALID_HID;
     TS_CHECK_GOTO(ckpt_h5_close(closing, path), st, exit); /* fsync'ed by the caller */
+    ckpt_writeback(path, &written, true);                  /* the rest, while model.h5 is written */
 exit:
     if (f >= 0)
         H5Fclose(f);
