@@ -13,7 +13,14 @@
  * saved with ts_train_state_save (staging copies through the backend included): the time is
  * the training stall per save, again beside the raw write speed of the same bytes.
  *
- *   bench_ckpt [--dir DIR] [--reps N] [--layers L] [--trainer] */
+ * --gap S waits S seconds before each plain save, as a training step would: on a VM that hands
+ * idle memory back to its host, the page cache the save writes into is then slower to fill
+ * (see bench_pagecache.c).
+ *
+ * --ab alternates the rounds between early writeback on and off (TS_CKPT_WRITEBACK=0) and
+ * prints one more line with the medians of each.
+ *
+ *   bench_ckpt [--dir DIR] [--reps N] [--layers L] [--gap S] [--ab] [--trainer] */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <inttypes.h>
@@ -21,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
 #include <time.h>
@@ -112,8 +120,9 @@ static void drop_dir_cache(const char *dir) {
     drop_cache(cmd);
 }
 
-/* dd if=/dev/zero-like (but the state's own bytes) of=path bs=8M conv=fsync */
-static double raw_write(const char *path, const struct state *s) {
+/* dd if=/dev/zero-like (but the state's own bytes) of=path bs=8M conv=fsync; *copy_s: the
+ * write() calls alone (the copy into the page cache), the rest is the fsync */
+static double raw_write(const char *path, const struct state *s, double *copy_s) {
     const double t0 = ts_bench_now_s();
     const int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0)
@@ -134,9 +143,18 @@ static double raw_write(const char *path, const struct state *s) {
             left -= w;
         }
     }
+    *copy_s = ts_bench_now_s() - t0;
     fsync(fd);
     close(fd);
     return ts_bench_now_s() - t0;
+}
+
+/* CPU seconds (user + system) of the process or of the calling thread */
+static double cpu_s(int who) {
+    struct rusage ru;
+    getrusage(who, &ru);
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           1e-6 * (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
 }
 
 static double raw_read(const char *path, char *buf, size_t cap) {
@@ -187,18 +205,25 @@ static int bench_trainer(const char *dir, int reps, int L, const struct state *s
     const int64_t bytes = ts_gpt_num_params(gpt) * 3 * 4;
     double stall[20], rw[20];
     for (int r = 0; r < reps + 1; r++) {
-        const double w = raw_write(raw, s);
+        double wc = 0;
+        const double w = raw_write(raw, s, &wc);
         unlink(raw);
         struct ts_train_state_info info = {.global_batch = 1};
+        const double c0 = cpu_s(RUSAGE_SELF), ct0 = cpu_s(RUSAGE_THREAD);
         const double t0 = ts_bench_now_s();
         if (ts_train_state_save(tr, comm, &info, ckdir, 1, path, sizeof(path)) != TS_OK) {
             fprintf(stderr, "save: %s\n", ts_last_error());
             return 1;
         }
         const double dt = ts_bench_now_s() - t0;
+        /* other threads (OpenMP, OpenBLAS) busy during the save would show as process CPU
+         * beyond this thread's */
+        fprintf(stderr, "round %d: save CPU: process %.2f s, this thread %.2f s, wall %.2f s\n", r,
+                cpu_s(RUSAGE_SELF) - c0, cpu_s(RUSAGE_THREAD) - ct0, dt);
         fprintf(stderr,
-                "round %d: raw write %.2f GB/s, trainer save (stall) %.2f s, %.2f GB/s of state\n",
-                r, (double)s->bytes / w / 1e9, dt, (double)bytes / dt / 1e9);
+                "round %d: raw write %.2f GB/s (write() %.2f s, fsync %.2f s), trainer save "
+                "(stall) %.2f s, %.2f GB/s of state\n",
+                r, (double)s->bytes / w / 1e9, wc, w - wc, dt, (double)bytes / dt / 1e9);
         if (r > 0) {
             stall[r - 1] = dt;
             rw[r - 1] = w;
@@ -224,13 +249,16 @@ static int bench_trainer(const char *dir, int reps, int L, const struct state *s
 
 int main(int argc, char **argv) {
     const char *dir = "bench_ckpt_tmp";
-    int reps = 3, L = 12;
-    bool trainer = false;
-    for (int i = 1; i < argc; i++)
+    int reps = 3, L = 12, gap = 0;
+    bool trainer = false, ab = false;
+    for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--trainer") == 0)
             trainer = true;
+        if (strcmp(argv[i], "--ab") == 0)
+            ab = true;
+    }
     for (int i = 1; i + 1 < argc; i += 2) {
-        if (strcmp(argv[i], "--trainer") == 0)
+        if (strcmp(argv[i], "--trainer") == 0 || strcmp(argv[i], "--ab") == 0)
             i--;
         if (strcmp(argv[i], "--dir") == 0)
             dir = argv[i + 1];
@@ -238,6 +266,8 @@ int main(int argc, char **argv) {
             reps = atoi(argv[i + 1]);
         else if (strcmp(argv[i], "--layers") == 0)
             L = atoi(argv[i + 1]);
+        else if (strcmp(argv[i], "--gap") == 0)
+            gap = atoi(argv[i + 1]);
     }
     if (reps < 1 || reps > 20)
         reps = 3;
@@ -273,14 +303,23 @@ int main(int argc, char **argv) {
     struct ts_ckpt_meta meta = {.global_batch = 512, .layout = {.dp = 1, .tp = 1}};
     snprintf(meta.build_version, sizeof(meta.build_version), "bench");
     char *rbuf = malloc(8 << 20);
-    double ts_save[20], ts_load[20], ts_rw[20], ts_rr[20];
+    double ts_save[20], ts_load[20], ts_rw[20], ts_rr[20], ab_save[2][20], ab_rw[2][20];
+    int ab_n[2] = {0, 0};
     int64_t written = 0;
     int ok = 1;
     for (int r = 0; r < reps + 1; r++) { /* the first round warms up */
-        const double rw = raw_write(raw, s);
+        double rwc = 0;
+        const double rw = raw_write(raw, s, &rwc);
         const double rr = raw_read(raw, rbuf, 8 << 20);
         unlink(raw);
         meta.step = r + 1;
+        if (gap > 0)
+            sleep((unsigned)gap);
+        const int off = ab && r % 2 == 1;
+        if (off)
+            setenv("TS_CKPT_WRITEBACK", "0", 1);
+        else
+            unsetenv("TS_CKPT_WRITEBACK");
         struct ts_ckpt_save_args a = {.dir = ckdir,
                                       .meta = &meta,
                                       .tensors = s->t,
@@ -323,16 +362,31 @@ int main(int argc, char **argv) {
             ok &= memcmp(back->t[i].data, s->t[i].data, (size_t)n * 4) == 0;
         }
         fprintf(stderr,
-                "round %d: raw write %.2f GB/s, raw read %.2f GB/s, save %.2f s (%.2f GB/s of "
-                "state), load %.2f s (%.2f GB/s)\n",
-                r, (double)s->bytes / rw / 1e9, (double)s->bytes / rr / 1e9, save,
+                "round %d%s: raw write %.2f GB/s (write() %.2f s, fsync %.2f s), raw read %.2f "
+                "GB/s, save %.2f s (%.2f GB/s of state), load %.2f s (%.2f GB/s)\n",
+                r,
+                !ab   ? ""
+                : off ? " (writeback off)"
+                      : " (writeback on)",
+                (double)s->bytes / rw / 1e9, rwc, rw - rwc, (double)s->bytes / rr / 1e9, save,
                 (double)s->bytes / save / 1e9, load, (double)s->bytes / load / 1e9);
         if (r > 0) {
             ts_save[r - 1] = save;
+            ab_save[off][ab_n[off]] = save;
+            ab_rw[off][ab_n[off]++] = rw;
             ts_load[r - 1] = load;
             ts_rw[r - 1] = rw;
             ts_rr[r - 1] = rr;
         }
+    }
+    if (ab && ab_n[0] > 0 && ab_n[1] > 0) {
+        const double on = ts_bench_median(ab_save[0], ab_n[0]);
+        const double offs = ts_bench_median(ab_save[1], ab_n[1]);
+        printf("{\"bench\":\"ckpt_writeback_ab\",\"save_s_on\":%.3f,\"save_s_off\":%.3f,"
+               "\"raw_write_GBps_on\":%.3f,\"raw_write_GBps_off\":%.3f,\"rounds_on\":%d,"
+               "\"rounds_off\":%d}\n",
+               on, offs, (double)s->bytes / ts_bench_median(ab_rw[0], ab_n[0]) / 1e9,
+               (double)s->bytes / ts_bench_median(ab_rw[1], ab_n[1]) / 1e9, ab_n[0], ab_n[1]);
     }
     const double save = ts_bench_median(ts_save, reps), load = ts_bench_median(ts_load, reps);
     const double rw = ts_bench_median(ts_rw, reps), rr = ts_bench_median(ts_rr, reps);
@@ -342,11 +396,11 @@ int main(int argc, char **argv) {
            ",\"written_bytes\":%" PRId64
            ",\"save_s\":%.3f,\"save_state_GBps\":%.3f,\"save_written_GBps\":%.3f,"
            "\"raw_write_GBps\":%.3f,\"save_vs_raw\":%.3f,\"load_s\":%.3f,\"load_GBps\":%.3f,"
-           "\"raw_read_GBps\":%.3f,\"load_vs_raw\":%.3f,\"reps\":%d,\"correct\":%s}\n",
+           "\"raw_read_GBps\":%.3f,\"load_vs_raw\":%.3f,\"gap_s\":%d,\"reps\":%d,\"correct\":%s}\n",
            u.nodename, u.machine, L, s->bytes, written, save, (double)s->bytes / save / 1e9,
            (double)written / save / 1e9, (double)s->bytes / rw / 1e9,
            ((double)s->bytes / save) / ((double)s->bytes / rw), load, (double)s->bytes / load / 1e9,
-           (double)s->bytes / rr / 1e9, rr / load, reps, ok ? "true" : "false");
+           (double)s->bytes / rr / 1e9, rr / load, gap, reps, ok ? "true" : "false");
     snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
     if (system(cmd) != 0)
         ok = 0;
