@@ -58,26 +58,12 @@ __global__ void causal_softmax_backward_kernel(T *datt, const T *att, int64_t ro
 static gemm_args head_gemm(bool ta, bool tb, int m, int n, int k, float alpha, const void *a,
                            int64_t lda, int64_t sa, const void *b, int64_t ldb, int64_t sb, void *c,
                            int64_t ldc, int64_t sc, int heads, cudaDataType_t t) {
-    gemm_args g = {};
-    g.ta = ta;
-    g.tb = tb;
-    g.m = m;
-    g.n = n;
-    g.k = k;
+    gemm_args g = cuda_gemm_args(ta, tb, m, n, k, a, lda, b, ldb, 0.0f, c, ldc, t, t);
     g.alpha = alpha;
-    g.beta = 0.0f;
-    g.a = a;
-    g.lda = lda;
     g.stride_a = sa;
-    g.b = b;
-    g.ldb = ldb;
     g.stride_b = sb;
-    g.c = c;
-    g.ldc = ldc;
     g.stride_c = sc;
     g.batch = heads;
-    g.ab_type = t;
-    g.c_type = t;
     return g;
 }
 

@@ -109,6 +109,30 @@ struct gemm_args {
 };
 ts_status cuda_gemm(cuda_ctx *ctx, const gemm_args *g);
 
+/* One (unbatched) gemm with alpha 1, no bias; callers set batching, alpha or bias after. */
+static inline gemm_args cuda_gemm_args(bool ta, bool tb, int m, int n, int k, const void *a,
+                                       int64_t lda, const void *b, int64_t ldb, float beta, void *c,
+                                       int64_t ldc, cudaDataType_t ab, cudaDataType_t ct) {
+    gemm_args g = {};
+    g.ta = ta;
+    g.tb = tb;
+    g.m = m;
+    g.n = n;
+    g.k = k;
+    g.alpha = 1.0f;
+    g.beta = beta;
+    g.a = a;
+    g.lda = lda;
+    g.b = b;
+    g.ldb = ldb;
+    g.c = c;
+    g.ldc = ldc;
+    g.batch = 1;
+    g.ab_type = ab;
+    g.c_type = ct;
+    return g;
+}
+
 static inline cudaDataType_t cuda_type(enum ts_dtype dt) {
     return dt == TS_DTYPE_BF16 ? CUDA_R_16BF : CUDA_R_32F;
 }

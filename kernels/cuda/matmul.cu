@@ -264,29 +264,6 @@ static ts_status dims(const char *op, const struct ts_tensor *inp, const struct 
     return TS_OK;
 }
 
-static gemm_args make_gemm(bool ta, bool tb, int m, int n, int k, const void *a, int64_t lda,
-                           const void *b, int64_t ldb, float beta, void *c, int64_t ldc,
-                           cudaDataType_t ab, cudaDataType_t ct) {
-    gemm_args g = {};
-    g.ta = ta;
-    g.tb = tb;
-    g.m = m;
-    g.n = n;
-    g.k = k;
-    g.alpha = 1.0f;
-    g.beta = beta;
-    g.a = a;
-    g.lda = lda;
-    g.b = b;
-    g.ldb = ldb;
-    g.c = c;
-    g.ldc = ldc;
-    g.batch = 1;
-    g.ab_type = ab;
-    g.c_type = ct;
-    return g;
-}
-
 /* The same calls as ts_cpu_matmul_forward / _backward, argument for argument. */
 ts_status cuda_matmul_forward(struct ts_backend *be, const struct ts_tensor *out,
                               const struct ts_tensor *inp, const struct ts_tensor *weight,
@@ -295,10 +272,11 @@ ts_status cuda_matmul_forward(struct ts_backend *be, const struct ts_tensor *out
     int N = 0, IC = 0, OC = 0;
     TS_CHECK(dims("matmul_forward", inp, weight, layout, &N, &IC, &OC));
     cudaDataType_t t = cuda_type(inp->dtype);
-    gemm_args g = layout == TS_W_IN_OUT ? make_gemm(false, false, N, OC, IC, inp->data, IC,
-                                                    weight->data, OC, 0.0f, out->data, OC, t, t)
-                                        : make_gemm(false, true, N, OC, IC, inp->data, IC,
-                                                    weight->data, IC, 0.0f, out->data, OC, t, t);
+    gemm_args g = layout == TS_W_IN_OUT
+                      ? cuda_gemm_args(false, false, N, OC, IC, inp->data, IC, weight->data, OC,
+                                       0.0f, out->data, OC, t, t)
+                      : cuda_gemm_args(false, true, N, OC, IC, inp->data, IC, weight->data, IC,
+                                       0.0f, out->data, OC, t, t);
     g.bias = bias ? bias->data : NULL;
     return cuda_gemm(ctx, &g);
 }
@@ -312,8 +290,8 @@ ts_status cuda_matmul_forward_gelu(struct ts_backend *be, const struct ts_tensor
     int N = 0, IC = 0, OC = 0;
     TS_CHECK(dims("matmul_forward_gelu", inp, weight, TS_W_IN_OUT, &N, &IC, &OC));
     cudaDataType_t t = cuda_type(inp->dtype);
-    gemm_args g = make_gemm(false, false, N, OC, IC, inp->data, IC, weight->data, OC, 0.0f,
-                            out->data, OC, t, t);
+    gemm_args g = cuda_gemm_args(false, false, N, OC, IC, inp->data, IC, weight->data, OC, 0.0f,
+                                 out->data, OC, t, t);
     g.bias = bias ? bias->data : NULL;
     /* The fused epilogue only for bf16, where it saves a pass over (N, 4C): fp32 is the checking
      * precision, and cuBLASLt's GELU need not be the exact tanh form the CPU oracle computes. */
@@ -343,19 +321,21 @@ ts_status cuda_matmul_backward(struct ts_backend *be, const struct ts_tensor *di
     gemm_args g;
     if (layout == TS_W_IN_OUT) {
         if (dinp) { /* (N,OC) @ (IC,OC)^T */
-            g = make_gemm(false, true, N, IC, OC, d, OC, w, OC, 0.0f, dinp->data, IC, t, t);
+            g = cuda_gemm_args(false, true, N, IC, OC, d, OC, w, OC, 0.0f, dinp->data, IC, t, t);
             TS_CHECK(cuda_gemm(ctx, &g));
         }
         /* dW (IC,OC) += inp^T (IC,N) @ dout (N,OC), accumulated in f32 */
-        g = make_gemm(true, false, IC, OC, N, x, IC, d, OC, 1.0f, dweight->data, OC, t, CUDA_R_32F);
+        g = cuda_gemm_args(true, false, IC, OC, N, x, IC, d, OC, 1.0f, dweight->data, OC, t,
+                           CUDA_R_32F);
         TS_CHECK(cuda_gemm(ctx, &g));
     } else {
         if (dinp) { /* (N,OC) @ (OC,IC) */
-            g = make_gemm(false, false, N, IC, OC, d, OC, w, IC, 0.0f, dinp->data, IC, t, t);
+            g = cuda_gemm_args(false, false, N, IC, OC, d, OC, w, IC, 0.0f, dinp->data, IC, t, t);
             TS_CHECK(cuda_gemm(ctx, &g));
         }
         /* dW (OC,IC) += dout^T (OC,N) @ inp (N,IC) */
-        g = make_gemm(true, false, OC, IC, N, d, OC, x, IC, 1.0f, dweight->data, IC, t, CUDA_R_32F);
+        g = cuda_gemm_args(true, false, OC, IC, N, d, OC, x, IC, 1.0f, dweight->data, IC, t,
+                           CUDA_R_32F);
         TS_CHECK(cuda_gemm(ctx, &g));
     }
     if (dbias) {
