@@ -102,13 +102,8 @@ void ts_optim_destroy(ts_optim_t *o) {
  * `base` (0 for the parameters and gradients, begin for the moments). */
 static struct ts_tensor flat_view(const struct ts_tensor *flat, int64_t base, int64_t from,
                                   int64_t to) {
-    struct ts_tensor t = *flat;
-    t.data = (char *)flat->data + (size_t)(from - base) * ts_dtype_size(flat->dtype);
-    t.ndim = 1;
-    for (int i = 0; i < TS_MAX_DIMS; i++)
-        t.shape[i] = 1;
-    t.shape[0] = to - from;
-    return t;
+    char *start = (char *)flat->data + (size_t)(from - base) * ts_dtype_size(flat->dtype);
+    return ts_tensor_1d(start, flat->dtype, to - from);
 }
 
 ts_status ts_optim_sum_squares(ts_optim_t *o, double *sum_sq) {

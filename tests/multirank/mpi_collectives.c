@@ -26,15 +26,9 @@ static int failures;
 
 #define OK(expr) EXPECT((expr) == TS_OK, "%s: %s", #expr, ts_last_error())
 
+/* A host buffer as a 1-D f32 tensor. */
 static struct ts_tensor host_f32(float *data, int64_t n) {
-    struct ts_tensor t = {0};
-    t.data = data;
-    t.dtype = TS_DTYPE_F32;
-    t.ndim = 1;
-    for (int i = 0; i < TS_MAX_DIMS; i++)
-        t.shape[i] = 1;
-    t.shape[0] = n;
-    return t;
+    return ts_tensor_1d(data, TS_DTYPE_F32, n);
 }
 
 static void check_all_reduce(ts_comm_t *c, int64_t n, bool nonblocking) {
