@@ -64,7 +64,9 @@ def lines(d):
         o = json.loads(l)
         out.append({k: v for k, v in o.items() if k not in timing})
     return out
-la, lb = lines(a), lines(b)
+# The order of an eval and a checkpoint line at one step is not training behaviour.
+order = lambda o: (o["step"], json.dumps(o, sort_keys=True))
+la, lb = sorted(lines(a), key=order), sorted(lines(b), key=order)
 if la != lb:
     for x, y in zip(la, lb):
         if x != y:

@@ -1,0 +1,104 @@
+/* run.c: the run loop (run.h): a step, then one decision at the boundary, then its actions.
+ *
+ * Order at a boundary: eval, then checkpoint, then stop, so a checkpoint taken at the end has
+ * the final val loss logged before it. A diverged update is never saved: its decision carries no
+ * checkpoint (the coordinator's job), and the loop saves only what a decision asks for. */
+#include "trainer/run.h"
+
+#include <time.h>
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+const char *ts_stop_reason_name(enum ts_stop_reason r) {
+    switch (r) {
+    case TS_STOP_NONE:
+        return "none";
+    case TS_STOP_DONE:
+        return "done";
+    case TS_STOP_AFTER:
+        return "stop-after";
+    case TS_STOP_TIME:
+        return "time";
+    case TS_STOP_PREEMPTED:
+        return "preempted";
+    case TS_STOP_DIVERGED:
+        return "diverged";
+    }
+    return "unknown";
+}
+
+struct ts_run_decision ts_run_cadence(const struct ts_run_config *cfg, bool have_val,
+                                      int64_t done) {
+    struct ts_run_decision d = {0, TS_STOP_NONE};
+    if (done >= cfg->stop) {
+        d.actions |= TS_RUN_STOP | TS_RUN_CHECKPOINT;
+        d.reason = done >= cfg->steps ? TS_STOP_DONE : TS_STOP_AFTER;
+    }
+    if (have_val && ((cfg->eval_every > 0 && done % cfg->eval_every == 0) || done >= cfg->steps))
+        d.actions |= TS_RUN_EVAL;
+    if (cfg->ckpt_every > 0 && done % cfg->ckpt_every == 0)
+        d.actions |= TS_RUN_CHECKPOINT;
+    return d;
+}
+
+static ts_status run_eval(ts_trainer_t *tr, ts_comm_t *dp, ts_loader_t *val,
+                          const struct ts_run_config *cfg, const struct ts_run_hooks *h,
+                          int64_t done) {
+    double loss = 0.0;
+    int64_t tokens = 0;
+    const double t0 = now_s();
+    TS_CHECK(ts_eval_loss(ts_trainer_gpt(tr), val, dp, cfg->eval_batch, cfg->eval_batches, &loss,
+                          &tokens));
+    return h->on_eval ? h->on_eval(h->ctx, done, loss, tokens, now_s() - t0) : TS_OK;
+}
+
+static ts_status run_checkpoint(ts_trainer_t *tr, ts_comm_t *world, const struct ts_run_config *cfg,
+                                const struct ts_train_state_info *info,
+                                const struct ts_run_hooks *h, int64_t done) {
+    char path[4400];
+    const double t0 = now_s();
+    TS_CHECK(
+        ts_train_state_save(tr, world, info, cfg->ckpt_dir, cfg->keep_last, path, sizeof(path)));
+    return h->on_checkpoint ? h->on_checkpoint(h->ctx, done, path, now_s() - t0) : TS_OK;
+}
+
+ts_status ts_run(ts_trainer_t *tr, ts_comm_t *world, ts_comm_t *dp, ts_loader_t *val,
+                 const struct ts_run_config *cfg, struct ts_train_state_info *info,
+                 const struct ts_run_hooks *hooks, struct ts_run_result *out) {
+    static const struct ts_run_hooks none = {0};
+    const struct ts_run_hooks *h = hooks ? hooks : &none;
+    const double t0 = now_s();
+    const int64_t first = ts_trainer_steps_done(tr);
+    *out = (struct ts_run_result){.first = first, .last = first, .reason = TS_STOP_NONE};
+    int64_t done = first;
+    for (bool stop = done >= cfg->stop; !stop;) {
+        struct ts_step_record rec;
+        if (h->before_step)
+            TS_CHECK(h->before_step(h->ctx, done));
+        TS_CHECK(ts_trainer_step(tr, &rec));
+        done = ts_trainer_steps_done(tr);
+        info->tokens_seen += rec.tokens;
+        if (h->on_step)
+            TS_CHECK(h->on_step(h->ctx, &rec));
+        struct ts_run_decision d = ts_run_cadence(cfg, val != NULL, done);
+        if (h->decide)
+            TS_CHECK(h->decide(h->ctx, &rec, &d));
+        if ((d.actions & TS_RUN_EVAL) && val != NULL)
+            TS_CHECK(run_eval(tr, dp, val, cfg, h, done));
+        if (d.actions & TS_RUN_CHECKPOINT)
+            TS_CHECK(run_checkpoint(tr, world, cfg, info, h, done));
+        stop = (d.actions & TS_RUN_STOP) != 0;
+        if (stop)
+            out->reason = d.reason;
+    }
+    /* No rank reports success before rank 0 has committed the last checkpoint. */
+    TS_CHECK(ts_comm_barrier(world));
+    out->last = done;
+    out->tokens_seen = info->tokens_seen;
+    out->seconds = now_s() - t0;
+    return TS_OK;
+}
