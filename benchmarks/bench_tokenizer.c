@@ -14,8 +14,8 @@
 #include <unistd.h>
 
 #include "bench_util.h"
-#include "trainer/tokenizer.h"
-#include "trainer/tokenizer_train.h"
+#include "data/tokenizer.h"
+#include "data/tokenizer_train.h"
 
 static int fail(const char *what) {
     fprintf(stderr, "bench_tokenizer: %s: %s\n", what, ts_last_error());

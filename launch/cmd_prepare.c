@@ -11,13 +11,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "data/data_manifest.h"
+#include "data/shard.h"
+#include "data/tokenizer.h"
 #include "kernels/fs.h"
 #include "launch/cli.h"
 #include "launch/commands.h"
 #include "launch/common.h"
-#include "trainer/data_manifest.h"
-#include "trainer/shard.h"
-#include "trainer/tokenizer.h"
 
 #define MAX_INPUTS 4096
 

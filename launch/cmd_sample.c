@@ -10,13 +10,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "data/data_manifest.h"
+#include "data/tokenizer.h"
 #include "launch/cli.h"
 #include "launch/commands.h"
 #include "launch/common.h"
 #include "launch/resume.h"
-#include "trainer/data_manifest.h"
 #include "trainer/decode.h"
-#include "trainer/tokenizer.h"
 #include "trainer/weights.h"
 
 struct sample_args {

@@ -13,13 +13,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "data/sha256.h"
+#include "data/tokenizer.h"
+#include "data/tokenizer_train.h"
 #include "kernels/fs.h"
 #include "launch/cli.h"
 #include "launch/commands.h"
 #include "launch/common.h"
-#include "trainer/sha256.h"
-#include "trainer/tokenizer.h"
-#include "trainer/tokenizer_train.h"
 
 extern char **environ;
 

@@ -8,10 +8,10 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "data/data_manifest.h"
 #include "kernels/backend_load.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/log.h"
-#include "trainer/data_manifest.h"
 
 static ts_status cpu_backend(struct ts_backend **out, const char *blas, int threads) {
     struct ts_cpu_options opt = {.threads = threads, .blas = TS_BLAS_AUTO};

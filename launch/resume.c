@@ -13,10 +13,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "data/data_manifest.h"
+#include "data/sha256.h"
 #include "kernels/log.h"
 #include "launch/common.h"
-#include "trainer/data_manifest.h"
-#include "trainer/sha256.h"
 #include "trainer/state.h"
 #include "trainer/weights.h"
 

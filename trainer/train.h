@@ -14,10 +14,10 @@
 #include <stdint.h>
 
 #include "comm/comm.h"
+#include "data/shard.h"
 #include "trainer/gpt.h"
 #include "trainer/optim.h"
 #include "trainer/schedule.h"
-#include "trainer/shard.h"
 
 struct ts_train_config {
     int batch;      /* B: micro-batch per rank */

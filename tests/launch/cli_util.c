@@ -9,7 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "trainer/shard.h"
+#include "data/shard.h"
 
 static void slurp(const char *path, char *buf, size_t len) {
     buf[0] = '\0';

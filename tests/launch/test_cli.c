@@ -7,7 +7,7 @@
 #include <unistd.h>
 
 #include "cli_util.h"
-#include "trainer/shard.h"
+#include "data/shard.h"
 
 /* One line on stderr, naming the problem. */
 static void expect_usage_error(const struct cli_result *r, const char *needle) {

@@ -7,9 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "data/data_manifest.h"
+#include "data/shard.h"
 #include "tok_util.h"
-#include "trainer/data_manifest.h"
-#include "trainer/shard.h"
 
 static const char doc_a[] = "In the beginning was the word.\nAnd the word was good. ";
 static const char doc_b[] = "Second document: caf\xc3\xa9, \xf0\x9f\x98\x80 and \xff bytes.\n";

@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "data/tokenizer_train.h"
 #include "tok_util.h"
-#include "trainer/tokenizer_train.h"
 
 static ts_tokenizer_t *train(const char *text, size_t n, int vocab, char **dir_out) {
     ts_tok_trainer_t *tr = NULL;

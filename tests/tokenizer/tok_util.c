@@ -214,7 +214,7 @@ static void put_repo_files(struct buf *b, const char *root) {
         "trainer/README.md",
         "kernels/README.md",
         "trainer/gpt.c",
-        "trainer/shard.c",
+        "data/shard.c",
         "launch/cli.c",
         "launch/cmd_train.c",
         "kernels/cpu/cpu_attention.c",

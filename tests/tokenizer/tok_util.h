@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "trainer/tokenizer.h"
+#include "data/tokenizer.h"
 
 /* The GPT-2 tokenizer; fetches it with `tessera tokenizer fetch gpt2` when missing, and fails
  * the test with the reason when it cannot. */

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "common.h"
-#include "trainer/shard.h"
+#include "data/shard.h"
 
 /* A loader over one shard whose window w starts with token w (T = 2: window w holds w*2,
  * w*2+1, w*2+2 with token value = position % 60000, so the first input names the window). */

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "common.h"
-#include "trainer/shard.h"
+#include "data/shard.h"
 
 static void write_raw(const char *path, const int32_t *header, const uint16_t *tok, size_t n) {
     FILE *f = fopen(path, "wb");

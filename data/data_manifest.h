@@ -11,8 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "data/sha256.h"
 #include "kernels/status.h"
-#include "trainer/sha256.h"
 
 #define TS_DATA_MANIFEST_NAME "manifest.json"
 #define TS_DATA_MANIFEST_VERSION 1

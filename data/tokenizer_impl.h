@@ -5,8 +5,8 @@
 
 #include <stdint.h>
 
-#include "trainer/sha256.h"
-#include "trainer/tokenizer.h"
+#include "data/sha256.h"
+#include "data/tokenizer.h"
 
 enum ts_tok_kind { TS_TOK_BYTES, TS_TOK_BPE };
 

@@ -1,5 +1,5 @@
 /* sha256.c: SHA-256 over Nettle; only the hex formatting and file reading are ours. */
-#include "trainer/sha256.h"
+#include "data/sha256.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "trainer/tokenizer_impl.h"
+#include "data/tokenizer_impl.h"
 
 struct ts_tok_splitter {
     pcre2_code *code;

@@ -1,5 +1,5 @@
 /* data_manifest.c: manifest.json (data_manifest.h), written and read with json-c. */
-#include "trainer/data_manifest.h"
+#include "data/data_manifest.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -6,7 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "trainer/tokenizer.h"
+#include "data/tokenizer.h"
 
 #define PIECE_BYTES (1u << 20)
 

@@ -3,7 +3,7 @@
  * encoder.json is parsed with json-c; its keys are token bytes written through GPT-2's
  * byte-to-unicode table, which we invert. vocab.bpe's merges become an open-addressing map from
  * (left id, right id) to (rank, merged id), the one structure the encoder's inner loop reads. */
-#include "trainer/tokenizer_impl.h"
+#include "data/tokenizer_impl.h"
 
 #include <errno.h>
 #include <limits.h>

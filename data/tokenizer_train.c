@@ -4,7 +4,7 @@
  * words it occurs in (a list that may hold stale entries, checked when used), and a max-heap of
  * (count, pair) with lazy deletion: an entry whose count no longer matches is skipped, because
  * every change of a count pushes a fresh entry. */
-#include "trainer/tokenizer_train.h"
+#include "data/tokenizer_train.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -12,8 +12,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "data/tokenizer.h"
 #include "kernels/fs.h"
-#include "trainer/tokenizer.h"
 
 /* A map from byte strings to int32, open addressing, keys in an arena. */
 struct bmap {

@@ -16,7 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "trainer/shard.h"
+#include "data/shard.h"
 
 #define HEADER_BYTES ((int64_t)TS_SHARD_HEADER_INTS * (int64_t)sizeof(int32_t))
 
