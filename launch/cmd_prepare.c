@@ -36,7 +36,7 @@ static ts_status encode_all(const struct prep *p, const ts_tokenizer_t *t,
     for (int i = 0; i < p->ninputs; i++) {
         uint8_t *text = NULL;
         size_t n = 0;
-        TS_CHECK(ts_launch_read_file(p->inputs[i], &text, &n));
+        TS_CHECK(ts_fs_read_file(p->inputs[i], &text, &n));
         struct ts_sha256 h;
         char hex[TS_SHA256_HEX];
         ts_sha256_init(&h);

@@ -32,7 +32,7 @@ static ts_status decode_stdin(const ts_tokenizer_t *t, const char *input) {
     size_t n = 0, len = 0, cap = 0;
     struct ts_tok_ids ids = {0};
     ts_status st;
-    TS_CHECK_GOTO(ts_launch_read_file(input, &in, &n), st, out);
+    TS_CHECK_GOTO(ts_fs_read_file(input, &in, &n), st, out);
     char *p = (char *)in, *end;
     for (;;) {
         while (*p == ' ' || *p == '\n' || *p == '\t' || *p == '\r' || *p == ',')
@@ -63,7 +63,7 @@ static ts_status encode_stdin(const ts_tokenizer_t *t, const char *input) {
     size_t n = 0;
     struct ts_tok_ids ids = {0};
     ts_status st;
-    TS_CHECK_GOTO(ts_launch_read_file(input, &in, &n), st, out);
+    TS_CHECK_GOTO(ts_fs_read_file(input, &in, &n), st, out);
     TS_CHECK_GOTO(ts_tok_encode_parallel(t, in, n, 0, &ids), st, out);
     for (int64_t i = 0; i < ids.n; i++)
         printf(i ? " %d" : "%d", ids.ids[i]);
@@ -194,7 +194,7 @@ static ts_status train(const char **inputs, int n, int vocab_size, const char *o
     for (int i = 0; i < n && st == TS_OK; i++) {
         uint8_t *text = NULL;
         size_t len = 0;
-        st = ts_launch_read_file(inputs[i], &text, &len);
+        st = ts_fs_read_file(inputs[i], &text, &len);
         if (st == TS_OK)
             st = ts_tok_trainer_feed(tr, text, len);
         total += len;

@@ -1,7 +1,6 @@
 /* common.c: helpers shared by the subcommands (common.h). */
 #include "launch/common.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,42 +105,6 @@ ts_status ts_launch_manifest_vocab(const char *data, bool given, bool exact, int
     }
     ts_data_manifest_deinit(&m);
     return st;
-}
-
-ts_status ts_launch_read_file(const char *path, uint8_t **data, size_t *n) {
-    *data = NULL;
-    *n = 0;
-    bool in = strcmp(path, "-") == 0;
-    FILE *f = in ? stdin : fopen(path, "rb");
-    if (f == NULL)
-        return ts_error(TS_ERR_IO, "cannot open %s: %s", path, strerror(errno));
-    size_t cap = 1 << 16, len = 0;
-    uint8_t *buf = malloc(cap + 1);
-    while (buf != NULL) {
-        len += fread(buf + len, 1, cap - len, f);
-        if (len < cap)
-            break;
-        cap *= 2;
-        uint8_t *nb = realloc(buf, cap + 1);
-        if (nb == NULL)
-            free(buf);
-        buf = nb;
-    }
-    ts_status st = TS_OK;
-    if (buf == NULL)
-        st = ts_error(TS_ERR_OOM, "out of memory reading %s", path);
-    else if (ferror(f))
-        st = ts_error(TS_ERR_IO, "error reading %s", path);
-    if (!in)
-        fclose(f);
-    if (st != TS_OK) {
-        free(buf);
-        return st;
-    }
-    buf[len] = 0;
-    *data = buf;
-    *n = len;
-    return TS_OK;
 }
 
 void ts_launch_model_path(const char *ckpt, char *out, size_t len) {

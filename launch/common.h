@@ -28,9 +28,6 @@ bool ts_launch_file_exists(const char *path);
 ts_status ts_launch_manifest_vocab(const char *data, bool given, bool exact,
                                    int *vocab_size) TS_MUST_CHECK;
 
-/* Reads a whole file ("-" is stdin) into a malloc'ed buffer (NUL-terminated, not counted). */
-ts_status ts_launch_read_file(const char *path, uint8_t **data, size_t *n) TS_MUST_CHECK;
-
 /* The model file of a run directory or a path to the file itself. */
 void ts_launch_model_path(const char *ckpt, char *out, size_t len);
 
