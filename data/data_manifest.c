@@ -9,6 +9,8 @@
 
 #include <json-c/json.h>
 
+#include "kernels/log.h"
+
 void ts_data_manifest_init(struct ts_data_manifest *m) {
     memset(m, 0, sizeof(*m));
     m->eot = -1;
@@ -149,4 +151,27 @@ ts_status ts_data_manifest_find(const char *pattern, char *out, size_t len, bool
     struct stat sb;
     *found = stat(out, &sb) == 0 && S_ISREG(sb.st_mode);
     return TS_OK;
+}
+
+ts_status ts_data_manifest_vocab(const char *data, bool given, bool exact, int *vocab_size) {
+    char path[4200];
+    bool found = false;
+    TS_CHECK(ts_data_manifest_find(data, path, sizeof(path), &found));
+    if (!found)
+        return TS_OK;
+    struct ts_data_manifest m;
+    ts_data_manifest_init(&m);
+    TS_CHECK(ts_data_manifest_read(&m, path));
+    ts_status st = TS_OK;
+    if (!given) {
+        *vocab_size = m.vocab_size;
+        TS_LOG_I("data: %s says tokenizer %s, vocabulary %d", path, m.tokenizer, m.vocab_size);
+    } else if (exact ? *vocab_size != m.vocab_size : *vocab_size < m.vocab_size) {
+        st = ts_error(TS_ERR_INVALID_ARG,
+                      "the vocabulary size %d does not fit the data: %s says tokenizer %s with "
+                      "vocabulary %d",
+                      *vocab_size, path, m.tokenizer, m.vocab_size);
+    }
+    ts_data_manifest_deinit(&m);
+    return st;
 }

@@ -52,4 +52,11 @@ ts_status ts_data_manifest_read(struct ts_data_manifest *m, const char *path) TS
 ts_status ts_data_manifest_find(const char *pattern, char *out, size_t len,
                                 bool *found) TS_MUST_CHECK;
 
+/* The vocabulary size for shards named by `data` (a path or glob) from the manifest.json beside
+ * them, when there is one. given: whether the user passed --vocab-size (*vocab_size holds it);
+ * when not given the manifest's value replaces the default; when given it must be at least the
+ * manifest's (exactly it when exact, e.g. a trained model in eval). */
+ts_status ts_data_manifest_vocab(const char *data, bool given, bool exact,
+                                 int *vocab_size) TS_MUST_CHECK;
+
 #endif

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "data/data_manifest.h"
 #include "kernels/log.h"
 #include "launch/cli.h"
 #include "launch/commands.h"
@@ -44,7 +45,7 @@ static int eval(const struct eval_args *a) {
                  cfg.max_seq_len);
         goto fail;
     }
-    TS_CHECK_GOTO(ts_launch_manifest_vocab(a->data, true, true, &cfg.vocab_size), st, fail);
+    TS_CHECK_GOTO(ts_data_manifest_vocab(a->data, true, true, &cfg.vocab_size), st, fail);
     TS_CHECK_GOTO(ts_launch_backend(&be, a->device, a->blas, a->threads), st, fail);
     TS_CHECK_GOTO(ts_loader_create(&loader, a->data, T, cfg.vocab_size), st, fail);
     int64_t windows = ts_loader_num_windows(loader);

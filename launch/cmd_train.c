@@ -16,6 +16,8 @@
 
 #include "comm/comm.h"
 #include "comm/grid.h"
+#include "data/data_manifest.h"
+#include "data/lineage.h"
 #include "kernels/fs.h"
 #include "kernels/log.h"
 #include "launch/cli.h"
@@ -167,9 +169,9 @@ static ts_status open_data(struct run *r) {
                         ts_loader_num_windows(r->val), a->seq_len + 1, a->batch);
     if (ts_comm_rank(r->comm) != 0)
         return TS_OK;
-    TS_CHECK(ts_launch_data_files(a->data, &r->data, &r->info.num_data));
-    return ts_launch_data_lineage(a->data, r->data_manifest, sizeof(r->data_manifest),
-                                  r->data_manifest_hash, sizeof(r->data_manifest_hash));
+    TS_CHECK(ts_data_files(a->data, &r->data, &r->info.num_data));
+    return ts_data_lineage(a->data, r->data_manifest, sizeof(r->data_manifest),
+                           r->data_manifest_hash, sizeof(r->data_manifest_hash));
 }
 
 /* What every checkpoint records about the run beyond the trainer's own state. */
@@ -412,8 +414,8 @@ int ts_cmd_train(int argc, char **argv) {
         return TS_EXIT_OK;
     }
     if ((flags.v.data != NULL &&
-         ts_launch_manifest_vocab(flags.v.data, ts_train_flags_given(&flags, "vocab-size"), false,
-                                  &flags.v.vocab_size) != TS_OK) ||
+         ts_data_manifest_vocab(flags.v.data, ts_train_flags_given(&flags, "vocab-size"), false,
+                                &flags.v.vocab_size) != TS_OK) ||
         ts_train_settings_check(&flags) != TS_OK)
         return ts_launch_fail("train", TS_EXIT_USAGE);
     return train(&flags, &argc, &argv);

@@ -7,7 +7,6 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "data/data_manifest.h"
 #include "kernels/backend_load.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/log.h"
@@ -82,29 +81,6 @@ ts_status ts_launch_precision(const struct ts_backend *be, const char *precision
 bool ts_launch_file_exists(const char *path) {
     struct stat st;
     return stat(path, &st) == 0;
-}
-
-ts_status ts_launch_manifest_vocab(const char *data, bool given, bool exact, int *vocab_size) {
-    char path[4200];
-    bool found = false;
-    TS_CHECK(ts_data_manifest_find(data, path, sizeof(path), &found));
-    if (!found)
-        return TS_OK;
-    struct ts_data_manifest m;
-    ts_data_manifest_init(&m);
-    TS_CHECK(ts_data_manifest_read(&m, path));
-    ts_status st = TS_OK;
-    if (!given) {
-        *vocab_size = m.vocab_size;
-        TS_LOG_I("data: %s says tokenizer %s, vocabulary %d", path, m.tokenizer, m.vocab_size);
-    } else if (exact ? *vocab_size != m.vocab_size : *vocab_size < m.vocab_size) {
-        st = ts_error(TS_ERR_INVALID_ARG,
-                      "the vocabulary size %d does not fit the data: %s says tokenizer %s with "
-                      "vocabulary %d",
-                      *vocab_size, path, m.tokenizer, m.vocab_size);
-    }
-    ts_data_manifest_deinit(&m);
-    return st;
 }
 
 void ts_launch_model_path(const char *ckpt, char *out, size_t len) {

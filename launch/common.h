@@ -21,13 +21,6 @@ ts_status ts_launch_precision(const struct ts_backend *be, const char *precision
 
 bool ts_launch_file_exists(const char *path);
 
-/* The vocabulary size for shards named by `data` (a path or glob) from the manifest.json beside
- * them, when there is one. given: whether the user passed --vocab-size (*vocab_size holds it);
- * when not given the manifest's value replaces the default; when given it must be at least the
- * manifest's (exactly it when exact, e.g. a trained model in eval). */
-ts_status ts_launch_manifest_vocab(const char *data, bool given, bool exact,
-                                   int *vocab_size) TS_MUST_CHECK;
-
 /* The model file of a run directory or a path to the file itself. */
 void ts_launch_model_path(const char *ckpt, char *out, size_t len);
 

@@ -3,9 +3,7 @@
 #include "launch/resume.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <ftw.h>
-#include <glob.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,8 +11,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "data/data_manifest.h"
-#include "data/sha256.h"
 #include "kernels/log.h"
 #include "launch/common.h"
 #include "trainer/state.h"
@@ -160,85 +156,6 @@ ts_status ts_launch_remove_tree(const char *path) {
         return TS_OK;
     if (nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
         return ts_error(TS_ERR_IO, "cannot remove %s: %s", path, strerror(errno));
-    return TS_OK;
-}
-
-#define HASH_BUDGET (UINT64_C(4) << 30)
-
-static ts_status hash_file(const char *path, uint32_t *crc) {
-    const int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return ts_error(TS_ERR_IO, "cannot read %s: %s", path, strerror(errno));
-    const size_t cap = 8u << 20;
-    unsigned char *buf = malloc(cap);
-    if (buf == NULL) {
-        close(fd);
-        return ts_error(TS_ERR_OOM, "out of memory hashing %s", path);
-    }
-    uint32_t c = 0;
-    ssize_t got;
-    while ((got = read(fd, buf, cap)) > 0)
-        c = ts_crc32c(c, buf, (size_t)got);
-    const int err = errno;
-    free(buf);
-    close(fd);
-    if (got < 0)
-        return ts_error(TS_ERR_IO, "cannot read %s: %s", path, strerror(err));
-    *crc = c;
-    return TS_OK;
-}
-
-ts_status ts_launch_data_files(const char *pattern, struct ts_ckpt_data_file **files, int *n) {
-    *files = NULL;
-    *n = 0;
-    glob_t g;
-    if (glob(pattern, 0, NULL, &g) != 0)
-        return ts_error(TS_ERR_IO, "no file matches --data %s", pattern);
-    struct ts_ckpt_data_file *out = calloc(g.gl_pathc + 1, sizeof(*out));
-    if (out == NULL) {
-        globfree(&g);
-        return ts_error(TS_ERR_OOM, "out of memory listing %s", pattern);
-    }
-    uint64_t hashed = 0;
-    ts_status st = TS_OK;
-    for (size_t i = 0; i < g.gl_pathc && st == TS_OK; i++) {
-        struct ts_ckpt_data_file *f = &out[i];
-        struct stat sb;
-        snprintf(f->path, sizeof(f->path), "%s", g.gl_pathv[i]);
-        f->bytes = stat(f->path, &sb) == 0 ? (uint64_t)sb.st_size : 0;
-        uint32_t crc = 0;
-        if (hashed + f->bytes > HASH_BUDGET) {
-            snprintf(f->hash, sizeof(f->hash), "unhashed");
-            continue;
-        }
-        st = hash_file(f->path, &crc);
-        hashed += f->bytes;
-        snprintf(f->hash, sizeof(f->hash), "crc32c:%08x", crc);
-    }
-    *n = (int)g.gl_pathc;
-    globfree(&g);
-    if (st != TS_OK) {
-        free(out);
-        *n = 0;
-        return st;
-    }
-    *files = out;
-    return TS_OK;
-}
-
-ts_status ts_launch_data_lineage(const char *pattern, char *path, size_t path_len, char *hash,
-                                 size_t hash_len) {
-    path[0] = hash[0] = '\0';
-    bool found = false;
-    TS_CHECK(ts_data_manifest_find(pattern, path, path_len, &found));
-    if (!found) {
-        path[0] = '\0';
-        return TS_OK;
-    }
-    char hex[TS_SHA256_HEX];
-    int64_t size = 0;
-    TS_CHECK(ts_sha256_file(path, hex, &size));
-    snprintf(hash, hash_len, "sha256:%s", hex);
     return TS_OK;
 }
 

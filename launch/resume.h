@@ -53,18 +53,6 @@ ts_status ts_launch_trim_metrics(const char *path, int64_t step) TS_MUST_CHECK;
 /* rm -rf path (nothing when it does not exist). */
 ts_status ts_launch_remove_tree(const char *path) TS_MUST_CHECK;
 
-/* The files a --data pattern matches, in the loader's (sorted) order, each with its size and
- * "crc32c:<hex>" of its contents (read once, at start; files past 4 GiB in total are recorded
- * with their size only, hash "unhashed"). *files is malloc'ed. */
-ts_status ts_launch_data_files(const char *pattern, struct ts_ckpt_data_file **files,
-                               int *n) TS_MUST_CHECK;
-
-/* The data manifest beside the --data shards (manifest.json from `tessera prepare`: tokenizer,
- * vocabulary hash, sources and their sha256) and "sha256:<hex>" of the file, for lineage; both
- * "" when there is none. */
-ts_status ts_launch_data_lineage(const char *pattern, char *path, size_t path_len, char *hash,
-                                 size_t hash_len) TS_MUST_CHECK;
-
 /* The weights `--ckpt` names for eval and sample: a run directory (its latest checkpoint), a
  * checkpoint directory, or an earlier version's model.bin (or a run directory holding one). open
  * reads the model config; load fills a model created from it. */
