@@ -1,5 +1,5 @@
-/* tok_util.h: what the tokenizer tests share: the GPT-2 files (fetched once into the user
- * cache), the js-tiktoken oracle, generated test text, temp dirs and running `tessera`. */
+/* tok_util.h: what the data tests share: the GPT-2 files (fetched once into the user cache),
+ * the js-tiktoken oracle, generated test text, temp dirs and running `tessera`. */
 #ifndef TS_TEST_TOK_UTIL_H
 #define TS_TEST_TOK_UTIL_H
 
@@ -29,6 +29,7 @@ void tok_random_bytes(uint8_t *out, size_t n, uint64_t seed);
 /* A fresh directory under /tmp (malloc'ed path); tok_rmdir removes it and frees the path. */
 char *tok_mkdtemp(void);
 void tok_rmdir(char *dir);
+char *tok_path(const char *dir, const char *name); /* dir + "/" + name, malloc'ed */
 void tok_write_file(const char *path, const void *data, size_t n);
 char *tok_read_file(const char *path, size_t *n); /* NULL when missing */
 

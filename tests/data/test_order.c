@@ -5,14 +5,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common.h"
 #include "data/shard.h"
+#include "tok_util.h"
 
 /* A loader over one shard whose window w starts with token w (T = 2: window w holds w*2,
  * w*2+1, w*2+2 with token value = position % 60000, so the first input names the window). */
 static ts_loader_t *numbered_loader(char **dir, int64_t windows) {
-    *dir = test_mkdtemp();
-    char *p = test_path(*dir, "train_000.bin");
+    *dir = tok_mkdtemp();
+    char *p = tok_path(*dir, "train_000.bin");
     const int64_t n = windows * 2 + 1;
     uint16_t *tok = malloc((size_t)n * sizeof(uint16_t));
     for (int64_t i = 0; i < n; i++)
@@ -26,7 +26,7 @@ static ts_loader_t *numbered_loader(char **dir, int64_t windows) {
     return l;
 }
 
-Test(trainer_order, shuffle_is_a_permutation_each_epoch) {
+Test(data_order, shuffle_is_a_permutation_each_epoch) {
     const int64_t sizes[] = {1, 2, 3, 5, 17, 64, 1000, 4097};
     for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
         char *dir;
@@ -51,15 +51,15 @@ Test(trainer_order, shuffle_is_a_permutation_each_epoch) {
             cr_assert_gt(moved, n, "n %lld: the shuffle barely moved anything", (long long)n);
         free(seen);
         ts_loader_destroy(l);
-        test_rmdir(dir);
+        tok_rmdir(dir);
     }
 }
 
-Test(trainer_order, order_depends_on_seed_and_epoch_only) {
+Test(data_order, order_depends_on_seed_and_epoch_only) {
     char *dir;
     const int64_t n = 500;
     ts_loader_t *a = numbered_loader(&dir, n), *b = NULL;
-    char *p = test_path(dir, "train_000.bin");
+    char *p = tok_path(dir, "train_000.bin");
     cr_assert_eq(ts_loader_create(&b, p, 2, 60000), TS_OK);
     ts_loader_set_shuffle(a, true, 7);
     ts_loader_set_shuffle(b, true, 7);
@@ -91,13 +91,13 @@ Test(trainer_order, order_depends_on_seed_and_epoch_only) {
     free(p);
     ts_loader_destroy(a);
     ts_loader_destroy(b);
-    test_rmdir(dir);
+    tok_rmdir(dir);
 }
 
 /* What the trainer does: step s of a global batch of GB = B*accum*dp windows at position p;
  * micro-step a of rank r reads [p + (a*dp + r)*B, +B). Every layout with the same global batch
  * reads the same windows, and over an epoch every window is read exactly once. */
-Test(trainer_order, ranks_read_each_window_of_an_epoch_once) {
+Test(data_order, ranks_read_each_window_of_an_epoch_once) {
     char *dir;
     const int64_t n = 96; /* a multiple of every global batch below: whole epochs */
     ts_loader_t *l = numbered_loader(&dir, n);
@@ -131,10 +131,10 @@ Test(trainer_order, ranks_read_each_window_of_an_epoch_once) {
                          k);
     }
     ts_loader_destroy(l);
-    test_rmdir(dir);
+    tok_rmdir(dir);
 }
 
-Test(trainer_order, eval_reads_in_order_from_the_start) {
+Test(data_order, eval_reads_in_order_from_the_start) {
     char *dir;
     ts_loader_t *l = numbered_loader(&dir, 10);
     ts_loader_set_shuffle(l, true, 5);
@@ -145,5 +145,5 @@ Test(trainer_order, eval_reads_in_order_from_the_start) {
     cr_assert_eq(ts_loader_read(l, 12, 1, true, in, tg), TS_OK); /* wraps: window 2 */
     cr_assert_eq(in[0], 4);
     ts_loader_destroy(l);
-    test_rmdir(dir);
+    tok_rmdir(dir);
 }

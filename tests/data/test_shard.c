@@ -4,8 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common.h"
 #include "data/shard.h"
+#include "tok_util.h"
 
 static void write_raw(const char *path, const int32_t *header, const uint16_t *tok, size_t n) {
     FILE *f = fopen(path, "wb");
@@ -16,9 +16,9 @@ static void write_raw(const char *path, const int32_t *header, const uint16_t *t
     fclose(f);
 }
 
-Test(trainer_shard, open_errors) {
-    char *dir = test_mkdtemp();
-    char *path = test_path(dir, "bad.bin");
+Test(data_shard, open_errors) {
+    char *dir = tok_mkdtemp();
+    char *path = tok_path(dir, "bad.bin");
     int32_t h[256] = {0};
     uint16_t tok[200];
     for (int i = 0; i < 200; i++)
@@ -56,7 +56,7 @@ Test(trainer_shard, open_errors) {
     cr_assert_eq(ts_shard_open(&s, path, 50257), TS_ERR_FORMAT);
     cr_assert(strstr(ts_last_error(), "not a token shard") != NULL, "%s", ts_last_error());
 
-    char *missing = test_path(dir, "nope.bin");
+    char *missing = tok_path(dir, "nope.bin");
     cr_assert_eq(ts_shard_open(&s, missing, 50257), TS_ERR_IO);
     cr_assert(strstr(ts_last_error(), missing) != NULL, "%s", ts_last_error());
 
@@ -69,12 +69,12 @@ Test(trainer_shard, open_errors) {
     ts_shard_close(&s);
     free(missing);
     free(path);
-    test_rmdir(dir);
+    tok_rmdir(dir);
 }
 
-Test(trainer_shard, loader_errors) {
-    char *dir = test_mkdtemp();
-    char *pattern = test_path(dir, "train_*.bin");
+Test(data_shard, loader_errors) {
+    char *dir = tok_mkdtemp();
+    char *pattern = tok_path(dir, "train_*.bin");
     ts_loader_t *l = NULL;
     cr_assert_eq(ts_loader_create(&l, pattern, 4, 100), TS_ERR_IO);
     char want[512];
@@ -83,7 +83,7 @@ Test(trainer_shard, loader_errors) {
     cr_assert_null(l);
 
     /* A shard shorter than one window is named. */
-    char *p = test_path(dir, "train_000.bin");
+    char *p = tok_path(dir, "train_000.bin");
     uint16_t tok[4] = {1, 2, 3, 4};
     cr_assert_eq(ts_shard_write(p, tok, 4), TS_OK);
     cr_assert_eq(ts_loader_create(&l, pattern, 4, 100), TS_ERR_FORMAT);
@@ -94,11 +94,11 @@ Test(trainer_shard, loader_errors) {
     cr_assert(strstr(ts_last_error(), "token id 4 at position 3") != NULL, "%s", ts_last_error());
     free(p);
     free(pattern);
-    test_rmdir(dir);
+    tok_rmdir(dir);
 }
 
-Test(trainer_shard, loader_windows_wrap_and_seek) {
-    char *dir = test_mkdtemp();
+Test(data_shard, loader_windows_wrap_and_seek) {
+    char *dir = tok_mkdtemp();
     /* Two shards, created out of order to check the sort: b has 10 tokens (T=3: windows at 0,
      * 3, 6 -> 3 windows, the last needing tokens 6..9), a has 8 tokens (2 windows). */
     uint16_t a[8], b[10];
@@ -106,10 +106,10 @@ Test(trainer_shard, loader_windows_wrap_and_seek) {
         a[i] = (uint16_t)(100 + i);
     for (int i = 0; i < 10; i++)
         b[i] = (uint16_t)(200 + i);
-    char *pb = test_path(dir, "train_001.bin"), *pa = test_path(dir, "train_000.bin");
+    char *pb = tok_path(dir, "train_001.bin"), *pa = tok_path(dir, "train_000.bin");
     cr_assert_eq(ts_shard_write(pb, b, 10), TS_OK);
     cr_assert_eq(ts_shard_write(pa, a, 8), TS_OK);
-    char *pattern = test_path(dir, "train_*.bin");
+    char *pattern = tok_path(dir, "train_*.bin");
     ts_loader_t *l = NULL;
     cr_assert_eq(ts_loader_create(&l, pattern, 3, 300), TS_OK, "%s", ts_last_error());
     cr_assert_eq(ts_loader_num_shards(l), 2);
@@ -141,5 +141,5 @@ Test(trainer_shard, loader_windows_wrap_and_seek) {
     free(pa);
     free(pb);
     free(pattern);
-    test_rmdir(dir);
+    tok_rmdir(dir);
 }

@@ -1,4 +1,4 @@
-/* tok_util.c: helpers for the tokenizer tests (tok_util.h). */
+/* tok_util.c: helpers for the data tests (tok_util.h). */
 #include "tok_util.h"
 
 #include <criterion/criterion.h>
@@ -84,7 +84,7 @@ void tok_oracle(const char *path, int32_t **out, int64_t *n) {
                   "(or scripts/setup_npm.sh), which needs node, npm and the npm registry",
                   cache);
     snprintf(cmd, sizeof(cmd),
-             "NODE_PATH='%s/npm/node_modules' node '%s/tests/tokenizer/"
+             "NODE_PATH='%s/npm/node_modules' node '%s/tests/data/"
              "tiktoken_oracle.js' '%s'",
              cache, env_or("TS_SOURCE_DIR", "."), path);
     FILE *p = popen(cmd, "r");
@@ -162,6 +162,14 @@ static void rm_tree(const char *path) {
 void tok_rmdir(char *dir) {
     rm_tree(dir);
     free(dir);
+}
+
+char *tok_path(const char *dir, const char *name) {
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(n);
+    cr_assert_not_null(p);
+    snprintf(p, n, "%s/%s", dir, name);
+    return p;
 }
 
 /* ---- varied text ---- */
