@@ -6,8 +6,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "data/data_manifest.h"
+#include "data/prepare.h"
 #include "data/shard.h"
 #include "tok_util.h"
 
@@ -178,5 +180,50 @@ Test(tokenizer_prepare, bytes_tokenizer_concatenates_documents) {
     free(b);
     snprintf(path, sizeof(path), "%s/val.bin", out);
     cr_assert(tok_read_file(path, NULL) == NULL, "no val.bin with --val-fraction 0");
+    tok_rmdir(dir);
+}
+
+/* The library call behind `tessera prepare`: what it reports matches what it wrote, and a bad
+ * config is refused before anything is read or written. */
+Test(tokenizer_prepare, library_reports_and_refuses_bad_config) {
+    char pa[4200], pb[4200], out[4200], path[4300];
+    char *dir = write_docs(pa, pb, sizeof(pa), 4);
+    snprintf(out, sizeof(out), "%s/shards", dir);
+    const char *inputs[] = {pa, pb};
+    struct ts_prepare_config cfg = ts_prepare_defaults();
+    cfg.tokenizer = "bytes";
+    cfg.inputs = inputs;
+    cfg.num_inputs = 2;
+    cfg.out = out;
+    cfg.val_fraction = 0.25f;
+    cfg.shard_tokens = 64;
+    struct ts_prepare_result r;
+    cr_assert_eq(ts_data_prepare(&cfg, &r), TS_OK, "%s", ts_last_error());
+    const int64_t n = (int64_t)(4 * (strlen(doc_a) + strlen(doc_b)));
+    cr_assert_str_eq(r.tokenizer, "bytes");
+    cr_assert_eq(r.vocab_size, 256);
+    cr_assert_eq((int64_t)r.bytes, n);
+    cr_assert_eq(r.tokens, n);
+    cr_assert_eq(r.val_tokens, (int64_t)((double)n * 0.25f));
+    cr_assert_eq(r.train_tokens + r.val_tokens, n);
+    cr_assert_eq(r.num_train_shards, (int)((r.train_tokens + 63) / 64));
+    struct ts_data_manifest m;
+    ts_data_manifest_init(&m);
+    snprintf(path, sizeof(path), "%s/manifest.json", out);
+    cr_assert_eq(ts_data_manifest_read(&m, path), TS_OK, "%s", ts_last_error());
+    cr_assert_eq(m.train_tokens, r.train_tokens);
+    cr_assert_eq(m.val_tokens, r.val_tokens);
+    cr_assert_eq(m.num_train_shards, r.num_train_shards);
+    ts_data_manifest_deinit(&m);
+
+    snprintf(out, sizeof(out), "%s/never", dir);
+    cfg.val_fraction = 1.0f;
+    cr_assert_eq(ts_data_prepare(&cfg, &r), TS_ERR_INVALID_ARG);
+    cr_assert(strstr(ts_last_error(), "val_fraction") != NULL, "%s", ts_last_error());
+    cfg.val_fraction = 0.1f;
+    cfg.num_inputs = 0;
+    cr_assert_eq(ts_data_prepare(&cfg, &r), TS_ERR_INVALID_ARG);
+    struct stat sb;
+    cr_assert_neq(stat(out, &sb), 0, "nothing is written for a bad config");
     tok_rmdir(dir);
 }
