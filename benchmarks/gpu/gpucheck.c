@@ -13,10 +13,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "benchmarks/gpu/opcheck.h"
 #include "kernels/backend_load.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/ops.h"
+#include "tests/gpu/opcheck.h"
 
 enum { EXIT_PASS = 0, EXIT_FAILED = 1, EXIT_USAGE = 2, EXIT_NO_GPU = 3, EXIT_NO_PLUGIN = 4 };
 

@@ -5,9 +5,9 @@
 #include <criterion/criterion.h>
 #include <stdio.h>
 
-#include "benchmarks/gpu/opcheck.h"
 #include "kernels/backend_load.h"
 #include "kernels/cpu/cpu_backend.h"
+#include "tests/gpu/opcheck.h"
 
 static void backends(struct ts_backend **cpu, struct ts_backend **gpu) {
     *cpu = *gpu = NULL;

@@ -5,10 +5,10 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
-#include "benchmarks/gpu/opcheck.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/ops.h"
 #include "tests/gpu/bf16emu.h"
+#include "tests/gpu/opcheck.h"
 
 static struct ts_backend *cpu(void) {
     struct ts_backend *be = NULL;

@@ -10,10 +10,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "benchmarks/gpu/opcheck.h"
 #include "kernels/bf16.h"
 #include "kernels/ops.h"
 #include "kernels/rng.h"
+#include "tests/gpu/opcheck.h"
 #include "trainer/gpt.h"
 #include "trainer/optim.h"
 

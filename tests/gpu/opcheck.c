@@ -11,10 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "benchmarks/gpu/opcheck.h"
 #include "kernels/bf16.h"
 #include "kernels/ops.h"
 #include "kernels/rng.h"
+#include "tests/gpu/opcheck.h"
 
 enum role { R_ACT, R_F32, R_I32 };
 enum kind { K_IN, K_OUT, K_ACC, K_INOUT, K_SCRATCH };
