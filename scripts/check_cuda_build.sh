@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # check_cuda_build.sh BUILD: what CI checks of the CUDA build wherever nvcc exists:
 #   - `tessera` links no CUDA, cuBLAS, NCCL or NVML library (the plug-in is dlopen'ed);
-#   - `tessera-gpucheck` links nothing beyond the C/C++ runtimes, libm and libgomp;
-#   - the bundle the GPU machine needs (build/gpu-bundle) is under the device tool's 64 MiB;
+#   - `tessera-gpucheck` links nothing beyond the C/C++ runtimes, libm and libgomp (by name: no
+#     MPI, HDF5, protobuf-c, BLAS, PCRE2, json-c or Nettle), and holds no code of data/ or
+#     checkpoint/ (it is built from kernels, the model core and the single-process comm);
+#   - the bundle the GPU machine needs (build/gpu-bundle) holds the check, the plug-in and run.sh
+#     and is under the device tool's 64 MiB;
 #   - the GPU check, run here, loads the plug-in and reports "no GPU" with exit code 3 (a machine
 #     with a GPU runs the checks instead and must pass them);
 #   - the Criterion cuda suite skips (or passes, on a GPU).
@@ -19,12 +22,21 @@ bundle=$build/gpu-bundle
 if ldd "$build/launch/tessera" | grep -Ei 'cuda|cublas|nccl|nvidia-ml|nvrtc'; then
   fail "tessera links a CUDA library (above); it must only dlopen the plug-in"
 fi
+if ldd "$check" | grep -Ei 'mpi|hdf5|protobuf|blas|lapack|pcre|json|nettle|hogweed|criterion'; then
+  fail "tessera-gpucheck links a library above; it must run on a bare GPU machine"
+fi
+if nm "$check" | grep -E ' [TtDdBbRr] ts_(data|tokenizer|tok|shard|loader|sha256|ckpt|comm_mpi)_'; then
+  fail "tessera-gpucheck holds data/, checkpoint/ or MPI code (above)"
+fi
 allowed='^(linux-vdso\.so|/?lib64/ld-linux|ld-linux|libc\.so|libm\.so|libgomp\.so|libstdc\+\+\.so|libgcc_s\.so|libdl\.so|libpthread\.so|librt\.so)'
 while read -r lib _; do
   [ -z "$lib" ] && continue
   echo "$(basename "$lib")" | grep -Eq "$allowed" || fail "tessera-gpucheck links $lib"
 done < <(ldd "$check")
 
+for f in tessera-gpucheck libtessera_cuda.so run.sh; do
+  [ -f "$bundle/$f" ] || fail "$bundle lacks $f"
+done
 size=$(du -sb "$bundle" | cut -f1)
 [ "$size" -lt $((64 * 1024 * 1024)) ] || fail "$bundle is $size bytes, over 64 MiB"
 echo "check_cuda_build: bundle $bundle is $((size / 1024)) KiB: $(ls "$bundle" | tr '\n' ' ')"
