@@ -305,6 +305,10 @@ Test(launch_ckpt, sigkill_training_at_random_moments, .timeout = 600) {
                   "--resume", (char *)NULL);
             _exit(127);
         }
+        /* A loaded machine can take longer than a kill's delay to start: let the first round
+         * reach its first checkpoint, so the kills land in training and saves, not start-up. */
+        for (int waited = 0; !ts_ckpt_exists(out) && waited < 120000; waited += 20)
+            usleep(20000);
         usleep((useconds_t)(60000 + rand() % 140000));
         kill(pid, SIGKILL);
         int status = 0;
@@ -327,6 +331,7 @@ Test(launch_ckpt, sigkill_training_at_random_moments, .timeout = 600) {
     cr_log_info("%d kills, %d of them during a save", kills, during);
     cr_assert_geq(kills, 30);
     cr_expect_geq(during, 5, "only %d of %d kills landed during a save", during, kills);
+    cr_assert(ts_ckpt_exists(out), "no checkpoint after %d kills", kills);
     cli_run(&r, "train --data %s --out %s --threads 1 --resume", train, out);
     cr_assert_eq(r.code, 0, "%s", r.err);
     char ma[500], mb[500];
@@ -337,5 +342,57 @@ Test(launch_ckpt, sigkill_training_at_random_moments, .timeout = 600) {
     cr_assert_eq(read_losses(mb, lb, 400), steps, "each step once in metrics.jsonl");
     cr_expect_eq(memcmp(la, lb, sizeof(float) * (size_t)steps), 0, "losses differ");
     expect_same_state(ref, out);
+    cli_rmdir(dir);
+}
+
+/* A resume keeps the whole run: the validation data, the ZeRO stage, the eval and checkpoint
+ * cadence, the schedule and the precision come back from the checkpoint when not given (before
+ * the settings table, --val-data was dropped and a resumed run silently stopped evaluating). */
+Test(launch_ckpt, resume_adopts_every_recorded_setting, .timeout = 300) {
+    char dir[256], train[400], path[600];
+    setup_data(dir, sizeof(dir), train, sizeof(train));
+    struct cli_result r;
+    cli_run(&r,
+            "train --data %s --val-data %s --out %s/a " TINY
+            " --steps 12 --stop-after 4 --eval-every 4 --eval-batches 2 --ckpt-every 8 "
+            "--min-lr-frac 0.25 --bucket-mb 0.5 --no-shuffle --precision fp32",
+            train, train, dir);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    cli_run(&r, "train --data %s --out %s/a --threads 1 --resume", train, dir);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    snprintf(path, sizeof(path), "%s/a/metrics.jsonl", dir);
+    /* evals at 4 (before the stop), 8 and 12 (the end); checkpoints at 4, 8 and 12 */
+    cr_expect_eq(cli_count_lines(path, "\"val_loss\":"), 3, "the resumed run evaluates");
+    cr_expect_eq(cli_count_lines(path, "\"checkpoint\":"), 3, "the cadence came back");
+    snprintf(path, sizeof(path), "%s/a/config.json", dir);
+    const char *want[] = {"\"val_data\":",       "\"min_lr_frac\":0.25",   "\"bucket_mb\":0.5",
+                          "\"no_shuffle\":true", "\"precision\":\"fp32\"", "\"zero\":0",
+                          "\"eval_every\":4",    "\"ckpt_every\":8",       "\"warmup\":3"};
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+        cr_expect_eq(cli_count_lines(path, want[i]), 1, "config.json lacks %s", want[i]);
+    /* a given value replaces the recorded one, with a warning */
+    cli_run(&r, "train --data %s --out %s/a --threads 1 --resume --steps 14 --min-lr-frac 0.5",
+            train, dir);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    cr_expect_not_null(strstr(r.err, "--min-lr-frac 0.5 replaces the checkpoint's 0.25"), "%s",
+                       r.err);
+    /* per-launch settings are not adopted: --stop-after of the first launch is gone */
+    cr_expect_not_null(strstr(r.err, "done: 2 steps"), "%s", r.err);
+    cli_rmdir(dir);
+}
+
+/* config.json stays valid JSON whatever the paths hold (a quote, a backslash). */
+Test(launch_ckpt, config_json_escapes_paths, .timeout = 120) {
+    char dir[256], train[400], out[600], cmd[1400];
+    setup_data(dir, sizeof(dir), train, sizeof(train));
+    snprintf(out, sizeof(out), "%s/run\\\"q", dir);
+    struct cli_result r;
+    cli_run(&r, "train --data %s --out '%s' " TINY " --steps 1", train, out);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    snprintf(cmd, sizeof(cmd),
+             "python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); "
+             "assert c[\"train\"][\"data\"] == sys.argv[2]' '%s/config.json' '%s'",
+             out, train);
+    cr_expect_eq(system(cmd), 0, "config.json is not valid JSON: %s", cmd);
     cli_rmdir(dir);
 }

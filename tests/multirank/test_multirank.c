@@ -318,6 +318,30 @@ Test(multirank_ckpt, resume_on_another_layout_reshards) {
 /* A rank killed (SIGKILL) in the middle of a run that checkpoints every step, three times at
  * different steps: each time the job ends, latest verifies, and `--resume` continues; the
  * finished run equals one never interrupted, bit for bit. */
+/* One rank with micro-batch 4 (global batch 4) resumed on 2 ranks: 4 x 2 does not divide 4, so
+ * the resume derives micro-batch 2 (and says so) instead of refusing, and the run continues as
+ * the uninterrupted one does. */
+Test(multirank_ckpt, resume_on_more_ranks_derives_the_micro_batch) {
+    struct fixture fx;
+    fixture_make(&fx);
+    struct run_result r;
+    train(&r, &fx, 0, "straight", "--steps 12 --batch 4");
+    assert_ok(&r, "straight");
+    train(&r, &fx, 0, "s", "--steps 12 --batch 4 --stop-after 6");
+    assert_ok(&r, "stopped");
+    sh_run(&r,
+           "mpirun --oversubscribe -np 2 %s/launch/tessera train --data %s --out %s/s "
+           "--threads 1 --resume",
+           build_dir(), fx.data, fx.dir);
+    assert_ok(&r, "resumed on 2 ranks");
+    cr_assert(strstr(r.out, "--batch 2 x --grad-accum 1 (the checkpoint had 4 x 1)") != NULL, "%s",
+              r.out);
+    cr_assert(strstr(r.out, "global batch 4 sequences = batch 2 x grad-accum 1 x dp 2") != NULL,
+              "%s", r.out);
+    compare_runs(&fx, "straight", "s", 12, 1e-5);
+    cli_rmdir(fx.dir);
+}
+
 Test(multirank_ckpt, killed_rank_then_resume_matches_uninterrupted) {
     struct fixture fx;
     fixture_make(&fx);
