@@ -88,23 +88,11 @@ static ts_status verify_model(ts_ckpt_t *ck, FILE *out) {
 ts_status ts_ckpt_verify(ts_ckpt_t *ck, FILE *out) {
     ckpt_h5_quiet();
     const Tessera__Ckpt__Manifest *m = ckpt_manifest_of(ck);
-    ts_status first = TS_OK;
-    char first_msg[1024] = "";
-    for (uint32_t r = 0; r < (uint32_t)m->n_files; r++) {
-        ts_status st = verify_rank(ck, r, out);
-        if (st != TS_OK && first == TS_OK) {
-            first = st;
-            snprintf(first_msg, sizeof(first_msg), "%s", ts_last_error());
-        }
-    }
-    ts_status st = verify_model(ck, out);
-    if (st != TS_OK && first == TS_OK) {
-        first = st;
-        snprintf(first_msg, sizeof(first_msg), "%s", ts_last_error());
-    }
-    if (first != TS_OK)
-        return ts_error(first, "%s", first_msg);
-    return TS_OK;
+    ts_status first = TS_OK; /* every file is checked and reported; the first failure returned */
+    for (uint32_t r = 0; r < (uint32_t)m->n_files; r++)
+        TS_CHECK_KEEP(first, verify_rank(ck, r, out));
+    TS_CHECK_KEEP(first, verify_model(ck, out));
+    return first;
 }
 
 static void print_kv(FILE *out, const char *title, const struct ts_ckpt_kv *kv, int n) {

@@ -90,13 +90,10 @@ static ts_status check_args(const struct ts_ckpt_save_args *a) {
 /* Every rank learns whether any rank failed. A rank that did not fail gets a message. */
 static ts_status agree(ts_comm_t *comm, ts_status mine, const char *phase) {
     double failed = mine != TS_OK ? 1.0 : 0.0;
-    char saved[1024];
-    snprintf(saved, sizeof(saved), "%s", ts_last_error());
-    ts_status st = ts_comm_all_reduce_host(comm, &failed, 1, TS_REDUCE_MAX);
-    if (mine != TS_OK) {
-        ts_error(mine, "%s", saved);
+    ts_status st = mine;
+    TS_CHECK_KEEP(st, ts_comm_all_reduce_host(comm, &failed, 1, TS_REDUCE_MAX));
+    if (mine != TS_OK)
         return mine;
-    }
     if (st != TS_OK)
         return ts_error_wrap(st, "checkpoint save, %s", phase);
     if (failed > 0)
@@ -422,13 +419,8 @@ ts_status ts_ckpt_save(const struct ts_ckpt_save_args *a, char *path, size_t pat
     }
     st = agree(a->comm, st, "checking its tensors or creating the checkpoint directory");
     if (st != TS_OK) {
-        if (rank == 0 && tmp_name[0] != '\0') {
-            char saved[1024];
-            snprintf(saved, sizeof(saved), "%s", ts_last_error());
-            if (ckpt_rm_rf(tmp) != TS_OK) { /* best effort: the next save sweeps it */
-            }
-            ts_error(st, "%s", saved);
-        }
+        if (rank == 0 && tmp_name[0] != '\0')
+            TS_CHECK_KEEP(st, ckpt_rm_rf(tmp)); /* best effort: the next save sweeps it */
         return st;
     }
     TS_CHECK(ts_comm_broadcast_host(a->comm, tmp_name, sizeof(tmp_name), 0));
@@ -471,18 +463,12 @@ ts_status ts_ckpt_save(const struct ts_ckpt_save_args *a, char *path, size_t pat
     free(meta);
     /* rank 0's verdict for everyone */
     int verdict = rank == 0 ? (int)st : 0;
-    char saved[1024];
-    snprintf(saved, sizeof(saved), "%s", ts_last_error());
-    ts_status bst = ts_comm_broadcast_host(a->comm, &verdict, sizeof(verdict), 0);
-    if (rank == 0 && st != TS_OK) {
-        if (ckpt_rm_rf(tmp) != TS_OK)
-            ts_error_clear();
-        ts_error(st, "%s", saved);
-    }
+    const ts_status mine = st;
+    TS_CHECK_KEEP(st, ts_comm_broadcast_host(a->comm, &verdict, sizeof(verdict), 0));
+    if (rank == 0 && mine != TS_OK)
+        TS_CHECK_KEEP(st, ckpt_rm_rf(tmp)); /* best effort: the next save sweeps it */
     if (st != TS_OK)
         return st;
-    if (bst != TS_OK)
-        return bst;
     if (verdict != TS_OK)
         return ts_error((ts_status)verdict,
                         "checkpoint save: rank 0 could not commit the checkpoint (see its log)");

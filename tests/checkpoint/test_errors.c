@@ -105,6 +105,10 @@ static void flip_model(const char *d) {
     const char *f = in(d, "model.h5");
     flip_byte(f, data_offset(f, "wpe.weight") + 9);
 }
+static void flip_tensor_and_model(const char *d) {
+    flip_tensor(d);
+    flip_model(d);
+}
 static void version_99(const char *d) { rewrite_manifest(d, NULL, 99); }
 static void flip_manifest(const char *d) {
     const char *f = in(d, "manifest.pb");
@@ -140,6 +144,11 @@ static const struct error_case cases[] = {
      READ_BLOB,
      {"rank_00000.h5", "checksum mismatch in state 'rng'"}},
     {"flipped byte in model.h5", 1, flip_model, VERIFY, {"model.h5", "checksum mismatch", "wpe"}},
+    {"two damaged files: verify names the first",
+     1,
+     flip_tensor_and_model,
+     VERIFY,
+     {"rank_00000.h5", "checksum mismatch", "c_attn"}},
     {"unknown manifest version",
      1,
      version_99,
