@@ -199,6 +199,66 @@ Test(checkpoint_save, describe_shows_lineage) {
     ck_rmdir(dir);
 }
 
+/* A path of n bytes: "/runs" then components of 'a'..'z' names, so a cut is visible anywhere. */
+static char *long_path(size_t n) {
+    char *p = malloc(n + 1);
+    cr_assert_not_null(p);
+    for (size_t i = 0; i < n; i++)
+        p[i] = i % 50 == 0 ? '/' : (char)('a' + (i / 50) % 26);
+    p[n] = '\0';
+    return p;
+}
+
+/* The manifest's path fields hold any path up to TS_PATH_MAX whole (the parent was cut to 511
+ * bytes before); a checkpoint directory or a path to open that cannot fit is refused by name. */
+Test(checkpoint_save, lineage_paths_whole_and_long_paths_refused) {
+    char *dir = ck_mkdtemp();
+    ts_comm_t *c = single();
+    struct fixture f;
+    fix_build(&f, 2, 0, 1);
+    char *parent = long_path(TS_PATH_MAX - 1), *manifest = long_path(3000), *data = long_path(2000);
+    snprintf(f.meta.parent, sizeof(f.meta.parent), "%s", parent);
+    snprintf(f.meta.data_manifest, sizeof(f.meta.data_manifest), "%s", manifest);
+    snprintf(f.data[0].path, sizeof(f.data[0].path), "%s", data);
+    struct ts_ckpt_save_args a = {
+        .dir = dir, .meta = &f.meta, .tensors = f.t, .num_tensors = f.n, .comm = c};
+    char path[TS_PATH_MAX];
+    cr_assert_eq(ts_ckpt_save(&a, path, sizeof(path)), TS_OK, "%s", ts_last_error());
+    ts_ckpt_t *ck = NULL;
+    cr_assert_eq(ts_ckpt_open(&ck, path), TS_OK, "%s", ts_last_error());
+    cr_assert_str_eq(ts_ckpt_meta(ck)->parent, parent);
+    cr_assert_str_eq(ts_ckpt_meta(ck)->data_manifest, manifest);
+    cr_assert_eq(ts_ckpt_meta(ck)->num_data, 1);
+    cr_assert_str_eq(ts_ckpt_meta(ck)->data[0].path, data);
+    ts_ckpt_close(ck);
+
+    /* a checkpoints directory leaving no room for the names under it */
+    char *deep = long_path(TS_PATH_MAX - 100);
+    a.dir = deep;
+    cr_assert_eq(ts_ckpt_save(&a, path, sizeof(path)), TS_ERR_INVALID_ARG);
+    cr_assert(strstr(ts_last_error(), "at most 3903 fit") != NULL, "%s", ts_last_error());
+    cr_assert(strstr(ts_last_error(), "/aaa") != NULL, "%s", ts_last_error());
+    /* the caller's buffer for the saved path is too small: an error, not a cut name */
+    a.dir = dir;
+    char small[8];
+    cr_assert_eq(ts_ckpt_save(&a, small, sizeof(small)), TS_ERR_INVALID_ARG);
+    cr_assert(strstr(ts_last_error(), "step_00000002") != NULL, "%s", ts_last_error());
+    /* opening a path too long to name its manifest in */
+    char *too_long = long_path(TS_PATH_MAX + 10);
+    cr_assert_eq(ts_ckpt_open(&ck, too_long), TS_ERR_INVALID_ARG);
+    cr_assert_null(ck);
+    cr_assert(strstr(ts_last_error(), "path too long") != NULL, "%s", ts_last_error());
+    cr_assert(strstr(ts_last_error(), "manifest.pb") != NULL, "%s", ts_last_error());
+    free(too_long);
+    free(deep);
+    free(parent);
+    free(manifest);
+    free(data);
+    fix_free(&f);
+    ts_comm_destroy(c);
+    ck_rmdir(dir);
+}
+
 /* h5py (Debian's, via /usr/bin/python3) reads every tensor of model.h5: shape and bytes equal
  * the fixture's (wte cropped to its 13 real rows); h5dump lists every name. */
 Test(checkpoint_save, model_h5_readable_by_h5py_and_h5dump) {
