@@ -11,6 +11,10 @@
 
 #include "kernels/status.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Bytes of a path buffer, its terminating NUL included (Linux's PATH_MAX): every path buffer
  * and every path field of a file format is this size. */
 #define TS_PATH_MAX 4096
@@ -28,5 +32,9 @@ ts_status ts_path_fmt(char *out, size_t cap, const char *fmt, ...) TS_PRINTF(3, 
  * TS_ERR_IO naming the component that could not be made, or when path exists and is not a
  * directory. */
 ts_status ts_fs_mkdirs(const char *path) TS_MUST_CHECK;
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif
