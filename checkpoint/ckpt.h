@@ -26,6 +26,7 @@
 #include <stdio.h>
 
 #include "comm/comm.h"
+#include "kernels/fs.h"
 #include "kernels/tensor.h"
 
 #define TS_CKPT_FORMAT_VERSION 1
@@ -68,7 +69,7 @@ struct ts_ckpt_kv {
 };
 
 struct ts_ckpt_data_file {
-    char path[512];
+    char path[TS_PATH_MAX];
     uint64_t bytes;
     char hash[96]; /* "<algorithm>:<hex>" */
 };
@@ -88,11 +89,11 @@ struct ts_ckpt_meta {
     struct ts_ckpt_kv model[TS_CKPT_MAX_KV]; /* the model config, "num_layers" = "12" */
     int num_train;
     struct ts_ckpt_kv train[TS_CKPT_MAX_KV]; /* the run's flags worth recording */
-    char data_manifest[512];
+    char data_manifest[TS_PATH_MAX]; /* path fields hold any path up to TS_PATH_MAX, whole */
     char data_manifest_hash[96];
     int num_data;
     struct ts_ckpt_data_file *data; /* num_data entries (owned by whoever filled it) */
-    char parent[512];               /* the checkpoint this run started from, "" if none */
+    char parent[TS_PATH_MAX];       /* the checkpoint this run started from, "" if none */
     char build_version[64];
     int64_t created_unix; /* set by save */
 };

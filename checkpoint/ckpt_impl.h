@@ -6,6 +6,7 @@
 #include <hdf5.h>
 
 #include "checkpoint/ckpt.h"
+#include "kernels/fs.h"
 #include "manifest.pb-c.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -18,6 +19,11 @@
 #define CKPT_BLOBS "_blobs" /* group of a rank file's blobs */
 #define CKPT_MAX_MANIFEST (1u << 30)
 #define CKPT_MAX_NUMEL (INT64_C(1) << 40)
+/* Bytes of TS_PATH_MAX a checkpoints directory leaves for the names made under it: a temporary
+ * step directory (< CKPT_TMP_NAME_LEN) and a file in it, or a step directory being deleted.
+ * save refuses a longer directory up front, on every rank alike, before any collective. */
+#define CKPT_TMP_NAME_LEN 128
+#define CKPT_NAME_RESERVE 192
 
 /* box.c */
 int64_t ckpt_box_volume(const struct ts_ckpt_box *b, int ndim);
@@ -117,7 +123,7 @@ void ckpt_shard_boxes(const Tessera__Ckpt__Shard *s, struct ts_ckpt_box *boxes);
  * free mo after packing the manifest). */
 struct ckpt_model_out {
     hid_t f;
-    char path[4400];
+    char path[TS_PATH_MAX];
     size_t count;
     Tessera__Ckpt__ModelTensor *entries, **ptrs;
     int64_t *shapes; /* count x TS_MAX_DIMS export shapes */

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "checkpoint/ckpt_impl.h"
+#include "kernels/fs.h"
 
 static void report(FILE *out, const char *file, const char *what, ts_status st) {
     if (out == NULL)
@@ -19,7 +20,7 @@ static void report(FILE *out, const char *file, const char *what, ts_status st) 
 
 static ts_status verify_rank(ts_ckpt_t *ck, uint32_t rank, FILE *out) {
     const Tessera__Ckpt__Manifest *m = ckpt_manifest_of(ck);
-    char path[4400], what[128];
+    char path[TS_PATH_MAX] = "", what[128];
     hid_t f;
     size_t tensors = 0, blobs = 0;
     uint64_t bytes = 0;
@@ -59,10 +60,11 @@ static ts_status verify_model(ts_ckpt_t *ck, FILE *out) {
     const Tessera__Ckpt__Manifest *m = ckpt_manifest_of(ck);
     if (m->model == NULL || m->model->file[0] == '\0')
         return TS_OK;
-    char path[4400], what[64];
-    snprintf(path, sizeof(path), "%s/%s", ts_ckpt_path(ck), CKPT_MODEL);
+    char path[TS_PATH_MAX], what[64];
     hid_t f = H5I_INVALID_HID;
-    ts_status st = ckpt_h5_open(&f, path);
+    ts_status st = ts_path_join(path, sizeof(path), ts_ckpt_path(ck), CKPT_MODEL);
+    if (st == TS_OK)
+        st = ckpt_h5_open(&f, path);
     for (size_t i = 0; st == TS_OK && i < m->model->n_tensors; i++) {
         const Tessera__Ckpt__ModelTensor *mt = m->model->tensors[i];
         const int64_t numel = ckpt_shape_numel((int)mt->n_shape, mt->shape);
@@ -88,23 +90,11 @@ static ts_status verify_model(ts_ckpt_t *ck, FILE *out) {
 ts_status ts_ckpt_verify(ts_ckpt_t *ck, FILE *out) {
     ckpt_h5_quiet();
     const Tessera__Ckpt__Manifest *m = ckpt_manifest_of(ck);
-    ts_status first = TS_OK;
-    char first_msg[1024] = "";
-    for (uint32_t r = 0; r < (uint32_t)m->n_files; r++) {
-        ts_status st = verify_rank(ck, r, out);
-        if (st != TS_OK && first == TS_OK) {
-            first = st;
-            snprintf(first_msg, sizeof(first_msg), "%s", ts_last_error());
-        }
-    }
-    ts_status st = verify_model(ck, out);
-    if (st != TS_OK && first == TS_OK) {
-        first = st;
-        snprintf(first_msg, sizeof(first_msg), "%s", ts_last_error());
-    }
-    if (first != TS_OK)
-        return ts_error(first, "%s", first_msg);
-    return TS_OK;
+    ts_status first = TS_OK; /* every file is checked and reported; the first failure returned */
+    for (uint32_t r = 0; r < (uint32_t)m->n_files; r++)
+        TS_CHECK_KEEP(first, verify_rank(ck, r, out));
+    TS_CHECK_KEEP(first, verify_model(ck, out));
+    return first;
 }
 
 static void print_kv(FILE *out, const char *title, const struct ts_ckpt_kv *kv, int n) {

@@ -5,6 +5,7 @@
  * f32 <-> bf16 conversion) into the caller's buffer. The manifest's boxes tile each tensor
  * exactly (ckpt_manifest_check), so the copied volume must equal the wanted volume. */
 #include <dirent.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
@@ -13,9 +14,10 @@
 #include <sys/stat.h>
 
 #include "checkpoint/ckpt_impl.h"
+#include "kernels/fs.h"
 
 struct ts_ckpt {
-    char dir[4096];
+    char dir[TS_PATH_MAX];
     Tessera__Ckpt__Manifest *m;
     struct ts_ckpt_meta meta;
     hid_t *files; /* per rank, opened on first use */
@@ -28,66 +30,81 @@ static bool is_dir(const char *path) {
     return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
 }
 
-static bool has_manifest(const char *dir) {
-    char p[8192];
-    snprintf(p, sizeof(p), "%s/%s", dir, CKPT_MANIFEST);
-    return ckpt_path_exists(p);
+/* *yes: whether dir holds a manifest (a dir too long to name its manifest in is an error). */
+static ts_status has_manifest(const char *dir, bool *yes) {
+    char p[TS_PATH_MAX];
+    *yes = false;
+    TS_CHECK(ts_path_join(p, sizeof(p), dir, CKPT_MANIFEST));
+    *yes = ckpt_path_exists(p);
+    return TS_OK;
 }
 
-/* The newest complete step directory in dir, or false. */
-static bool newest_step(const char *dir, char *out, size_t len) {
+/* The newest complete step directory in dir into out (*found false when there is none). */
+static ts_status newest_step(const char *dir, char *out, size_t len, bool *found) {
+    *found = false;
     DIR *d = opendir(dir);
     if (d == NULL)
-        return false;
+        return TS_OK;
     int64_t best = -1;
-    char name[256] = "";
+    char name[sizeof(((struct dirent *)NULL)->d_name)] = "";
+    ts_status st = TS_OK;
     struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
+    while (st == TS_OK && (e = readdir(d)) != NULL) {
         int64_t s;
-        char p[4400];
-        snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
-        if (ckpt_is_step_name(e->d_name, &s) && s > best && has_manifest(p)) {
+        char p[TS_PATH_MAX];
+        bool complete = false;
+        if (!ckpt_is_step_name(e->d_name, &s) || s <= best)
+            continue;
+        st = ts_path_join(p, sizeof(p), dir, e->d_name);
+        if (st == TS_OK)
+            st = has_manifest(p, &complete);
+        if (st == TS_OK && complete) {
             best = s;
-            snprintf(name, sizeof(name), "%s", e->d_name);
+            memcpy(name, e->d_name, sizeof(name));
         }
     }
     closedir(d);
-    if (best < 0)
-        return false;
-    snprintf(out, len, "%s/%s", dir, name);
-    return true;
+    if (st != TS_OK || best < 0)
+        return st;
+    *found = true;
+    return ts_path_join(out, len, dir, name);
 }
 
 /* In a checkpoints directory: latest when it resolves, else the newest complete step. */
-static bool find_in(const char *dir, char *out, size_t len) {
-    char latest[4200];
-    snprintf(latest, sizeof(latest), "%s/latest", dir);
-    if (has_manifest(latest)) {
-        char real[PATH_MAX];
-        if (realpath(latest, real) != NULL && strlen(real) < len) {
-            snprintf(out, len, "%s", real);
-            return true;
-        }
+static ts_status find_in(const char *dir, char *out, size_t len, bool *found) {
+    char latest[TS_PATH_MAX];
+    bool complete;
+    TS_CHECK(ts_path_join(latest, sizeof(latest), dir, "latest"));
+    TS_CHECK(has_manifest(latest, &complete));
+    char real[PATH_MAX];
+    if (complete && realpath(latest, real) != NULL) {
+        *found = true;
+        return ts_path_fmt(out, len, "%s", real);
     }
-    return newest_step(dir, out, len);
+    return newest_step(dir, out, len, found);
 }
 
 ts_status ts_ckpt_resolve(const char *path, char *out, size_t out_len) {
-    if (strlen(path) > 3000)
-        return ts_error(TS_ERR_INVALID_ARG, "checkpoint path too long: %.64s...", path);
-    char sub[4200];
-    if (has_manifest(path)) {
+    char sub[TS_PATH_MAX];
+    bool found;
+    TS_CHECK(has_manifest(path, &found));
+    if (found) {
         char real[PATH_MAX];
-        if (realpath(path, real) == NULL || strlen(real) >= out_len)
-            return ts_error(TS_ERR_IO, "cannot resolve %s", path);
-        snprintf(out, out_len, "%s", real);
-        return TS_OK;
+        if (realpath(path, real) == NULL)
+            return ts_error(TS_ERR_IO, "cannot resolve %s: %s", path, strerror(errno));
+        return ts_path_fmt(out, out_len, "%s", real);
     }
-    snprintf(sub, sizeof(sub), "%s/checkpoints", path);
-    if (is_dir(sub) && find_in(sub, out, out_len))
-        return TS_OK;
-    if (is_dir(path) && find_in(path, out, out_len))
-        return TS_OK;
+    TS_CHECK(ts_path_join(sub, sizeof(sub), path, "checkpoints"));
+    if (is_dir(sub)) {
+        TS_CHECK(find_in(sub, out, out_len, &found));
+        if (found)
+            return TS_OK;
+    }
+    if (is_dir(path)) {
+        TS_CHECK(find_in(path, out, out_len, &found));
+        if (found)
+            return TS_OK;
+    }
     if (!ckpt_path_exists(path))
         return ts_error(TS_ERR_IO, "%s does not exist", path);
     return ts_error(TS_ERR_IO,
@@ -97,7 +114,7 @@ ts_status ts_ckpt_resolve(const char *path, char *out, size_t out_len) {
 }
 
 bool ts_ckpt_exists(const char *path) {
-    char out[4200];
+    char out[TS_PATH_MAX];
     const bool found = ts_ckpt_resolve(path, out, sizeof(out)) == TS_OK;
     ts_error_clear();
     return found;
@@ -111,20 +128,21 @@ ts_status ckpt_open_manifest(ts_ckpt_t **out, const char *dir, Tessera__Ckpt__Ma
         return ts_error(TS_ERR_OOM, "out of memory opening %s", dir);
     }
     ck->m = m;
-    snprintf(ck->dir, sizeof(ck->dir), "%s", dir);
     ts_status st;
-    char what[4300];
-    snprintf(what, sizeof(what), "%s/%s", dir, CKPT_MANIFEST);
+    char what[TS_PATH_MAX];
+    TS_CHECK_GOTO(ts_path_fmt(ck->dir, sizeof(ck->dir), "%s", dir), st, fail);
+    TS_CHECK_GOTO(ts_path_join(what, sizeof(what), dir, CKPT_MANIFEST), st, fail);
     TS_CHECK_GOTO(ckpt_meta_from_manifest(m, &ck->meta, what), st, fail);
     ck->files = malloc(m->n_files * sizeof(hid_t));
     if (ck->files == NULL) {
         st = ts_error(TS_ERR_OOM, "out of memory opening %s", dir);
         goto fail;
     }
-    for (size_t r = 0; r < m->n_files; r++) {
+    for (size_t r = 0; r < m->n_files; r++) /* all set before a failure closes them */
         ck->files[r] = H5I_INVALID_HID;
-        char p[4400];
-        snprintf(p, sizeof(p), "%s/%s", dir, m->files[r]->file);
+    for (size_t r = 0; r < m->n_files; r++) {
+        char p[TS_PATH_MAX];
+        TS_CHECK_GOTO(ts_path_join(p, sizeof(p), dir, m->files[r]->file), st, fail);
         if (!ckpt_path_exists(p)) {
             st = ts_error(TS_ERR_FORMAT,
                           "%s is missing: the checkpoint was written by %zu ranks and needs every "
@@ -142,9 +160,9 @@ fail:
 
 ts_status ts_ckpt_open(ts_ckpt_t **out, const char *path) {
     *out = NULL;
-    char dir[4096], mpath[4200];
+    char dir[TS_PATH_MAX], mpath[TS_PATH_MAX];
     TS_CHECK(ts_ckpt_resolve(path, dir, sizeof(dir)));
-    snprintf(mpath, sizeof(mpath), "%s/%s", dir, CKPT_MANIFEST);
+    TS_CHECK(ts_path_join(mpath, sizeof(mpath), dir, CKPT_MANIFEST));
     unsigned char *buf = NULL;
     size_t len = 0;
     TS_CHECK(ckpt_read_file(mpath, CKPT_MAX_MANIFEST, &buf, &len));
@@ -210,7 +228,7 @@ ts_status ts_ckpt_tensor_info(const ts_ckpt_t *ck, const char *name, enum ts_dty
 }
 
 ts_status ckpt_rank_file(ts_ckpt_t *ck, uint32_t rank, hid_t *f, char *path, size_t len) {
-    snprintf(path, len, "%s/%s", ck->dir, ck->m->files[rank]->file);
+    TS_CHECK(ts_path_join(path, len, ck->dir, ck->m->files[rank]->file));
     if (ck->files[rank] < 0)
         TS_CHECK(ckpt_h5_open(&ck->files[rank], path));
     *f = ck->files[rank];
@@ -231,7 +249,7 @@ ts_status ckpt_read_shard(ts_ckpt_t *ck, const Tessera__Ckpt__Tensor *t,
     enum ts_dtype dt;
     (void)ckpt_dtype_parse(t->dtype, &dt);
     hid_t f;
-    char path[4400];
+    char path[TS_PATH_MAX];
     TS_CHECK(ckpt_rank_file(ck, sh->rank, &f, path, sizeof(path)));
     TS_CHECK(ckpt_h5_read(f, path, t->name, dt, buf, (int64_t)sh->numel, 0, NULL));
     if (ts_crc32c(0, buf, sh->numel * ts_dtype_size(dt)) != sh->crc32c)
@@ -345,7 +363,7 @@ ts_status ts_ckpt_read_blob(ts_ckpt_t *ck, const char *name, int rank, void *buf
                                       "checkpoint %s: state '%s' is %zu bytes, the buffer %zu",
                                       ck->dir, name, (size_t)b->size, cap);
     hid_t f;
-    char path[4400], dname[TS_CKPT_NAME_LEN + 16];
+    char path[TS_PATH_MAX], dname[TS_CKPT_NAME_LEN + 16];
     TS_CHECK(ckpt_rank_file(ck, b->rank, &f, path, sizeof(path)));
     snprintf(dname, sizeof(dname), "%s/%s", CKPT_BLOBS, name);
     TS_CHECK(ckpt_h5_read_bytes(f, path, dname, buf, (size_t)b->size));

@@ -102,7 +102,7 @@ ts_status ckpt_model_begin(struct ckpt_model_out *mo, const struct ts_ckpt_save_
     mo->written = calloc(n + 1, sizeof(*mo->written));
     if (!mo->entries || !mo->ptrs || !mo->shapes || !mo->written)
         return ts_error(TS_ERR_OOM, "checkpoint save: out of memory");
-    snprintf(mo->path, sizeof(mo->path), "%s/%s", tmp, CKPT_MODEL);
+    TS_CHECK(ts_path_join(mo->path, sizeof(mo->path), tmp, CKPT_MODEL));
     TS_CHECK(ckpt_h5_create(&mo->f, mo->path));
     size_t k = 0;
     for (int i = 0; i < a->num_tensors; i++) {

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "checkpoint/ckpt_impl.h"
+#include "kernels/fs.h"
 
 static ts_status fsync_open(const char *path, int flags, const char *what) {
     const int fd = open(path, flags | O_CLOEXEC);
@@ -144,9 +145,9 @@ ts_status ckpt_write_file_sync(const char *path, const void *data, size_t len) {
 }
 
 ts_status ckpt_set_latest(const char *dir, const char *target) {
-    char tmp[4200], link[4200];
-    snprintf(tmp, sizeof(tmp), "%s/latest.tmp-%ld", dir, (long)getpid());
-    snprintf(link, sizeof(link), "%s/latest", dir);
+    char tmp[TS_PATH_MAX], link[TS_PATH_MAX];
+    TS_CHECK(ts_path_fmt(tmp, sizeof(tmp), "%s/latest.tmp-%ld", dir, (long)getpid()));
+    TS_CHECK(ts_path_join(link, sizeof(link), dir, "latest"));
     (void)unlink(tmp);
     if (symlink(target, tmp) != 0)
         return ts_error(TS_ERR_IO, "cannot create link %s: %s", tmp, strerror(errno));
@@ -163,25 +164,24 @@ void ckpt_remove_leftovers(const char *dir) {
     if (d == NULL)
         return;
     struct dirent *e;
-    char path[4400];
+    char path[TS_PATH_MAX];
     while ((e = readdir(d)) != NULL) {
         if (strncmp(e->d_name, "step_", 5) != 0 && strncmp(e->d_name, "latest.tmp-", 11) != 0)
             continue;
         if (strstr(e->d_name, ".tmp-") == NULL && strstr(e->d_name, ".del-") == NULL)
             continue;
-        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-        if (ckpt_rm_rf(path) != TS_OK)
+        if (ts_path_join(path, sizeof(path), dir, e->d_name) != TS_OK || ckpt_rm_rf(path) != TS_OK)
             ts_error_clear(); /* best effort: the next save tries again */
     }
     closedir(d);
 }
 
 ts_status ckpt_remove_dir(const char *dir, const char *name) {
-    char from[4400], to[4500];
+    char from[TS_PATH_MAX], to[TS_PATH_MAX];
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    snprintf(from, sizeof(from), "%s/%s", dir, name);
-    snprintf(to, sizeof(to), "%s/%s.del-%ld-%ld", dir, name, (long)getpid(), (long)ts.tv_nsec);
+    TS_CHECK(ts_path_join(from, sizeof(from), dir, name));
+    TS_CHECK(ts_path_fmt(to, sizeof(to), "%s.del-%ld-%ld", from, (long)getpid(), (long)ts.tv_nsec));
     if (rename(from, to) != 0)
         return ts_error(TS_ERR_IO, "cannot move %s away to delete it: %s", from, strerror(errno));
     return ckpt_rm_rf(to);

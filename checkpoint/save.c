@@ -20,8 +20,6 @@
 #include "kernels/fs.h"
 #include "kernels/log.h"
 
-#define TMP_NAME_LEN 128
-
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -32,8 +30,13 @@ static double now_s(void) {
 static ts_status check_basics(const struct ts_ckpt_save_args *a) {
     if (a == NULL || a->dir == NULL || a->meta == NULL || a->comm == NULL)
         return ts_error(TS_ERR_INVALID_ARG, "checkpoint save: dir, meta, comm are required");
-    if (strlen(a->dir) > 3000)
-        return ts_error(TS_ERR_INVALID_ARG, "checkpoint save: directory name too long");
+    const size_t len = strlen(a->dir);
+    if (len + CKPT_NAME_RESERVE >= TS_PATH_MAX)
+        return ts_error(TS_ERR_INVALID_ARG,
+                        "checkpoint save: the directory path is %zu bytes, at most %d fit (%d of "
+                        "the %d are for the names made under it): %.200s...",
+                        len, TS_PATH_MAX - 1 - CKPT_NAME_RESERVE, CKPT_NAME_RESERVE,
+                        TS_PATH_MAX - 1, a->dir);
     return TS_OK;
 }
 
@@ -90,13 +93,10 @@ static ts_status check_args(const struct ts_ckpt_save_args *a) {
 /* Every rank learns whether any rank failed. A rank that did not fail gets a message. */
 static ts_status agree(ts_comm_t *comm, ts_status mine, const char *phase) {
     double failed = mine != TS_OK ? 1.0 : 0.0;
-    char saved[1024];
-    snprintf(saved, sizeof(saved), "%s", ts_last_error());
-    ts_status st = ts_comm_all_reduce_host(comm, &failed, 1, TS_REDUCE_MAX);
-    if (mine != TS_OK) {
-        ts_error(mine, "%s", saved);
+    ts_status st = mine;
+    TS_CHECK_KEEP(st, ts_comm_all_reduce_host(comm, &failed, 1, TS_REDUCE_MAX));
+    if (mine != TS_OK)
         return mine;
-    }
     if (st != TS_OK)
         return ts_error_wrap(st, "checkpoint save, %s", phase);
     if (failed > 0)
@@ -293,8 +293,8 @@ static ts_status merge(struct merged *g, const struct ts_ckpt_save_args *a, cons
         return ts_error(TS_ERR_OOM, "checkpoint save: out of memory");
     size_t nshards = 0, nblobs = 0;
     for (int r = 0; r < world; r++) {
-        char path[4400];
-        snprintf(path, sizeof(path), "%s/rank_%05d.h5", tmp, r);
+        char path[TS_PATH_MAX];
+        TS_CHECK(ts_path_fmt(path, sizeof(path), "%s/rank_%05d.h5", tmp, r));
         TS_CHECK(read_index(path, &g->idx[r]));
         if (g->idx[r]->n_tensors != (size_t)a->num_tensors)
             return ts_error(TS_ERR_INVALID_ARG,
@@ -337,10 +337,10 @@ static ts_status merge(struct merged *g, const struct ts_ckpt_save_args *a, cons
     for (int r = 0; r < world; r++) {
         for (size_t b = 0; b < g->idx[r]->n_blobs; b++)
             g->blob_ptrs[bat++] = g->idx[r]->blobs[b];
-        char path[4400];
+        char path[TS_PATH_MAX];
         struct stat sb;
         snprintf(g->file_names[r], sizeof(g->file_names[r]), "rank_%05d.h5", r);
-        snprintf(path, sizeof(path), "%s/%s", tmp, g->file_names[r]);
+        TS_CHECK(ts_path_join(path, sizeof(path), tmp, g->file_names[r]));
         tessera__ckpt__rank_file__init(&g->files[r]);
         g->files[r].rank = (uint32_t)r;
         g->files[r].file = g->file_names[r];
@@ -365,7 +365,7 @@ static ts_status commit(const struct ts_ckpt_save_args *a, const char *tmp, cons
     struct merged g = {.world = world};
     unsigned char *packed = NULL;
     size_t len = 0;
-    char path[4400], final_path[4400];
+    char path[TS_PATH_MAX], final_path[TS_PATH_MAX];
     ts_status st;
     const double t0 = now_s();
     TS_CHECK_GOTO(merge(&g, a, tmp, meta), st, exit);
@@ -376,10 +376,10 @@ static ts_status commit(const struct ts_ckpt_save_args *a, const char *tmp, cons
     }
     const double t2 = now_s();
     TS_CHECK_GOTO(ckpt_manifest_pack(&g.m, &packed, &len), st, exit);
-    snprintf(path, sizeof(path), "%s/%s", tmp, CKPT_MANIFEST);
+    TS_CHECK_GOTO(ts_path_join(path, sizeof(path), tmp, CKPT_MANIFEST), st, exit);
     TS_CHECK_GOTO(ckpt_write_file_sync(path, packed, len), st, exit);
     TS_CHECK_GOTO(ckpt_fsync_dir(tmp), st, exit);
-    snprintf(final_path, sizeof(final_path), "%s/%s", a->dir, final_name);
+    TS_CHECK_GOTO(ts_path_join(final_path, sizeof(final_path), a->dir, final_name), st, exit);
     if (ckpt_path_exists(final_path))
         TS_CHECK_GOTO(ckpt_remove_dir(a->dir, final_name), st, exit);
     if (rename(tmp, final_path) != 0) {
@@ -403,7 +403,8 @@ ts_status ts_ckpt_save(const struct ts_ckpt_save_args *a, char *path, size_t pat
     TS_CHECK(check_basics(a));
     ckpt_h5_quiet();
     const int rank = ts_comm_rank(a->comm), world = ts_comm_size(a->comm);
-    char final_name[64], tmp_name[TMP_NAME_LEN] = {0}, tmp[4400], file[4500];
+    char final_name[64], tmp_name[CKPT_TMP_NAME_LEN] = {0}, tmp[TS_PATH_MAX] = "",
+                         file[TS_PATH_MAX];
     snprintf(final_name, sizeof(final_name), "step_%08" PRId64, a->meta->step);
     ts_status st = check_args(a);
     const double t0 = now_s();
@@ -413,8 +414,9 @@ ts_status ts_ckpt_save(const struct ts_ckpt_save_args *a, char *path, size_t pat
         clock_gettime(CLOCK_REALTIME, &ts);
         snprintf(tmp_name, sizeof(tmp_name), "%s.tmp-%ld-%ld", final_name, (long)getpid(),
                  (long)ts.tv_nsec);
-        snprintf(tmp, sizeof(tmp), "%s/%s", a->dir, tmp_name);
-        st = ts_fs_mkdirs(a->dir);
+        st = ts_path_join(tmp, sizeof(tmp), a->dir, tmp_name);
+        if (st == TS_OK)
+            st = ts_fs_mkdirs(a->dir);
         if (st == TS_OK) {
             ckpt_remove_leftovers(a->dir);
             st = ts_fs_mkdirs(tmp);
@@ -422,25 +424,22 @@ ts_status ts_ckpt_save(const struct ts_ckpt_save_args *a, char *path, size_t pat
     }
     st = agree(a->comm, st, "checking its tensors or creating the checkpoint directory");
     if (st != TS_OK) {
-        if (rank == 0 && tmp_name[0] != '\0') {
-            char saved[1024];
-            snprintf(saved, sizeof(saved), "%s", ts_last_error());
-            if (ckpt_rm_rf(tmp) != TS_OK) { /* best effort: the next save sweeps it */
-            }
-            ts_error(st, "%s", saved);
-        }
+        if (rank == 0 && tmp_name[0] != '\0')
+            TS_CHECK_KEEP(st, ckpt_rm_rf(tmp)); /* best effort: the next save sweeps it */
         return st;
     }
     TS_CHECK(ts_comm_broadcast_host(a->comm, tmp_name, sizeof(tmp_name), 0));
-    tmp_name[TMP_NAME_LEN - 1] = '\0';
-    snprintf(tmp, sizeof(tmp), "%s/%s", a->dir, tmp_name);
-    snprintf(file, sizeof(file), "%s/rank_%05d.h5", tmp, rank);
+    tmp_name[CKPT_TMP_NAME_LEN - 1] = '\0';
+    /* cannot fail after check_basics; checked all the same, and agreed on below */
+    st = ts_path_join(tmp, sizeof(tmp), a->dir, tmp_name);
+    if (st == TS_OK)
+        st = ts_path_fmt(file, sizeof(file), "%s/rank_%05d.h5", tmp, rank);
 
     /* a copy of meta with what only save knows */
-    struct ts_ckpt_meta *meta = malloc(sizeof(*meta));
-    if (meta == NULL)
+    struct ts_ckpt_meta *meta = NULL;
+    if (st == TS_OK && (meta = malloc(sizeof(*meta))) == NULL)
         st = ts_error(TS_ERR_OOM, "checkpoint save: out of memory");
-    else {
+    if (st == TS_OK) {
         *meta = *a->meta;
         meta->created_unix = (int64_t)time(NULL);
         meta->layout.world_size = world;
@@ -471,22 +470,14 @@ ts_status ts_ckpt_save(const struct ts_ckpt_save_args *a, char *path, size_t pat
     free(meta);
     /* rank 0's verdict for everyone */
     int verdict = rank == 0 ? (int)st : 0;
-    char saved[1024];
-    snprintf(saved, sizeof(saved), "%s", ts_last_error());
-    ts_status bst = ts_comm_broadcast_host(a->comm, &verdict, sizeof(verdict), 0);
-    if (rank == 0 && st != TS_OK) {
-        if (ckpt_rm_rf(tmp) != TS_OK)
-            ts_error_clear();
-        ts_error(st, "%s", saved);
-    }
+    const ts_status mine = st;
+    TS_CHECK_KEEP(st, ts_comm_broadcast_host(a->comm, &verdict, sizeof(verdict), 0));
+    if (rank == 0 && mine != TS_OK)
+        TS_CHECK_KEEP(st, ckpt_rm_rf(tmp)); /* best effort: the next save sweeps it */
     if (st != TS_OK)
         return st;
-    if (bst != TS_OK)
-        return bst;
     if (verdict != TS_OK)
         return ts_error((ts_status)verdict,
                         "checkpoint save: rank 0 could not commit the checkpoint (see its log)");
-    if (path != NULL)
-        snprintf(path, path_len, "%s/%s", a->dir, final_name);
-    return TS_OK;
+    return path != NULL ? ts_path_join(path, path_len, a->dir, final_name) : TS_OK;
 }

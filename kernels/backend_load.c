@@ -20,11 +20,15 @@ static pthread_mutex_t plugin_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct ts_cuda_plugin plugin;
 static bool plugin_loaded;
 
+/* The executable's directory, or "" when it is unknown or would not fit (readlink cuts
+ * silently: a result that fills the buffer may be cut, so it is not used). */
 static void exe_dir(char *out, size_t len) {
     out[0] = '\0';
-    ssize_t n = readlink("/proc/self/exe", out, len - 1);
-    if (n <= 0)
+    ssize_t n = readlink("/proc/self/exe", out, len);
+    if (n <= 0 || (size_t)n >= len) {
+        out[0] = '\0';
         return;
+    }
     out[n] = '\0';
     char *slash = strrchr(out, '/');
     if (slash)
@@ -72,7 +76,10 @@ static ts_status load_from(const char *path, char *tried, size_t len) {
                         "%s was built for backend ABI %d, this binary needs %d: rebuild it", path,
                         got, TS_BACKEND_ABI);
     }
-    snprintf(plugin.path, sizeof plugin.path, "%s", path);
+    if (ts_path_fmt(plugin.path, sizeof plugin.path, "%s", path) != TS_OK) {
+        dlclose(h);
+        return ts_error_wrap(TS_ERR_UNSUPPORTED, "the CUDA plug-in's path");
+    }
     plugin.probe = probe;
     plugin.create = create;
     plugin_loaded = true;
@@ -91,16 +98,21 @@ static ts_status find_and_load(void) {
                             env);
         return load_from(env, tried, sizeof tried);
     }
-    char dir[4096], path[4400];
+    char dir[TS_PATH_MAX], path[TS_PATH_MAX];
     exe_dir(dir, sizeof dir);
+    if (dir[0] == '\0')
+        note(tried, sizeof tried, "next to the executable", "its path is unknown or too long");
     const char *rel[] = {"", "/../kernels/cuda", "/../../kernels/cuda"};
     for (size_t i = 0; dir[0] && i < sizeof rel / sizeof rel[0]; i++) {
-        snprintf(path, sizeof path, "%s%s/%s", dir, rel[i], TS_CUDA_PLUGIN_FILE);
+        if (ts_path_fmt(path, sizeof path, "%s%s/%s", dir, rel[i], TS_CUDA_PLUGIN_FILE) != TS_OK) {
+            note(tried, sizeof tried, dir, "path too long");
+            continue;
+        }
         if (exists(path))
             return load_from(path, tried, sizeof tried);
         note(tried, sizeof tried, path, "not found");
     }
-    snprintf(path, sizeof path, "%s/%s", TS_PLUGIN_DIR, TS_CUDA_PLUGIN_FILE);
+    TS_CHECK(ts_path_join(path, sizeof path, TS_PLUGIN_DIR, TS_CUDA_PLUGIN_FILE));
     if (exists(path))
         return load_from(path, tried, sizeof tried);
     note(tried, sizeof tried, path, "not found");

@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "kernels/backend.h"
+#include "kernels/fs.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -57,7 +58,7 @@ typedef ts_status (*ts_cuda_create_fn)(struct ts_backend **out, const struct ts_
 #define TS_CUDA_SYM_CREATE "ts_cuda_plugin_create"
 
 struct ts_cuda_plugin {
-    char path[4096]; /* the file loaded */
+    char path[TS_PATH_MAX]; /* the file loaded */
     ts_cuda_probe_fn probe;
     ts_cuda_create_fn create;
 };

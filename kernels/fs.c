@@ -1,12 +1,75 @@
-/* fs.c: file-system helpers (fs.h). */
+/* fs.c: file-system helpers and checked path building (fs.h). */
 #include "kernels/fs.h"
 
 #include <errno.h>
 #include <stdbool.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+
+/* The message for the path a + sep + b of len bytes (NUL excluded) that does not fit in cap:
+ * whole when short, else its first and last bytes, so both the place and the file are named
+ * within the message's 1 KiB. */
+static ts_status too_long(const char *a, const char *sep, const char *b, size_t len, size_t cap) {
+    const size_t at_most = cap > 0 ? cap - 1 : 0;
+    if (len <= 360)
+        return ts_error(TS_ERR_INVALID_ARG, "path too long (%zu bytes, at most %zu fit): %s%s%s",
+                        len, at_most, a, sep, b);
+    const char *tail = b[0] != '\0' ? b : a;
+    const size_t lt = strlen(tail), shown = lt < 120 ? lt : 120;
+    return ts_error(TS_ERR_INVALID_ARG,
+                    "path too long (%zu bytes, at most %zu fit): %.240s...%s (shorten the "
+                    "directory names, or move the run to a shorter path)",
+                    len, at_most, a, tail + lt - shown);
+}
+
+ts_status ts_path_join(char *out, size_t cap, const char *a, const char *b) {
+    if (out == NULL || a == NULL || b == NULL)
+        return ts_error(TS_ERR_INVALID_ARG, "path join: NULL argument");
+    const size_t la = strlen(a), lb = strlen(b);
+    const size_t slash = la > 0 && a[la - 1] != '/';
+    const size_t len = la + slash + lb;
+    if (len >= cap) {
+        if (cap > 0)
+            out[0] = '\0';
+        return too_long(a, slash ? "/" : "", b, len, cap);
+    }
+    memcpy(out, a, la);
+    if (slash)
+        out[la] = '/';
+    memcpy(out + la + slash, b, lb + 1);
+    return TS_OK;
+}
+
+ts_status ts_path_fmt(char *out, size_t cap, const char *fmt, ...) {
+    if (out == NULL || fmt == NULL)
+        return ts_error(TS_ERR_INVALID_ARG, "path format: NULL argument");
+    va_list ap;
+    va_start(ap, fmt);
+    const int n = vsnprintf(out, cap, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        if (cap > 0)
+            out[0] = '\0';
+        return ts_error(TS_ERR_INVALID_ARG, "path format \"%.64s\": encoding error", fmt);
+    }
+    if ((size_t)n < cap)
+        return TS_OK;
+    /* format again in full for the message (the error path may allocate) */
+    char *full = malloc((size_t)n + 1);
+    if (full != NULL) {
+        va_start(ap, fmt);
+        vsnprintf(full, (size_t)n + 1, fmt, ap);
+        va_end(ap);
+    }
+    if (cap > 0)
+        out[0] = '\0';
+    const ts_status st = too_long(full ? full : fmt, "", "", (size_t)n, cap);
+    free(full);
+    return st;
+}
 
 static ts_status make_one(const char *dir) {
     if (mkdir(dir, 0777) != 0 && errno != EEXIST)
@@ -15,11 +78,10 @@ static ts_status make_one(const char *dir) {
 }
 
 ts_status ts_fs_mkdirs(const char *path) {
-    char buf[4096];
+    char buf[TS_PATH_MAX];
     if (path == NULL || path[0] == '\0')
         return ts_error(TS_ERR_INVALID_ARG, "mkdirs: empty path");
-    if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
-        return ts_error(TS_ERR_INVALID_ARG, "path too long: %s", path);
+    TS_CHECK(ts_path_fmt(buf, sizeof(buf), "%s", path));
     for (char *p = buf + 1; *p; p++) {
         if (*p != '/')
             continue;

@@ -1,14 +1,19 @@
 /* status.c: the thread-local error message behind ts_error() and ts_last_error().
  *
  * Each thread keeps its own buffer so that concurrent failures (OpenMP workers, a comm thread)
- * never overwrite each other's messages, and no allocation happens on the error path. */
+ * never overwrite each other's messages, and no allocation happens on the error path. Keeping
+ * the first error across cleanup (TS_CHECK_KEEP) saves and restores the message rather than
+ * suppressing ts_error(): a cleanup call then sees its own failures (to wrap them, report them),
+ * and the dropped one is still logged at debug level. */
 #include "kernels/status.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
-#define MSG_LEN 1024
+#include "kernels/log.h"
+
+#define MSG_LEN TS_ERROR_MSG_LEN
 
 static _Thread_local char msg_buf[MSG_LEN];
 
@@ -61,3 +66,13 @@ ts_status ts_error_wrap(ts_status st, const char *fmt, ...) {
 }
 
 void ts_error_clear(void) { msg_buf[0] = '\0'; }
+
+void ts_error_save(struct ts_error_saved *saved) { memcpy(saved->msg, msg_buf, sizeof msg_buf); }
+
+void ts_error_restore(const struct ts_error_saved *saved, ts_status cleanup_st, const char *file,
+                      int line) {
+    if (cleanup_st != TS_OK)
+        TS_LOG_D("%s:%d: cleanup after an earlier error also failed (%s): %s", file, line,
+                 ts_status_name(cleanup_st), msg_buf);
+    memcpy(msg_buf, saved->msg, sizeof msg_buf);
+}

@@ -41,6 +41,23 @@ ts_status ts_error_wrap(ts_status st, const char *fmt, ...) TS_PRINTF(2, 3);
 
 void ts_error_clear(void);
 
+/* The capacity of the thread-local message, its terminating NUL included. */
+#define TS_ERROR_MSG_LEN 1024
+
+/* A copy of this thread's message, taken before a cleanup call and put back after it, so that
+ * the first failure is the one reported (TS_CHECK_KEEP does both). Caller-owned storage: the
+ * copy lives on the caller's stack and nests to any depth. */
+struct ts_error_saved {
+    char msg[TS_ERROR_MSG_LEN];
+};
+
+void ts_error_save(struct ts_error_saved *saved);
+/* Puts the saved message back. If the cleanup call in between failed (cleanup_st != TS_OK),
+ * its own message is first logged at debug level with file:line, so a second failure is never
+ * lost without a trace (and never mistaken for the first). */
+void ts_error_restore(const struct ts_error_saved *saved, ts_status cleanup_st, const char *file,
+                      int line);
+
 /* Return early on failure: TS_CHECK(ts_op_gelu_forward(be, &out, &in)); */
 #define TS_CHECK(expr)                                                                             \
     do {                                                                                           \
@@ -55,6 +72,26 @@ void ts_error_clear(void);
         (st) = (expr);                                                                             \
         if ((st) != TS_OK)                                                                         \
             goto label;                                                                            \
+    } while (0)
+
+/* Keep the first error across cleanup (NCCL's NCCLCHECKIGNORE, keeping the first failure):
+ * runs `call` whatever `st` holds. While st is TS_OK, st takes the call's status, and its
+ * message is the current one. Once st has failed, the call still runs but neither st nor the
+ * thread-local message changes: a failure of the call is logged at debug level and dropped.
+ *     st = agree(comm, st);           // the collective every rank must join
+ *     TS_CHECK_KEEP(st, ckpt_rm_rf(tmp));
+ *     return st;                      // and ts_last_error() still says what failed first
+ * Also the first failure of a loop that must visit everything (verify every file). */
+#define TS_CHECK_KEEP(st, call)                                                                    \
+    do {                                                                                           \
+        if ((st) == TS_OK) {                                                                       \
+            (st) = (call);                                                                         \
+        } else {                                                                                   \
+            struct ts_error_saved ts_keep_saved_;                                                  \
+            ts_error_save(&ts_keep_saved_);                                                        \
+            const ts_status ts_keep_st_ = (call);                                                  \
+            ts_error_restore(&ts_keep_saved_, ts_keep_st_, __FILE__, __LINE__);                    \
+        }                                                                                          \
     } while (0)
 
 #ifdef __cplusplus

@@ -12,6 +12,7 @@
 
 #include "data/data_manifest.h"
 #include "data/tokenizer.h"
+#include "kernels/fs.h"
 #include "launch/cli.h"
 #include "launch/commands.h"
 #include "launch/common.h"
@@ -32,15 +33,15 @@ static ts_status manifest_tokenizer(const char *manifest_path, char *out, size_t
     ts_data_manifest_init(&m);
     ts_status st = ts_data_manifest_read(&m, manifest_path);
     if (st == TS_OK)
-        snprintf(out, len, "%s", m.tokenizer);
+        st = ts_path_fmt(out, len, "%s", m.tokenizer);
     ts_data_manifest_deinit(&m);
     return st;
 }
 
 /* The tokenizer a run trained with: config.json's training data -> manifest.json -> name. */
 static ts_status run_tokenizer(const char *ckpt, char *out, size_t len) {
-    char path[4200];
-    snprintf(path, sizeof(path), "%s/config.json", ckpt);
+    char path[TS_PATH_MAX];
+    TS_CHECK(ts_path_join(path, sizeof(path), ckpt, "config.json"));
     json_object *root = json_object_from_file(path), *train = NULL, *data = NULL;
     if (root == NULL)
         return ts_error(TS_ERR_INVALID_ARG,
@@ -52,7 +53,7 @@ static ts_status run_tokenizer(const char *ckpt, char *out, size_t len) {
         st = ts_error(TS_ERR_FORMAT, "%s names no training data; pass --tokenizer", path);
         goto done;
     }
-    char manifest_path[4200];
+    char manifest_path[TS_PATH_MAX];
     bool found = false;
     TS_CHECK_GOTO(ts_data_manifest_find(json_object_get_string(data), manifest_path,
                                         sizeof(manifest_path), &found),
@@ -67,7 +68,7 @@ static ts_status run_tokenizer(const char *ckpt, char *out, size_t len) {
     ts_data_manifest_init(&m);
     st = ts_data_manifest_read(&m, manifest_path);
     if (st == TS_OK)
-        snprintf(out, len, "%s", m.tokenizer);
+        st = ts_path_fmt(out, len, "%s", m.tokenizer);
     ts_data_manifest_deinit(&m);
 done:
     json_object_put(root);
@@ -95,13 +96,13 @@ static int sample(const struct sample_args *a) {
     int *order = NULL;
     int code = TS_EXIT_USAGE;
     ts_status st;
-    char tok_spec[4096];
+    char tok_spec[TS_PATH_MAX];
     struct ts_gpt_config cfg;
     struct ts_launch_weights w = {0};
 
     TS_CHECK_GOTO(ts_launch_weights_open(&w, a->ckpt, &cfg), st, fail);
     if (a->tokenizer != NULL)
-        snprintf(tok_spec, sizeof(tok_spec), "%s", a->tokenizer);
+        TS_CHECK_GOTO(ts_path_fmt(tok_spec, sizeof(tok_spec), "%s", a->tokenizer), st, fail);
     else if (w.ck != NULL && ts_launch_file_exists(ts_ckpt_meta(w.ck)->data_manifest))
         /* a checkpoint names the data manifest it was trained on */
         TS_CHECK_GOTO(

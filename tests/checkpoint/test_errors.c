@@ -35,8 +35,8 @@ static void flip_byte(const char *file, long at) {
 
 static void rewrite_manifest(const char *ckdir, void (*edit)(Tessera__Ckpt__Manifest *),
                              int version) {
-    char path[4400];
-    snprintf(path, sizeof(path), "%s/manifest.pb", ckdir);
+    char path[TS_PATH_MAX];
+    cr_assert_eq(ts_path_join(path, sizeof(path), ckdir, "manifest.pb"), TS_OK);
     unsigned char *buf = NULL;
     size_t len = 0;
     cr_assert_eq(ckpt_read_file(path, 1 << 30, &buf, &len), TS_OK);
@@ -80,9 +80,9 @@ struct error_case {
     const char *expect[3];
 };
 
-static char path_buf[4400];
+static char path_buf[TS_PATH_MAX];
 static const char *in(const char *ckdir, const char *name) {
-    snprintf(path_buf, sizeof(path_buf), "%s/%s", ckdir, name);
+    cr_assert_eq(ts_path_join(path_buf, sizeof(path_buf), ckdir, name), TS_OK);
     return path_buf;
 }
 
@@ -104,6 +104,10 @@ static void flip_blob(const char *d) {
 static void flip_model(const char *d) {
     const char *f = in(d, "model.h5");
     flip_byte(f, data_offset(f, "wpe.weight") + 9);
+}
+static void flip_tensor_and_model(const char *d) {
+    flip_tensor(d);
+    flip_model(d);
 }
 static void version_99(const char *d) { rewrite_manifest(d, NULL, 99); }
 static void flip_manifest(const char *d) {
@@ -140,6 +144,11 @@ static const struct error_case cases[] = {
      READ_BLOB,
      {"rank_00000.h5", "checksum mismatch in state 'rng'"}},
     {"flipped byte in model.h5", 1, flip_model, VERIFY, {"model.h5", "checksum mismatch", "wpe"}},
+    {"two damaged files: verify names the first",
+     1,
+     flip_tensor_and_model,
+     VERIFY,
+     {"rank_00000.h5", "checksum mismatch", "c_attn"}},
     {"unknown manifest version",
      1,
      version_99,
@@ -160,7 +169,7 @@ static const struct error_case cases[] = {
 };
 
 static int save_ranks(ts_comm_t *comm, int rank, void *arg) {
-    char path[4096];
+    char path[TS_PATH_MAX];
     return fix_save(comm, arg, 4, 0, path, sizeof(path)) != TS_OK;
 }
 
@@ -212,8 +221,8 @@ Test(checkpoint_errors, each_damage_gets_a_clear_message) {
         const struct error_case *c = &cases[i];
         char *dir = ck_mkdtemp();
         cr_assert_eq(fork_ranks(c->world, save_ranks, dir), 0, "%s: save", c->what);
-        char ckdir[4400];
-        snprintf(ckdir, sizeof(ckdir), "%s/step_00000004", dir);
+        char ckdir[TS_PATH_MAX];
+        cr_assert_eq(ts_path_join(ckdir, sizeof(ckdir), dir, "step_00000004"), TS_OK);
         /* the undamaged checkpoint is fine */
         cr_assert_eq(run_action(ckdir, VERIFY), TS_OK, "%s: %s", c->what, ts_last_error());
         c->damage(ckdir);

@@ -24,7 +24,7 @@ static void saver(const char *dir, int64_t first, struct progress *p) {
     if (ts_comm_create_single(&c) != TS_OK)
         _exit(3);
     for (int64_t step = first;; step++) {
-        char path[4096];
+        char path[TS_PATH_MAX];
         p->in_save = 1;
         if (fix_save(c, dir, step, 2, path, sizeof(path)) != TS_OK) {
             fprintf(stderr, "save %lld: %s\n", (long long)step, ts_last_error());

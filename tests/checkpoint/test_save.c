@@ -18,7 +18,7 @@ static ts_comm_t *single(void) {
 Test(checkpoint_save, round_trip_one_rank) {
     char *dir = ck_mkdtemp();
     ts_comm_t *c = single();
-    char path[4096], msg[512];
+    char path[TS_PATH_MAX], msg[512];
     cr_assert_eq(fix_save(c, dir, 7, 0, path, sizeof(path)), TS_OK, "%s", ts_last_error());
     cr_assert(strstr(path, "step_00000007") != NULL, "%s", path);
     int64_t step = -1;
@@ -26,15 +26,15 @@ Test(checkpoint_save, round_trip_one_rank) {
     cr_assert_eq(step, 7);
     /* the run directory and `latest` resolve to the same checkpoint */
     cr_assert(fix_check(dir, msg, sizeof(msg), NULL), "%s", msg);
-    char latest[4200];
-    snprintf(latest, sizeof(latest), "%s/latest", dir);
+    char latest[TS_PATH_MAX];
+    cr_assert_eq(ts_path_join(latest, sizeof(latest), dir, "latest"), TS_OK);
     cr_assert(fix_check(latest, msg, sizeof(msg), NULL), "%s", msg);
     ts_comm_destroy(c);
     ck_rmdir(dir);
 }
 
 static int save_two(ts_comm_t *comm, int rank, void *arg) {
-    char path[4096];
+    char path[TS_PATH_MAX];
     ts_status st = fix_save(comm, arg, 3, 0, path, sizeof(path));
     if (st != TS_OK)
         fprintf(stderr, "rank %d: %s\n", rank, ts_last_error());
@@ -86,8 +86,8 @@ Test(checkpoint_save, two_ranks_reshard_on_read) {
             cr_assert_float_eq(got, expect, expect * 0.004f, "(%d,%d)", i, j);
         }
     /* model.h5 of a layout where no rank holds a tensor whole: read back through the boxes */
-    char mpath[4400];
-    snprintf(mpath, sizeof(mpath), "%s/model.h5", ts_ckpt_path(ck));
+    char mpath[TS_PATH_MAX];
+    cr_assert_eq(ts_path_join(mpath, sizeof(mpath), ts_ckpt_path(ck), "model.h5"), TS_OK);
     hid_t h5 = H5Fopen(mpath, H5F_ACC_RDONLY, H5P_DEFAULT);
     cr_assert_geq(h5, 0);
     for (int i = 0; i < 6; i++) { /* the params/ table */
@@ -122,7 +122,7 @@ static int save_bad_rank1(ts_comm_t *comm, int rank, void *arg) {
                                   .num_tensors = f.n,
                                   .model_table = "params",
                                   .comm = comm};
-    char path[4096];
+    char path[TS_PATH_MAX];
     const ts_status st = ts_ckpt_save(&a, path, sizeof(path));
     const char *want = rank == 1 ? "outside" : "another rank failed";
     const int ok = st != TS_OK && strstr(ts_last_error(), want) != NULL;
@@ -154,7 +154,7 @@ static int count_steps(const char *dir) {
 Test(checkpoint_save, keep_last_and_replace) {
     char *dir = ck_mkdtemp();
     ts_comm_t *c = single();
-    char path[4096], msg[512];
+    char path[TS_PATH_MAX], msg[512];
     for (int s = 1; s <= 5; s++)
         cr_assert_eq(fix_save(c, dir, s * 10, 2, path, sizeof(path)), TS_OK, "%s", ts_last_error());
     cr_assert_eq(count_steps(dir), 2);
@@ -178,7 +178,7 @@ Test(checkpoint_save, keep_last_and_replace) {
 Test(checkpoint_save, describe_shows_lineage) {
     char *dir = ck_mkdtemp();
     ts_comm_t *c = single();
-    char path[4096];
+    char path[TS_PATH_MAX];
     cr_assert_eq(fix_save(c, dir, 5, 0, path, sizeof(path)), TS_OK, "%s", ts_last_error());
     ts_ckpt_t *ck = NULL;
     cr_assert_eq(ts_ckpt_open(&ck, path), TS_OK, "%s", ts_last_error());
@@ -199,6 +199,66 @@ Test(checkpoint_save, describe_shows_lineage) {
     ck_rmdir(dir);
 }
 
+/* A path of n bytes: "/runs" then components of 'a'..'z' names, so a cut is visible anywhere. */
+static char *long_path(size_t n) {
+    char *p = malloc(n + 1);
+    cr_assert_not_null(p);
+    for (size_t i = 0; i < n; i++)
+        p[i] = i % 50 == 0 ? '/' : (char)('a' + (i / 50) % 26);
+    p[n] = '\0';
+    return p;
+}
+
+/* The manifest's path fields hold any path up to TS_PATH_MAX whole (the parent was cut to 511
+ * bytes before); a checkpoint directory or a path to open that cannot fit is refused by name. */
+Test(checkpoint_save, lineage_paths_whole_and_long_paths_refused) {
+    char *dir = ck_mkdtemp();
+    ts_comm_t *c = single();
+    struct fixture f;
+    fix_build(&f, 2, 0, 1);
+    char *parent = long_path(TS_PATH_MAX - 1), *manifest = long_path(3000), *data = long_path(2000);
+    snprintf(f.meta.parent, sizeof(f.meta.parent), "%s", parent);
+    snprintf(f.meta.data_manifest, sizeof(f.meta.data_manifest), "%s", manifest);
+    snprintf(f.data[0].path, sizeof(f.data[0].path), "%s", data);
+    struct ts_ckpt_save_args a = {
+        .dir = dir, .meta = &f.meta, .tensors = f.t, .num_tensors = f.n, .comm = c};
+    char path[TS_PATH_MAX];
+    cr_assert_eq(ts_ckpt_save(&a, path, sizeof(path)), TS_OK, "%s", ts_last_error());
+    ts_ckpt_t *ck = NULL;
+    cr_assert_eq(ts_ckpt_open(&ck, path), TS_OK, "%s", ts_last_error());
+    cr_assert_str_eq(ts_ckpt_meta(ck)->parent, parent);
+    cr_assert_str_eq(ts_ckpt_meta(ck)->data_manifest, manifest);
+    cr_assert_eq(ts_ckpt_meta(ck)->num_data, 1);
+    cr_assert_str_eq(ts_ckpt_meta(ck)->data[0].path, data);
+    ts_ckpt_close(ck);
+
+    /* a checkpoints directory leaving no room for the names under it */
+    char *deep = long_path(TS_PATH_MAX - 100);
+    a.dir = deep;
+    cr_assert_eq(ts_ckpt_save(&a, path, sizeof(path)), TS_ERR_INVALID_ARG);
+    cr_assert(strstr(ts_last_error(), "at most 3903 fit") != NULL, "%s", ts_last_error());
+    cr_assert(strstr(ts_last_error(), "/aaa") != NULL, "%s", ts_last_error());
+    /* the caller's buffer for the saved path is too small: an error, not a cut name */
+    a.dir = dir;
+    char small[8];
+    cr_assert_eq(ts_ckpt_save(&a, small, sizeof(small)), TS_ERR_INVALID_ARG);
+    cr_assert(strstr(ts_last_error(), "step_00000002") != NULL, "%s", ts_last_error());
+    /* opening a path too long to name its manifest in */
+    char *too_long = long_path(TS_PATH_MAX + 10);
+    cr_assert_eq(ts_ckpt_open(&ck, too_long), TS_ERR_INVALID_ARG);
+    cr_assert_null(ck);
+    cr_assert(strstr(ts_last_error(), "path too long") != NULL, "%s", ts_last_error());
+    cr_assert(strstr(ts_last_error(), "manifest.pb") != NULL, "%s", ts_last_error());
+    free(too_long);
+    free(deep);
+    free(parent);
+    free(manifest);
+    free(data);
+    fix_free(&f);
+    ts_comm_destroy(c);
+    ck_rmdir(dir);
+}
+
 /* h5py (Debian's, via /usr/bin/python3) reads every tensor of model.h5: shape and bytes equal
  * the fixture's (wte cropped to its 13 real rows); h5dump lists every name. */
 Test(checkpoint_save, model_h5_readable_by_h5py_and_h5dump) {
@@ -207,7 +267,7 @@ Test(checkpoint_save, model_h5_readable_by_h5py_and_h5dump) {
         cr_skip_test("Debian's python3-h5py is not installed (scripts/setup.sh installs it)");
     char *dir = ck_mkdtemp();
     ts_comm_t *c = single();
-    char path[4096];
+    char path[TS_PATH_MAX];
     cr_assert_eq(fix_save(c, dir, 9, 0, path, sizeof(path)), TS_OK, "%s", ts_last_error());
     cr_assert_eq(ck_sh("cd %s && /usr/bin/python3 -c \""
                        "import h5py, numpy as np\n"
@@ -227,7 +287,7 @@ Test(checkpoint_save, model_h5_readable_by_h5py_and_h5dump) {
             continue;
         exported++;
         const char *bare = f.t[i].name + 7;
-        char file[4400], shape[128] = "", expect[128] = "";
+        char file[TS_PATH_MAX], shape[128] = "", expect[128] = "";
         int64_t n = 1;
         size_t at = 0;
         for (int d = 0; d < f.t[i].ndim; d++) {
@@ -237,13 +297,13 @@ Test(checkpoint_save, model_h5_readable_by_h5py_and_h5dump) {
             at += (size_t)snprintf(expect + at, sizeof(expect) - at, "%s%ld", d ? " " : "",
                                    (long)ext);
         }
-        snprintf(file, sizeof(file), "%s/%s.shape", dir, bare);
+        cr_assert_eq(ts_path_fmt(file, sizeof(file), "%s/%s.shape", dir, bare), TS_OK);
         FILE *fp = fopen(file, "r");
         cr_assert_not_null(fp, "h5py did not see %s", bare);
         cr_assert_not_null(fgets(shape, sizeof(shape), fp));
         fclose(fp);
         cr_assert_str_eq(shape, expect, "%s", bare);
-        snprintf(file, sizeof(file), "%s/%s.raw", dir, bare);
+        cr_assert_eq(ts_path_fmt(file, sizeof(file), "%s/%s.raw", dir, bare), TS_OK);
         fp = fopen(file, "rb");
         cr_assert_not_null(fp);
         float *got = malloc((size_t)n * sizeof(float));

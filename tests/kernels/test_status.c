@@ -1,7 +1,9 @@
-/* test_status.c: error messages (thread-local, wrapped), status names, tensor views and shapes,
- * logging levels, and the memory ops. */
+/* test_status.c: error messages (thread-local, wrapped, the first kept across cleanup), status
+ * names, tensor views and shapes, logging levels, and the memory ops. */
 #include <criterion/criterion.h>
+#include <criterion/redirect.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "kernels/log.h"
@@ -35,6 +37,88 @@ Test(kernels_status, messages_are_thread_local) {
     pthread_create(&th, NULL, set_other_thread, NULL);
     pthread_join(th, NULL);
     cr_assert_str_eq(ts_last_error(), "mine");
+}
+
+/* Cleanup calls for TS_CHECK_KEEP: each counts its runs and says what it saw of its own
+ * message (a suppressed message would show the caller's first error instead). */
+static int calls;
+static char seen[TS_ERROR_MSG_LEN];
+
+static ts_status step_fails(ts_status st, const char *what) {
+    calls++;
+    const ts_status r = ts_error(st, "%s", what);
+    snprintf(seen, sizeof seen, "%s", ts_last_error());
+    return r;
+}
+
+static ts_status step_ok_after_clearing(void) {
+    calls++;
+    ts_error_clear(); /* a call that fails internally, recovers and clears */
+    return TS_OK;
+}
+
+/* A cleanup with its own first-error trail: fails, keeps its own first error, wraps it. */
+static ts_status cleanup_with_trail(void) {
+    ts_status st = step_fails(TS_ERR_IO, "inner first");
+    TS_CHECK_KEEP(st, step_fails(TS_ERR_COMM, "inner second"));
+    return ts_error_wrap(st, "removing tmp");
+}
+
+Test(kernels_status, keep_takes_the_first_error_and_runs_every_call) {
+    calls = 0;
+    ts_error_clear();
+    ts_status st = TS_OK;
+    TS_CHECK_KEEP(st, step_ok_after_clearing());
+    cr_assert_eq(st, TS_OK);
+    TS_CHECK_KEEP(st, step_fails(TS_ERR_IO, "cannot write rank_00001.h5"));
+    cr_assert_eq(st, TS_ERR_IO);
+    cr_assert_str_eq(ts_last_error(), "cannot write rank_00001.h5");
+    TS_CHECK_KEEP(st, step_fails(TS_ERR_COMM, "all-reduce failed"));
+    cr_assert_eq(st, TS_ERR_IO, "the first status stays");
+    cr_assert_str_eq(seen, "all-reduce failed", "the cleanup call saw its own message");
+    cr_assert_str_eq(ts_last_error(), "cannot write rank_00001.h5", "the first message stays");
+    TS_CHECK_KEEP(st, step_ok_after_clearing());
+    cr_assert_str_eq(ts_last_error(), "cannot write rank_00001.h5", "a clear does not lose it");
+    cr_assert_eq(calls, 4, "every cleanup call ran");
+}
+
+Test(kernels_status, keep_nests) {
+    ts_status st = step_fails(TS_ERR_FORMAT, "outer first");
+    TS_CHECK_KEEP(st, cleanup_with_trail());
+    cr_assert_eq(st, TS_ERR_FORMAT);
+    cr_assert_str_eq(ts_last_error(), "outer first");
+    st = TS_OK;
+    TS_CHECK_KEEP(st, cleanup_with_trail());
+    cr_assert_eq(st, TS_ERR_IO, "the cleanup's own first error");
+    cr_assert_str_eq(ts_last_error(), "removing tmp: inner first");
+}
+
+Test(kernels_status, keep_in_a_loop_reports_the_first_failure) {
+    ts_status first = TS_OK;
+    const char *files[4] = {"rank_00000.h5", "rank_00001.h5", "rank_00002.h5", "model.h5"};
+    for (int i = 0; i < 4; i++)
+        TS_CHECK_KEEP(first, i == 0 ? TS_OK : step_fails(TS_ERR_FORMAT, files[i]));
+    cr_assert_eq(first, TS_ERR_FORMAT);
+    cr_assert_str_eq(ts_last_error(), "rank_00001.h5");
+}
+
+static void redirect_stderr(void) { cr_redirect_stderr(); }
+
+Test(kernels_status, keep_logs_the_dropped_failure_at_debug, .init = redirect_stderr) {
+    ts_log_set_level(TS_LOG_DEBUG);
+    ts_status st = step_fails(TS_ERR_IO, "first");
+    TS_CHECK_KEEP(st, step_fails(TS_ERR_COMM, "the dropped one"));
+    ts_log_set_level(TS_LOG_INFO);
+    cr_assert_str_eq(ts_last_error(), "first");
+    fclose(stderr); /* the pipe's write end: the read below then ends */
+    char buf[1024] = "";
+    FILE *f = cr_get_redirected_stderr();
+    size_t n = 0, got;
+    while (n < sizeof buf - 1 && (got = fread(buf + n, 1, sizeof buf - 1 - n, f)) > 0)
+        n += got;
+    buf[n] = '\0';
+    cr_assert(strstr(buf, "test_status.c:") != NULL, "%s", buf);
+    cr_assert(strstr(buf, "the dropped one") != NULL, "%s", buf);
 }
 
 Test(kernels_tensor, views_reshape_and_describe) {

@@ -1,6 +1,7 @@
 /* test_state.c: the trainer's state through a checkpoint: 6 updates straight against 3, save,
  * a fresh process-like rig loading it, 3 more: losses, norms and final weights and moments
- * bit-identical; weights-only loads; a model of another shape refused naming the key. */
+ * bit-identical; weights-only loads; a model of another shape refused naming the key; the
+ * lineage's paths recorded whole or refused. */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -190,6 +191,55 @@ Test(trainer_state, weights_only_and_model_mismatch) {
     ts_ckpt_close(ck);
     free(pa);
     free(pg);
+    rig_close(&a);
+    free(shard);
+    free(ckdir);
+    test_rmdir(dir);
+}
+
+/* The parent and the data manifest are recorded whole (the parent was cut to 511 bytes before,
+ * naming a checkpoint that does not exist); one that cannot fit is an error, nothing saved. */
+Test(trainer_state, lineage_paths_recorded_whole) {
+    char *dir = test_mkdtemp();
+    uint16_t tok[3000];
+    test_random_tokens(tok, 3000, 300, 9);
+    char *shard = test_path(dir, "train.bin");
+    cr_assert_eq(ts_shard_write(shard, tok, 3000), TS_OK);
+    char *ckdir = test_path(dir, "checkpoints");
+    struct ts_gpt_config cfg = test_tiny_config();
+    cr_assert_eq(ts_gpt_config_finish(&cfg), TS_OK);
+    struct rig a;
+    rig_open(&a, shard, &cfg);
+    char *parent = malloc(TS_PATH_MAX + 1), *manifest = malloc(2001);
+    for (int i = 0; i < TS_PATH_MAX; i++)
+        parent[i] = i % 40 == 0 ? '/' : (char)('a' + (i / 40) % 26);
+    parent[3000] = '\0';
+    memset(manifest, 'm', 2000);
+    manifest[0] = '/';
+    manifest[2000] = '\0';
+    struct ts_train_state_info info = {
+        .global_batch = 4, .parent = parent, .data_manifest = manifest};
+    char path[TS_PATH_MAX];
+    cr_assert_eq(ts_train_state_save(a.tr, a.comm, &info, ckdir, 0, path, sizeof(path)), TS_OK,
+                 "%s", ts_last_error());
+    ts_ckpt_t *ck = NULL;
+    cr_assert_eq(ts_ckpt_open(&ck, path), TS_OK, "%s", ts_last_error());
+    cr_assert_eq(strlen(ts_ckpt_meta(ck)->parent), 3000);
+    cr_assert_str_eq(ts_ckpt_meta(ck)->parent, parent);
+    cr_assert_str_eq(ts_ckpt_meta(ck)->data_manifest, manifest);
+    ts_ckpt_close(ck);
+
+    parent[3000] = 'x'; /* now TS_PATH_MAX bytes: one more than a path may have */
+    parent[TS_PATH_MAX] = '\0';
+    char *other = test_path(dir, "other");
+    cr_assert_eq(ts_train_state_save(a.tr, a.comm, &info, other, 0, path, sizeof(path)),
+                 TS_ERR_INVALID_ARG);
+    cr_assert(strstr(ts_last_error(), "path too long (4096 bytes, at most 4095") != NULL, "%s",
+              ts_last_error());
+    cr_assert(!ts_ckpt_exists(other), "nothing saved");
+    free(other);
+    free(parent);
+    free(manifest);
     rig_close(&a);
     free(shard);
     free(ckdir);
