@@ -59,9 +59,9 @@ struct run {
     struct ts_train_state_info info; /* what every checkpoint of this run records */
     struct ts_ckpt_kv kv[TS_CKPT_MAX_KV];
     struct ts_ckpt_data_file *data; /* rank 0 only */
-    char parent[4096];
-    char data_manifest[4096], data_manifest_hash[96]; /* rank 0 only */
-    char ckpt_dir[4200];
+    char parent[TS_PATH_MAX];
+    char data_manifest[TS_PATH_MAX], data_manifest_hash[96]; /* rank 0 only */
+    char ckpt_dir[TS_PATH_MAX];
 };
 
 static void run_release(struct run *r) {
@@ -143,8 +143,8 @@ static ts_status decide_start(ts_comm_t *world, const struct ts_train_settings *
  * model.bin is what runs of earlier versions left. */
 static ts_status check_out_free(struct run *r, const struct ts_start *start) {
     const struct ts_train_settings *a = r->a;
-    char path[4200];
-    snprintf(path, sizeof(path), "%s/model.bin", a->out);
+    char path[TS_PATH_MAX];
+    TS_CHECK(ts_path_join(path, sizeof(path), a->out, "model.bin"));
     double finished = ts_comm_rank(r->comm) == 0 && start->kind == TS_START_FRESH &&
                       ts_launch_file_exists(path) && !a->overwrite;
     TS_CHECK(ts_comm_all_reduce_host(r->comm, &finished, 1, TS_REDUCE_MAX));
@@ -213,11 +213,11 @@ static ts_status write_config_json(const char *path, const struct ts_gpt_config 
 /* config.json and metrics.jsonl (cut back to the checkpoint's step on a resume), rank 0. */
 static ts_status open_run_files(struct run *r, const struct ts_gpt_config *mc, bool resumed) {
     const struct ts_train_settings *a = r->a;
-    char path[4200];
+    char path[TS_PATH_MAX];
     TS_CHECK(ts_fs_mkdirs(a->out));
-    snprintf(path, sizeof(path), "%s/config.json", a->out);
+    TS_CHECK(ts_path_join(path, sizeof(path), a->out, "config.json"));
     TS_CHECK(write_config_json(path, mc, a));
-    snprintf(path, sizeof(path), "%s/metrics.jsonl", a->out);
+    TS_CHECK(ts_path_join(path, sizeof(path), a->out, "metrics.jsonl"));
     if (resumed)
         TS_CHECK(ts_launch_trim_metrics(path, ts_trainer_steps_done(r->trainer)));
     return ts_metrics_open(&r->metrics, path, resumed);
@@ -309,7 +309,7 @@ static int train(struct ts_train_flags *flags, int *argc, char ***argv) {
         TS_CHECK_GOTO(ts_train_settings_adopt(flags, ts_ckpt_meta(r.start), start.path, resumed,
                                               r.grid.dp_size),
                       st, fail);
-        snprintf(r.parent, sizeof(r.parent), "%s", start.path);
+        TS_CHECK_GOTO(ts_path_fmt(r.parent, sizeof(r.parent), "%s", start.path), st, fail);
     }
     if (a->data == NULL) {
         ts_error(TS_ERR_INVALID_ARG, "--data is required (there is no checkpoint to take it from)");
@@ -317,12 +317,11 @@ static int train(struct ts_train_flags *flags, int *argc, char ***argv) {
     }
     a->resume = a->resume && resumed; /* so the check below asks for what a fresh run needs */
     TS_CHECK_GOTO(ts_train_settings_check(flags), st, fail);
+    TS_CHECK_GOTO(ts_path_join(r.ckpt_dir, sizeof(r.ckpt_dir), a->out, "checkpoints"), st, fail);
     TS_CHECK_GOTO(check_out_free(&r, &start), st, fail);
     agreed = true;
     if (root && start.kind == TS_START_FRESH && a->overwrite) {
-        char path[4200];
-        snprintf(path, sizeof(path), "%s/checkpoints", a->out);
-        TS_CHECK_GOTO(ts_launch_remove_tree(path), st, fail);
+        TS_CHECK_GOTO(ts_launch_remove_tree(r.ckpt_dir), st, fail);
     }
 
     struct ts_gpt_config mc;
@@ -365,7 +364,6 @@ static int train(struct ts_train_flags *flags, int *argc, char ***argv) {
     log_run(&r, &mc, &tc);
 
     code = TS_EXIT_FAILURE;
-    snprintf(r.ckpt_dir, sizeof(r.ckpt_dir), "%s/checkpoints", a->out);
     const struct ts_run_config rc = {
         .steps = a->steps,
         .stop = a->stop_after > 0 && a->stop_after < a->steps ? a->stop_after : a->steps,

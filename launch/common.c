@@ -9,6 +9,7 @@
 
 #include "kernels/backend_load.h"
 #include "kernels/cpu/cpu_backend.h"
+#include "kernels/fs.h"
 #include "kernels/log.h"
 
 static ts_status cpu_backend(struct ts_backend **out, const char *blas, int threads) {
@@ -83,12 +84,11 @@ bool ts_launch_file_exists(const char *path) {
     return stat(path, &st) == 0;
 }
 
-void ts_launch_model_path(const char *ckpt, char *out, size_t len) {
+ts_status ts_launch_model_path(const char *ckpt, char *out, size_t len) {
     struct stat st;
     if (stat(ckpt, &st) == 0 && S_ISDIR(st.st_mode))
-        snprintf(out, len, "%s/model.bin", ckpt);
-    else
-        snprintf(out, len, "%s", ckpt);
+        return ts_path_join(out, len, ckpt, "model.bin");
+    return ts_path_fmt(out, len, "%s", ckpt);
 }
 
 double ts_launch_now_s(void) {

@@ -22,7 +22,7 @@ ts_status ts_launch_precision(const struct ts_backend *be, const char *precision
 bool ts_launch_file_exists(const char *path);
 
 /* The model file of a run directory or a path to the file itself. */
-void ts_launch_model_path(const char *ckpt, char *out, size_t len);
+ts_status ts_launch_model_path(const char *ckpt, char *out, size_t len) TS_MUST_CHECK;
 
 double ts_launch_now_s(void); /* monotonic seconds */
 

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "kernels/fs.h"
 #include "kernels/log.h"
 #include "launch/common.h"
 #include "trainer/state.h"
@@ -117,8 +118,8 @@ ts_status ts_launch_trim_metrics(const char *path, int64_t step) {
     if (in == NULL)
         return errno == ENOENT ? TS_OK
                                : ts_error(TS_ERR_IO, "cannot read %s: %s", path, strerror(errno));
-    char tmp[4200];
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    char tmp[TS_PATH_MAX];
+    TS_CHECK(ts_path_fmt(tmp, sizeof(tmp), "%s.tmp", path));
     FILE *out = fopen(tmp, "w");
     if (out == NULL) {
         fclose(in);
@@ -164,10 +165,10 @@ ts_status ts_launch_weights_open(struct ts_launch_weights *w, const char *spec,
     memset(w, 0, sizeof(*w));
     if (ts_ckpt_exists(spec)) {
         TS_CHECK(ts_ckpt_open(&w->ck, spec));
-        snprintf(w->path, sizeof(w->path), "%s", ts_ckpt_path(w->ck));
+        TS_CHECK(ts_path_fmt(w->path, sizeof(w->path), "%s", ts_ckpt_path(w->ck)));
         return ts_gpt_config_from_checkpoint(w->ck, cfg);
     }
-    ts_launch_model_path(spec, w->path, sizeof(w->path));
+    TS_CHECK(ts_launch_model_path(spec, w->path, sizeof(w->path)));
     if (!ts_launch_file_exists(w->path))
         return ts_error(TS_ERR_IO,
                         "%s holds no checkpoint (a run directory with checkpoints/, or a "

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "checkpoint/ckpt.h"
+#include "kernels/fs.h"
 #include "trainer/gpt.h"
 
 enum ts_start_kind {
@@ -23,7 +24,7 @@ enum ts_start_kind {
 
 struct ts_start {
     enum ts_start_kind kind;
-    char path[4096]; /* the checkpoint directory (resolved) */
+    char path[TS_PATH_MAX]; /* the checkpoint directory (resolved) */
 };
 
 /* Decides the start from the flags. Without any of the three flags, a run directory that already
@@ -57,8 +58,8 @@ ts_status ts_launch_remove_tree(const char *path) TS_MUST_CHECK;
  * checkpoint directory, or an earlier version's model.bin (or a run directory holding one). open
  * reads the model config; load fills a model created from it. */
 struct ts_launch_weights {
-    ts_ckpt_t *ck;   /* NULL for model.bin */
-    char path[4200]; /* the checkpoint directory or the model.bin */
+    ts_ckpt_t *ck;          /* NULL for model.bin */
+    char path[TS_PATH_MAX]; /* the checkpoint directory or the model.bin */
 };
 ts_status ts_launch_weights_open(struct ts_launch_weights *w, const char *spec,
                                  struct ts_gpt_config *cfg) TS_MUST_CHECK;
