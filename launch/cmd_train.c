@@ -416,5 +416,7 @@ int ts_cmd_train(int argc, char **argv) {
                                 &flags.v.vocab_size) != TS_OK) ||
         ts_train_settings_check(&flags) != TS_OK)
         return ts_launch_fail("train", TS_EXIT_USAGE);
+    if (flags.v.check_world > 0)
+        return ts_train_check(&flags, flags.v.check_world);
     return train(&flags, &argc, &argv);
 }

@@ -16,6 +16,7 @@ static void print_help(void) {
            "Tessera pretrains GPT-style transformers.\n\n"
            "commands:\n"
            "  train     train a model on token shards\n"
+           "  launch    write and submit a Slurm batch script (or an mpirun line) for train\n"
            "  eval      mean cross-entropy of a trained model on token shards\n"
            "  sample    generate text from a trained model\n"
            "  prepare   turn text files into token shards\n"
@@ -63,6 +64,8 @@ int main(int argc, char **argv) {
     }
     if (strcmp(cmd, "train") == 0)
         return ts_cmd_train(argc, argv);
+    if (strcmp(cmd, "launch") == 0)
+        return ts_cmd_launch(argc, argv);
     if (strcmp(cmd, "eval") == 0)
         return ts_cmd_eval(argc, argv);
     if (strcmp(cmd, "sample") == 0)

@@ -98,6 +98,8 @@ const struct ts_setting ts_train_settings_table[] = {
      "start from this checkpoint's weights only (fine-tuning)", TS_SET_AGREE},
     {"change-batch", "change_batch", TS_SET_BOOL, S(change_batch), NULL, NOLIM, NULL,
      "allow a resumed run a global batch other than the checkpoint's", TS_SET_AGREE},
+    {"check-world", "check_world", TS_SET_INT, S(check_world), "0", 0, 1 << 20, "N",
+     "only check flags, data, model and resume for N ranks, then exit (tessera launch)", 0},
 };
 const int ts_train_settings_count =
     (int)(sizeof(ts_train_settings_table) / sizeof(ts_train_settings_table[0]));

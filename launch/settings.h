@@ -43,6 +43,7 @@ struct ts_train_settings {
     /* where it starts */
     bool resume, change_batch;
     const char *resume_from, *init_from;
+    int check_world; /* > 0: only check the run for this many ranks (tessera launch) */
 };
 
 enum ts_setting_type {

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/wait.h>
 #include <time.h>
 
@@ -465,5 +466,38 @@ Test(multirank_slurm, srun_pmix_trains_like_mpirun) {
            build_dir(), fx.data, fx.dir);
     cr_assert_neq(r.code, 0);
     cr_assert(strstr(r.out, "srun --mpi=pmix") != NULL, "%s", r.out);
+    cli_rmdir(fx.dir);
+}
+
+/* The batch script `tessera launch` writes, submitted to the local Slurm: a 2-task CPU job that
+ * trains exactly as `mpirun -np 2` does. */
+Test(multirank_slurm, launch_sbatch_trains_like_mpirun, .timeout = 240) {
+    if (system("timeout 5 sinfo -h >/dev/null 2>&1") != 0)
+        cr_skip_test("no Slurm cluster answers sinfo");
+    struct fixture fx;
+    fixture_make(&fx);
+    struct run_result r;
+    train(&r, &fx, 2, "mpirun", "--steps 6 --batch 2");
+    assert_ok(&r, "mpirun");
+    sh_run(&r,
+           "%s/launch/tessera launch --nodes 1 --tasks-per-node 2 --time 00:05:00 "
+           "--sbatch-arg=--overcommit -- train " MODEL_FLAGS " --data %s --out %s/sb --steps 6 "
+           "--batch 2",
+           build_dir(), fx.data, fx.dir);
+    assert_ok(&r, "tessera launch");
+    long job = 0;
+    for (const char *p = r.out; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+        if (*p >= '0' && *p <= '9')
+            job = strtol(p, NULL, 10);
+    cr_assert_gt(job, 0, "no job id in: %s", r.out);
+    char cmd[256];
+    snprintf(cmd, sizeof(cmd), "test -z \"$(squeue -h -j %ld 2>/dev/null)\"", job);
+    for (int i = 0; i < 600 && system(cmd) != 0; i++)
+        usleep(200000);
+    cr_assert_eq(system(cmd), 0, "job %ld still queued after 120 s", job);
+    char log[512];
+    snprintf(log, sizeof(log), "grep -q 'train exited 0' %s/sb/slurm/*.out", fx.dir);
+    cr_assert_eq(system(log), 0, "the job did not finish training (see %s/sb/slurm)", fx.dir);
+    cr_assert_eq(compare_runs(&fx, "mpirun", "sb", 6, 0.0), 0.0);
     cli_rmdir(fx.dir);
 }
