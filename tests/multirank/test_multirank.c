@@ -12,9 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "checkpoint/ckpt.h"
 #include "cli_util.h"
