@@ -98,6 +98,9 @@ const struct ts_setting ts_train_settings_table[] = {
      "start from this checkpoint's weights only (fine-tuning)", TS_SET_AGREE},
     {"change-batch", "change_batch", TS_SET_BOOL, S(change_batch), NULL, NOLIM, NULL,
      "allow a resumed run a global batch other than the checkpoint's", TS_SET_AGREE},
+    {"data-changed", "data_changed", TS_SET_BOOL, S(data_changed), NULL, NOLIM, NULL,
+     "allow a resume on data other than the checkpoint's (the loader starts a new epoch 0)",
+     TS_SET_AGREE},
 };
 const int ts_train_settings_count =
     (int)(sizeof(ts_train_settings_table) / sizeof(ts_train_settings_table[0]));

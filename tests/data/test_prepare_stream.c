@@ -409,3 +409,94 @@ Test(data_prepare, val_split_is_every_kth_segment) {
               ts_prepare_is_val(10, 0.1));
     cr_assert(!ts_prepare_is_val(0, 0.0));
 }
+
+/* ---- data identity in `tessera train` ---- */
+
+static const char model[] = "--layers 1 --heads 2 --channels 16 --seq-len 16 --batch 2 "
+                            "--threads 1 --log-every 1 --no-shuffle";
+
+Test(data_prepare, train_checks_data_against_manifest_and_checkpoint, .timeout = 300) {
+    char *dir = tok_mkdtemp();
+    char txt[4200], out[4300], path[8600];
+    snprintf(txt, sizeof(txt), "%s/c.txt", dir);
+    char text[30000];
+    for (size_t i = 0; i < sizeof(text); i++)
+        text[i] = (char)('a' + (i * 7) % 26);
+    tok_write_file(txt, text, sizeof(text));
+    snprintf(out, sizeof(out), "%s/shards", dir);
+    char *log = NULL;
+    cr_assert_eq(tok_run_tessera(&log,
+                                 "prepare --tokenizer bytes --input %s --out %s --shard-tokens "
+                                 "8000 --val-fraction 0 --quiet",
+                                 txt, out),
+                 0, "%s", log);
+    free(log);
+    /* --data DIR takes the manifest's shards */
+    cr_assert_eq(tok_run_tessera(&log, "train --data %s %s --steps 2 --out %s/r0", out, model, dir),
+                 0, "%s", log);
+    cr_assert(strstr(log, "4 shard(s)"), "%s", log);
+    free(log);
+    /* a stale shard beside the manifest: the glob is refused naming it; so is the directory */
+    snprintf(path, sizeof(path), "%s/train_007.bin", out);
+    FILE *f = fopen(path, "wb");
+    int32_t header[256] = {20240520, 1, 40};
+    uint16_t toks[40] = {0};
+    fwrite(header, sizeof(header), 1, f);
+    fwrite(toks, sizeof(toks), 1, f);
+    fclose(f);
+    cr_assert_eq(tok_run_tessera(&log, "train --data '%s/train_*.bin' %s --steps 2 --out %s/r1",
+                                 out, model, dir),
+                 2, "%s", log);
+    cr_assert(strstr(log, "train_007.bin") && strstr(log, "does not list"), "%s", log);
+    free(log);
+    remove(path);
+    /* a resized shard */
+    snprintf(path, sizeof(path), "%s/train_003.bin", out);
+    size_t n = 0;
+    char *s3 = tok_read_file(path, &n);
+    tok_write_file(path, s3, n - 2);
+    cr_assert_eq(tok_run_tessera(&log, "train --data %s %s --steps 2 --out %s/r1", out, model, dir),
+                 2, "%s", log);
+    cr_assert(strstr(log, "train_003.bin") && strstr(log, "rewritten or truncated"), "%s", log);
+    free(log);
+    tok_write_file(path, s3, n);
+    /* a missing shard */
+    snprintf(path, sizeof(path), "%s/train_001.bin", out);
+    size_t n1 = 0;
+    char *s1 = tok_read_file(path, &n1);
+    remove(path);
+    cr_assert_eq(tok_run_tessera(&log, "train --data %s %s --steps 2 --out %s/r1", out, model, dir),
+                 2, "%s", log);
+    cr_assert(strstr(log, "train_001.bin, which is missing"), "%s", log);
+    free(log);
+    tok_write_file(path, s1, n1);
+
+    /* a resume on changed data (one byte of a shard, same size) is refused, then allowed */
+    cr_assert_eq(tok_run_tessera(&log, "train --data %s %s --steps 4 --stop-after 2 --out %s/r2",
+                                 out, model, dir),
+                 0, "%s", log);
+    free(log);
+    s1[2000] ^= 1;
+    tok_write_file(path, s1, n1);
+    cr_assert_eq(tok_run_tessera(&log, "train --resume --out %s/r2 --threads 1", dir), 2, "%s",
+                 log);
+    cr_assert(strstr(log, "train_001.bin had crc32c:") && strstr(log, "--data-changed"), "%s", log);
+    free(log);
+    cr_assert_eq(
+        tok_run_tessera(&log, "train --resume --out %s/r2 --threads 1 --data-changed", dir), 0,
+        "%s", log);
+    cr_assert(strstr(log, "restarts at window 0"), "%s", log);
+    free(log);
+    /* unchanged data resumes without a word */
+    cr_assert_eq(tok_run_tessera(&log, "train --data %s %s --steps 4 --stop-after 2 --out %s/r3",
+                                 out, model, dir),
+                 0, "%s", log);
+    free(log);
+    cr_assert_eq(tok_run_tessera(&log, "train --resume --out %s/r3 --threads 1", dir), 0, "%s",
+                 log);
+    cr_assert(strstr(log, "changed") == NULL, "%s", log);
+    free(log);
+    free(s1);
+    free(s3);
+    tok_rmdir(dir);
+}
