@@ -2,6 +2,7 @@
 #include "data/data_manifest.h"
 
 #include <errno.h>
+#include <glob.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,7 @@ void ts_data_manifest_deinit(struct ts_data_manifest *m) {
     for (int i = 0; i < m->num_sources; i++)
         free(m->sources[i].path);
     free(m->sources);
+    free(m->shards);
     ts_data_manifest_init(m);
 }
 
@@ -37,6 +39,18 @@ ts_status ts_data_manifest_add_source(struct ts_data_manifest *m, const char *pa
     s->bytes = bytes;
     snprintf(s->sha256, sizeof(s->sha256), "%s", sha256);
     m->num_sources++;
+    return TS_OK;
+}
+
+ts_status ts_data_manifest_add_shard(struct ts_data_manifest *m, const char *name, int64_t tokens) {
+    if (strlen(name) >= sizeof(m->shards[0].name))
+        return ts_error(TS_ERR_INVALID_ARG, "shard name too long: %s", name);
+    struct ts_data_shard *ns = realloc(m->shards, (size_t)(m->num_shards + 1) * sizeof(*ns));
+    if (ns == NULL)
+        return ts_error(TS_ERR_OOM, "out of memory for the manifest's shards");
+    m->shards = ns;
+    snprintf(ns[m->num_shards].name, sizeof(ns[0].name), "%s", name);
+    ns[m->num_shards++].tokens = tokens;
     return TS_OK;
 }
 
@@ -61,6 +75,15 @@ ts_status ts_data_manifest_write(const struct ts_data_manifest *m, const char *p
         json_object_array_add(sources, s);
     }
     json_object_object_add(root, "sources", sources);
+    json_object *shards = json_object_new_array();
+    for (int i = 0; i < m->num_shards; i++) {
+        json_object *s = json_object_new_object();
+        json_object_object_add(s, "name", json_object_new_string(m->shards[i].name));
+        json_object_object_add(s, "tokens", json_object_new_int64(m->shards[i].tokens));
+        json_object_array_add(shards, s);
+    }
+    json_object_object_add(root, "shards", shards);
+    json_object_object_add(root, "val_split", json_object_new_string(m->val_split));
     const char *text = json_object_to_json_string_ext(
         root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE);
     char tmp[4300];
@@ -93,7 +116,8 @@ static ts_status parse(struct ts_data_manifest *m, json_object *root, const char
     if (!json_object_is_type(root, json_type_object))
         return ts_error(TS_ERR_FORMAT, "%s: not a JSON object", path);
     TS_CHECK(get(root, "version", json_type_int, path, &v));
-    if (json_object_get_int(v) != TS_DATA_MANIFEST_VERSION)
+    const int version = json_object_get_int(v);
+    if (version != 1 && version != TS_DATA_MANIFEST_VERSION)
         return ts_error(TS_ERR_FORMAT, "%s: version %d; this build reads version %d", path,
                         json_object_get_int(v), TS_DATA_MANIFEST_VERSION);
     TS_CHECK(get(root, "tokenizer", json_type_object, path, &tok));
@@ -124,6 +148,24 @@ static ts_status parse(struct ts_data_manifest *m, json_object *root, const char
         TS_CHECK(ts_data_manifest_add_source(m, json_object_get_string(p), json_object_get_int64(b),
                                              json_object_get_string(h)));
     }
+    if (version < 2)
+        return TS_OK;
+    json_object *shards;
+    TS_CHECK(get(root, "shards", json_type_array, path, &shards));
+    for (size_t i = 0; i < json_object_array_length(shards); i++) {
+        json_object *s = json_object_array_get_idx(shards, i), *nm, *t;
+        if (!json_object_is_type(s, json_type_object))
+            return ts_error(TS_ERR_FORMAT, "%s: shards[%zu] is not an object", path, i);
+        TS_CHECK(get(s, "name", json_type_string, path, &nm));
+        TS_CHECK(get(s, "tokens", json_type_int, path, &t));
+        if (strchr(json_object_get_string(nm), '/') != NULL)
+            return ts_error(TS_ERR_FORMAT, "%s: shard name '%s' is not a plain file name", path,
+                            json_object_get_string(nm));
+        TS_CHECK(
+            ts_data_manifest_add_shard(m, json_object_get_string(nm), json_object_get_int64(t)));
+    }
+    TS_CHECK(get(root, "val_split", json_type_string, path, &v));
+    snprintf(m->val_split, sizeof(m->val_split), "%s", json_object_get_string(v));
     return TS_OK;
 }
 
@@ -140,12 +182,18 @@ ts_status ts_data_manifest_read(struct ts_data_manifest *m, const char *path) {
     return st;
 }
 
+static bool is_dir(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
 ts_status ts_data_manifest_find(const char *pattern, char *out, size_t len, bool *found) {
     *found = false;
     const char *slash = strrchr(pattern, '/');
-    int w = slash == NULL ? snprintf(out, len, "%s", TS_DATA_MANIFEST_NAME)
-                          : snprintf(out, len, "%.*s/%s", (int)(slash - pattern), pattern,
-                                     TS_DATA_MANIFEST_NAME);
+    int w = is_dir(pattern) ? snprintf(out, len, "%s/%s", pattern, TS_DATA_MANIFEST_NAME)
+            : slash == NULL ? snprintf(out, len, "%s", TS_DATA_MANIFEST_NAME)
+                            : snprintf(out, len, "%.*s/%s", (int)(slash - pattern), pattern,
+                                       TS_DATA_MANIFEST_NAME);
     if (w < 0 || (size_t)w >= len)
         return ts_error(TS_ERR_INVALID_ARG, "path too long: %s", pattern);
     struct stat sb;
@@ -172,6 +220,88 @@ ts_status ts_data_manifest_vocab(const char *data, bool given, bool exact, int *
                       "vocabulary %d",
                       *vocab_size, path, m.tokenizer, m.vocab_size);
     }
+    ts_data_manifest_deinit(&m);
+    return st;
+}
+
+/* The differences between the files a pattern matches and the manifest's list. */
+static ts_status check_against(const struct ts_data_manifest *m, const char *mpath,
+                               const char *pattern, bool full) {
+    glob_t g;
+    int rc = glob(pattern, 0, NULL, &g);
+    if (rc != 0 && rc != GLOB_NOMATCH)
+        return ts_error(TS_ERR_IO, "cannot expand --data '%s'", pattern);
+    size_t nmatch = rc == 0 ? g.gl_pathc : 0;
+    ts_status st = TS_OK;
+    char *seen = calloc((size_t)m->num_shards + 1, 1);
+    if (seen == NULL)
+        st = ts_error(TS_ERR_OOM, "out of memory checking %s", mpath);
+    for (size_t i = 0; i < nmatch && st == TS_OK; i++) {
+        const char *path = g.gl_pathv[i];
+        const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+        struct stat sb;
+        int64_t size = stat(path, &sb) == 0 ? (int64_t)sb.st_size : -1;
+        int64_t tokens = -1;
+        if (strcmp(base, "val.bin") == 0)
+            tokens = m->val_tokens;
+        for (int k = 0; tokens < 0 && k < m->num_shards; k++)
+            if (strcmp(base, m->shards[k].name) == 0) {
+                tokens = m->shards[k].tokens;
+                seen[k] = 1;
+            }
+        if (tokens < 0)
+            st = ts_error(TS_ERR_INVALID_ARG,
+                          "--data '%s' matches %s, which %s does not list (a stale shard of an "
+                          "earlier prepare?): give the directory, or a glob of the listed shards",
+                          pattern, path, mpath);
+        else if (size != 1024 + 2 * tokens)
+            st = ts_error(TS_ERR_INVALID_ARG,
+                          "%s is %lld bytes but %s says %lld tokens (%lld bytes): the shard was "
+                          "rewritten or truncated since it was prepared",
+                          path, (long long)size, mpath, (long long)tokens,
+                          (long long)(1024 + 2 * tokens));
+    }
+    for (int k = 0; full && st == TS_OK && k < m->num_shards; k++)
+        if (!seen[k])
+            st = ts_error(TS_ERR_INVALID_ARG, "%s lists %s, which is missing", mpath,
+                          m->shards[k].name);
+    free(seen);
+    if (rc == 0)
+        globfree(&g);
+    return st;
+}
+
+ts_status ts_data_resolve(const char *data, char *pattern, size_t len) {
+    char mpath[4300];
+    bool found = false, full = false;
+    int w;
+    if (is_dir(data)) {
+        size_t n = strlen(data);
+        while (n > 1 && data[n - 1] == '/')
+            n--;
+        w = snprintf(pattern, len, "%.*s/train_*.bin", (int)n, data);
+        full = true;
+    } else {
+        w = snprintf(pattern, len, "%s", data);
+        const char *slash = strrchr(data, '/');
+        full = strcmp(slash ? slash + 1 : data, "train_*.bin") == 0;
+    }
+    if (w < 0 || (size_t)w >= len)
+        return ts_error(TS_ERR_INVALID_ARG, "--data path too long: %s", data);
+    TS_CHECK(ts_data_manifest_find(data, mpath, sizeof(mpath), &found));
+    if (!found && is_dir(data))
+        return ts_error(TS_ERR_INVALID_ARG,
+                        "--data %s is a directory without %s: prepare it with `tessera prepare` "
+                        "or give a glob of its shards",
+                        data, TS_DATA_MANIFEST_NAME);
+    if (!found)
+        return TS_OK;
+    struct ts_data_manifest m;
+    ts_data_manifest_init(&m);
+    TS_CHECK(ts_data_manifest_read(&m, mpath));
+    ts_status st = TS_OK;
+    if (m.num_shards > 0 || m.train_tokens == 0) /* version 1 manifests list no shards */
+        st = check_against(&m, mpath, pattern, full);
     ts_data_manifest_deinit(&m);
     return st;
 }

@@ -96,3 +96,29 @@ ts_status ts_data_lineage(const char *pattern, char *path, size_t path_len, char
     snprintf(hash, hash_len, "sha256:%s", hex);
     return TS_OK;
 }
+
+void ts_data_compare(const struct ts_ckpt_data_file *rec, int nrec,
+                     const struct ts_ckpt_data_file *now, int nnow, bool *same, char *diff,
+                     size_t len) {
+    *same = true;
+    diff[0] = '\0';
+    for (int i = 0; i < nrec || i < nnow; i++) {
+        if (i >= nnow) {
+            snprintf(diff, len, "%s was recorded but is gone", rec[i].path);
+        } else if (i >= nrec) {
+            snprintf(diff, len, "%s is new", now[i].path);
+        } else if (strcmp(rec[i].path, now[i].path) != 0) {
+            snprintf(diff, len, "file %d was %s, now %s", i, rec[i].path, now[i].path);
+        } else if (rec[i].bytes != now[i].bytes) {
+            snprintf(diff, len, "%s was %llu bytes, now %llu", rec[i].path,
+                     (unsigned long long)rec[i].bytes, (unsigned long long)now[i].bytes);
+        } else if (strcmp(rec[i].hash, "unhashed") != 0 && strcmp(now[i].hash, "unhashed") != 0 &&
+                   strcmp(rec[i].hash, now[i].hash) != 0) {
+            snprintf(diff, len, "%s had %s, now %s", rec[i].path, rec[i].hash, now[i].hash);
+        } else {
+            continue;
+        }
+        *same = false;
+        return;
+    }
+}

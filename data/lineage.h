@@ -7,6 +7,7 @@
 #ifndef TS_DATA_LINEAGE_H
 #define TS_DATA_LINEAGE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "checkpoint/ckpt.h"
@@ -23,5 +24,13 @@ ts_status ts_data_files(const char *pattern, struct ts_ckpt_data_file **files,
  * "" when there is none. */
 ts_status ts_data_lineage(const char *pattern, char *path, size_t path_len, char *hash,
                           size_t hash_len) TS_MUST_CHECK;
+
+/* Compares the data a checkpoint recorded (rec) with the data now (now, from ts_data_files):
+ * the same files in the same order, sizes and hashes ("unhashed" on either side matches any
+ * hash). *same says whether they agree; otherwise diff holds the first difference in words
+ * ("train_001.bin: crc32c:... then, crc32c:... now"). */
+void ts_data_compare(const struct ts_ckpt_data_file *rec, int nrec,
+                     const struct ts_ckpt_data_file *now, int nnow, bool *same, char *diff,
+                     size_t len);
 
 #endif

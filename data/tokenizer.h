@@ -78,6 +78,11 @@ ts_status ts_tok_encoder_encode(ts_tok_encoder_t *e, const uint8_t *text, size_t
 ts_status ts_tok_encode_parallel(const ts_tokenizer_t *t, const uint8_t *text, size_t n,
                                  int threads, struct ts_tok_ids *ids) TS_MUST_CHECK;
 
+/* The first place at or after p (and >= 2) where text[0..n) can be cut without changing the
+ * pre-split: just after a single '\n' that follows an ASCII non-space and precedes an ASCII letter
+ * or digit; n when there is none. Pieces cut there encode to the whole text's ids. */
+size_t ts_tok_safe_cut(const uint8_t *text, size_t n, size_t p);
+
 /* Pre-splitting on its own (used by training): calls fn for each chunk of text in order. Gaps
  * (invalid UTF-8) are reported as chunks too, so the chunks tile the text. */
 typedef ts_status (*ts_tok_chunk_fn)(void *ctx, const uint8_t *chunk, size_t n);

@@ -32,13 +32,14 @@ static int is_alnum_ascii(uint8_t c) {
 
 static int is_nonspace_ascii(uint8_t c) { return c > ' ' && c < 0x7f; }
 
-/* The first safe cut at or after p, or n: just after a '\n' that an ASCII letter/digit follows
- * and an ASCII non-space precedes (every alternative of the pattern that can contain '\n' is
- * whitespace-only, and it stops before a non-space, so a chunk ends there and the next starts
- * there). The '\n' must be the whole whitespace run: after "\n\n", say, the serial encoder cuts
+/* The first safe cut at or after p, or n (tokenizer.h): just after a '\n' that an ASCII
+ * letter/digit follows and an ASCII non-space precedes (every alternative of the pattern that can
+ * contain '\n' is whitespace-only, and it stops before a non-space, so a chunk ends there and the
+ * next starts there). The '\n' must be the whole whitespace run: after "\n\n", say, the serial
+ * encoder cuts
  * "\n" + "\n" (`\s+(?!\S)` gives back the last one before a letter) while a piece ending in
  * "\n\n" would keep "\n\n" as one chunk, a different token. */
-static size_t safe_cut(const uint8_t *s, size_t n, size_t p) {
+size_t ts_tok_safe_cut(const uint8_t *s, size_t n, size_t p) {
     for (size_t i = p < 2 ? 2 : p; i < n; i++)
         if (s[i - 1] == '\n' && is_alnum_ascii(s[i]) && is_nonspace_ascii(s[i - 2]))
             return i;
@@ -77,7 +78,8 @@ ts_status ts_tok_encode_parallel(const ts_tokenizer_t *t, const uint8_t *text, s
     if (pieces == NULL)
         return ts_error(TS_ERR_OOM, "out of memory splitting %zu bytes", n);
     for (size_t s = 0; s < n && np < cap; np++) {
-        size_t e = s + PIECE_BYTES >= n || np == cap - 1 ? n : safe_cut(text, n, s + PIECE_BYTES);
+        size_t e =
+            s + PIECE_BYTES >= n || np == cap - 1 ? n : ts_tok_safe_cut(text, n, s + PIECE_BYTES);
         pieces[np].start = s;
         pieces[np].end = e;
         s = e;

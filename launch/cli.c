@@ -55,6 +55,13 @@ static ts_status parse_value(struct ts_flag *f, const char *text) {
     case TS_FLAG_STRING:
         *(const char **)f->dest = text;
         return TS_OK;
+    case TS_FLAG_LIST: {
+        struct ts_flag_list *l = f->dest;
+        if (l->n >= l->max)
+            return ts_error(TS_ERR_INVALID_ARG, "--%s given more than %d times", f->name, l->max);
+        l->items[l->n++] = text;
+        return TS_OK;
+    }
     case TS_FLAG_BOOL:
         break;
     }
@@ -134,6 +141,7 @@ static void format_default(const struct ts_flag *f, char *buf, size_t len) {
             snprintf(buf, len, "%s", s);
         break;
     }
+    case TS_FLAG_LIST:
     case TS_FLAG_BOOL:
         break;
     }

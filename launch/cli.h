@@ -18,6 +18,13 @@ enum ts_flag_kind {
     TS_FLAG_FLOAT,  /* float */
     TS_FLAG_STRING, /* const char * (points into argv) */
     TS_FLAG_BOOL,   /* bool, set by the bare flag */
+    TS_FLAG_LIST,   /* struct ts_flag_list: every occurrence appends (points into argv) */
+};
+
+/* The destination of a TS_FLAG_LIST flag: caller-owned storage for up to max values. */
+struct ts_flag_list {
+    const char **items;
+    int n, max;
 };
 
 struct ts_flag {

@@ -60,7 +60,8 @@ struct run {
     struct ts_ckpt_kv kv[TS_CKPT_MAX_KV];
     struct ts_ckpt_data_file *data; /* rank 0 only */
     char parent[TS_PATH_MAX];
-    char data_manifest[TS_PATH_MAX], data_manifest_hash[96]; /* rank 0 only */
+    char data_manifest[TS_PATH_MAX], data_manifest_hash[96];  /* rank 0 only */
+    char data_pattern[TS_PATH_MAX], val_pattern[TS_PATH_MAX]; /* --data, --val-data as globs */
     char ckpt_dir[TS_PATH_MAX];
 };
 
@@ -158,10 +159,13 @@ static ts_status check_out_free(struct run *r, const struct ts_start *start) {
 
 static ts_status open_data(struct run *r) {
     const struct ts_train_settings *a = r->a;
-    TS_CHECK(ts_loader_create(&r->train, a->data, a->seq_len, a->vocab_size));
+    TS_CHECK(ts_data_resolve(a->data, r->data_pattern, sizeof(r->data_pattern)));
+    TS_CHECK(ts_loader_create(&r->train, r->data_pattern, a->seq_len, a->vocab_size));
     ts_loader_set_shuffle(r->train, !a->no_shuffle, a->seed);
-    if (a->val_data != NULL)
-        TS_CHECK(ts_loader_create(&r->val, a->val_data, a->seq_len, a->vocab_size));
+    if (a->val_data != NULL) {
+        TS_CHECK(ts_data_resolve(a->val_data, r->val_pattern, sizeof(r->val_pattern)));
+        TS_CHECK(ts_loader_create(&r->val, r->val_pattern, a->seq_len, a->vocab_size));
+    }
     if (r->val != NULL && ts_loader_num_windows(r->val) < a->batch)
         return ts_error(TS_ERR_INVALID_ARG,
                         "--val-data holds %" PRId64 " windows of %d tokens, fewer than one "
@@ -169,9 +173,41 @@ static ts_status open_data(struct run *r) {
                         ts_loader_num_windows(r->val), a->seq_len + 1, a->batch);
     if (ts_comm_rank(r->comm) != 0)
         return TS_OK;
-    TS_CHECK(ts_data_files(a->data, &r->data, &r->info.num_data));
-    return ts_data_lineage(a->data, r->data_manifest, sizeof(r->data_manifest),
+    TS_CHECK(ts_data_files(r->data_pattern, &r->data, &r->info.num_data));
+    return ts_data_lineage(r->data_pattern, r->data_manifest, sizeof(r->data_manifest),
                            r->data_manifest_hash, sizeof(r->data_manifest_hash));
+}
+
+/* A resume on other data than the checkpoint recorded is refused unless --data-changed; rank 0
+ * compares, every rank learns the verdict. Returns in *changed whether the loader restarts. */
+static ts_status check_resumed_data(struct run *r, bool *changed) {
+    char diff[1200] = "";
+    double verdict = 0; /* 0 same, 1 changed */
+    if (ts_comm_rank(r->comm) == 0) {
+        const struct ts_ckpt_meta *m = ts_ckpt_meta(r->start);
+        bool same = true;
+        ts_data_compare(m->data, m->num_data, r->data, r->info.num_data, &same, diff, sizeof(diff));
+        if (same && m->data_manifest_hash[0] != '\0' &&
+            strcmp(m->data_manifest_hash, r->data_manifest_hash) != 0) {
+            same = false;
+            snprintf(diff, sizeof(diff), "the manifest %.900s was %s, now %s", m->data_manifest,
+                     m->data_manifest_hash,
+                     r->data_manifest_hash[0] ? r->data_manifest_hash : "gone");
+        }
+        verdict = same ? 0 : 1;
+    }
+    TS_CHECK(ts_comm_all_reduce_host(r->comm, &verdict, 1, TS_REDUCE_MAX));
+    *changed = verdict != 0;
+    if (*changed && !r->a->data_changed)
+        return ts_error(TS_ERR_INVALID_ARG,
+                        "the data differs from what the checkpoint trained on (%s); pass "
+                        "--data-changed to continue on it from the start of a new epoch",
+                        ts_comm_rank(r->comm) == 0 ? diff : "see rank 0");
+    if (*changed)
+        TS_LOG_I("data: changed since the checkpoint (%s); --data-changed: the loader restarts "
+                 "at window 0 of the new data",
+                 diff);
+    return TS_OK;
 }
 
 /* What every checkpoint records about the run beyond the trainer's own state. */
@@ -349,6 +385,10 @@ static int train(struct ts_train_flags *flags, int *argc, char ***argv) {
     TS_CHECK_GOTO(ts_trainer_create(&r.trainer, r.gpt, r.train, r.grid.dp, &tc), st, fail);
     if (resumed) {
         TS_CHECK_GOTO(ts_train_state_load(r.trainer, r.start), st, fail);
+        bool changed = false;
+        TS_CHECK_GOTO(check_resumed_data(&r, &changed), st, fail);
+        if (changed)
+            ts_loader_seek(r.train, 0);
         r.info.tokens_seen = ts_ckpt_meta(r.start)->tokens_seen;
     } else if (start.kind == TS_START_INIT) {
         TS_CHECK_GOTO(ts_gpt_load_checkpoint(r.gpt, r.start), st, fail);

@@ -100,6 +100,9 @@ const struct ts_setting ts_train_settings_table[] = {
      "allow a resumed run a global batch other than the checkpoint's", TS_SET_AGREE},
     {"check-world", "check_world", TS_SET_INT, S(check_world), "0", 0, 1 << 20, "N",
      "only check flags, data, model and resume for N ranks, then exit (tessera launch)", 0},
+    {"data-changed", "data_changed", TS_SET_BOOL, S(data_changed), NULL, NOLIM, NULL,
+     "allow a resume on data other than the checkpoint's (the loader starts a new epoch 0)",
+     TS_SET_AGREE},
 };
 const int ts_train_settings_count =
     (int)(sizeof(ts_train_settings_table) / sizeof(ts_train_settings_table[0]));

@@ -41,7 +41,7 @@ struct ts_train_settings {
     float bucket_mb;
     bool no_shuffle, no_overlap;
     /* where it starts */
-    bool resume, change_batch;
+    bool resume, change_batch, data_changed;
     const char *resume_from, *init_from;
     int check_world; /* > 0: only check the run for this many ranks (tessera launch) */
 };

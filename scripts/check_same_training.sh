@@ -26,11 +26,13 @@ fi
 base_bin="$base_src/build/launch/tessera"
 new_bin="$(cd "$build" && pwd)/launch/tessera"
 
-# A small corpus any Debian machine has, one byte per token.
+# A small corpus any Debian machine has, one byte per token, prepared by the base build: its
+# manifest.json is a version both builds read (a newer build reads older manifests, not the
+# reverse).
 data="$work/data"
 if [ ! -f "$data/val.bin" ]; then
   cat /usr/share/common-licenses/* >"$work/corpus.txt"
-  "$new_bin" prepare --tokenizer bytes --input "$work/corpus.txt" --out "$data" \
+  "$base_bin" prepare --tokenizer bytes --input "$work/corpus.txt" --out "$data" \
     --val-fraction 0.1 >/dev/null 2>&1
 fi
 

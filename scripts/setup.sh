@@ -8,6 +8,7 @@ packages=(
   gcc libc6-dev make meson ninja-build pkg-config   # the build
   libopenblas-dev libopenblas0-openmp               # the CPU matmul, loaded at run time
   libpcre2-dev libjson-c-dev nettle-dev             # the tokenizer: regex, JSON, sha256
+  zlib1g-dev libzstd-dev                            # prepare: gzip and zstd inputs
   libcriterion-dev                                  # the test suites
   libopenmpi-dev openmpi-bin                        # data parallelism (mpirun), multirank tests
   libhdf5-dev libprotobuf-c-dev protobuf-c-compiler # checkpoints (serial HDF5, protobuf-c)

@@ -49,7 +49,7 @@ Test(tokenizer_prepare, shards_and_manifest_round_trip) {
     char *log = NULL;
     int rc = tok_run_tessera(&log,
                              "prepare --tokenizer gpt2 --input %s %s --out %s "
-                             "--val-fraction 0.25 --shard-tokens 100 --threads 2",
+                             "--val-fraction 0 --shard-tokens 100 --threads 2",
                              pa, pb, out);
     cr_assert_eq(rc, 0, "%s", log);
     free(log);
@@ -57,7 +57,6 @@ Test(tokenizer_prepare, shards_and_manifest_round_trip) {
     struct ts_tok_ids want = {0};
     append_file(t, pa, &want);
     append_file(t, pb, &want);
-    int64_t nval = (int64_t)((double)want.n * 0.25f);
     struct ts_data_manifest m;
     ts_data_manifest_init(&m);
     snprintf(path, sizeof(path), "%s/manifest.json", out);
@@ -67,7 +66,7 @@ Test(tokenizer_prepare, shards_and_manifest_round_trip) {
     cr_assert_eq(m.eot, 50256);
     cr_assert_str_eq(m.vocab_sha256, ts_tokenizer_vocab_sha256(t));
     cr_assert_eq(m.train_tokens + m.val_tokens, want.n);
-    cr_assert_eq(m.val_tokens, nval);
+    cr_assert_eq(m.val_tokens, 0);
     cr_assert_eq(m.num_train_shards, (int)((m.train_tokens + 99) / 100));
     cr_assert_eq(m.num_sources, 2);
     for (int i = 0; i < 2; i++) {
@@ -80,12 +79,9 @@ Test(tokenizer_prepare, shards_and_manifest_round_trip) {
     }
     /* the shards, in order, are exactly the stream */
     int64_t k = 0;
-    for (int s = 0; s <= m.num_train_shards; s++) {
+    for (int s = 0; s < m.num_train_shards; s++) {
         struct ts_shard sh;
-        if (s < m.num_train_shards)
-            snprintf(path, sizeof(path), "%s/train_%03d.bin", out, s);
-        else
-            snprintf(path, sizeof(path), "%s/val.bin", out);
+        snprintf(path, sizeof(path), "%s/train_%03d.bin", out, s);
         cr_assert_eq(ts_shard_open(&sh, path, 50257), TS_OK, "%s", ts_last_error());
         for (int64_t i = 0; i < sh.num_tokens; i++, k++)
             cr_assert_eq(sh.tokens[i], want.ids[k], "token %lld", (long long)k);
@@ -143,8 +139,10 @@ Test(tokenizer_prepare, train_reads_vocab_from_manifest, .timeout = 300) {
     free(log);
     /* eval of that model on bytes-tokenized data (vocabulary 256) is refused */
     snprintf(path, sizeof(path), "%s/bytes", dir);
-    cr_assert_eq(tok_run_tessera(&log, "prepare --tokenizer bytes --input %s --out %s", pa, path),
-                 0, "%s", log);
+    cr_assert_eq(
+        tok_run_tessera(&log, "prepare --tokenizer bytes --input %s %s --out %s --val-fraction 0.5",
+                        pa, pb, path),
+        0, "%s", log);
     free(log);
     cr_assert_eq(tok_run_tessera(&log,
                                  "eval --ckpt %s/run --data %s/val.bin --batch 1 "
@@ -204,7 +202,7 @@ Test(tokenizer_prepare, library_reports_and_refuses_bad_config) {
     cr_assert_eq(r.vocab_size, 256);
     cr_assert_eq((int64_t)r.bytes, n);
     cr_assert_eq(r.tokens, n);
-    cr_assert_eq(r.val_tokens, (int64_t)((double)n * 0.25f));
+    cr_assert_eq(r.val_tokens, (int64_t)(4 * strlen(doc_a))); /* segment 0: document a */
     cr_assert_eq(r.train_tokens + r.val_tokens, n);
     cr_assert_eq(r.num_train_shards, (int)((r.train_tokens + 63) / 64));
     struct ts_data_manifest m;
