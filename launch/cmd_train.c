@@ -69,6 +69,7 @@ struct run {
     bool line_open;   /* the live line is on screen without its newline */
     double t_start;   /* ts_launch_now_s() when the loop began */
     int64_t first;    /* updates done when the loop began */
+    double drawn;     /* when the live line was last drawn */
     ts_ckpt_t *start; /* the checkpoint a resume or --init-from reads, closed once read */
     struct ts_train_state_info info; /* what every checkpoint of this run records */
     struct ts_ckpt_kv kv[TS_CKPT_MAX_KV];
@@ -135,6 +136,7 @@ static void draw_line(struct run *r, const struct ts_step_record *rec) {
             r->a->steps, (double)rec->loss, rec->tok_per_s, eta, left);
     fflush(stderr);
     r->line_open = true;
+    r->drawn = ts_launch_now_s();
 }
 
 static ts_status on_step(void *ctx, const struct ts_step_record *rec) {
@@ -142,9 +144,10 @@ static ts_status on_step(void *ctx, const struct ts_step_record *rec) {
     const int done = rec->step + 1;
     if (rec->skipped)
         close_line(r);
-    if (r->live && r->metrics != NULL)
-        draw_line(r, rec);
-    else if (done == 1 || done % r->a->log_every == 0 || done == r->a->steps)
+    if (r->live && r->metrics != NULL) {
+        if (ts_launch_now_s() - r->drawn >= 0.1 || done == r->a->steps) /* at most 10 a second */
+            draw_line(r, rec);
+    } else if (done == 1 || done % r->a->log_every == 0 || done == r->a->steps)
         TS_LOG_I("step %5d/%d | loss %.6f | lr %.3e | norm %.4f | %.1f ms | %.0f tok/s", done,
                  r->a->steps, (double)rec->loss, (double)rec->lr, (double)rec->grad_norm,
                  rec->step_ms, rec->tok_per_s);
@@ -541,12 +544,14 @@ static int train(struct ts_train_flags *flags, int *argc, char ***argv, double t
     ts_signals_restore();
     close_line(&r);
     TS_CHECK_GOTO(st, st, fail);
+    if (coordinated)
+        ts_coord_log_summary(r.coord);
     const int ec = exit_code(res.reason);
     if (res.reason == TS_STOP_DIVERGED)
         TS_LOG_E("%s; %s/latest is the last good checkpoint", ts_coord_detail(r.coord), r.ckpt_dir);
     else if (ec != TS_EXIT_OK)
         TS_LOG_W("%s", ts_coord_detail(r.coord));
-    TS_LOG_I("%s (%s, exit code %d): %" PRId64 " steps in %.1f s; checkpoints in %s",
+    TS_LOG_I("%s (%s, exit code %d): %" PRId64 " steps in %.3f s; checkpoints in %s",
              res.reason == TS_STOP_DONE ? "done" : "stopped", ts_stop_reason_name(res.reason), ec,
              res.last - res.first, res.seconds, r.ckpt_dir);
     run_release(&r);

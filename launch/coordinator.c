@@ -31,7 +31,7 @@ struct report {
     int rank, signal;
     int64_t step, tokens, peak_rss_kb;
     float loss, grad_norm;
-    double step_ms, compute_ms, comm_ms, data_ms, ckpt_ms;
+    double step_ms, compute_ms, comm_ms, data_ms, ckpt_ms, decide_ms;
     bool skipped;
 };
 
@@ -45,7 +45,13 @@ struct ts_coord {
     /* rank 0's view */
     double last_save_s, eval_s, slowest_step_s;
     double last_boundary, noted_s; /* the previous decision's time; eval and save time since */
-    float *window;                 /* recent losses for the z-score (ring) */
+    /* the run's totals over steps and ranks, for the summary */
+    int64_t decisions, peak_rss_kb;
+    double decide_s, sum_step, sum_compute, sum_comm, sum_data, sum_ckpt;
+    double last_decide_s;     /* this rank's previous decision */
+    double sum_min_decide_ms; /* per step, the fastest rank's decision: the exchange's own cost */
+    int64_t decide_samples;
+    float *window; /* recent losses for the z-score (ring) */
     int window_len, window_at;
     char detail[384];
 };
@@ -126,6 +132,7 @@ static void fill_report(ts_coord_t *c, const struct ts_step_record *rec, struct 
         .comm_ms = rec->comm_wait_ms,
         .data_ms = rec->data_ms,
         .ckpt_ms = c->stall_s * 1e3,
+        .decide_ms = c->last_decide_s * 1e3,
         .skipped = rec->skipped,
     };
     c->stall_s = 0;
@@ -146,6 +153,7 @@ static ts_status pack_report(const struct report *r, double *slot) {
     m.peak_rss_kb = r->peak_rss_kb;
     m.signal = r->signal;
     m.skipped = r->skipped;
+    m.decide_ms = r->decide_ms;
     uint8_t buf[SLOT_BYTES + 4] = {0};
     const size_t n = tessera__coord__step_report__get_packed_size(&m);
     if (n > SLOT_BYTES)
@@ -184,6 +192,7 @@ static ts_status unpack_report(const double *slot, int rank, struct report *r) {
                          .comm_ms = m->comm_ms,
                          .data_ms = m->data_ms,
                          .ckpt_ms = m->ckpt_ms,
+                         .decide_ms = m->decide_ms,
                          .skipped = m->skipped};
     tessera__coord__step_report__free_unpacked(m, NULL);
     return TS_OK;
@@ -266,8 +275,25 @@ static void decide_root(ts_coord_t *c, struct ts_run_decision *d) {
     c->noted_s = 0;
     if (interval > c->slowest_step_s)
         c->slowest_step_s = interval;
+    /* A rank that reaches the exchange first waits there for the others (and so would at the
+     * next gradient reduction without it): the last to arrive measures the exchange itself. */
+    double min_decide = c->reports[0].decide_ms;
+    for (int r = 1; r < c->size; r++)
+        if (c->reports[r].decide_ms < min_decide)
+            min_decide = c->reports[r].decide_ms;
+    if (c->decisions > 0) {
+        c->sum_min_decide_ms += min_decide;
+        c->decide_samples++;
+    }
     for (int r = 0; r < c->size; r++) {
         const struct report *x = &c->reports[r];
+        c->sum_step += x->step_ms;
+        c->sum_compute += x->compute_ms;
+        c->sum_comm += x->comm_ms;
+        c->sum_data += x->data_ms;
+        c->sum_ckpt += x->ckpt_ms;
+        if (x->peak_rss_kb > c->peak_rss_kb)
+            c->peak_rss_kb = x->peak_rss_kb;
         if (x->step_ms * 1e-3 > c->slowest_step_s)
             c->slowest_step_s = x->step_ms * 1e-3;
         if (!isfinite(x->loss) || !isfinite(x->grad_norm)) {
@@ -346,12 +372,33 @@ static ts_status broadcast_decision(ts_coord_t *c, struct ts_run_decision *d, in
 
 ts_status ts_coord_decide(ts_coord_t *c, const struct ts_step_record *rec,
                           struct ts_run_decision *d) {
+    const double t0 = ts_launch_now_s();
     TS_CHECK(gather_reports(c, rec));
     if (c->rank == 0)
         decide_root(c, d);
-    if (c->size == 1)
-        return TS_OK;
-    return broadcast_decision(c, d, rec->step + 1);
+    if (c->size > 1)
+        TS_CHECK(broadcast_decision(c, d, rec->step + 1));
+    c->last_decide_s = ts_launch_now_s() - t0;
+    c->decisions++;
+    c->decide_s += c->last_decide_s;
+    return TS_OK;
+}
+
+void ts_coord_log_summary(const ts_coord_t *c) {
+    if (c->rank != 0 || c->decisions == 0)
+        return;
+    const double n = (double)c->decisions * c->size, step = c->sum_step / n;
+    TS_LOG_I("time per step (mean over %lld steps and %d rank(s)): %.2f ms = compute %.2f + "
+             "gradient comm %.2f + data %.2f; checkpoint stall %.2f ms/step; peak memory %.1f MB",
+             (long long)c->decisions, c->size, step, c->sum_compute / n, c->sum_comm / n,
+             c->sum_data / n, c->sum_ckpt / n, (double)c->peak_rss_kb / 1024.0);
+    const double own_us = c->decide_samples > 0
+                              ? 1e3 * c->sum_min_decide_ms / (double)c->decide_samples
+                              : 1e6 * c->decide_s / (double)c->decisions;
+    TS_LOG_I("coordinator: %lld decisions, %.1f us each (%.3f%% of a step; rank 0 spent %.1f us "
+             "each, waiting for slower ranks included)",
+             (long long)c->decisions, own_us, step > 0 ? 100.0 * own_us / 1e3 / step : 0.0,
+             1e6 * c->decide_s / (double)c->decisions);
 }
 
 ts_status ts_coord_gate(void *coord, const struct ts_step_record *rec, bool *skip) {

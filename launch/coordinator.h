@@ -55,6 +55,10 @@ ts_status ts_coord_gate(void *coord, const struct ts_step_record *rec, bool *ski
 void ts_coord_note_checkpoint(ts_coord_t *c, double seconds);
 void ts_coord_note_eval(ts_coord_t *c, double seconds);
 
+/* Rank 0 logs the run's mean time split per step (compute, gradient comm, data, checkpoint
+ * stall), the peak memory of any rank, and the coordinator's own cost per decision. */
+void ts_coord_log_summary(const ts_coord_t *c);
+
 /* Why the last decision stopped ("" when it did not). */
 const char *ts_coord_detail(const ts_coord_t *c);
 /* Seconds left before the deadline (negative: no deadline). */
