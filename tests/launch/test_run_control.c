@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli_util.h"
@@ -140,5 +142,36 @@ Test(launch_run_control, loss_spikes_stop_or_are_skipped, .timeout = 300) {
             data, dir);
     cr_assert_eq(r.code, 0, "exit %d: %s", r.code, r.err);
     cr_expect_not_null(strstr(r.err, "update skipped"), "%s", r.err);
+    cli_rmdir(dir);
+}
+
+/* Under Slurm without SLURM_JOB_END_TIME the allocation's end comes from `squeue -h -j ID -o %e`:
+ * a stand-in squeue on PATH says the job ends in 4 seconds; the run stops for time (3) within
+ * them, with a checkpoint. */
+Test(launch_run_control, slurm_end_from_squeue, .timeout = 120) {
+    char dir[256], data[320], path[400], env[1200];
+    cli_tmpdir(dir, sizeof(dir));
+    snprintf(data, sizeof(data), "%s/train_000.bin", dir);
+    cli_write_pattern_shard(data, 20000, 64, 1);
+    snprintf(path, sizeof(path), "%s/squeue", dir);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fprintf(f, "#!/bin/sh\n[ \"$3\" = 4242 ] || exit 1\ndate -d @%lld +%%Y-%%m-%%dT%%H:%%M:%%S\n",
+            (long long)time(NULL) + 4);
+    fclose(f);
+    chmod(path, 0755);
+    snprintf(env, sizeof(env), "%s:%s", dir, getenv("PATH"));
+    setenv("PATH", env, 1);
+    setenv("SLURM_JOB_ID", "4242", 1);
+    unsetenv("SLURM_JOB_END_TIME");
+    struct cli_result r;
+    const double t0 = (double)time(NULL);
+    /* --walltime 30: a backstop, should squeue not be read */
+    cli_run(&r, "train " TINY " --data %s --out %s/s --steps 1000000 --walltime 30", data, dir);
+    cr_assert_eq(r.code, 3, "exit %d: %s", r.code, r.err);
+    cr_expect_leq((double)time(NULL) - t0, 5.0);
+    cr_expect_not_null(strstr(r.err, "squeue (job 4242 ends"), "%s", r.err);
+    snprintf(path, sizeof(path), "%s/s/checkpoints/latest", dir);
+    cr_expect_eq(access(path, F_OK), 0, "no checkpoint: %s", r.err);
     cli_rmdir(dir);
 }

@@ -118,11 +118,14 @@ static long latest_step(const struct fixture *fx, const char *name) {
 
 /* The first n losses of two runs are bit-identical. */
 static void same_losses(const struct fixture *fx, const char *a, const char *b, int n) {
-    double la[256], lb[256];
-    cr_assert_eq(read_metric(fx, a, "\"loss\":", la, 256), n, "%s: wrong number of steps", a);
-    cr_assert_eq(read_metric(fx, b, "\"loss\":", lb, 256), n, "%s: wrong number of steps", b);
+    double *la = calloc((size_t)n + 1, sizeof(double)), *lb = calloc((size_t)n + 1, sizeof(double));
+    cr_assert(la != NULL && lb != NULL);
+    cr_assert_eq(read_metric(fx, a, "\"loss\":", la, n + 1), n, "%s: wrong number of steps", a);
+    cr_assert_eq(read_metric(fx, b, "\"loss\":", lb, n + 1), n, "%s: wrong number of steps", b);
     for (int s = 0; s < n; s++)
         cr_assert_eq(la[s], lb[s], "step %d: %s %.9g, %s %.9g", s + 1, a, la[s], b, lb[s]);
+    free(la);
+    free(lb);
 }
 
 static void assert_code(const struct run_result *r, int code, const char *what) {
