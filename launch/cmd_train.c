@@ -142,8 +142,10 @@ static void draw_line(struct run *r, const struct ts_step_record *rec) {
 static ts_status on_step(void *ctx, const struct ts_step_record *rec) {
     struct run *r = ctx;
     const int done = rec->step + 1;
-    if (rec->skipped)
+    if (rec->skipped && r->metrics != NULL) {
         close_line(r);
+        TS_LOG_W("%s", ts_coord_detail(r->coord));
+    }
     if (r->live && r->metrics != NULL) {
         if (ts_launch_now_s() - r->drawn >= 0.1 || done == r->a->steps) /* at most 10 a second */
             draw_line(r, rec);

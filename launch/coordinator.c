@@ -412,8 +412,8 @@ ts_status ts_coord_gate(void *coord, const struct ts_step_record *rec, bool *ski
         m.skip = z > c->cfg.spike_z;
         m.z = (float)z;
         if (m.skip)
-            TS_LOG_W("step %d: loss %.6g is a spike (z-score %.2f > --spike-z %g); update "
-                     "skipped",
+            snprintf(c->detail, sizeof(c->detail),
+                     "step %d: loss %.6g is a spike (z-score %.2f > --spike-z %g); update skipped",
                      rec->step + 1, (double)rec->loss, z, (double)c->cfg.spike_z);
         else if (isfinite(rec->loss))
             window_push(c, rec->loss);

@@ -59,7 +59,8 @@ void ts_coord_note_eval(ts_coord_t *c, double seconds);
  * stall), the peak memory of any rank, and the coordinator's own cost per decision. */
 void ts_coord_log_summary(const ts_coord_t *c);
 
-/* Why the last decision stopped ("" when it did not). */
+/* Why the last decision stopped ("" when it did not); on rank 0 after a skipped update and
+ * before the next decision, what the gate skipped and why. */
 const char *ts_coord_detail(const ts_coord_t *c);
 /* Seconds left before the deadline (negative: no deadline). */
 double ts_coord_time_left(const ts_coord_t *c);
