@@ -37,11 +37,16 @@ struct ts_flag {
     bool seen; /* set by the parser */
 };
 
-/* Exit codes every subcommand uses. */
+/* Exit codes every subcommand uses. `tessera train` adds three ways a run stops before its
+ * end without failing, each distinct and below 64 (never 128+n, which shells give to a process
+ * killed by signal n), the same on every rank. */
 enum {
-    TS_EXIT_OK = 0,
-    TS_EXIT_FAILURE = 1, /* something failed while running */
-    TS_EXIT_USAGE = 2,   /* bad flags, bad configuration, bad or missing input */
+    TS_EXIT_OK = 0,        /* done (also reaching --stop-after) */
+    TS_EXIT_FAILURE = 1,   /* something failed while running */
+    TS_EXIT_USAGE = 2,     /* bad flags, bad configuration, bad or missing input */
+    TS_EXIT_TIME = 3,      /* train: stopped for time (--walltime, the Slurm allocation), saved */
+    TS_EXIT_PREEMPTED = 4, /* train: SIGTERM/SIGUSR1/SIGINT, checkpointed and stopped */
+    TS_EXIT_DIVERGED = 5,  /* train: NaN/Inf or a loss spike; stopped without saving */
 };
 
 /* Parses argv[first..argc) into the table. Positional arguments are collected into

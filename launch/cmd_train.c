@@ -23,9 +23,12 @@
 #include "launch/cli.h"
 #include "launch/commands.h"
 #include "launch/common.h"
+#include "launch/coordinator.h"
 #include "launch/metrics.h"
 #include "launch/resume.h"
 #include "launch/settings.h"
+#include "launch/signals.h"
+#include "launch/walltime.h"
 #include "launch/world.h"
 #include "trainer/run.h"
 
@@ -43,7 +46,15 @@ static const char description[] =
     "checkpoints go to DIR/checkpoints/step_N (every --ckpt-every steps, at --stop-after and at\n"
     "the last step; DIR/checkpoints/latest is the newest). --resume continues DIR from its latest\n"
     "checkpoint (or starts fresh when there is none) with every recorded setting (model, data,\n"
-    "schedule, optimizer, batch, eval and checkpoint cadence, precision) unless given.";
+    "schedule, optimizer, batch, eval and checkpoint cadence, precision) unless given.\n"
+    "A coordinator on rank 0 decides for every rank at each step boundary: eval, checkpoint,\n"
+    "stop. SIGTERM, SIGUSR1 or SIGINT on any rank checkpoints and stops (a second SIGINT ends\n"
+    "at once); --walltime (or the Slurm allocation's end) checkpoints and stops in time; a\n"
+    "NaN/Inf loss or gradient norm (or a --spike-z spike) stops without saving.\n"
+    "Exit codes (the same on every rank):\n"
+    "  0  done, or --stop-after reached        3  stopped for time, checkpoint saved\n"
+    "  1  failure while running                4  preempted by a signal, checkpoint saved\n"
+    "  2  bad flags or bad input               5  diverged, not saved (latest is the last good)";
 
 /* Everything a run holds, released in one place. */
 struct run {
@@ -55,7 +66,13 @@ struct run {
     ts_gpt_t *gpt;
     ts_trainer_t *trainer;
     ts_metrics_t *metrics; /* rank 0 only */
-    ts_ckpt_t *start;      /* the checkpoint a resume or --init-from reads, closed once read */
+    ts_coord_t *coord;
+    bool live;        /* rank 0 draws one live progress line (stderr is a terminal) */
+    bool line_open;   /* the live line is on screen without its newline */
+    double t_start;   /* ts_launch_now_s() when the loop began */
+    int64_t first;    /* updates done when the loop began */
+    double drawn;     /* when the live line was last drawn */
+    ts_ckpt_t *start; /* the checkpoint a resume or --init-from reads, closed once read */
     struct ts_train_state_info info; /* what every checkpoint of this run records */
     struct ts_ckpt_kv kv[TS_CKPT_MAX_KV];
     struct ts_ckpt_data_file *data; /* rank 0 only */
@@ -69,6 +86,7 @@ static void run_release(struct run *r) {
     ts_ckpt_close(r->start);
     free(r->data);
     ts_metrics_close(r->metrics);
+    ts_coord_destroy(r->coord);
     ts_trainer_destroy(r->trainer);
     ts_gpt_destroy(r->gpt);
     ts_loader_destroy(r->val);
@@ -90,27 +108,82 @@ static ts_status before_step(void *ctx, int64_t step) {
     return TS_OK;
 }
 
-static ts_status on_step(void *ctx, const struct ts_step_record *rec) {
-    const struct run *r = ctx;
+/* Ends the live progress line before anything else is printed. */
+static void close_line(struct run *r) {
+    if (r->line_open) {
+        fputc('\n', stderr);
+        r->line_open = false;
+    }
+}
+
+static void format_seconds(double s, char *buf, size_t len) {
+    if (s < 0)
+        snprintf(buf, len, "-");
+    else if (s < 3600)
+        snprintf(buf, len, "%dm%02ds", (int)s / 60, (int)s % 60);
+    else
+        snprintf(buf, len, "%dh%02dm", (int)(s / 3600), ((int)s % 3600) / 60);
+}
+
+/* One line redrawn in place: step/total, loss, tokens/s, ETA, time left in the allocation. */
+static void draw_line(struct run *r, const struct ts_step_record *rec) {
     const int done = rec->step + 1;
-    if (done == 1 || done % r->a->log_every == 0 || done == r->a->steps)
+    const double elapsed = ts_launch_now_s() - r->t_start;
+    const double per_step = done > r->first ? elapsed / (double)(done - r->first) : 0;
+    const int64_t stop =
+        r->a->stop_after > 0 && r->a->stop_after < r->a->steps ? r->a->stop_after : r->a->steps;
+    char eta[32], left[32];
+    format_seconds(per_step * (double)(stop - done), eta, sizeof(eta));
+    format_seconds(r->coord ? ts_coord_time_left(r->coord) : -1, left, sizeof(left));
+    fprintf(stderr, "\r\033[Kstep %d/%d | loss %.4f | %.0f tok/s | ETA %s | time left %s", done,
+            r->a->steps, (double)rec->loss, rec->tok_per_s, eta, left);
+    fflush(stderr);
+    r->line_open = true;
+    r->drawn = ts_launch_now_s();
+}
+
+static ts_status on_step(void *ctx, const struct ts_step_record *rec) {
+    struct run *r = ctx;
+    const int done = rec->step + 1;
+    if (rec->skipped && r->metrics != NULL) {
+        close_line(r);
+        TS_LOG_W("%s", ts_coord_detail(r->coord));
+    }
+    if (r->live && r->metrics != NULL) {
+        if (ts_launch_now_s() - r->drawn >= 0.1 || done == r->a->steps) /* at most 10 a second */
+            draw_line(r, rec);
+    } else if (done == 1 || done % r->a->log_every == 0 || done == r->a->steps)
         TS_LOG_I("step %5d/%d | loss %.6f | lr %.3e | norm %.4f | %.1f ms | %.0f tok/s", done,
                  r->a->steps, (double)rec->loss, (double)rec->lr, (double)rec->grad_norm,
                  rec->step_ms, rec->tok_per_s);
     return r->metrics ? ts_metrics_step(r->metrics, rec) : TS_OK;
 }
 
+static ts_status decide(void *ctx, const struct ts_step_record *rec, struct ts_run_decision *d) {
+    struct run *r = ctx;
+    TS_CHECK(ts_coord_decide(r->coord, rec, d));
+    if (d->actions & (TS_RUN_EVAL | TS_RUN_CHECKPOINT | TS_RUN_STOP))
+        close_line(r);
+    return TS_OK;
+}
+
 static ts_status on_eval(void *ctx, int64_t step, double loss, int64_t tokens, double seconds) {
-    const struct run *r = ctx;
+    struct run *r = ctx;
+    if (r->coord != NULL)
+        ts_coord_note_eval(r->coord, seconds);
     if (r->metrics == NULL)
         return TS_OK; /* the dp ranks split the batches; rank 0 reports */
+    close_line(r);
     TS_LOG_I("eval  step %" PRId64 " | val loss %.6f | %" PRId64 " tokens | %.1f s", step, loss,
              tokens, seconds);
     return ts_metrics_eval(r->metrics, (int)step, loss, tokens);
 }
 
 static ts_status on_checkpoint(void *ctx, int64_t step, const char *path, double seconds) {
-    const struct run *r = ctx;
+    struct run *r = ctx;
+    if (r->coord != NULL)
+        ts_coord_note_checkpoint(r->coord, seconds);
+    close_line(r);
     TS_LOG_I("checkpoint: step %" PRId64 " saved to %s in %.2f s", step, path, seconds);
     return r->metrics ? ts_metrics_checkpoint(r->metrics, (int)step, path, seconds) : TS_OK;
 }
@@ -278,9 +351,14 @@ static void log_run(const struct run *r, const struct ts_gpt_config *mc,
              ts_trainer_num_buckets(r->trainer), (double)a->bucket_mb,
              a->no_overlap ? "reduced after backward" : "reduced during backward", a->zero,
              a->no_shuffle ? "in file order" : "shuffled each epoch");
-    TS_LOG_I("backend: %s (%s), %d threads, %s; lr %g, warmup %d, cosine to %g at step %d",
-             info.name, info.detail, info.threads, mc->dtype == TS_DTYPE_BF16 ? "bf16" : "fp32",
-             (double)a->lr, tc->lr.warmup, (double)(a->lr * a->min_lr_frac), a->steps);
+    TS_LOG_I("backend: %s (%s), %d threads, %s; lr %g, warmup %d, %s to %g at step %d", info.name,
+             info.detail, info.threads, mc->dtype == TS_DTYPE_BF16 ? "bf16" : "fp32", (double)a->lr,
+             tc->lr.warmup, ts_lr_kind_name(tc->lr.kind), (double)(a->lr * a->min_lr_frac),
+             a->steps);
+    if (a->batch_ramp != NULL)
+        TS_LOG_I("batch ramp %s: grad-accum grows from %d to %d over %" PRId64 " tokens",
+                 a->batch_ramp, ts_batch_ramp_accum(&tc->ramp, a->grad_accum, 0), a->grad_accum,
+                 tc->ramp.ramp_tokens);
 }
 
 /* The model and trainer configs the settings describe. */
@@ -297,10 +375,6 @@ static void make_configs(const struct ts_train_settings *a, struct ts_gpt_config
         .batch = a->batch,
         .seq_len = a->seq_len,
         .grad_accum = a->grad_accum,
-        .lr = {.max_lr = a->lr,
-               .warmup = a->warmup >= 0 ? a->warmup : a->steps / 10,
-               .total = a->steps,
-               .min_lr_frac = a->min_lr_frac},
         .adamw = {.beta1 = a->beta1,
                   .beta2 = a->beta2,
                   .eps = a->eps,
@@ -312,6 +386,23 @@ static void make_configs(const struct ts_train_settings *a, struct ts_gpt_config
     };
     if (tc->bucket_elems < 1)
         tc->bucket_elems = 1;
+    /* checked with the settings (ts_train_settings_check) */
+    if (ts_train_settings_schedule(a, &tc->lr, &tc->ramp) != TS_OK)
+        TS_LOG_E("internal: the schedule passed its check once and fails now");
+}
+
+/* Batches of B windows (ts_eval_loss's unit, split over the dp ranks) such that the in-training
+ * eval covers the same windows whatever the layout: --eval-batches counts global batches
+ * (B x grad-accum x dp windows, which a resume on another layout keeps), as Megatron-LM's
+ * --eval-iters does; 0 (the whole file) is the largest whole number of them. */
+static int eval_batches(const struct run *r, int dp) {
+    if (r->val == NULL)
+        return 0;
+    const int64_t per = (int64_t)r->a->batch * r->a->grad_accum * dp;
+    int64_t n = ts_loader_num_windows(r->val) / per;
+    if (r->a->eval_batches > 0 && r->a->eval_batches < n)
+        n = r->a->eval_batches;
+    return (int)(n * r->a->grad_accum * dp);
 }
 
 /* Ranks sharing a host share its cores: split them unless --threads says otherwise. */
@@ -324,7 +415,49 @@ static int threads_per_rank(const struct ts_train_settings *a, const ts_comm_t *
 }
 
 /* Setup failures are the user's input (exit 2); step-loop failures are runtime (exit 1). */
-static int train(struct ts_train_flags *flags, int *argc, char ***argv) {
+/* The exit code of a run that ended without failing. */
+static int exit_code(enum ts_stop_reason why) {
+    switch (why) {
+    case TS_STOP_TIME:
+        return TS_EXIT_TIME;
+    case TS_STOP_PREEMPTED:
+        return TS_EXIT_PREEMPTED;
+    case TS_STOP_DIVERGED:
+        return TS_EXIT_DIVERGED;
+    case TS_STOP_NONE:
+    case TS_STOP_DONE:
+    case TS_STOP_AFTER:
+        break;
+    }
+    return TS_EXIT_OK;
+}
+
+/* When the job must have exited (ts_launch_now_s() seconds; 0: no limit): --walltime from the
+ * launch, and the Slurm allocation's end (rank 0 asks; only it decides). */
+static double find_deadline(const struct run *r, double t_launch) {
+    double left = -1;
+    if (r->a->walltime != NULL && ts_walltime_parse(r->a->walltime, &left) == TS_OK)
+        left -= ts_launch_now_s() - t_launch;
+    char source[160] = "";
+    const double slurm =
+        ts_comm_rank(r->comm) == 0 ? ts_walltime_slurm_left(source, sizeof(source)) : -1;
+    if (slurm >= 0 && (left < 0 || slurm < left)) {
+        TS_LOG_I("time limit: the Slurm allocation ends in %.0f s (%s)", slurm, source);
+        left = slurm;
+    } else if (left >= 0) {
+        TS_LOG_I("time limit: --walltime %s, %.1f s left", r->a->walltime, left);
+    }
+    return left >= 0 ? ts_launch_now_s() + (left > 0 ? left : 1e-3) : 0;
+}
+
+/* The checkpoint's bytes on all ranks: parameters, AdamW moments, master weights where they
+ * exist, and model.h5 (fp32). */
+static double state_bytes(const struct run *r, enum ts_dtype dtype) {
+    const double n = (double)ts_gpt_num_params(r->gpt);
+    return n * (dtype == TS_DTYPE_BF16 ? 2 + 4 + 8 + 4 : 4 + 8 + 4);
+}
+
+static int train(struct ts_train_flags *flags, int *argc, char ***argv, double t_launch) {
     struct ts_train_settings *a = &flags->v;
     struct run r = {.a = a};
     int code = TS_EXIT_USAGE;
@@ -404,34 +537,67 @@ static int train(struct ts_train_flags *flags, int *argc, char ***argv) {
     log_run(&r, &mc, &tc);
 
     code = TS_EXIT_FAILURE;
+    const int dp = r.grid.dp_size;
     const struct ts_run_config rc = {
         .steps = a->steps,
         .stop = a->stop_after > 0 && a->stop_after < a->steps ? a->stop_after : a->steps,
         .eval_every = a->eval_every,
-        .eval_batches = a->eval_batches,
+        .eval_batches = eval_batches(&r, dp),
         .eval_batch = a->batch,
         .ckpt_every = a->ckpt_every,
         .keep_last = a->keep_last,
         .ckpt_dir = r.ckpt_dir,
     };
+    const struct ts_coord_config cc = {
+        .run = &rc,
+        .have_val = r.val != NULL,
+        .deadline = find_deadline(&r, t_launch),
+        .state_bytes = state_bytes(&r, mc.dtype),
+        .spike_z = a->spike_z,
+        .spike_window = a->spike_window,
+        .spike_min = 20,
+        .skip_spikes = a->skip_spikes,
+    };
+    TS_CHECK_GOTO(ts_coord_create(&r.coord, r.comm, &cc), st, fail);
+    if (a->skip_spikes)
+        ts_trainer_set_update_gate(r.trainer, ts_coord_gate, r.coord);
+    /* TS_COORD_BYPASS=1 (benchmarks only): the cadence alone, no reports, no signals, no time
+     * limit, no divergence check; what the coordinator's per-step cost is measured against. */
+    const char *bypass = getenv("TS_COORD_BYPASS");
+    const bool coordinated = bypass == NULL || strcmp(bypass, "1") != 0;
     const struct ts_run_hooks hooks = {
         .ctx = &r,
         .before_step = before_step,
         .on_step = on_step,
+        .decide = coordinated ? decide : NULL,
         .on_eval = on_eval,
         .on_checkpoint = on_checkpoint,
     };
+    r.live = root && isatty(STDERR_FILENO) && getenv("TS_NO_LIVE") == NULL;
+    r.t_start = ts_launch_now_s();
+    r.first = ts_trainer_steps_done(r.trainer);
+    if (coordinated)
+        ts_signals_install();
     if (ts_trainer_steps_done(r.trainer) >= rc.stop)
         TS_LOG_I("nothing to do: %d updates done, stopping at %" PRId64,
                  ts_trainer_steps_done(r.trainer), rc.stop);
     struct ts_run_result res;
-    TS_CHECK_GOTO(ts_run(r.trainer, r.comm, r.grid.dp, r.val, &rc, &r.info, &hooks, &res), st,
-                  fail);
-    TS_LOG_I("%s: %" PRId64 " steps in %.1f s; checkpoints in %s",
-             rc.stop == a->steps ? "done" : "stopped", res.last - res.first, res.seconds,
-             r.ckpt_dir);
+    st = ts_run(r.trainer, r.comm, r.grid.dp, r.val, &rc, &r.info, &hooks, &res);
+    ts_signals_restore();
+    close_line(&r);
+    TS_CHECK_GOTO(st, st, fail);
+    if (coordinated)
+        ts_coord_log_summary(r.coord);
+    const int ec = exit_code(res.reason);
+    if (res.reason == TS_STOP_DIVERGED)
+        TS_LOG_E("%s; %s/latest is the last good checkpoint", ts_coord_detail(r.coord), r.ckpt_dir);
+    else if (ec != TS_EXIT_OK)
+        TS_LOG_W("%s", ts_coord_detail(r.coord));
+    TS_LOG_I("%s (%s, exit code %d): %" PRId64 " steps in %.3f s; checkpoints in %s",
+             res.reason == TS_STOP_DONE ? "done" : "stopped", ts_stop_reason_name(res.reason), ec,
+             res.last - res.first, res.seconds, r.ckpt_dir);
     run_release(&r);
-    return TS_EXIT_OK;
+    return ec;
 fail:
     (void)st;
     if (agreed)
@@ -443,7 +609,8 @@ fail:
 }
 
 int ts_cmd_train(int argc, char **argv) {
-    static struct ts_train_flags flags; /* adopted strings live here until the run ends */
+    static struct ts_train_flags flags;        /* adopted strings live here until the run ends */
+    const double t_launch = ts_launch_now_s(); /* --walltime counts from here */
     bool help = false;
     if (ts_train_flags_parse(&flags, argc, argv, 2, &help) != TS_OK)
         return ts_launch_fail("train", TS_EXIT_USAGE);
@@ -458,5 +625,5 @@ int ts_cmd_train(int argc, char **argv) {
         return ts_launch_fail("train", TS_EXIT_USAGE);
     if (flags.v.check_world > 0)
         return ts_train_check(&flags, flags.v.check_world);
-    return train(&flags, &argc, &argv);
+    return train(&flags, &argc, &argv, t_launch);
 }

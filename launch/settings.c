@@ -13,6 +13,7 @@
 
 #include "kernels/log.h"
 #include "launch/cli.h"
+#include "launch/walltime.h"
 
 #define S(field) offsetof(struct ts_train_settings, field)
 #define NOLIM 1.0, 0.0 /* min > max: no limits */
@@ -22,6 +23,7 @@
  * recorded nor adopted: a resume may run on another machine and another number of ranks. */
 #define RUN (TS_SET_AGREE | TS_SET_RECORD | TS_SET_ADOPT)
 #define MODEL (TS_SET_AGREE | TS_SET_RECORD | TS_SET_FIXED | TS_SET_MODEL)
+#define SCHED (RUN | TS_SET_SCHEDULE)
 
 const struct ts_setting ts_train_settings_table[] = {
     {"data", "data", TS_SET_STRING, S(data), NULL, NOLIM, "PATTERN",
@@ -52,7 +54,13 @@ const struct ts_setting ts_train_settings_table[] = {
     {"warmup", "warmup", TS_SET_INT, S(warmup), "-1", -1, BIG, "N",
      "linear warmup steps (-1: 10% of --steps)", RUN},
     {"min-lr-frac", "min_lr_frac", TS_SET_FLOAT, S(min_lr_frac), "0.1", 0, 1, "F",
-     "cosine decays to this fraction of --lr", RUN},
+     "the schedule decays to this fraction of --lr", RUN},
+    {"lr-schedule", "lr_schedule", TS_SET_STRING, S(lr_schedule), "cosine", NOLIM, "KIND",
+     "after warmup: cosine, linear, wsd (constant, then linear decay) or constant", SCHED},
+    {"decay-frac", "decay_frac", TS_SET_FLOAT, S(decay_frac), "0.2", 0, 1, "F",
+     "wsd: the decay takes this fraction of --steps", SCHED},
+    {"batch-ramp", "batch_ramp", TS_SET_STRING, S(batch_ramp), NULL, NOLIM, "TOKENS:DIV",
+     "grow the global batch from 1/DIV to full over TOKENS (grad-accum grows; e.g. 2M:4)", SCHED},
     {"weight-decay", "weight_decay", TS_SET_FLOAT, S(weight_decay), "0.1", 0, 1e9, "W",
      "AdamW decay (matrices only)", RUN},
     {"beta1", "beta1", TS_SET_FLOAT, S(beta1), "0.9", 0, 1, "B1", "AdamW beta1", RUN},
@@ -64,7 +72,7 @@ const struct ts_setting ts_train_settings_table[] = {
     {"eval-every", "eval_every", TS_SET_INT, S(eval_every), "0", 0, BIG, "N",
      "eval --val-data every N steps (0: end)", RUN},
     {"eval-batches", "eval_batches", TS_SET_INT, S(eval_batches), "8", 0, BIG, "N",
-     "batches per eval (0: whole file)", RUN},
+     "global batches per eval, the same windows on any layout (0: whole file)", RUN},
     {"log-every", "log_every", TS_SET_INT, S(log_every), "10", 1, BIG, "N",
      "print progress every N steps", RUN},
     {"device", "device", TS_SET_STRING, S(device), "cpu", NOLIM, "DEV",
@@ -103,6 +111,18 @@ const struct ts_setting ts_train_settings_table[] = {
     {"data-changed", "data_changed", TS_SET_BOOL, S(data_changed), NULL, NOLIM, NULL,
      "allow a resume on data other than the checkpoint's (the loader starts a new epoch 0)",
      TS_SET_AGREE},
+    {"change-schedule", "change_schedule", TS_SET_BOOL, S(change_schedule), NULL, NOLIM, NULL,
+     "allow a resumed run another --lr-schedule, --decay-frac or --batch-ramp", TS_SET_AGREE},
+    {"walltime", "walltime", TS_SET_STRING, S(walltime), NULL, NOLIM, "HH:MM:SS",
+     "checkpoint and stop before this much time has passed (or seconds; under Slurm also the "
+     "allocation's end)",
+     TS_SET_AGREE},
+    {"spike-z", "spike_z", TS_SET_FLOAT, S(spike_z), "0", 0, 1e9, "Z",
+     "stop when a loss's z-score over the recent losses exceeds Z (0: off)", RUN},
+    {"spike-window", "spike_window", TS_SET_INT, S(spike_window), "100", 20, 100000, "N",
+     "losses in the --spike-z window (the z-score counts from 20 on)", RUN},
+    {"skip-spikes", "skip_spikes", TS_SET_BOOL, S(skip_spikes), NULL, NOLIM, NULL,
+     "with --spike-z: skip a spiking update (logged) instead of stopping", RUN},
 };
 const int ts_train_settings_count =
     (int)(sizeof(ts_train_settings_table) / sizeof(ts_train_settings_table[0]));
@@ -281,6 +301,42 @@ static ts_status check_limits(const struct ts_train_settings *s, const struct ts
                     got);
 }
 
+/* The message of the call that failed, copied out (ts_error formats into the same buffer). */
+static ts_status flag_error(const char *fmt, const char *a, const char *b) {
+    char why[512];
+    snprintf(why, sizeof(why), "%s", ts_last_error());
+    char what[256];
+    snprintf(what, sizeof(what), fmt, a, b);
+    return ts_error(TS_ERR_INVALID_ARG, "%s: %s", what, why);
+}
+
+ts_status ts_train_settings_schedule(const struct ts_train_settings *a, struct ts_lr_schedule *lr,
+                                     struct ts_batch_ramp *ramp) {
+    *lr = (struct ts_lr_schedule){.max_lr = a->lr,
+                                  .warmup = a->warmup >= 0 ? a->warmup : a->steps / 10,
+                                  .total = a->steps,
+                                  .min_lr_frac = a->min_lr_frac,
+                                  .decay_frac = a->decay_frac};
+    *ramp = (struct ts_batch_ramp){0};
+    if (ts_lr_kind_parse(a->lr_schedule, &lr->kind) != TS_OK)
+        return flag_error("--lr-schedule %s%s", a->lr_schedule, "");
+    if (ts_lr_schedule_check(lr) != TS_OK)
+        return flag_error("--lr-schedule %s with --warmup, --steps, --min-lr-frac%s",
+                          a->lr_schedule, lr->kind == TS_LR_WSD ? ", --decay-frac" : "");
+    if (a->batch_ramp == NULL)
+        return TS_OK;
+    if (ts_batch_ramp_parse(a->batch_ramp, ramp) != TS_OK ||
+        ts_batch_ramp_check(ramp, a->grad_accum) != TS_OK)
+        return flag_error("--batch-ramp %s%s", a->batch_ramp, "");
+    return TS_OK;
+}
+
+static ts_status check_schedule(const struct ts_train_settings *a) {
+    struct ts_lr_schedule lr;
+    struct ts_batch_ramp ramp;
+    return ts_train_settings_schedule(a, &lr, &ramp);
+}
+
 ts_status ts_train_settings_check(const struct ts_train_flags *f) {
     const struct ts_train_settings *a = &f->v;
     const bool resuming = a->resume || a->resume_from != NULL;
@@ -307,6 +363,13 @@ ts_status ts_train_settings_check(const struct ts_train_flags *f) {
     if (!(a->bucket_mb > 0.0f))
         return ts_error(TS_ERR_INVALID_ARG, "--bucket-mb must be in (0, 4096], got %g",
                         (double)a->bucket_mb);
+    TS_CHECK(check_schedule(a));
+    if (a->walltime != NULL) {
+        double w;
+        TS_CHECK(ts_walltime_parse(a->walltime, &w));
+    }
+    if (a->skip_spikes && !(a->spike_z > 0.0f))
+        return ts_error(TS_ERR_INVALID_ARG, "--skip-spikes needs --spike-z Z (Z > 0)");
     if (strcmp(a->precision, "auto") != 0 && strcmp(a->precision, "fp32") != 0 &&
         strcmp(a->precision, "bf16") != 0)
         return ts_error(TS_ERR_INVALID_ARG, "--precision must be fp32, bf16 or auto, got '%s'",
@@ -421,6 +484,12 @@ static ts_status adopt_row(struct ts_train_flags *f, const struct ts_setting *ro
     char mine[256], saved[256];
     format_value(&f->v, row, mine, sizeof(mine));
     format_value(&theirs, row, saved, sizeof(saved));
+    if ((row->flags & TS_SET_SCHEDULE) && resume && f->given[i] && !f->v.change_schedule)
+        return ts_error(TS_ERR_INVALID_ARG,
+                        "--%s %s differs from the checkpoint's %s %s (%s): the run would not "
+                        "continue its schedule; pass --change-schedule to change it",
+                        row->flag, mine[0] ? mine : "(none)", row->key, saved[0] ? saved : "(none)",
+                        ckpt);
     if (row->flags & TS_SET_FIXED) {
         if (f->given[i])
             return ts_error(TS_ERR_INVALID_ARG,

@@ -18,6 +18,7 @@
 
 #include "checkpoint/ckpt.h"
 #include "kernels/status.h"
+#include "trainer/schedule.h"
 
 /* The values. Strings point into argv, into the table's defaults, or into the checkpoint's
  * record held by the caller (a resume). */
@@ -30,6 +31,8 @@ struct ts_train_settings {
     /* batch and schedule */
     int batch, grad_accum, steps, warmup;
     float lr, min_lr_frac;
+    const char *lr_schedule, *batch_ramp;
+    float decay_frac;
     /* the optimizer */
     float weight_decay, beta1, beta2, eps, grad_clip;
     uint64_t seed;
@@ -40,8 +43,13 @@ struct ts_train_settings {
     int threads, zero;
     float bucket_mb;
     bool no_shuffle, no_overlap;
+    /* what the coordinator watches */
+    const char *walltime;
+    float spike_z;
+    int spike_window;
+    bool skip_spikes;
     /* where it starts */
-    bool resume, change_batch, data_changed;
+    bool resume, change_batch, change_schedule, data_changed;
     const char *resume_from, *init_from;
     int check_world; /* > 0: only check the run for this many ranks (tessera launch) */
 };
@@ -64,6 +72,8 @@ enum {
     TS_SET_FIXED = 1 << 4,    /* the checkpoint fixes it (resume and --init-from): a given value
                                  that differs is refused, naming the flag */
     TS_SET_MODEL = 1 << 5,    /* recorded among the checkpoint's model keys, not its train keys */
+    TS_SET_SCHEDULE = 1 << 6, /* part of the schedule: a resume refuses a given value that
+                                 differs from the checkpoint's unless --change-schedule */
 };
 
 struct ts_setting {
@@ -101,6 +111,11 @@ bool ts_train_flags_given(const struct ts_train_flags *f, const char *flag);
  * --max-seq-len >= --seq-len, ...), with a message naming the flags. */
 ts_status ts_train_settings_check(const struct ts_train_flags *f) TS_MUST_CHECK;
 
+/* The LR schedule and the batch ramp the settings describe (--warmup -1: 10% of --steps),
+ * checked (ts_lr_schedule_check, ts_batch_ramp_check); TS_ERR_INVALID_ARG names the flags. */
+ts_status ts_train_settings_schedule(const struct ts_train_settings *s, struct ts_lr_schedule *lr,
+                                     struct ts_batch_ramp *ramp) TS_MUST_CHECK;
+
 /* "key=value\n" for every setting every rank must agree on, into buf (checked length). */
 ts_status ts_train_settings_canonical(const struct ts_train_settings *s, char *buf,
                                       size_t len) TS_MUST_CHECK;
@@ -116,7 +131,8 @@ ts_status ts_train_settings_write_json(const struct ts_train_settings *s, FILE *
  * model's shape, refused when given otherwise. On a resume also every adoptable setting that was
  * not given, and the global batch: kept (batch x grad-accum x dp), grad-accum derived for this
  * dp size, or, when --batch was not given and the recorded micro-batch cannot keep it on dp
- * ranks, the micro-batch derived too (logged); another global batch only with --change-batch.
+ * ranks, the micro-batch derived too (logged); another global batch only with --change-batch;
+ * another schedule (TS_SET_SCHEDULE rows) only with --change-schedule.
  * Adopted strings are copied into f. */
 ts_status ts_train_settings_adopt(struct ts_train_flags *f, const struct ts_ckpt_meta *meta,
                                   const char *ckpt_path, bool resume, int dp) TS_MUST_CHECK;

@@ -167,6 +167,15 @@ bool ts_world_fault_due(int rank, int step, bool *kill) {
         return false;
     if (r != rank || s != step)
         return false;
+    /* term, usr1, int: this rank receives the signal (a deterministic preemption for tests) */
+    const int sig = strcmp(kind, "term") == 0   ? SIGTERM
+                    : strcmp(kind, "usr1") == 0 ? SIGUSR1
+                    : strcmp(kind, "int") == 0  ? SIGINT
+                                                : 0;
+    if (sig != 0) {
+        raise(sig);
+        return false;
+    }
     *kill = strcmp(kind, "kill") == 0;
     if (*kill) {
         fflush(stderr);

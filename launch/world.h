@@ -28,8 +28,10 @@ ts_status ts_world_check_agreement(ts_comm_t *world, const char *canonical) TS_M
  * Returns code where it cannot abort (a single process). */
 int ts_world_fail(ts_comm_t *world, const char *cmd, int code);
 
-/* The test hook TS_FAULT_INJECT=RANK:STEP:KIND (KIND io or kill): true when this rank must fail
- * before update STEP; *kill says whether to die by SIGKILL rather than return an error. */
+/* The test hook TS_FAULT_INJECT=RANK:STEP:KIND (KIND io, kill, term, usr1 or int): true when
+ * this rank must fail before update STEP; *kill says whether to die by SIGKILL rather than return
+ * an error. term, usr1 and int send this rank that signal before update STEP (as a scheduler
+ * would) and return false. */
 bool ts_world_fault_due(int rank, int step, bool *kill);
 
 #endif

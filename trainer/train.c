@@ -41,6 +41,8 @@ struct ts_trainer {
     int dp, rank;
     int32_t *inputs, *targets; /* (B*T) host */
     int steps;                 /* updates done */
+    ts_update_gate_fn gate;
+    void *gate_ctx;
 
     struct bucket *buckets; /* buckets[0] ends the buffer; posted in index order */
     int num_buckets, next_bucket;
@@ -234,15 +236,17 @@ static void cancel_buckets(struct ts_trainer *tr) {
     tr->next_bucket = 0;
 }
 
-static ts_status micro_steps(struct ts_trainer *tr, double *loss_sum) {
-    const int B = tr->cfg.batch, T = tr->cfg.seq_len, accum = tr->cfg.grad_accum, dp = tr->dp;
+static ts_status micro_steps(struct ts_trainer *tr, int accum, double *loss_sum, double *data_ms) {
+    const int B = tr->cfg.batch, T = tr->cfg.seq_len, dp = tr->dp;
     const float dloss = (float)(1.0 / ((double)B * T * accum * dp));
     const int64_t pos = ts_loader_position(tr->loader);
     *loss_sum = 0;
     for (int a = 0; a < accum; a++) {
         float loss;
         const int64_t first = pos + ((int64_t)a * dp + tr->rank) * B;
+        const double t0 = now_ms();
         TS_CHECK(ts_loader_read(tr->loader, first, B, false, tr->inputs, tr->targets));
+        *data_ms += now_ms() - t0;
         TS_CHECK(ts_gpt_forward(tr->gpt, tr->inputs, tr->targets, B, T, dloss, &loss));
         const bool last = a == accum - 1;
         if (last && !tr->cfg.no_overlap)
@@ -256,15 +260,22 @@ static ts_status micro_steps(struct ts_trainer *tr, double *loss_sum) {
     return TS_OK;
 }
 
-/* Norm over the reduced gradients, then the update (and the all-gather with ZeRO-1). */
-static ts_status update(struct ts_trainer *tr, float lr, float *grad_norm) {
+/* Norm over the reduced gradients, the gate, then the update (and the all-gather with ZeRO-1). */
+static ts_status update(struct ts_trainer *tr, struct ts_step_record *r) {
     double sum_sq;
     TS_CHECK(ts_optim_sum_squares(tr->opt, &sum_sq));
     if (tr->cfg.zero_stage == 1)
         TS_CHECK(ts_comm_all_reduce_host(tr->comm, &sum_sq, 1, TS_REDUCE_SUM));
     const double norm = sqrt(sum_sq);
-    *grad_norm = (float)norm;
-    TS_CHECK(ts_optim_update(tr->opt, lr, norm));
+    r->grad_norm = (float)norm;
+    if (!isfinite(norm))
+        return TS_OK; /* not applied; the record's norm tells the caller the run diverged */
+    if (tr->gate != NULL) {
+        TS_CHECK(tr->gate(tr->gate_ctx, r, &r->skipped));
+        if (r->skipped)
+            return TS_OK; /* the parameters are untouched, so every rank still holds them */
+    }
+    TS_CHECK(ts_optim_update(tr->opt, r->lr, norm));
     if (tr->cfg.zero_stage == 1) {
         TS_CHECK(ts_op_sync(ts_gpt_backend(tr->gpt)));
         TS_CHECK(ts_comm_all_gather(tr->comm, ts_gpt_param_buffer(tr->gpt), tr->shard_counts,
@@ -277,9 +288,17 @@ ts_gpt_t *ts_trainer_gpt(const ts_trainer_t *tr) { return tr->gpt; }
 ts_optim_t *ts_trainer_optim(const ts_trainer_t *tr) { return tr->opt; }
 ts_loader_t *ts_trainer_loader(const ts_trainer_t *tr) { return tr->loader; }
 void ts_trainer_set_steps_done(ts_trainer_t *tr, int steps) { tr->steps = steps; }
+void ts_trainer_set_update_gate(ts_trainer_t *tr, ts_update_gate_fn gate, void *ctx) {
+    tr->gate = gate;
+    tr->gate_ctx = ctx;
+}
 
 ts_status ts_trainer_step(ts_trainer_t *tr, struct ts_step_record *rec) {
-    const int B = tr->cfg.batch, T = tr->cfg.seq_len, accum = tr->cfg.grad_accum;
+    const int B = tr->cfg.batch, T = tr->cfg.seq_len;
+    /* The batch ramp: a pure function of the tokens consumed (the loader position), the same on
+     * every rank and on a resume. */
+    const int accum =
+        ts_batch_ramp_accum(&tr->cfg.ramp, tr->cfg.grad_accum, ts_loader_position(tr->loader) * T);
     struct ts_backend *be = ts_gpt_backend(tr->gpt);
     const double t0 = now_ms();
 
@@ -287,7 +306,8 @@ ts_status ts_trainer_step(ts_trainer_t *tr, struct ts_step_record *rec) {
     tr->next_bucket = 0;
     double loss_sum = 0;
     struct ts_step_record r = {0};
-    ts_status st = micro_steps(tr, &loss_sum);
+    r.grad_accum = accum;
+    ts_status st = micro_steps(tr, accum, &loss_sum, &r.data_ms);
     if (st == TS_OK)
         st = finish_buckets(tr, &r);
     if (st != TS_OK) {
@@ -302,7 +322,7 @@ ts_status ts_trainer_step(ts_trainer_t *tr, struct ts_step_record *rec) {
     r.loss = (float)loss;
     r.lr = ts_lr_at(&tr->cfg.lr, tr->steps);
     r.tokens = (int64_t)B * T * accum * tr->dp;
-    st = update(tr, r.lr, &r.grad_norm);
+    st = update(tr, &r);
     if (st == TS_OK)
         TS_CHECK(ts_op_sync(be));
     r.step_ms = now_ms() - t0;

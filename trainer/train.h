@@ -28,6 +28,7 @@ struct ts_train_config {
     int zero_stage;       /* 0: every rank updates everything; 1: ZeRO-1 (sharded AdamW state) */
     int64_t bucket_elems; /* gradient bucket size in floats (0: 25 MB worth, DDP's default) */
     bool no_overlap;      /* start the reductions only after backward (for measuring overlap) */
+    struct ts_batch_ramp ramp; /* grad_accum per step grows with the tokens seen (0: off) */
 };
 
 /* What one update did (what metrics.jsonl records). */
@@ -45,7 +46,16 @@ struct ts_step_record {
      * had completed before backward ended. */
     double backward_end_ms, reduce_end_ms;
     int buckets_done_in_backward;
+    double data_ms; /* this rank's time reading windows (ts_loader_read) */
+    int grad_accum; /* micro-steps of this update (the batch ramp's, else the config's) */
+    bool skipped;   /* the update gate refused it: the batch was consumed, nothing applied */
 };
+
+/* Asked after the loss and the gradient norm are known and before the update is applied (rec
+ * holds step, loss, lr, grad_norm, tokens). It must answer the same on every rank of the
+ * data-parallel group (the loss and norm are reduced values; a caller that wants certainty makes
+ * rank 0 decide and broadcasts). *skip: drop this update (the step still counts). */
+typedef ts_status (*ts_update_gate_fn)(void *ctx, const struct ts_step_record *rec, bool *skip);
 
 typedef struct ts_trainer ts_trainer_t;
 
@@ -55,8 +65,13 @@ ts_status ts_trainer_create(ts_trainer_t **out, ts_gpt_t *gpt, ts_loader_t *load
                             const struct ts_train_config *cfg) TS_MUST_CHECK;
 void ts_trainer_destroy(ts_trainer_t *tr);
 
+/* One update. A non-finite gradient norm is not an error here: the update is not applied, the
+ * step counts, and rec->grad_norm carries the value so the caller (the coordinator) stops the
+ * run without saving. */
 ts_status ts_trainer_step(ts_trainer_t *tr, struct ts_step_record *rec) TS_MUST_CHECK;
 int ts_trainer_steps_done(const ts_trainer_t *tr);
+/* Installs (or with NULL removes) the gate asked before every update; borrowed. */
+void ts_trainer_set_update_gate(ts_trainer_t *tr, ts_update_gate_fn gate, void *ctx);
 int ts_trainer_num_buckets(const ts_trainer_t *tr);
 /* This rank's ZeRO-1 slice of the flat buffer (the whole buffer without ZeRO). */
 void ts_trainer_shard(const ts_trainer_t *tr, int64_t *begin, int64_t *end);

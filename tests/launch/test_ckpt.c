@@ -155,7 +155,7 @@ Test(launch_ckpt, resume_rules, .timeout = 300) {
     cr_expect_not_null(strstr(r.err, "global batch 8 sequences"), "%s", r.err);
 
     /* without --resume an existing run is not overwritten by accident */
-    cli_run(&r, "train --data %s --out %s/a " TINY " --steps 2", train, dir);
+    cli_run(&r, "train --data %s --out %s/a " TINY " --steps 3", train, dir);
     cr_expect_eq(r.code, 2);
     cr_expect_not_null(strstr(r.err, "already holds checkpoints"), "%s", r.err);
 
