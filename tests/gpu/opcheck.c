@@ -276,11 +276,13 @@ static ts_status run_flash_attention_backward(struct ts_backend *be, const struc
 }
 
 /* B, T, C, NH, -, -, amp: T 1, odd T across the 64- and 32-row tiles, both head sizes, T 1000
- * at GPT-2's width, large logits. The first three are the small ones. */
+ * at GPT-2's width, large logits (HS 128 at T 129, HS 64 at T 127 and 1000). The first three
+ * are the small ones. The CPU reference recomputes each score several times (it keeps no row),
+ * so T 1000 costs seconds there: these shapes stay few. */
 static const struct dims flash_shapes[] = {
-    {1, 1, 64, 1, 0, 0, 1},     {2, 17, 128, 2, 0, 0, 1},   {1, 129, 256, 2, 0, 0, 8},
-    {1, 127, 128, 1, 0, 0, 8},  {2, 200, 256, 2, 0, 0, 1},  {1, 1000, 768, 12, 0, 0, 1},
-    {1, 1000, 128, 1, 0, 0, 8}, {1, 1000, 256, 2, 0, 0, 8},
+    {1, 1, 64, 1, 0, 0, 1},     {2, 17, 128, 2, 0, 0, 1},  {1, 129, 256, 2, 0, 0, 8},
+    {1, 127, 128, 1, 0, 0, 8},  {2, 200, 256, 2, 0, 0, 1}, {1, 1000, 768, 12, 0, 0, 1},
+    {1, 1000, 128, 1, 0, 0, 8},
 };
 #define N_FLASH (int)(sizeof flash_shapes / sizeof flash_shapes[0])
 
