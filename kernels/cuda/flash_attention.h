@@ -23,6 +23,9 @@
  * same rows: P = exp(S) goes from the accumulators of S = Q K^T straight into the A operand of
  * O += P V without touching shared memory (pack_a_from_c).
  *
+ * FA_HOST_EMU compiles the kernels as host C++ for tests/kernels/test_flash_device.cpp, which
+ * runs every CUDA thread as a host thread and mma.sync from the PTX layout above.
+ *
  * Shared-memory rows are padded by 8 elements (16 bytes): with a row of 72 elements (36 words)
  * or 136 (68 words, = 4 mod 32), the 32 lanes of a fragment load (8 rows g x 4 words c) hit
  * banks 4g + c, all different; a 40-element row (20 words) gives 20g + c mod 32, also all
@@ -32,7 +35,9 @@
 
 #include <stdint.h>
 
+#ifndef FA_HOST_EMU
 #include "kernels/cuda/cuda_impl.h"
+#endif
 
 #define FA_LOG2E 1.4426950408889634f
 #define FA_LN2 0.6931471805599453f
@@ -60,10 +65,14 @@ __device__ __forceinline__ fa_head fa_head_of(int bh, int T, int NH, int C, int 
 
 __device__ __forceinline__ void mma_bf16_16816(float c[4], const uint32_t a[4],
                                                const uint32_t b[2]) {
+#ifdef FA_HOST_EMU /* tests/kernels/test_flash_device.cpp: the PTX fragment layout on the host */
+    fa_emu_mma(c, a, b);
+#else
     asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
                  "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
                  : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#endif
 }
 
 __device__ __forceinline__ uint32_t ld32(const bf16 *p) {
@@ -146,7 +155,9 @@ __device__ __forceinline__ void tile_rows_f32(float *s, int lds, const float *g,
     }
 }
 
+#ifndef FA_HOST_EMU
 /* Launch-time checks shared by both ops: head size, grid limits, 16-byte alignment. */
 ts_status fa_check(const char *op, const struct ts_tensor *qkv, int num_heads, int *HS);
+#endif
 
 #endif

@@ -404,6 +404,8 @@ __global__ void __launch_bounds__(BWD32_R)
         row[d] = dQs[r * LD + d] * scale;
 }
 
+#ifndef FA_HOST_EMU /* the kernels alone are compiled on the host by a test */
+
 /* ---- host ---- */
 
 template <typename K> static ts_status set_smem(K kernel, int bytes, const char *op) {
@@ -473,3 +475,5 @@ ts_status cuda_flash_attention_backward(struct ts_backend *be, const struct ts_t
         return bwd_launch<64>(ctx, dqkv, Dv, dout, qkv, out, l, num_heads);
     return bwd_launch<128>(ctx, dqkv, Dv, dout, qkv, out, l, num_heads);
 }
+
+#endif
