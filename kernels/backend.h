@@ -48,7 +48,7 @@ struct ts_backend_info {
 
 /* Bumped whenever struct ts_backend or ts_backend_info changes: a plug-in built against another
  * layout is refused at load time instead of calling through the wrong slot. */
-#define TS_BACKEND_ABI 3
+#define TS_BACKEND_ABI 4
 
 /* An opaque point in a backend's stream of work (backend_load.h, the slots below). */
 typedef struct ts_event ts_event_t;
@@ -127,6 +127,26 @@ struct ts_backend {
                                     const struct ts_tensor *scratch, const struct ts_tensor *dout,
                                     const struct ts_tensor *qkv, const struct ts_tensor *att,
                                     int num_heads);
+    /* Optional (NULL where not offered): the same causal attention without the (T,T) matrix,
+     * which a device computes in tiles ("flash" attention). The model uses these instead of
+     * the two slots above when flash_attention_usable says so, and then keeps lse instead of
+     * att; the two pairs are checked against each other, not mixed.
+     * forward: out (B,T,C) = attention_forward's out; lse (B,NH,T) f32 = the natural log of
+     * each softmax row's normaliser, log sum_{t2<=t} exp(scale q[t].k[t2]). */
+    ts_status (*flash_attention_forward)(struct ts_backend *be, const struct ts_tensor *out,
+                                         const struct ts_tensor *lse, const struct ts_tensor *qkv,
+                                         int num_heads);
+    /* dqkv (B,T,3C) = attention_backward's dqkv, from out and lse as flash_attention_forward
+     * left them; scratch (B,NH,T) f32 is clobbered. */
+    ts_status (*flash_attention_backward)(struct ts_backend *be, const struct ts_tensor *dqkv,
+                                          const struct ts_tensor *scratch,
+                                          const struct ts_tensor *dout, const struct ts_tensor *qkv,
+                                          const struct ts_tensor *out, const struct ts_tensor *lse,
+                                          int num_heads);
+    /* Whether the model should use the flash pair for this head size and dtype (NULL: never).
+     * A backend may offer the pair for checking and still decline here (a head size its kernels
+     * lack, or a run that asked for the reference). */
+    bool (*flash_attention_usable)(struct ts_backend *be, int head_size, enum ts_dtype dtype);
     /* One query position against a KV cache, for incremental decoding. cache (B,S,3C) holds the
      * qkv rows of positions 0..pos (rows after pos are never read); the query is row pos.
      * out (B,C) = what attention_forward computes for row pos; scratch (B,NH,S) f32 (the scores,

@@ -573,6 +573,66 @@ ts_status ts_op_attention_backward(struct ts_backend *be, const struct ts_tensor
     return be->attention_backward(be, dqkv, scratch, dout, qkv, att, num_heads);
 }
 
+/* lse-like (B,NH,T) f32: the flash pair's saved log-normalisers and its backward scratch. */
+static ts_status check_rows(const char *op, const char *name, const struct ts_tensor *t, int64_t B,
+                            int64_t NH, int64_t T) {
+    TS_CHECK(need(op, name, t, TS_DTYPE_F32));
+    if (t->ndim != 3 || t->shape[0] != B || t->shape[1] != NH || t->shape[2] != T)
+        return ts_error(TS_ERR_INVALID_ARG,
+                        "%s: %s has shape %s, expected (B, NH, T) = (%lld, %lld, %lld)", op, name,
+                        shape_of(t).s, (long long)B, (long long)NH, (long long)T);
+    return TS_OK;
+}
+
+bool ts_op_flash_attention_usable(struct ts_backend *be, int head_size, enum ts_dtype dtype) {
+    return be && be->flash_attention_usable && be->flash_attention_forward &&
+           be->flash_attention_backward && be->flash_attention_usable(be, head_size, dtype);
+}
+
+ts_status ts_op_flash_attention_forward(struct ts_backend *be, const struct ts_tensor *out,
+                                        const struct ts_tensor *lse, const struct ts_tensor *qkv,
+                                        int num_heads) {
+    const char *op = "flash_attention_forward";
+    TS_CHECK(need_backend(op, be, be && be->flash_attention_forward));
+    enum ts_dtype dt = TS_DTYPE_F32;
+    TS_CHECK(compute_dtype(op, be, "qkv", qkv, &dt));
+    int64_t B, T, C;
+    TS_CHECK(check_qkv(op, "qkv", qkv, dt, num_heads, &B, &T, &C));
+    TS_CHECK(check_btc(op, "out", out, dt, B, T, C));
+    TS_CHECK(check_rows(op, "lse", lse, B, num_heads, T));
+    TS_CHECK(need_disjoint(op, "out", out, "qkv", qkv));
+    TS_CHECK(need_disjoint(op, "lse", lse, "qkv", qkv));
+    TS_CHECK(need_disjoint(op, "out", out, "lse", lse));
+    return be->flash_attention_forward(be, out, lse, qkv, num_heads);
+}
+
+ts_status ts_op_flash_attention_backward(struct ts_backend *be, const struct ts_tensor *dqkv,
+                                         const struct ts_tensor *scratch,
+                                         const struct ts_tensor *dout, const struct ts_tensor *qkv,
+                                         const struct ts_tensor *out, const struct ts_tensor *lse,
+                                         int num_heads) {
+    const char *op = "flash_attention_backward";
+    TS_CHECK(need_backend(op, be, be && be->flash_attention_backward));
+    enum ts_dtype dt = TS_DTYPE_F32;
+    TS_CHECK(compute_dtype(op, be, "qkv", qkv, &dt));
+    int64_t B, T, C;
+    TS_CHECK(check_qkv(op, "qkv", qkv, dt, num_heads, &B, &T, &C));
+    TS_CHECK(need(op, "dqkv", dqkv, dt));
+    TS_CHECK(need_same_shape(op, "dqkv", dqkv, "qkv", qkv));
+    TS_CHECK(check_btc(op, "dout", dout, dt, B, T, C));
+    TS_CHECK(check_btc(op, "out", out, dt, B, T, C));
+    TS_CHECK(check_rows(op, "lse", lse, B, num_heads, T));
+    TS_CHECK(check_rows(op, "scratch", scratch, B, num_heads, T));
+    const struct ts_tensor *ins[] = {dout, qkv, out, lse};
+    const char *in_names[] = {"dout", "qkv", "out", "lse"};
+    for (int i = 0; i < 4; i++) {
+        TS_CHECK(need_disjoint(op, "dqkv", dqkv, in_names[i], ins[i]));
+        TS_CHECK(need_disjoint(op, "scratch", scratch, in_names[i], ins[i]));
+    }
+    TS_CHECK(need_disjoint(op, "dqkv", dqkv, "scratch", scratch));
+    return be->flash_attention_backward(be, dqkv, scratch, dout, qkv, out, lse, num_heads);
+}
+
 ts_status ts_op_attention_decode(struct ts_backend *be, const struct ts_tensor *out,
                                  const struct ts_tensor *scratch, const struct ts_tensor *cache,
                                  int pos, int num_heads) {

@@ -60,6 +60,16 @@ ts_status ts_op_attention_backward(struct ts_backend *be, const struct ts_tensor
                                    const struct ts_tensor *scratch, const struct ts_tensor *dout,
                                    const struct ts_tensor *qkv, const struct ts_tensor *att,
                                    int num_heads) TS_MUST_CHECK;
+/* The flash pair (backend.h); usable is false where the backend has no such slot. */
+bool ts_op_flash_attention_usable(struct ts_backend *be, int head_size, enum ts_dtype dtype);
+ts_status ts_op_flash_attention_forward(struct ts_backend *be, const struct ts_tensor *out,
+                                        const struct ts_tensor *lse, const struct ts_tensor *qkv,
+                                        int num_heads) TS_MUST_CHECK;
+ts_status ts_op_flash_attention_backward(struct ts_backend *be, const struct ts_tensor *dqkv,
+                                         const struct ts_tensor *scratch,
+                                         const struct ts_tensor *dout, const struct ts_tensor *qkv,
+                                         const struct ts_tensor *out, const struct ts_tensor *lse,
+                                         int num_heads) TS_MUST_CHECK;
 ts_status ts_op_attention_decode(struct ts_backend *be, const struct ts_tensor *out,
                                  const struct ts_tensor *scratch, const struct ts_tensor *cache,
                                  int pos, int num_heads) TS_MUST_CHECK;

@@ -4,10 +4,11 @@
 #   - `tessera-gpucheck` links nothing beyond the C/C++ runtimes, libm and libgomp (by name: no
 #     MPI, HDF5, protobuf-c, BLAS, PCRE2, json-c or Nettle), and holds no code of data/ or
 #     checkpoint/ (it is built from kernels, the model core and the single-process comm);
-#   - the bundle the GPU machine needs (build/gpu-bundle) holds the check, the plug-in and run.sh
-#     and is under the device tool's 64 MiB;
-#   - the GPU check, run here, loads the plug-in and reports "no GPU" with exit code 3 (a machine
-#     with a GPU runs the checks instead and must pass them);
+#   - `tessera-attention-dev` links the same libraries only;
+#   - the bundle the GPU machine needs (build/gpu-bundle) holds the check, the attention bench, the
+#     plug-in and run.sh and is under the device tool's 64 MiB;
+#   - the GPU check and the attention bench, run here, load the plug-in and report "no GPU" with
+#     exit code 3 (a machine with a GPU runs the checks instead and must pass them);
 #   - the Criterion cuda suite skips (or passes, on a GPU).
 set -euo pipefail
 build=${1:-build}
@@ -29,12 +30,14 @@ if nm "$check" | grep -E ' [TtDdBbRr] ts_(data|tokenizer|tok|shard|loader|sha256
   fail "tessera-gpucheck holds data/, checkpoint/ or MPI code (above)"
 fi
 allowed='^(linux-vdso\.so|/?lib64/ld-linux|ld-linux|libc\.so|libm\.so|libgomp\.so|libstdc\+\+\.so|libgcc_s\.so|libdl\.so|libpthread\.so|librt\.so)'
-while read -r lib _; do
-  [ -z "$lib" ] && continue
-  echo "$(basename "$lib")" | grep -Eq "$allowed" || fail "tessera-gpucheck links $lib"
-done < <(ldd "$check")
+for exe in "$check" "$build/benchmarks/gpu/tessera-attention-dev"; do
+  while read -r lib _; do
+    [ -z "$lib" ] && continue
+    echo "$(basename "$lib")" | grep -Eq "$allowed" || fail "$(basename "$exe") links $lib"
+  done < <(ldd "$exe")
+done
 
-for f in tessera-gpucheck libtessera_cuda.so run.sh; do
+for f in tessera-gpucheck tessera-attention-dev libtessera_cuda.so run.sh; do
   [ -f "$bundle/$f" ] || fail "$bundle lacks $f"
 done
 size=$(du -sb "$bundle" | cut -f1)
@@ -50,5 +53,15 @@ if [ "$rc" -eq 3 ]; then
   echo "check_cuda_build: no GPU here, reported as such (exit 3)"
 elif [ "$rc" -ne 0 ]; then
   fail "tessera-gpucheck exited $rc (0: passed on a GPU, 3: no GPU expected here)"
+fi
+set +e
+out=$("$bundle/tessera-attention-dev" --T 64 --B 1 2>&1)
+rc=$?
+set -e
+if [ "$rc" -eq 3 ]; then
+  echo "check_cuda_build: tessera-attention-dev: no GPU here, reported as such (exit 3)"
+elif [ "$rc" -ne 0 ]; then
+  echo "$out" | tail -n 3
+  fail "tessera-attention-dev exited $rc (0: passed on a GPU, 3: no GPU expected here)"
 fi
 bash scripts/run_tests.sh "$build" cuda | tail -n 1

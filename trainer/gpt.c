@@ -40,7 +40,7 @@ enum act {
     A_LN1_RSTD,  /* (L,B,T) */
     A_QKV,       /* (L,B,T,3C) */
     A_ATTY,      /* (L,B,T,C) */
-    A_ATT,       /* (L,B,NH,T,T) */
+    A_ATT,       /* (L,B,NH,T,T); flash attention: lse (L,B,NH,T) f32 instead */
     A_RES2,      /* (L,B,T,C) */
     A_LN2,       /* (L,B,T,C) */
     A_LN2_MEAN,  /* (L,B,T) */
@@ -58,7 +58,7 @@ enum act {
     A_DLN,       /* (B,T,C) gradient of a layernorm's output */
     A_DATTY,     /* (B,T,C) */
     A_DQKV,      /* (B,T,3C) */
-    A_DATT,      /* (B,NH,T,T) scratch of attention backward */
+    A_DATT,      /* (B,NH,T,T) scratch of attention backward; flash: (B,NH,T) f32 */
     A_DFCH_GELU, /* (B,T,4C) */
     A_DFCH,      /* (B,T,4C) */
     A_COUNT,
@@ -68,6 +68,9 @@ struct ts_gpt {
     struct ts_gpt_config cfg;
     struct ts_backend *be;
     int max_batch, max_seq;
+    /* The backend's flash attention pair runs (ts_op_flash_attention_usable at create): the
+     * arena keeps each row's log-sum-exp instead of the (T,T) probabilities. */
+    bool flash;
 
     struct ts_param_info *table; /* num_tensors entries */
     int num_tensors;
@@ -245,7 +248,7 @@ static int64_t act_numel(const struct ts_gpt *g, int a, int64_t B, int64_t T) {
         return BT * 4 * C;
     case A_ATT:
     case A_DATT:
-        return B * NH * T * T;
+        return g->flash ? B * NH * T : B * NH * T * T;
     case A_LOGITS:
         return BT * g->cfg.padded_vocab_size;
     default:
@@ -264,6 +267,9 @@ static enum ts_dtype act_dtype(const struct ts_gpt *g, int a) {
     case A_LNF_RSTD:
     case A_LOSSES:
         return TS_DTYPE_F32;
+    case A_ATT:
+    case A_DATT:
+        return g->flash ? TS_DTYPE_F32 : g->cfg.dtype;
     default:
         return g->cfg.dtype;
     }
@@ -301,6 +307,7 @@ static struct ts_tensor act(const struct ts_gpt *g, int a, int l, int ndim, int6
 #define ACT1(a, l) act(g, (a), (l), 1, (int64_t)B *T, 1, 1, 1)
 #define ACT3(a, l, w) act(g, (a), (l), 3, B, T, (w), 1)
 #define ACTATT(a, l) act(g, (a), (l), 4, B, g->cfg.num_heads, T, T)
+#define ACTLSE(a, l) act(g, (a), (l), 3, B, g->cfg.num_heads, T, 1)
 
 /* ---- lifetime ---- */
 
@@ -329,6 +336,7 @@ ts_status ts_gpt_create(ts_gpt_t **out, const struct ts_gpt_config *cfg, struct 
     g->be = be;
     g->max_batch = max_batch;
     g->max_seq = max_seq;
+    g->flash = ts_op_flash_attention_usable(be, c.channels / c.num_heads, c.dtype);
     g->num_tensors = 2 + P_PER_LAYER * c.num_layers + 2;
     g->table = calloc((size_t)g->num_tensors, sizeof(*g->table));
     g->pview = calloc((size_t)g->num_tensors, sizeof(*g->pview));
@@ -441,13 +449,18 @@ static ts_status block_forward(ts_gpt_t *g, int l, int B, int T) {
     const struct ts_tensor fch = ACT2(A_FCH, l, 4 * C), fch_gelu = ACT2(A_FCH_GELU, l, 4 * C);
     const struct ts_tensor res3 = ACT2(A_RES3, l, C);
     const struct ts_tensor qkv3 = ACT3(A_QKV, l, 3 * C), atty3 = ACT3(A_ATTY, l, C);
-    const struct ts_tensor att = ACTATT(A_ATT, l);
     const struct ts_tensor ln1_mean = ACT1(A_LN1_MEAN, l), ln1_rstd = ACT1(A_LN1_RSTD, l);
     const struct ts_tensor ln2_mean = ACT1(A_LN2_MEAN, l), ln2_rstd = ACT1(A_LN2_RSTD, l);
 
     TS_CHECK(ts_op_layernorm_forward(be, &ln1, &ln1_mean, &ln1_rstd, &res, &w[P_LN1W], &w[P_LN1B]));
     TS_CHECK(ts_op_matmul_forward(be, &qkv, &ln1, &w[P_QKVW], &w[P_QKVB], TS_W_IN_OUT));
-    TS_CHECK(ts_op_attention_forward(be, &atty3, &att, &qkv3, g->cfg.num_heads));
+    if (g->flash) {
+        const struct ts_tensor lse = ACTLSE(A_ATT, l);
+        TS_CHECK(ts_op_flash_attention_forward(be, &atty3, &lse, &qkv3, g->cfg.num_heads));
+    } else {
+        const struct ts_tensor att = ACTATT(A_ATT, l);
+        TS_CHECK(ts_op_attention_forward(be, &atty3, &att, &qkv3, g->cfg.num_heads));
+    }
     TS_CHECK(ts_op_matmul_forward(be, &proj, &atty, &w[P_ATTPROJW], &w[P_ATTPROJB], TS_W_IN_OUT));
     TS_CHECK(ts_op_residual_forward(be, &res2, &res, &proj));
     TS_CHECK(
@@ -523,13 +536,12 @@ static ts_status block_backward(ts_gpt_t *g, int l, int B, int T) {
     const struct ts_tensor ln1 = ACT2(A_LN1, l, C), atty = ACT2(A_ATTY, l, C);
     const struct ts_tensor res2 = ACT2(A_RES2, l, C), ln2 = ACT2(A_LN2, l, C);
     const struct ts_tensor fch = ACT2(A_FCH, l, 4 * C), fch_gelu = ACT2(A_FCH_GELU, l, 4 * C);
-    const struct ts_tensor qkv3 = ACT3(A_QKV, l, 3 * C), att = ACTATT(A_ATT, l);
+    const struct ts_tensor qkv3 = ACT3(A_QKV, l, 3 * C), atty3 = ACT3(A_ATTY, l, C);
     const struct ts_tensor ln1_mean = ACT1(A_LN1_MEAN, l), ln1_rstd = ACT1(A_LN1_RSTD, l);
     const struct ts_tensor ln2_mean = ACT1(A_LN2_MEAN, l), ln2_rstd = ACT1(A_LN2_RSTD, l);
     const struct ts_tensor dres = ACT2(A_DRES, 0, C), dln = ACT2(A_DLN, 0, C);
     const struct ts_tensor datty = ACT2(A_DATTY, 0, C), datty3 = ACT3(A_DATTY, 0, C);
     const struct ts_tensor dqkv = ACT2(A_DQKV, 0, 3 * C), dqkv3 = ACT3(A_DQKV, 0, 3 * C);
-    const struct ts_tensor datt = ACTATT(A_DATT, 0);
     const struct ts_tensor dfch_gelu = ACT2(A_DFCH_GELU, 0, 4 * C);
     const struct ts_tensor dfch = ACT2(A_DFCH, 0, 4 * C);
 
@@ -544,7 +556,15 @@ static ts_status block_backward(ts_gpt_t *g, int l, int B, int T) {
     /* Attention, the same way. */
     TS_CHECK(ts_op_matmul_backward(be, &datty, &dw[P_ATTPROJW], &dw[P_ATTPROJB], &dres, &atty,
                                    &w[P_ATTPROJW], TS_W_IN_OUT));
-    TS_CHECK(ts_op_attention_backward(be, &dqkv3, &datt, &datty3, &qkv3, &att, g->cfg.num_heads));
+    if (g->flash) {
+        const struct ts_tensor lse = ACTLSE(A_ATT, l), scratch = ACTLSE(A_DATT, 0);
+        TS_CHECK(ts_op_flash_attention_backward(be, &dqkv3, &scratch, &datty3, &qkv3, &atty3, &lse,
+                                                g->cfg.num_heads));
+    } else {
+        const struct ts_tensor att = ACTATT(A_ATT, l), datt = ACTATT(A_DATT, 0);
+        TS_CHECK(
+            ts_op_attention_backward(be, &dqkv3, &datt, &datty3, &qkv3, &att, g->cfg.num_heads));
+    }
     TS_CHECK(ts_op_matmul_backward(be, &dln, &dw[P_QKVW], &dw[P_QKVB], &dqkv, &ln1, &w[P_QKVW],
                                    TS_W_IN_OUT));
     TS_CHECK(ts_op_layernorm_backward(be, &dres, &dw[P_LN1W], &dw[P_LN1B], &dln, &res, &w[P_LN1W],

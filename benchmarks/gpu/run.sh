@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
 # run.sh [BUNDLE]: everything a GPU machine runs to check the CUDA backend, in one call of under
-# five minutes, ending with one table. BUNDLE holds tessera-gpucheck and libtessera_cuda.so
+# seven minutes, ending with one table. BUNDLE holds tessera-gpucheck, tessera-attention-dev and
+# libtessera_cuda.so
 # (default: this script's own folder, i.e. build/gpu-bundle after `meson compile`, which the
 # device tool carries). Steps, each under its own time limit:
-#   1. every op, fp32 then bf16, against the CPU backend on fresh random inputs, and 20 training
-#      steps of a small model against the CPU backend (fp32 and bf16, each run twice on the GPU);
+#   1. every op, fp32 then bf16, against the CPU backend on fresh random inputs (the flash
+#      attention pair among them), and 20 training steps of a small model against the CPU backend
+#      (fp32 and bf16, each run twice on the GPU), then the same training with the materialised
+#      attention (TS_ATTENTION=reference);
 #   2. compute-sanitizer (memcheck) over the small op checks, where the machine has it, with the
 #      plain matmul kernel instead of cuBLASLt (TS_CUDA_GEMM=fallback: instrumenting cuBLASLt's
 #      kernels would take most of the time budget; wrong cuBLASLt arguments show up in step 1);
-#   3. the timing of GPT-2 124M training steps (bf16, batch 8, T 1024).
+#   3. the timing of GPT-2 124M training steps (bf16, batch 8, T 1024);
+#   4. the attention kernels on their own (tessera-attention-dev): materialised vs flash at GPT-2
+#      124M's shape, checked against the CPU and timed, plus flash at T 4096 with large logits,
+#      head size 128, and fp32 at odd T.
 # Logs go to $OUT (the device tool's result folder) when set, else /tmp/tessera-gpucheck.
-# Limits 150 + 60 + 75 s (SIGKILL 5 s after each SIGTERM): about five minutes at worst.
+# Limits 150 + 30 + 60 + 75 + 90 s (SIGKILL 5 s after each SIGTERM): about seven minutes at worst.
 # Exit: 0 when every step passed, else 1 (3 from the check itself means "no GPU").
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -48,6 +54,10 @@ rc=${PIPESTATUS[0]}
 [ "$rc" -eq 0 ] || status=1
 [ "$rc" -eq 3 ] && { echo "no GPU on this machine"; exit 3; }
 
+echo "== 1b. training with the materialised attention (TS_ATTENTION=reference)"
+TS_ATTENTION=reference timeout -k 5 30 "$check" --train --seed "$seed" 2>&1 | tee "$out/train_reference.log"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+
 echo "== 2. compute-sanitizer"
 san=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1)
 if [ -n "$san" ]; then
@@ -77,6 +87,22 @@ echo "== 3. GPT-2 124M timing"
 timeout -k 5 75 "$check" --bench --bench-batch "${TS_BENCH_BATCH:-8}" 2>&1 | tee "$out/bench.log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 
+echo "== 4. attention kernels"
+dev=$bundle/tessera-attention-dev
+att_fail=0
+att_run() { # LIMIT ARGS...: one configuration; its JSON lines go to attention.log
+  local limit=$1
+  shift
+  timeout -k 5 "$limit" "$dev" "$@" 2>&1 | tee -a "$out/attention.log"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || att_fail=1
+}
+: >"$out/attention.log"
+att_run 40 --version all --dtype bf16 --B 8 --T 1024 --NH 12 --HS 64
+att_run 20 --version flash --dtype bf16 --B 1 --T 4096 --NH 12 --HS 64 --amp 8 --repeats 5
+att_run 15 --version all --dtype bf16 --B 4 --T 1024 --NH 6 --HS 128 --repeats 10
+att_run 15 --version all --dtype fp32 --B 2 --T 1000 --NH 4 --HS 64 --repeats 3
+[ $att_fail -eq 0 ] || status=1
+
 echo
 echo "================ tessera GPU check ================"
 if grep -q '^== summary' "$out/checks.log"; then
@@ -88,5 +114,10 @@ else
 fi
 echo "compute-sanitizer: $sanitizer"
 grep -E '^GPT-2 124M|^ERROR' "$out/bench.log" || echo "GPT-2 124M timing: did not finish"
+grep -E '^(step|ERROR)' "$out/train_reference.log" | tail -n 2 | sed 's/^/training, TS_ATTENTION=reference: /'
+echo "attention kernels (version dtype B T NH HS: fwd ms, bwd ms, pass):"
+sed -nE 's/.*"version":"([a-z]+)".*"dtype":"([a-z0-9]+)","B":([0-9]+),"T":([0-9]+),"NH":([0-9]+),"HS":([0-9]+).*"fwd_ms":([0-9.]+),"bwd_ms":([0-9.]+).*"pass":([a-z]+).*/  \1 \2 B\3 T\4 NH\5 HS\6: \7, \8, \9/p' \
+  "$out/attention.log"
+grep -E '^ERROR' "$out/attention.log" || true
 echo "overall: $([ $status -eq 0 ] && echo PASS || echo FAIL)"
 exit $status

@@ -180,6 +180,10 @@ ts_status ts_cpu_backend_create(struct ts_backend **out, const struct ts_cpu_opt
     be->attention_forward = ts_cpu_attention_forward;
     be->attention_backward = ts_cpu_attention_backward;
     be->attention_decode = ts_cpu_attention_decode;
+    /* the flash pair as the device kernels' oracle; the model keeps the materialised pair */
+    be->flash_attention_forward = ts_cpu_flash_attention_forward;
+    be->flash_attention_backward = ts_cpu_flash_attention_backward;
+    be->flash_attention_usable = NULL;
     be->gelu_forward = ts_cpu_gelu_forward;
     be->gelu_backward = ts_cpu_gelu_backward;
     be->residual_forward = ts_cpu_residual_forward;

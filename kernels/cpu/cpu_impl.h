@@ -67,6 +67,16 @@ ts_status ts_cpu_attention_decode(struct ts_backend *be, const struct ts_tensor 
                                   const struct ts_tensor *scratch, const struct ts_tensor *cache,
                                   int pos, int num_heads);
 
+/* cpu_flash_attention.c */
+ts_status ts_cpu_flash_attention_forward(struct ts_backend *be, const struct ts_tensor *out,
+                                         const struct ts_tensor *lse, const struct ts_tensor *qkv,
+                                         int num_heads);
+ts_status ts_cpu_flash_attention_backward(struct ts_backend *be, const struct ts_tensor *dqkv,
+                                          const struct ts_tensor *scratch,
+                                          const struct ts_tensor *dout, const struct ts_tensor *qkv,
+                                          const struct ts_tensor *out, const struct ts_tensor *lse,
+                                          int num_heads);
+
 /* cpu_optim.c */
 ts_status ts_cpu_adamw(struct ts_backend *be, const struct ts_tensor *param,
                        const struct ts_tensor *grad, const struct ts_tensor *m,

@@ -252,6 +252,25 @@ static void cu_info(struct ts_backend *be, struct ts_backend_info *out) {
     out->has_energy = ctx->nvml_lib != NULL;
 }
 
+/* The model asks once, at create: flash unless TS_ATTENTION=reference or the head size has no
+ * flash kernels (said once per backend). */
+static bool cu_flash_usable(struct ts_backend *be, int head_size, enum ts_dtype dtype) {
+    cuda_ctx *ctx = cuda_ctx_of(be);
+    (void)dtype; /* both dtypes have kernels */
+    if (ctx->attention_reference)
+        return false;
+    if (head_size != 64 && head_size != 128) {
+        if (!ctx->warned_flash_hs)
+            ts_log(TS_LOG_WARN,
+                   "cuda: flash attention has head sizes 64 and 128; head size %d runs the "
+                   "materialised attention",
+                   head_size);
+        ctx->warned_flash_hs = true;
+        return false;
+    }
+    return true;
+}
+
 static void fill_table(struct ts_backend *be) {
     be->name = "cuda";
     be->bf16 = true;
@@ -276,6 +295,9 @@ static void fill_table(struct ts_backend *be) {
     be->attention_forward = cuda_attention_forward;
     be->attention_backward = cuda_attention_backward;
     be->attention_decode = cuda_attention_decode;
+    be->flash_attention_forward = cuda_flash_attention_forward;
+    be->flash_attention_backward = cuda_flash_attention_backward;
+    be->flash_attention_usable = cu_flash_usable;
     be->gelu_forward = cuda_gelu_forward;
     be->gelu_backward = cuda_gelu_backward;
     be->residual_forward = cuda_residual_forward;
@@ -356,6 +378,20 @@ TS_EXPORT ts_status ts_cuda_plugin_create(struct ts_backend **out,
     ctx->workspace_bytes = opt && opt->workspace_bytes ? opt->workspace_bytes : DEFAULT_WORKSPACE;
     const char *g = getenv("TS_CUDA_GEMM");
     ctx->force_fallback_gemm = g && strcmp(g, "fallback") == 0;
+    const char *att = getenv("TS_ATTENTION");
+    if (att && *att && strcmp(att, "reference") != 0 && strcmp(att, "flash") != 0) {
+        free(be);
+        free(ctx);
+        return ts_error(TS_ERR_INVALID_ARG,
+                        "cuda backend: TS_ATTENTION=%s; expected flash (the default) or reference",
+                        att);
+    }
+    ctx->attention_reference = att && strcmp(att, "reference") == 0;
+    ts_log(TS_LOG_INFO, "cuda: attention: %s",
+           ctx->attention_reference
+               ? "materialised (TS_ATTENTION=reference)"
+               : "flash (fused kernels, head sizes 64 and 128; TS_ATTENTION=reference for the "
+                 "materialised one)");
     ts_status st = TS_OK;
     cudaError_t e;
     cublasStatus_t ls;

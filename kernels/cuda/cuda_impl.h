@@ -31,6 +31,8 @@ struct cuda_ctx {
     bool force_fallback_gemm; /* TS_CUDA_GEMM=fallback: the plain kernel instead of cuBLASLt */
     bool warned_fallback;     /* the fallback for an oddly aligned matmul was reported */
     int unexpected_fallbacks; /* fallbacks for 16-byte aligned matmuls (reported up to 5) */
+    bool attention_reference; /* TS_ATTENTION=reference: the model keeps the materialised pair */
+    bool warned_flash_hs;     /* a head size without flash kernels was reported */
     /* NVML, loaded at run time (libnvidia-ml.so.1) where it exists */
     void *nvml_lib;
     void *nvml_dev;
@@ -176,6 +178,14 @@ ts_status cuda_attention_backward(struct ts_backend *be, const struct ts_tensor 
                                   const struct ts_tensor *scratch, const struct ts_tensor *dout,
                                   const struct ts_tensor *qkv, const struct ts_tensor *att,
                                   int num_heads);
+ts_status cuda_flash_attention_forward(struct ts_backend *be, const struct ts_tensor *out,
+                                       const struct ts_tensor *lse, const struct ts_tensor *qkv,
+                                       int num_heads);
+ts_status cuda_flash_attention_backward(struct ts_backend *be, const struct ts_tensor *dqkv,
+                                        const struct ts_tensor *scratch,
+                                        const struct ts_tensor *dout, const struct ts_tensor *qkv,
+                                        const struct ts_tensor *out, const struct ts_tensor *lse,
+                                        int num_heads);
 ts_status cuda_attention_decode(struct ts_backend *be, const struct ts_tensor *out,
                                 const struct ts_tensor *scratch, const struct ts_tensor *cache,
                                 int pos, int num_heads);

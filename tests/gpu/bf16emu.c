@@ -107,6 +107,17 @@ static ts_status e_att_b(struct ts_backend *be, const struct ts_tensor *dqkv,
     CALL(inner(be)->attention_backward(inner(be), W(c, dqkv), W(c, s), W(c, d), W(c, qkv), W(c, a),
                                        nh));
 }
+static ts_status e_flash_f(struct ts_backend *be, const struct ts_tensor *o,
+                           const struct ts_tensor *lse, const struct ts_tensor *qkv, int nh) {
+    CALL(inner(be)->flash_attention_forward(inner(be), W(c, o), lse, W(c, qkv), nh));
+}
+static ts_status e_flash_b(struct ts_backend *be, const struct ts_tensor *dqkv,
+                           const struct ts_tensor *s, const struct ts_tensor *d,
+                           const struct ts_tensor *qkv, const struct ts_tensor *o,
+                           const struct ts_tensor *lse, int nh) {
+    CALL(inner(be)->flash_attention_backward(inner(be), W(c, dqkv), s, W(c, d), W(c, qkv), W(c, o),
+                                             lse, nh));
+}
 static ts_status e_att_d(struct ts_backend *be, const struct ts_tensor *o,
                          const struct ts_tensor *s, const struct ts_tensor *cache, int pos,
                          int nh) {
@@ -190,6 +201,8 @@ ts_status bf16emu_create(struct ts_backend **out) {
     be->attention_forward = e_att_f;
     be->attention_backward = e_att_b;
     be->attention_decode = e_att_d;
+    be->flash_attention_forward = e_flash_f;
+    be->flash_attention_backward = e_flash_b;
     be->gelu_forward = e_gelu_f;
     be->gelu_backward = e_gelu_b;
     be->residual_forward = e_res;

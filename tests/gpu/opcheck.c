@@ -32,6 +32,7 @@ struct spec {
 
 struct dims {
     int B, T, C, NH, V, Vp;
+    float amp; /* attention cases: qkv in +-amp (0: 1) */
 };
 
 #define MAX_TENSORS 8
@@ -247,6 +248,44 @@ static ts_status run_attention_decode_first(struct ts_backend *be, const struct 
     return ts_op_attention_decode(be, &t[0], &t[1], &t[2], 0, d->NH);
 }
 
+/* The flash pair (head sizes 64 and 128 only, so its own shapes): qkv in +-amp, where amp 8
+ * puts the scores at a standard deviation of about 21, the large logits of trained heads. */
+static int sp_flash_attention_forward(const struct dims *d, struct spec *s) {
+    const float a = d->amp > 0 ? d->amp : 1.0f;
+    s[0] = OUT("out", R_ACT, 3, d->B, d->T, d->C, 1);
+    s[1] = OUT("lse", R_F32, 3, d->B, d->NH, d->T, 1);
+    s[2] = IN("qkv", R_ACT, -a, a, 3, d->B, d->T, 3 * d->C, 1);
+    return 3;
+}
+static ts_status run_flash_attention_forward(struct ts_backend *be, const struct ts_tensor *t,
+                                             const struct dims *d) {
+    return ts_op_flash_attention_forward(be, &t[0], &t[1], &t[2], d->NH);
+}
+static int sp_flash_attention_backward(const struct dims *d, struct spec *s) {
+    sp_flash_attention_forward(d, s);
+    s[3] = OUT("dqkv", R_ACT, 3, d->B, d->T, 3 * d->C, 1);
+    s[4] = S("scratch", R_F32, K_SCRATCH, G_UNIFORM, 0, 0, 3, d->B, d->NH, d->T, 1);
+    s[5] = IN("dout", R_ACT, -1, 1, 3, d->B, d->T, d->C, 1);
+    return 6;
+}
+/* the backward from the forward's own out and lse, as in training (all three are compared) */
+static ts_status run_flash_attention_backward(struct ts_backend *be, const struct ts_tensor *t,
+                                              const struct dims *d) {
+    TS_CHECK(ts_op_flash_attention_forward(be, &t[0], &t[1], &t[2], d->NH));
+    return ts_op_flash_attention_backward(be, &t[3], &t[4], &t[5], &t[2], &t[0], &t[1], d->NH);
+}
+
+/* B, T, C, NH, -, -, amp: T 1, odd T across the 64- and 32-row tiles, both head sizes, T 1000
+ * at GPT-2's width, large logits (HS 128 at T 129, HS 64 at T 127 and 1000). The first three
+ * are the small ones. The CPU reference recomputes each score several times (it keeps no row),
+ * so T 1000 costs seconds there: these shapes stay few. */
+static const struct dims flash_shapes[] = {
+    {1, 1, 64, 1, 0, 0, 1},     {2, 17, 128, 2, 0, 0, 1},  {1, 129, 256, 2, 0, 0, 8},
+    {1, 127, 128, 1, 0, 0, 8},  {2, 200, 256, 2, 0, 0, 1}, {1, 1000, 768, 12, 0, 0, 1},
+    {1, 1000, 128, 1, 0, 0, 8},
+};
+#define N_FLASH (int)(sizeof flash_shapes / sizeof flash_shapes[0])
+
 static int sp_gelu_forward(const struct dims *d, struct spec *s) {
     s[0] = OUT("out", R_ACT, 3, d->B, d->T, 4 * d->C, 1);
     s[1] = IN("inp", R_ACT, -4, 4, 3, d->B, d->T, 4 * d->C, 1);
@@ -388,6 +427,7 @@ static const struct opcase cases[] = {
     {"matmul_backward_wt", false, 2e-5, 1e-2, sp_matmul_backward_wt, run_matmul_backward_wt},
     {"attention_forward", false, 2e-5, 2e-2, sp_attention_forward, run_attention_forward},
     {"attention_backward", false, 2e-5, 3e-2, sp_attention_backward, run_attention_backward},
+    /* fp32: large logits amplify summation-order differences in the scores (|s| up to ~80) */
     {"attention_decode", false, 2e-5, 2e-2, sp_attention_decode, run_attention_decode},
     {"attention_decode_last", false, 2e-5, 2e-2, sp_attention_decode, run_attention_decode_last},
     {"attention_decode_first", false, 2e-5, 2e-2, sp_attention_decode, run_attention_decode_first},
@@ -403,10 +443,32 @@ static const struct opcase cases[] = {
 
 /* Small odd shapes first (HS 5, Vp not a multiple of anything), then GPT-2's widths. */
 static const struct dims shapes[] = {
-    {1, 1, 4, 1, 5, 8},          {2, 13, 24, 3, 50, 64},         {3, 33, 20, 4, 97, 101},
-    {4, 64, 128, 4, 1000, 1024}, {1, 64, 768, 12, 50257, 50304},
+    {1, 1, 4, 1, 5, 8, 0},          {2, 13, 24, 3, 50, 64, 0},         {3, 33, 20, 4, 97, 101, 0},
+    {4, 64, 128, 4, 1000, 1024, 0}, {1, 64, 768, 12, 50257, 50304, 0},
 };
 #define N_SMALL 3
+
+/* The flash pair has kernels for head sizes 64 and 128 only: its own cases and shapes. */
+static const struct opcase flash_cases[] = {
+    /* fp32: large logits (|s| up to ~80) amplify summation-order differences in the scores */
+    {"flash_attention_forward", false, 1e-4, 2e-2, sp_flash_attention_forward,
+     run_flash_attention_forward},
+    {"flash_attention_backward", false, 1e-4, 3e-2, sp_flash_attention_backward,
+     run_flash_attention_backward},
+};
+
+/* Each group: its cases on its shapes (the first nsmall of them with `small`). */
+struct group {
+    const struct opcase *cases;
+    int ncases;
+    const struct dims *shapes;
+    int nshapes, nsmall;
+};
+static const struct group groups[] = {
+    {cases, (int)(sizeof cases / sizeof cases[0]), shapes, (int)(sizeof shapes / sizeof shapes[0]),
+     N_SMALL},
+    {flash_cases, (int)(sizeof flash_cases / sizeof flash_cases[0]), flash_shapes, N_FLASH, 3},
+};
 
 /* ---- the harness ---- */
 
@@ -526,7 +588,12 @@ static ts_status check_one(struct ts_backend *ref, struct ts_backend *dev, enum 
     memset(r, 0, sizeof *r);
     snprintf(r->op, sizeof r->op, "%s", c->name);
     snprintf(r->dtype, sizeof r->dtype, "%s", dt == TS_DTYPE_BF16 ? "bf16" : "fp32");
-    snprintf(r->shape, sizeof r->shape, "B%d T%d C%d NH%d Vp%d", d->B, d->T, d->C, d->NH, d->Vp);
+    if (d->amp > 0)
+        snprintf(r->shape, sizeof r->shape, "B%d T%d C%d NH%d qkv+-%g", d->B, d->T, d->C, d->NH,
+                 (double)d->amp);
+    else
+        snprintf(r->shape, sizeof r->shape, "B%d T%d C%d NH%d Vp%d", d->B, d->T, d->C, d->NH,
+                 d->Vp);
     r->tol = dt == TS_DTYPE_BF16 ? c->tol_bf16 : c->tol_f32;
     r->pass = true;
     int64_t maxn = 1;
@@ -594,21 +661,25 @@ ts_status ts_opcheck_run(struct ts_backend *ref, struct ts_backend *dev, enum ts
                          const char *filter, bool small, uint64_t seed, ts_opcheck_report_fn report,
                          void *user, int *failures) {
     *failures = 0;
-    const int nshapes = small ? N_SMALL : (int)(sizeof shapes / sizeof shapes[0]);
-    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
-        const struct opcase *c = &cases[ci];
-        if (filter && !strstr(c->name, filter))
-            continue;
-        if (c->f32_only && dt != TS_DTYPE_F32)
-            continue;
-        for (int si = 0; si < nshapes; si++) {
-            struct ts_opcheck_result r;
-            uint64_t s = ts_rng_mix(seed + ci * 1000003u + (uint64_t)si * 101u);
-            TS_CHECK(check_one(ref, dev, dt, c, &shapes[si], s, &r));
-            if (!r.pass)
-                (*failures)++;
-            if (report)
-                report(&r, user);
+    for (size_t gi = 0; gi < sizeof groups / sizeof groups[0]; gi++) {
+        const struct group *gr = &groups[gi];
+        for (int ci = 0; ci < gr->ncases; ci++) {
+            const struct opcase *c = &gr->cases[ci];
+            if (filter && !strstr(c->name, filter))
+                continue;
+            if (c->f32_only && dt != TS_DTYPE_F32)
+                continue;
+            const int nshapes = small ? gr->nsmall : gr->nshapes;
+            for (int si = 0; si < nshapes; si++) {
+                struct ts_opcheck_result r;
+                uint64_t s =
+                    ts_rng_mix(seed + (gi * 64 + (uint64_t)ci) * 1000003u + (uint64_t)si * 101u);
+                TS_CHECK(check_one(ref, dev, dt, c, &gr->shapes[si], s, &r));
+                if (!r.pass)
+                    (*failures)++;
+                if (report)
+                    report(&r, user);
+            }
         }
     }
     return TS_OK;

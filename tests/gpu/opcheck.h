@@ -35,11 +35,11 @@ ts_status ts_opcheck_run(struct ts_backend *ref, struct ts_backend *dev, enum ts
                          const char *filter, bool small, uint64_t seed, ts_opcheck_report_fn report,
                          void *user, int *failures) TS_MUST_CHECK;
 
-/* Trains a small GPT (2 layers, C 64) for `steps` AdamW steps from the same weights and tokens
- * on both backends; dev in dtype dt, ref in f32 (from the same bf16-rounded weights when dt is
- * bf16). dev runs twice to check it repeats bit for bit. Losses go to ref_losses/dev_losses
- * (steps each); *max_rel is the largest |dev - ref| / ref; *deterministic whether the two dev
- * runs agreed exactly. */
+/* Trains a small GPT (2 layers, C 64, one head of 64: the flash kernels run) for `steps` AdamW
+ * steps from the same weights and tokens on both backends; dev in dtype dt, ref in f32 (from the
+ * same bf16-rounded weights when dt is bf16). dev runs twice to check it repeats bit for bit.
+ * Losses go to ref_losses/dev_losses (steps each); *max_rel is the largest |dev - ref| / ref;
+ * *deterministic whether the two dev runs agreed exactly. */
 ts_status ts_modelcheck_train(struct ts_backend *ref, struct ts_backend *dev, enum ts_dtype dt,
                               int steps, uint64_t seed, float *ref_losses, float *dev_losses,
                               double *max_rel, bool *deterministic) TS_MUST_CHECK;

@@ -3,6 +3,7 @@
  * left unwritten, "+=" turned into "=", a transposed index) fails the check of that op. This is
  * what makes a pass on the GPU mean something. */
 #include <criterion/criterion.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "kernels/cpu/cpu_backend.h"
@@ -139,6 +140,33 @@ Test(gpu_opcheck, catches_a_transposed_weight) {
     real_mm_fwd = bad->matmul_forward;
     bad->matmul_forward = mm_fwd_wrong_layout;
     expect_caught(bad, "matmul_forward_wt", "matmul_forward_wt");
+    ts_backend_destroy(bad);
+}
+
+/* The flash forward with the last row of each head's lse left as it was (the kernels' odd-T
+ * edge), and the flash backward reading one row too few of lse. */
+static ts_status (*real_flash_fwd)(struct ts_backend *, const struct ts_tensor *,
+                                   const struct ts_tensor *, const struct ts_tensor *, int);
+static ts_status flash_fwd_skips_last_lse(struct ts_backend *be, const struct ts_tensor *out,
+                                          const struct ts_tensor *lse, const struct ts_tensor *qkv,
+                                          int nh) {
+    const int64_t n = ts_tensor_numel(lse);
+    float *keep = malloc((size_t)n * sizeof(float));
+    cr_assert(keep);
+    memcpy(keep, lse->data, (size_t)n * sizeof(float));
+    ts_status st = real_flash_fwd(be, out, lse, qkv, nh);
+    const int64_t T = lse->shape[2];
+    for (int64_t r = T - 1; r < n; r += T)
+        ((float *)lse->data)[r] = keep[r];
+    free(keep);
+    return st;
+}
+
+Test(gpu_opcheck, catches_an_unwritten_lse_row) {
+    struct ts_backend *bad = cpu();
+    real_flash_fwd = bad->flash_attention_forward;
+    bad->flash_attention_forward = flash_fwd_skips_last_lse;
+    expect_caught(bad, "flash_attention_forward", "flash_attention_forward");
     ts_backend_destroy(bad);
 }
 

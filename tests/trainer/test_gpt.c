@@ -272,3 +272,49 @@ Test(trainer_gpt, smaller_batch_matches_exact_arena) {
     ts_gpt_destroy(exact);
     ts_backend_destroy(be);
 }
+
+/* The model's flash attention wiring on the CPU: a CPU backend that says its flash pair is
+ * usable makes the model keep lse (B,NH,T) instead of the probabilities and call the flash pair.
+ * The CPU's flash pair computes the materialised pair's numbers, so loss and gradients must
+ * come out bit-identical. */
+static bool always_usable(struct ts_backend *be, int head_size, enum ts_dtype dtype) {
+    (void)be;
+    (void)head_size;
+    (void)dtype;
+    return true;
+}
+
+Test(trainer_gpt, flash_attention_path_matches_materialised) {
+    struct ts_backend *ref = test_backend(1), *fl = test_backend(1);
+    fl->flash_attention_usable = always_usable;
+    fl->attention_forward = NULL; /* so the model can only have taken the flash path */
+    fl->attention_backward = NULL;
+    ts_gpt_t *a = make_tiny(ref, 2, 16), *b = make_tiny(fl, 2, 16);
+    cr_assert_eq(ts_gpt_init(a, 9), TS_OK);
+    cr_assert_eq(ts_gpt_init(b, 9), TS_OK);
+    uint16_t ids[2 * 17];
+    test_random_tokens(ids, 34, 300, 5);
+    int32_t in[32], tg[32];
+    for (int r = 0; r < 2; r++)
+        for (int t = 0; t < 16; t++) {
+            in[r * 16 + t] = ids[r * 17 + t];
+            tg[r * 16 + t] = ids[r * 17 + t + 1];
+        }
+    float la, lb;
+    cr_assert_eq(ts_gpt_forward(a, in, tg, 2, 16, 1.0f / 32, &la), TS_OK, "%s", ts_last_error());
+    cr_assert_eq(ts_gpt_backward(a), TS_OK, "%s", ts_last_error());
+    cr_assert_eq(ts_gpt_forward(b, in, tg, 2, 16, 1.0f / 32, &lb), TS_OK, "%s", ts_last_error());
+    cr_assert_eq(ts_gpt_backward(b), TS_OK, "%s", ts_last_error());
+    cr_assert_eq(memcmp(&la, &lb, sizeof la), 0, "loss %.9g vs %.9g", la, lb);
+    const int64_t n = ts_gpt_num_params(a);
+    float *ga = malloc((size_t)n * sizeof(float)), *gb = malloc((size_t)n * sizeof(float));
+    cr_assert_eq(ts_gpt_grads_to_host(a, ga), TS_OK);
+    cr_assert_eq(ts_gpt_grads_to_host(b, gb), TS_OK);
+    cr_assert_eq(memcmp(ga, gb, (size_t)n * sizeof(float)), 0, "gradients differ");
+    free(ga);
+    free(gb);
+    ts_gpt_destroy(a);
+    ts_gpt_destroy(b);
+    ts_backend_destroy(ref);
+    ts_backend_destroy(fl);
+}
