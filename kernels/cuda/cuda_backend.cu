@@ -255,6 +255,7 @@ static void cu_info(struct ts_backend *be, struct ts_backend_info *out) {
 static void fill_table(struct ts_backend *be) {
     be->name = "cuda";
     be->bf16 = true;
+    be->host_memory = false; /* device memory: MPI cannot reduce it; NCCL will */
     be->destroy = cu_destroy;
     be->info = cu_info;
     be->alloc = cu_alloc;
