@@ -187,9 +187,10 @@ static ts_status post_bucket(struct ts_trainer *tr, struct bucket *bk) {
     struct ts_tensor part = *grads;
     part.data = (float *)grads->data + bk->begin;
     part.shape[0] = bk->end - bk->begin;
+    struct ts_backend *be = ts_gpt_backend(tr->gpt); /* synchronised by on_grads_final */
     if (tr->cfg.zero_stage == 1)
-        return ts_comm_reduce_scatter_start(tr->comm, &part, bk->counts, &bk->req);
-    return ts_comm_all_reduce_start(tr->comm, &part, &bk->req);
+        return ts_comm_reduce_scatter_start(tr->comm, be, &part, bk->counts, NULL, &bk->req);
+    return ts_comm_all_reduce_start(tr->comm, be, &part, NULL, &bk->req);
 }
 
 /* Drives every posted bucket forward (an MPI_Test each). */
@@ -267,8 +268,8 @@ static ts_status update(struct ts_trainer *tr, float lr, float *grad_norm) {
     TS_CHECK(ts_optim_update(tr->opt, lr, norm));
     if (tr->cfg.zero_stage == 1) {
         TS_CHECK(ts_op_sync(ts_gpt_backend(tr->gpt)));
-        TS_CHECK(ts_comm_all_gather(tr->comm, ts_gpt_param_buffer(tr->gpt), tr->shard_counts,
-                                    tr->shard_displs));
+        TS_CHECK(ts_comm_all_gather(tr->comm, ts_gpt_backend(tr->gpt), ts_gpt_param_buffer(tr->gpt),
+                                    tr->shard_counts, tr->shard_displs, NULL));
     }
     return TS_OK;
 }
