@@ -3,7 +3,10 @@
  * A step: zero the gradients; run grad_accum forward/backward passes, micro-step a of rank r
  * reading global windows [p + (a*dp + r)*B, +B) of the step's global batch at loader position p
  * (so 1 rank x grad-accum 2 and 2 ranks x grad-accum 1 see the same windows); each token's loss
- * is weighted 1/(B*T*grad_accum*dp) so a plain sum over ranks gives the mean's gradient.
+ * is weighted 1/(B*T*grad_accum*dp) so a plain sum over ranks gives the mean's gradient. Micro-
+ * step a leaves its per-token losses in row a of a (grad_accum, B*T) buffer in backend memory;
+ * one asynchronous download after the last micro-step brings them all back, so the host reads
+ * losses once per step, not once per micro-step, with the same arithmetic as before.
  *
  * Gradient reduction goes by buckets: fixed ranges of the flat gradient buffer cut from its end
  * (backward produces gradients from the end of the buffer towards its start), so the boundaries
@@ -34,6 +37,7 @@ struct bucket {
 
 struct ts_trainer {
     ts_gpt_t *gpt;
+    struct ts_backend *be; /* the model's */
     ts_loader_t *loader;
     ts_comm_t *comm; /* the data-parallel group */
     ts_optim_t *opt;
@@ -41,6 +45,10 @@ struct ts_trainer {
     int dp, rank;
     int32_t *inputs, *targets; /* (B*T) host */
     int steps;                 /* updates done */
+
+    struct ts_tensor losses;  /* (grad_accum, B*T) f32 in backend memory: row a = micro-step a */
+    float *host_losses;       /* (grad_accum * B*T), from host_alloc (the async download's) */
+    ts_event_t *losses_ready; /* after the download of host_losses */
 
     struct bucket *buckets; /* buckets[0] ends the buffer; posted in index order */
     int num_buckets, next_bucket;
@@ -131,6 +139,7 @@ ts_status ts_trainer_create(ts_trainer_t **out, ts_gpt_t *gpt, ts_loader_t *load
     if (tr == NULL)
         return ts_error(TS_ERR_OOM, "trainer create: out of memory");
     tr->gpt = gpt;
+    tr->be = ts_gpt_backend(gpt);
     tr->loader = loader;
     tr->comm = comm;
     tr->cfg = *cfg;
@@ -143,6 +152,12 @@ ts_status ts_trainer_create(ts_trainer_t **out, ts_gpt_t *gpt, ts_loader_t *load
         st = ts_error(TS_ERR_OOM, "trainer create: out of memory for the token buffers");
         goto fail;
     }
+    const int64_t loss_shape[2] = {cfg->grad_accum, (int64_t)bt};
+    TS_CHECK_GOTO(ts_op_alloc(tr->be, &tr->losses, TS_DTYPE_F32, 2, loss_shape), st, fail);
+    void *host_losses = NULL;
+    TS_CHECK_GOTO(ts_op_host_alloc(tr->be, ts_tensor_nbytes(&tr->losses), &host_losses), st, fail);
+    tr->host_losses = host_losses;
+    TS_CHECK_GOTO(ts_op_event_create(tr->be, &tr->losses_ready), st, fail);
     TS_CHECK_GOTO(plan_buckets(tr), st, fail);
     if (cfg->zero_stage == 1)
         TS_CHECK_GOTO(
@@ -162,6 +177,9 @@ void ts_trainer_destroy(ts_trainer_t *tr) {
         return;
     ts_gpt_set_grad_hook(tr->gpt, NULL, NULL);
     ts_optim_destroy(tr->opt);
+    ts_op_event_destroy(tr->be, tr->losses_ready);
+    ts_op_host_free(tr->be, tr->host_losses);
+    ts_op_free(tr->be, &tr->losses);
     free(tr->buckets);
     free(tr->rs_counts);
     free(tr->shard_counts);
@@ -235,25 +253,46 @@ static void cancel_buckets(struct ts_trainer *tr) {
     tr->next_bucket = 0;
 }
 
-static ts_status micro_steps(struct ts_trainer *tr, double *loss_sum) {
+/* The forwards and backwards of one update; row a of tr->losses gets micro-step a's per-token
+ * losses, and their download to tr->host_losses is queued after the last (losses_ready). */
+static ts_status micro_steps(struct ts_trainer *tr) {
     const int B = tr->cfg.batch, T = tr->cfg.seq_len, accum = tr->cfg.grad_accum, dp = tr->dp;
     const float dloss = (float)(1.0 / ((double)B * T * accum * dp));
-    const int64_t pos = ts_loader_position(tr->loader);
-    *loss_sum = 0;
+    const int64_t pos = ts_loader_position(tr->loader), BT = (int64_t)B * T;
     for (int a = 0; a < accum; a++) {
-        float loss;
         const int64_t first = pos + ((int64_t)a * dp + tr->rank) * B;
+        struct ts_tensor row;
+        TS_CHECK(ts_tensor_view(&row, &tr->losses, a * BT, 1, &BT));
         TS_CHECK(ts_loader_read(tr->loader, first, B, false, tr->inputs, tr->targets));
-        TS_CHECK(ts_gpt_forward(tr->gpt, tr->inputs, tr->targets, B, T, dloss, &loss));
+        TS_CHECK(ts_gpt_forward_losses(tr->gpt, tr->inputs, tr->targets, B, T, dloss, &row));
         const bool last = a == accum - 1;
         if (last && !tr->cfg.no_overlap)
             ts_gpt_set_grad_hook(tr->gpt, on_grads_final, tr);
         const ts_status st = ts_gpt_backward(tr->gpt);
         ts_gpt_set_grad_hook(tr->gpt, NULL, NULL);
         TS_CHECK(st);
-        *loss_sum += loss;
     }
     ts_loader_seek(tr->loader, pos + (int64_t)B * accum * dp);
+    TS_CHECK(
+        ts_op_download_async(tr->be, tr->host_losses, &tr->losses, ts_tensor_nbytes(&tr->losses)));
+    return ts_op_event_record(tr->be, tr->losses_ready);
+}
+
+/* The sum over micro-steps of each one's mean loss, in exactly the arithmetic of a per-micro-step
+ * ts_gpt_forward (a double sum of B*T floats, divided, rounded to float), so losses stay
+ * bit-identical to that. */
+static ts_status sum_losses(struct ts_trainer *tr, double *loss_sum) {
+    const int64_t BT = (int64_t)tr->cfg.batch * tr->cfg.seq_len;
+    TS_CHECK(ts_op_event_sync(tr->be, tr->losses_ready));
+    *loss_sum = 0;
+    for (int a = 0; a < tr->cfg.grad_accum; a++) {
+        const float *row = tr->host_losses + (size_t)a * (size_t)BT;
+        double sum = 0;
+        for (int64_t i = 0; i < BT; i++)
+            sum += row[i];
+        const float loss = (float)(sum / (double)BT);
+        *loss_sum += loss;
+    }
     return TS_OK;
 }
 
@@ -267,8 +306,8 @@ static ts_status update(struct ts_trainer *tr, float lr, float *grad_norm) {
     *grad_norm = (float)norm;
     TS_CHECK(ts_optim_update(tr->opt, lr, norm));
     if (tr->cfg.zero_stage == 1) {
-        TS_CHECK(ts_op_sync(ts_gpt_backend(tr->gpt)));
-        TS_CHECK(ts_comm_all_gather(tr->comm, ts_gpt_backend(tr->gpt), ts_gpt_param_buffer(tr->gpt),
+        TS_CHECK(ts_op_sync(tr->be));
+        TS_CHECK(ts_comm_all_gather(tr->comm, tr->be, ts_gpt_param_buffer(tr->gpt),
                                     tr->shard_counts, tr->shard_displs, NULL));
     }
     return TS_OK;
@@ -281,16 +320,18 @@ void ts_trainer_set_steps_done(ts_trainer_t *tr, int steps) { tr->steps = steps;
 
 ts_status ts_trainer_step(ts_trainer_t *tr, struct ts_step_record *rec) {
     const int B = tr->cfg.batch, T = tr->cfg.seq_len, accum = tr->cfg.grad_accum;
-    struct ts_backend *be = ts_gpt_backend(tr->gpt);
+    struct ts_backend *be = tr->be;
     const double t0 = now_ms();
 
     TS_CHECK(ts_gpt_zero_grad(tr->gpt));
     tr->next_bucket = 0;
     double loss_sum = 0;
     struct ts_step_record r = {0};
-    ts_status st = micro_steps(tr, &loss_sum);
+    ts_status st = micro_steps(tr);
     if (st == TS_OK)
         st = finish_buckets(tr, &r);
+    if (st == TS_OK)
+        st = sum_losses(tr, &loss_sum);
     if (st != TS_OK) {
         cancel_buckets(tr);
         return st;

@@ -6,8 +6,9 @@
  * ranks is the gradient of the global mean loss), reduces gradients over the communicator in
  * fixed buckets started during the last backward, then clips and updates with the learning rate
  * the schedule gives for the step. With ZeRO-1 the reduction is a reduce-scatter, each rank
- * updates its contiguous slice of the flat buffer, and the parameters are all-gathered.
- * Buffers are allocated at create time; the step loop allocates nothing. */
+ * updates its contiguous slice of the flat buffer, and the parameters are all-gathered. The
+ * per-token losses come back once per step. Buffers are allocated at create time; the step loop
+ * allocates nothing. */
 #ifndef TS_TRAIN_H
 #define TS_TRAIN_H
 
@@ -50,7 +51,8 @@ struct ts_step_record {
 typedef struct ts_trainer ts_trainer_t;
 
 /* Borrows gpt, loader and comm, the data-parallel group (they must outlive the trainer);
- * creates the optimizer (over this rank's slice with ZeRO-1). */
+ * creates the optimizer (over this rank's slice with ZeRO-1), the (grad_accum, B*T) loss buffer
+ * and an event on the model's backend. */
 ts_status ts_trainer_create(ts_trainer_t **out, ts_gpt_t *gpt, ts_loader_t *loader, ts_comm_t *comm,
                             const struct ts_train_config *cfg) TS_MUST_CHECK;
 void ts_trainer_destroy(ts_trainer_t *tr);
