@@ -3,8 +3,8 @@
  * A group of one: every reduction of a single contribution is that contribution (sum, average
  * and max alike), broadcast and barrier have nothing to do, a reduce-scatter is a copy of the
  * one part, an all-gather in place has nothing to gather, in any memory and dtype; nothing is
- * read, so a ready event needs no wait. It lets the trainer call its collectives
- * unconditionally, so single-process and multi-rank runs share one code path. */
+ * read, so a ready event needs no wait. It lets code call collectives unconditionally; the
+ * trainer still skips them with one data-parallel rank (no hooks, no buckets). */
 #include <stdint.h>
 #include <stdlib.h>
 

@@ -13,13 +13,18 @@
  * and hence the sums never depend on timing. During the last micro-step's backward the model
  * calls back after each layer; every bucket whose range is then final is posted (all-reduce, or
  * reduce-scatter with ZeRO-1) and every bucket in flight is tested, because Open MPI advances a
- * non-blocking collective only inside MPI calls. After backward the trainer waits for the rest;
- * that wait is the exposed (not hidden) communication time of the step.
+ * non-blocking collective only inside MPI calls. A bucket is ordered after the backward work that
+ * produced it by an event recorded on the backend and handed to the post (MPI waits for it on the
+ * host; NCCL's stream would wait for it on the device), never by a whole-device sync. After
+ * backward the trainer waits for the rest; that wait is the exposed (not hidden) communication
+ * time of the step. With one data-parallel rank the reduction is the identity: no hook is
+ * installed and no bucket is posted.
  *
  * ZeRO-1: rank r owns the slice [r*n/dp, (r+1)*n/dp) of the flat buffer; each bucket is
  * reduce-scattered with counts = its overlap with each rank's slice, so after the last bucket
  * the rank's slice of the gradient buffer holds the global sum. The global norm is the sum of
- * the slices' sums of squares; AdamW updates the slice; an all-gather rebuilds the parameters. */
+ * the slices' sums of squares; AdamW updates the slice; an all-gather rebuilds the parameters in
+ * their own dtype (a copy: bf16 parameters travel as bf16). */
 #include <math.h>
 #include <stdlib.h>
 #include <time.h>
@@ -49,6 +54,7 @@ struct ts_trainer {
     struct ts_tensor losses;  /* (grad_accum, B*T) f32 in backend memory: row a = micro-step a */
     float *host_losses;       /* (grad_accum * B*T), from host_alloc (the async download's) */
     ts_event_t *losses_ready; /* after the download of host_losses */
+    ts_event_t *ready;        /* dp > 1: after the work producing the buffer a collective moves */
 
     struct bucket *buckets; /* buckets[0] ends the buffer; posted in index order */
     int num_buckets, next_bucket;
@@ -158,6 +164,10 @@ ts_status ts_trainer_create(ts_trainer_t **out, ts_gpt_t *gpt, ts_loader_t *load
     TS_CHECK_GOTO(ts_op_host_alloc(tr->be, ts_tensor_nbytes(&tr->losses), &host_losses), st, fail);
     tr->host_losses = host_losses;
     TS_CHECK_GOTO(ts_op_event_create(tr->be, &tr->losses_ready), st, fail);
+    if (tr->dp > 1) {
+        TS_CHECK_GOTO(ts_comm_check_backend(comm, tr->be), st, fail);
+        TS_CHECK_GOTO(ts_op_event_create(tr->be, &tr->ready), st, fail);
+    }
     TS_CHECK_GOTO(plan_buckets(tr), st, fail);
     if (cfg->zero_stage == 1)
         TS_CHECK_GOTO(
@@ -177,6 +187,7 @@ void ts_trainer_destroy(ts_trainer_t *tr) {
         return;
     ts_gpt_set_grad_hook(tr->gpt, NULL, NULL);
     ts_optim_destroy(tr->opt);
+    ts_op_event_destroy(tr->be, tr->ready);
     ts_op_event_destroy(tr->be, tr->losses_ready);
     ts_op_host_free(tr->be, tr->host_losses);
     ts_op_free(tr->be, &tr->losses);
@@ -205,10 +216,21 @@ static ts_status post_bucket(struct ts_trainer *tr, struct bucket *bk) {
     struct ts_tensor part = *grads;
     part.data = (float *)grads->data + bk->begin;
     part.shape[0] = bk->end - bk->begin;
-    struct ts_backend *be = ts_gpt_backend(tr->gpt); /* synchronised by on_grads_final */
     if (tr->cfg.zero_stage == 1)
-        return ts_comm_reduce_scatter_start(tr->comm, be, &part, bk->counts, NULL, &bk->req);
-    return ts_comm_all_reduce_start(tr->comm, be, &part, NULL, &bk->req);
+        return ts_comm_reduce_scatter_start(tr->comm, tr->be, &part, bk->counts, tr->ready,
+                                            &bk->req);
+    return ts_comm_all_reduce_start(tr->comm, tr->be, &part, tr->ready, &bk->req);
+}
+
+/* Posts every bucket not yet posted whose range lies at offsets >= final_from, after an event
+ * that marks the backward work issued so far (which produced them). */
+static ts_status post_final(struct ts_trainer *tr, int64_t final_from) {
+    if (tr->next_bucket == tr->num_buckets || tr->buckets[tr->next_bucket].begin < final_from)
+        return TS_OK;
+    TS_CHECK(ts_op_event_record(tr->be, tr->ready));
+    while (tr->next_bucket < tr->num_buckets && tr->buckets[tr->next_bucket].begin >= final_from)
+        TS_CHECK(post_bucket(tr, &tr->buckets[tr->next_bucket++]));
+    return TS_OK;
 }
 
 /* Drives every posted bucket forward (an MPI_Test each). */
@@ -220,24 +242,28 @@ static ts_status progress(struct ts_trainer *tr) {
     return TS_OK;
 }
 
-/* Backward's callback: gradients at offsets >= final_from are final. */
+/* Backward's callback (dp > 1 only): gradients at offsets >= final_from are final. */
 static ts_status on_grads_final(void *ctx, int64_t final_from) {
     struct ts_trainer *tr = ctx;
-    TS_CHECK(ts_op_sync(ts_gpt_backend(tr->gpt))); /* a device backend must have finished */
-    while (tr->next_bucket < tr->num_buckets && tr->buckets[tr->next_bucket].begin >= final_from)
-        TS_CHECK(post_bucket(tr, &tr->buckets[tr->next_bucket++]));
+    TS_CHECK(post_final(tr, final_from));
     return progress(tr);
 }
 
-/* Posts what backward has not, waits for all; records the wait and what was done already. */
+/* Posts what backward has not, waits for all; records the wait and what was done already. With
+ * one rank there is nothing to reduce: no wait, and every bucket counts as done. */
 static ts_status finish_buckets(struct ts_trainer *tr, struct ts_step_record *r) {
     const double t0 = now_ms();
     r->backward_end_ms = t0;
+    if (tr->dp == 1) {
+        r->buckets_done_in_backward = tr->num_buckets;
+        r->reduce_end_ms = t0;
+        r->comm_wait_ms = 0;
+        return TS_OK;
+    }
     r->buckets_done_in_backward = 0;
     for (int k = 0; k < tr->next_bucket; k++)
         r->buckets_done_in_backward += !tr->buckets[k].req.active;
-    while (tr->next_bucket < tr->num_buckets)
-        TS_CHECK(post_bucket(tr, &tr->buckets[tr->next_bucket++]));
+    TS_CHECK(post_final(tr, 0));
     for (int k = 0; k < tr->num_buckets; k++)
         TS_CHECK(ts_comm_wait(tr->comm, &tr->buckets[k].req));
     r->reduce_end_ms = now_ms();
@@ -266,7 +292,7 @@ static ts_status micro_steps(struct ts_trainer *tr) {
         TS_CHECK(ts_loader_read(tr->loader, first, B, false, tr->inputs, tr->targets));
         TS_CHECK(ts_gpt_forward_losses(tr->gpt, tr->inputs, tr->targets, B, T, dloss, &row));
         const bool last = a == accum - 1;
-        if (last && !tr->cfg.no_overlap)
+        if (last && !tr->cfg.no_overlap && dp > 1)
             ts_gpt_set_grad_hook(tr->gpt, on_grads_final, tr);
         const ts_status st = ts_gpt_backward(tr->gpt);
         ts_gpt_set_grad_hook(tr->gpt, NULL, NULL);
@@ -298,17 +324,18 @@ static ts_status sum_losses(struct ts_trainer *tr, double *loss_sum) {
 
 /* Norm over the reduced gradients, then the update (and the all-gather with ZeRO-1). */
 static ts_status update(struct ts_trainer *tr, float lr, float *grad_norm) {
+    const bool sharded = tr->cfg.zero_stage == 1 && tr->dp > 1;
     double sum_sq;
     TS_CHECK(ts_optim_sum_squares(tr->opt, &sum_sq));
-    if (tr->cfg.zero_stage == 1)
+    if (sharded)
         TS_CHECK(ts_comm_all_reduce_host(tr->comm, &sum_sq, 1, TS_REDUCE_SUM));
     const double norm = sqrt(sum_sq);
     *grad_norm = (float)norm;
     TS_CHECK(ts_optim_update(tr->opt, lr, norm));
-    if (tr->cfg.zero_stage == 1) {
-        TS_CHECK(ts_op_sync(tr->be));
+    if (sharded) { /* the parameters in their dtype, after the update that wrote the slice */
+        TS_CHECK(ts_op_event_record(tr->be, tr->ready));
         TS_CHECK(ts_comm_all_gather(tr->comm, tr->be, ts_gpt_param_buffer(tr->gpt),
-                                    tr->shard_counts, tr->shard_displs, NULL));
+                                    tr->shard_counts, tr->shard_displs, tr->ready));
     }
     return TS_OK;
 }
@@ -337,7 +364,8 @@ ts_status ts_trainer_step(ts_trainer_t *tr, struct ts_step_record *rec) {
         return st;
     }
     double loss = loss_sum;
-    TS_CHECK(ts_comm_all_reduce_host(tr->comm, &loss, 1, TS_REDUCE_SUM));
+    if (tr->dp > 1)
+        TS_CHECK(ts_comm_all_reduce_host(tr->comm, &loss, 1, TS_REDUCE_SUM));
     loss /= (double)accum * tr->dp;
 
     r.step = tr->steps;
