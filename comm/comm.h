@@ -3,8 +3,8 @@
  * A communicator is a group of ranks with collectives over backend buffers. Backends fill one
  * table: the built-in single-process group (every collective is the identity), MPI (comm_mpi.h,
  * host buffers, a separate library so binaries without MPI link only this one) and, in the CUDA
- * plug-in, NCCL (comm_nccl.c, device buffers). The process grid (grid.h) splits the world into
- * data- and tensor-parallel groups with `split`.
+ * plug-in, NCCL (comm_nccl.c, device buffers; not written yet, its contract is below). The
+ * process grid (grid.h) splits the world into data- and tensor-parallel groups with `split`.
  *
  * Buffers. A device collective takes a tensor (its dtype is the element type: f32 or bf16; sums
  * are in that type, so a bf16 sum rounds to bf16 after every addition, as NCCL's does), the
