@@ -7,8 +7,10 @@
  * `iters` repetitions, check the result exactly (small integers in floats), and print one JSON
  * line on rank 0 with the median time, algbw = bytes / time and busbw = algbw x the ring factor
  * (2(n-1)/n for all-reduce, (n-1)/n for the others), which compares across rank counts.
+ * `--dtype bf16` moves bf16 elements instead (values stay small integers, exact in bf16): MPI
+ * has no bf16, so its sums run our user-defined op, and the all-gather is a 2-byte copy.
  *
- *   mpirun -np N bench_collectives [--max-mb M] [--iters K] */
+ *   mpirun -np N bench_collectives [--max-mb M] [--iters K] [--dtype f32|bf16] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +19,7 @@
 
 #include "bench_util.h"
 #include "comm/comm_mpi.h"
+#include "kernels/bf16.h"
 
 enum op { ALL_REDUCE, REDUCE_SCATTER, ALL_GATHER, ALL_REDUCE_BLOCKING, NUM_OPS };
 static const char *op_names[] = {"all_reduce", "reduce_scatter", "all_gather",
@@ -54,17 +57,38 @@ static int check(const float *x, int rank, int P, enum op op, const int *displs,
     return 1;
 }
 
+/* The values to and from the buffer in its dtype (outside the timed region). */
+static void to_buf(void *buf, const float *x, int64_t n, enum ts_dtype dtype) {
+    if (dtype == TS_DTYPE_F32) {
+        memcpy(buf, x, (size_t)n * sizeof(float));
+        return;
+    }
+    uint16_t *h = buf;
+    for (int64_t i = 0; i < n; i++)
+        h[i] = ts_bf16_from_f32(x[i]);
+}
+
+static void from_buf(float *x, const void *buf, int64_t n, enum ts_dtype dtype) {
+    if (dtype == TS_DTYPE_F32) {
+        memcpy(x, buf, (size_t)n * sizeof(float));
+        return;
+    }
+    const uint16_t *h = buf;
+    for (int64_t i = 0; i < n; i++)
+        x[i] = ts_f32_from_bf16(h[i]);
+}
+
 static ts_status run_op(ts_comm_t *c, enum op op, struct ts_tensor *t, const int *counts,
                         const int *displs) {
     struct ts_comm_req req = {0};
     if (op == ALL_REDUCE_BLOCKING)
-        return ts_comm_all_reduce(c, NULL, t, TS_REDUCE_SUM);
+        return ts_comm_all_reduce(c, NULL, t, TS_REDUCE_SUM, NULL);
     if (op == ALL_REDUCE)
-        TS_CHECK(ts_comm_all_reduce_start(c, t, &req));
+        TS_CHECK(ts_comm_all_reduce_start(c, NULL, t, NULL, &req));
     else if (op == REDUCE_SCATTER)
-        TS_CHECK(ts_comm_reduce_scatter_start(c, t, counts, &req));
+        TS_CHECK(ts_comm_reduce_scatter_start(c, NULL, t, counts, NULL, &req));
     else
-        TS_CHECK(ts_comm_all_gather_start(c, t, counts, displs, &req));
+        TS_CHECK(ts_comm_all_gather_start(c, NULL, t, counts, displs, NULL, &req));
     return ts_comm_wait(c, &req);
 }
 
@@ -76,33 +100,39 @@ int main(int argc, char **argv) {
     }
     double max_mb = 256;
     int iters_arg = 0;
+    enum ts_dtype dtype = TS_DTYPE_F32;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--max-mb") == 0)
             max_mb = atof(argv[i + 1]);
         else if (strcmp(argv[i], "--iters") == 0)
             iters_arg = atoi(argv[i + 1]);
+        else if (strcmp(argv[i], "--dtype") == 0)
+            dtype = strcmp(argv[i + 1], "bf16") == 0 ? TS_DTYPE_BF16 : TS_DTYPE_F32;
     }
+    const int64_t esize = (int64_t)ts_dtype_size(dtype);
     const int rank = ts_comm_rank(c), P = ts_comm_size(c);
     struct utsname un;
     uname(&un);
     const int64_t max_bytes = (int64_t)(max_mb * 1024 * 1024);
-    float *buf = malloc((size_t)max_bytes);
+    void *buf = malloc((size_t)max_bytes);
+    float *vals = malloc((size_t)(max_bytes / esize) * sizeof(float)); /* fill and check */
     int *counts = malloc(sizeof(int) * (size_t)P), *displs = malloc(sizeof(int) * (size_t)P);
     int bad = 0;
     for (int64_t bytes = 1024; bytes <= max_bytes; bytes *= 4) {
-        const int64_t n = bytes / 4;
+        const int64_t n = bytes / esize;
         for (int r = 0; r < P; r++) {
             displs[r] = (int)(n * r / P);
             counts[r] = (int)(n * (r + 1) / P - n * r / P);
         }
-        struct ts_tensor t = {.data = buf, .dtype = TS_DTYPE_F32, .ndim = 1, .shape = {n, 1, 1, 1}};
+        struct ts_tensor t = ts_tensor_1d(buf, dtype, n);
         const int iters = iters_arg > 0 ? iters_arg : bytes >= (64 << 20) ? 5 : 20;
         for (int o = 0; o < NUM_OPS; o++) {
             const enum op op = (enum op)o;
             double *times = malloc(sizeof(double) * (size_t)iters);
             int correct = 1;
             for (int it = -2; it < iters; it++) { /* two warm-ups */
-                fill(buf, n, rank, op, displs, counts);
+                fill(vals, n, rank, op, displs, counts);
+                to_buf(buf, vals, n, dtype);
                 if (ts_comm_barrier(c) != TS_OK)
                     return 1;
                 const double t0 = ts_bench_now_s();
@@ -111,7 +141,8 @@ int main(int argc, char **argv) {
                     return 1;
                 }
                 const double dt = ts_bench_now_s() - t0;
-                correct &= check(buf, rank, P, op, displs, counts);
+                from_buf(vals, buf, n, dtype);
+                correct &= check(vals, rank, P, op, displs, counts);
                 if (it >= 0)
                     times[it] = dt;
             }
@@ -128,16 +159,18 @@ int main(int argc, char **argv) {
             if (all_ok != P)
                 bad++;
             if (rank == 0)
-                printf("{\"bench\":\"collective\",\"op\":\"%s\",\"ranks\":%d,\"bytes\":%lld,"
-                       "\"iters\":%d,\"time_us\":%.1f,\"algbw_GBps\":%.3f,\"busbw_GBps\":%.3f,"
-                       "\"correct\":%s,\"machine\":\"%s\",\"transport\":\"mpi ob1/vader\"}\n",
-                       op_names[o], P, (long long)bytes, iters, med * 1e6, algbw, algbw * factor,
-                       all_ok == P ? "true" : "false", un.nodename);
+                printf("{\"bench\":\"collective\",\"op\":\"%s\",\"dtype\":\"%s\",\"ranks\":%d,"
+                       "\"bytes\":%lld,\"iters\":%d,\"time_us\":%.1f,\"algbw_GBps\":%.3f,"
+                       "\"busbw_GBps\":%.3f,\"correct\":%s,\"machine\":\"%s\","
+                       "\"transport\":\"mpi ob1/vader\"}\n",
+                       op_names[o], ts_dtype_name(dtype), P, (long long)bytes, iters, med * 1e6,
+                       algbw, algbw * factor, all_ok == P ? "true" : "false", un.nodename);
             fflush(stdout);
             free(times);
         }
     }
     free(buf);
+    free(vals);
     free(counts);
     free(displs);
     ts_comm_destroy(c);

@@ -21,19 +21,60 @@ int ts_comm_local_rank(const ts_comm_t *comm) { return comm->local_rank; }
 int ts_comm_local_size(const ts_comm_t *comm) { return comm->local_size; }
 const char *ts_comm_name(const ts_comm_t *comm) { return comm->ops->name; }
 
-static ts_status check_f32(const struct ts_tensor *t, const char *what) {
+/* What every device collective needs, checked once for all backends: a buffer of a dtype the
+ * transports reduce, no more elements than the transport counts, in memory it can reach, and an
+ * event only with a backend that can wait on it. */
+static ts_status check_buf(const ts_comm_t *comm, const struct ts_backend *be,
+                           const struct ts_tensor *t, const ts_event_t *ready, const char *what) {
     if (t == NULL || t->data == NULL)
         return ts_error(TS_ERR_INVALID_ARG, "%s: no buffer", what);
-    if (t->dtype != TS_DTYPE_F32)
-        return ts_error(TS_ERR_UNSUPPORTED, "%s: only f32 buffers are supported, got %s", what,
-                        ts_dtype_name(t->dtype));
+    if (t->dtype != TS_DTYPE_F32 && t->dtype != TS_DTYPE_BF16)
+        return ts_error(TS_ERR_UNSUPPORTED, "%s: only f32 and bf16 buffers are supported, got %s",
+                        what, ts_dtype_name(t->dtype));
+    const int64_t n = ts_tensor_numel(t);
+    if (n > comm->ops->max_count)
+        return ts_error(TS_ERR_UNSUPPORTED,
+                        "%s: %lld elements exceed the %s communicator's limit of %lld per "
+                        "collective",
+                        what, (long long)n, comm->ops->name, (long long)comm->ops->max_count);
+    TS_CHECK(ts_comm_check_backend(comm, be));
+    if (ready != NULL && (be == NULL || be->event_sync == NULL))
+        return ts_error(TS_ERR_INVALID_ARG,
+                        "%s: a ready event needs the backend it was recorded on (with events)",
+                        what);
     return TS_OK;
 }
 
+ts_status ts_comm_check_backend(const ts_comm_t *comm, const struct ts_backend *be) {
+    const bool host = be == NULL || be->host_memory;
+    switch (comm->ops->memory) {
+    case TS_COMM_MEM_HOST:
+        if (!host)
+            return ts_error(TS_ERR_UNSUPPORTED,
+                            "the %s communicator moves host memory, but backend '%s' keeps its "
+                            "buffers in device memory: device buffers need the NCCL "
+                            "communicator (or use --device cpu)",
+                            comm->ops->name, be->name);
+        return TS_OK;
+    case TS_COMM_MEM_DEVICE:
+        if (host)
+            return ts_error(TS_ERR_UNSUPPORTED,
+                            "the %s communicator moves device memory, but the buffer is host "
+                            "memory (backend %s)",
+                            comm->ops->name, be == NULL ? "none" : be->name);
+        return TS_OK;
+    case TS_COMM_MEM_ANY:
+        return TS_OK;
+    }
+    return ts_error(TS_ERR_INTERNAL, "comm: unknown memory kind %d", (int)comm->ops->memory);
+}
+
 ts_status ts_comm_all_reduce(ts_comm_t *comm, struct ts_backend *be, const struct ts_tensor *buf,
-                             enum ts_reduce_op op) {
-    TS_CHECK(check_f32(buf, "all_reduce"));
-    return comm->ops->all_reduce(comm, be, buf, op);
+                             enum ts_reduce_op op, ts_event_t *ready) {
+    TS_CHECK(check_buf(comm, be, buf, ready, "all_reduce"));
+    if (op != TS_REDUCE_SUM && op != TS_REDUCE_AVG && op != TS_REDUCE_MAX)
+        return ts_error(TS_ERR_INVALID_ARG, "all_reduce: unknown reduction %d", (int)op);
+    return comm->ops->all_reduce(comm, be, buf, op, ready);
 }
 
 ts_status ts_comm_broadcast_host(ts_comm_t *comm, void *buf, size_t bytes, int root) {
@@ -60,11 +101,12 @@ static ts_status check_req(struct ts_comm_req *req, const char *what) {
     return TS_OK;
 }
 
-ts_status ts_comm_all_reduce_start(ts_comm_t *comm, const struct ts_tensor *buf,
+ts_status ts_comm_all_reduce_start(ts_comm_t *comm, struct ts_backend *be,
+                                   const struct ts_tensor *buf, ts_event_t *ready,
                                    struct ts_comm_req *req) {
-    TS_CHECK(check_f32(buf, "all_reduce_start"));
+    TS_CHECK(check_buf(comm, be, buf, ready, "all_reduce_start"));
     TS_CHECK(check_req(req, "all_reduce_start"));
-    return comm->ops->all_reduce_start(comm, (float *)buf->data, ts_tensor_numel(buf), req);
+    return comm->ops->all_reduce_start(comm, be, buf, ready, req);
 }
 
 /* Counts must be >= 0 and their parts must fit the tensors. */
@@ -87,22 +129,24 @@ static ts_status check_counts(const ts_comm_t *comm, const int *counts, const in
     return TS_OK;
 }
 
-ts_status ts_comm_reduce_scatter_start(ts_comm_t *comm, const struct ts_tensor *buf,
-                                       const int *counts, struct ts_comm_req *req) {
-    TS_CHECK(check_f32(buf, "reduce_scatter"));
+ts_status ts_comm_reduce_scatter_start(ts_comm_t *comm, struct ts_backend *be,
+                                       const struct ts_tensor *buf, const int *counts,
+                                       ts_event_t *ready, struct ts_comm_req *req) {
+    TS_CHECK(check_buf(comm, be, buf, ready, "reduce_scatter"));
     TS_CHECK(check_req(req, "reduce_scatter"));
     TS_CHECK(check_counts(comm, counts, NULL, ts_tensor_numel(buf), "reduce_scatter"));
-    return comm->ops->reduce_scatter_start(comm, (float *)buf->data, counts, req);
+    return comm->ops->reduce_scatter_start(comm, be, buf, counts, ready, req);
 }
 
-ts_status ts_comm_all_gather_start(ts_comm_t *comm, const struct ts_tensor *buf, const int *counts,
-                                   const int *displs, struct ts_comm_req *req) {
-    TS_CHECK(check_f32(buf, "all_gather"));
+ts_status ts_comm_all_gather_start(ts_comm_t *comm, struct ts_backend *be,
+                                   const struct ts_tensor *buf, const int *counts,
+                                   const int *displs, ts_event_t *ready, struct ts_comm_req *req) {
+    TS_CHECK(check_buf(comm, be, buf, ready, "all_gather"));
     TS_CHECK(check_req(req, "all_gather"));
     if (displs == NULL)
         return ts_error(TS_ERR_INVALID_ARG, "all_gather: no displacements");
     TS_CHECK(check_counts(comm, counts, displs, ts_tensor_numel(buf), "all_gather"));
-    return comm->ops->all_gather_start(comm, (float *)buf->data, counts, displs, req);
+    return comm->ops->all_gather_start(comm, be, buf, counts, displs, ready, req);
 }
 
 ts_status ts_comm_test(ts_comm_t *comm, struct ts_comm_req *req, bool *done) {
@@ -119,16 +163,18 @@ ts_status ts_comm_wait(ts_comm_t *comm, struct ts_comm_req *req) {
     return comm->ops->wait(comm, req);
 }
 
-ts_status ts_comm_reduce_scatter(ts_comm_t *comm, const struct ts_tensor *buf, const int *counts) {
+ts_status ts_comm_reduce_scatter(ts_comm_t *comm, struct ts_backend *be,
+                                 const struct ts_tensor *buf, const int *counts,
+                                 ts_event_t *ready) {
     struct ts_comm_req req = {0};
-    TS_CHECK(ts_comm_reduce_scatter_start(comm, buf, counts, &req));
+    TS_CHECK(ts_comm_reduce_scatter_start(comm, be, buf, counts, ready, &req));
     return ts_comm_wait(comm, &req);
 }
 
-ts_status ts_comm_all_gather(ts_comm_t *comm, const struct ts_tensor *buf, const int *counts,
-                             const int *displs) {
+ts_status ts_comm_all_gather(ts_comm_t *comm, struct ts_backend *be, const struct ts_tensor *buf,
+                             const int *counts, const int *displs, ts_event_t *ready) {
     struct ts_comm_req req = {0};
-    TS_CHECK(ts_comm_all_gather_start(comm, buf, counts, displs, &req));
+    TS_CHECK(ts_comm_all_gather_start(comm, be, buf, counts, displs, ready, &req));
     return ts_comm_wait(comm, &req);
 }
 

@@ -5,14 +5,23 @@
  * context; the caller logs its rank and aborts the job. Non-blocking collectives are MPI-3's
  * MPI_I* forms; the request stores the MPI_Request and, for the in-place reduce-scatter, the
  * move that puts this rank's part back at its own offset (MPI_IN_PLACE leaves it at the start).
- * Float sums use MPI's algorithm, which for a fixed size and group is deterministic. */
+ * A buffer's producing work is waited for on the host (be->event_sync on the caller's ready
+ * event) before MPI touches it.
+ *
+ * f32 is MPI_FLOAT with MPI's own sum and max. MPI has no bf16, so bf16 is a 2-byte datatype of
+ * our own with user-defined sum and max (each addition in f32, rounded to bf16 to nearest even,
+ * as NCCL's bf16 sum does); an all-gather of bf16 parameters is a plain copy. Float sums use
+ * MPI's algorithm, which for a fixed size and group is deterministic. */
 #include "comm/comm_mpi.h"
 
 #include <limits.h>
 #include <mpi.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "kernels/bf16.h"
 
 struct mpi_ctx {
     MPI_Comm comm;
@@ -21,14 +30,19 @@ struct mpi_ctx {
 /* What a request holds between start and completion. */
 struct mpi_req {
     MPI_Request req;
-    float *move_dst; /* reduce-scatter fix-up: move count floats from data to move_dst */
-    float *move_src;
-    int move_count;
+    char *move_dst; /* reduce-scatter fix-up: move move_bytes from move_src to move_dst */
+    char *move_src;
+    size_t move_bytes;
 };
 _Static_assert(sizeof(struct mpi_req) <= sizeof(((struct ts_comm_req *)0)->impl),
                "struct ts_comm_req.impl is too small for an MPI request");
 
 static int live_comms; /* MPI is finalised when the last one goes */
+
+/* bf16 for MPI: a datatype and the reductions over it, made once after MPI_Init. */
+static MPI_Datatype bf16_type = MPI_DATATYPE_NULL;
+static MPI_Op bf16_sum = MPI_OP_NULL, bf16_max = MPI_OP_NULL;
+static void free_bf16(void);
 
 static struct mpi_req *req_of(struct ts_comm_req *r) { return (struct mpi_req *)(void *)r->impl; }
 static MPI_Comm comm_of(const ts_comm_t *c) { return ((const struct mpi_ctx *)c->ctx)->comm; }
@@ -62,26 +76,90 @@ static void mpi_destroy(ts_comm_t *c) {
     if (--live_comms == 0) {
         int finalized = 0;
         MPI_Finalized(&finalized);
-        if (!finalized)
+        if (!finalized) {
+            free_bf16();
             MPI_Finalize();
+        }
     }
 }
 
-static MPI_Op op_of(enum ts_reduce_op op) { return op == TS_REDUCE_MAX ? MPI_MAX : MPI_SUM; }
+/* ---- bf16 ---- */
+
+/* MPI_User_function over bf16: inout[i] = in[i] (+ or max) inout[i], in f32, rounded. */
+static void bf16_sum_fn(void *in, void *inout, int *len, MPI_Datatype *type) {
+    (void)type;
+    const uint16_t *a = in;
+    uint16_t *b = inout;
+    for (int i = 0; i < *len; i++)
+        b[i] = ts_bf16_from_f32(ts_f32_from_bf16(a[i]) + ts_f32_from_bf16(b[i]));
+}
+
+static void bf16_max_fn(void *in, void *inout, int *len, MPI_Datatype *type) {
+    (void)type;
+    const uint16_t *a = in;
+    uint16_t *b = inout;
+    for (int i = 0; i < *len; i++)
+        if (ts_f32_from_bf16(a[i]) > ts_f32_from_bf16(b[i]))
+            b[i] = a[i];
+}
+
+static ts_status make_bf16(void) {
+    if (bf16_type != MPI_DATATYPE_NULL)
+        return TS_OK;
+    if (MPI_Type_contiguous(1, MPI_UINT16_T, &bf16_type) != MPI_SUCCESS ||
+        MPI_Type_commit(&bf16_type) != MPI_SUCCESS ||
+        MPI_Op_create(bf16_sum_fn, 1, &bf16_sum) != MPI_SUCCESS ||
+        MPI_Op_create(bf16_max_fn, 1, &bf16_max) != MPI_SUCCESS)
+        return ts_error(TS_ERR_COMM, "MPI: cannot create the bf16 datatype and reductions");
+    return TS_OK;
+}
+
+static void free_bf16(void) {
+    if (bf16_sum != MPI_OP_NULL)
+        MPI_Op_free(&bf16_sum);
+    if (bf16_max != MPI_OP_NULL)
+        MPI_Op_free(&bf16_max);
+    if (bf16_type != MPI_DATATYPE_NULL)
+        MPI_Type_free(&bf16_type);
+}
+
+static MPI_Datatype type_of(const struct ts_tensor *t) {
+    return t->dtype == TS_DTYPE_BF16 ? bf16_type : MPI_FLOAT;
+}
+
+static MPI_Op op_of(const struct ts_tensor *t, enum ts_reduce_op op) {
+    if (t->dtype == TS_DTYPE_BF16)
+        return op == TS_REDUCE_MAX ? bf16_max : bf16_sum;
+    return op == TS_REDUCE_MAX ? MPI_MAX : MPI_SUM;
+}
+
+/* The host waits for the buffer's producer (that event only, not the whole device). */
+static ts_status wait_ready(struct ts_backend *be, ts_event_t *ready) {
+    if (ready == NULL)
+        return TS_OK;
+    return be->event_sync(be, ready);
+}
+
+/* ---- collectives ---- */
 
 static ts_status mpi_all_reduce(ts_comm_t *c, struct ts_backend *be, const struct ts_tensor *buf,
-                                enum ts_reduce_op op) {
-    const int64_t n = ts_tensor_numel(buf);
-    if (n > INT_MAX)
-        return ts_error(TS_ERR_UNSUPPORTED, "all_reduce: %lld elements exceed MPI's int count",
-                        (long long)n);
-    float *data = buf->data;
-    MPI_TRY(MPI_Allreduce(MPI_IN_PLACE, data, (int)n, MPI_FLOAT, op_of(op), comm_of(c)),
+                                enum ts_reduce_op op, ts_event_t *ready) {
+    TS_CHECK(wait_ready(be, ready));
+    const int n = (int)ts_tensor_numel(buf); /* comm.c: n <= max_count = INT_MAX */
+    MPI_TRY(MPI_Allreduce(MPI_IN_PLACE, buf->data, n, type_of(buf), op_of(buf, op), comm_of(c)),
             "MPI_Allreduce", c);
-    if (op == TS_REDUCE_AVG) {
+    if (op != TS_REDUCE_AVG)
+        return TS_OK;
+    if (buf->dtype == TS_DTYPE_F32) {
+        float *data = buf->data;
         const float inv = 1.0f / (float)c->size;
-        for (int64_t i = 0; i < n; i++)
+        for (int i = 0; i < n; i++)
             data[i] *= inv;
+    } else {
+        uint16_t *data = buf->data;
+        const float inv = 1.0f / (float)c->size;
+        for (int i = 0; i < n; i++)
+            data[i] = ts_bf16_from_f32(ts_f32_from_bf16(data[i]) * inv);
     }
     return TS_OK;
 }
@@ -94,7 +172,8 @@ static ts_status mpi_broadcast_host(ts_comm_t *c, void *buf, size_t bytes, int r
 }
 
 static ts_status mpi_all_reduce_host(ts_comm_t *c, double *buf, int count, enum ts_reduce_op op) {
-    MPI_TRY(MPI_Allreduce(MPI_IN_PLACE, buf, count, MPI_DOUBLE, op_of(op), comm_of(c)),
+    MPI_TRY(MPI_Allreduce(MPI_IN_PLACE, buf, count, MPI_DOUBLE,
+                          op == TS_REDUCE_MAX ? MPI_MAX : MPI_SUM, comm_of(c)),
             "MPI_Allreduce", c);
     if (op == TS_REDUCE_AVG)
         for (int i = 0; i < count; i++)
@@ -107,42 +186,49 @@ static ts_status mpi_barrier(ts_comm_t *c) {
     return TS_OK;
 }
 
-static ts_status mpi_all_reduce_start(ts_comm_t *c, float *data, int64_t n, struct ts_comm_req *r) {
-    if (n > INT_MAX)
-        return ts_error(TS_ERR_UNSUPPORTED, "all_reduce: %lld elements exceed MPI's int count",
-                        (long long)n);
+static ts_status mpi_all_reduce_start(ts_comm_t *c, struct ts_backend *be,
+                                      const struct ts_tensor *buf, ts_event_t *ready,
+                                      struct ts_comm_req *r) {
+    TS_CHECK(wait_ready(be, ready));
     struct mpi_req *q = req_of(r);
     memset(q, 0, sizeof(*q));
-    MPI_TRY(MPI_Iallreduce(MPI_IN_PLACE, data, (int)n, MPI_FLOAT, MPI_SUM, comm_of(c), &q->req),
+    const int n = (int)ts_tensor_numel(buf);
+    MPI_TRY(MPI_Iallreduce(MPI_IN_PLACE, buf->data, n, type_of(buf), op_of(buf, TS_REDUCE_SUM),
+                           comm_of(c), &q->req),
             "MPI_Iallreduce", c);
     r->active = true;
     return TS_OK;
 }
 
-static ts_status mpi_reduce_scatter_start(ts_comm_t *c, float *data, const int *counts,
-                                          struct ts_comm_req *r) {
+static ts_status mpi_reduce_scatter_start(ts_comm_t *c, struct ts_backend *be,
+                                          const struct ts_tensor *buf, const int *counts,
+                                          ts_event_t *ready, struct ts_comm_req *r) {
+    TS_CHECK(wait_ready(be, ready));
     struct mpi_req *q = req_of(r);
     memset(q, 0, sizeof(*q));
+    const size_t esize = ts_dtype_size(buf->dtype);
     int64_t off = 0;
     for (int i = 0; i < c->rank; i++)
         off += counts[i];
     /* In place, MPI leaves this rank's sum at the start of the buffer; completion moves it. */
-    q->move_src = data;
-    q->move_dst = data + off;
-    q->move_count = off > 0 ? counts[c->rank] : 0;
-    MPI_TRY(
-        MPI_Ireduce_scatter(MPI_IN_PLACE, data, counts, MPI_FLOAT, MPI_SUM, comm_of(c), &q->req),
-        "MPI_Ireduce_scatter", c);
+    q->move_src = buf->data;
+    q->move_dst = (char *)buf->data + (size_t)off * esize;
+    q->move_bytes = off > 0 ? (size_t)counts[c->rank] * esize : 0;
+    MPI_TRY(MPI_Ireduce_scatter(MPI_IN_PLACE, buf->data, counts, type_of(buf),
+                                op_of(buf, TS_REDUCE_SUM), comm_of(c), &q->req),
+            "MPI_Ireduce_scatter", c);
     r->active = true;
     return TS_OK;
 }
 
-static ts_status mpi_all_gather_start(ts_comm_t *c, float *data, const int *counts,
-                                      const int *displs, struct ts_comm_req *r) {
+static ts_status mpi_all_gather_start(ts_comm_t *c, struct ts_backend *be,
+                                      const struct ts_tensor *buf, const int *counts,
+                                      const int *displs, ts_event_t *ready, struct ts_comm_req *r) {
+    TS_CHECK(wait_ready(be, ready));
     struct mpi_req *q = req_of(r);
     memset(q, 0, sizeof(*q));
-    MPI_TRY(MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, data, counts, displs, MPI_FLOAT,
-                            comm_of(c), &q->req),
+    MPI_TRY(MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf->data, counts, displs,
+                            type_of(buf), comm_of(c), &q->req),
             "MPI_Iallgatherv", c);
     r->active = true;
     return TS_OK;
@@ -150,8 +236,8 @@ static ts_status mpi_all_gather_start(ts_comm_t *c, float *data, const int *coun
 
 static void finish(struct ts_comm_req *r) {
     struct mpi_req *q = req_of(r);
-    if (q->move_count > 0)
-        memmove(q->move_dst, q->move_src, (size_t)q->move_count * sizeof(float));
+    if (q->move_bytes > 0)
+        memmove(q->move_dst, q->move_src, q->move_bytes);
     r->active = false;
 }
 
@@ -188,6 +274,8 @@ static ts_status mpi_split(ts_comm_t *c, int color, int key, ts_comm_t **out) {
 
 static const struct ts_comm_ops mpi_ops = {
     .name = "mpi",
+    .memory = TS_COMM_MEM_HOST,
+    .max_count = INT_MAX, /* MPI 3's count type; Open MPI 4.1 has no large-count collectives */
     .destroy = mpi_destroy,
     .all_reduce = mpi_all_reduce,
     .broadcast_host = mpi_broadcast_host,
@@ -242,15 +330,25 @@ ts_status ts_comm_mpi_create_world(ts_comm_t **out, int *argc, char ***argv) {
     if (!inited && MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
         return ts_error(TS_ERR_COMM, "MPI_Init_thread failed");
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    ts_status st = make_bf16();
+    if (st != TS_OK) {
+        if (live_comms == 0) {
+            free_bf16();
+            MPI_Finalize();
+        }
+        return st;
+    }
     MPI_Comm world;
     if (MPI_Comm_dup(MPI_COMM_WORLD, &world) != MPI_SUCCESS) {
-        if (live_comms == 0)
+        if (live_comms == 0) {
+            free_bf16();
             MPI_Finalize();
+        }
         return ts_error(TS_ERR_COMM, "MPI_Comm_dup of the world failed");
     }
     ts_comm_t *c;
     TS_CHECK(wrap(&c, world));
-    ts_status st = ts_comm_check_launcher_env(c->rank, c->size, c->local_rank);
+    st = ts_comm_check_launcher_env(c->rank, c->size, c->local_rank);
     if (st != TS_OK) {
         ts_error_wrap(st, "rank %d", c->rank);
         mpi_destroy(c);

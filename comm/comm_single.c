@@ -2,8 +2,10 @@
  *
  * A group of one: every reduction of a single contribution is that contribution (sum, average
  * and max alike), broadcast and barrier have nothing to do, a reduce-scatter is a copy of the
- * one part, an all-gather in place has nothing to gather. It lets the trainer call its
- * collectives unconditionally, so single-process and multi-rank runs share one code path. */
+ * one part, an all-gather in place has nothing to gather, in any memory and dtype; nothing is
+ * read, so a ready event needs no wait. It lets code call collectives unconditionally; the
+ * trainer still skips them with one data-parallel rank (no hooks, no buckets). */
+#include <stdint.h>
 #include <stdlib.h>
 
 #include "comm/comm.h"
@@ -11,7 +13,8 @@
 static void single_destroy(ts_comm_t *comm) { free(comm); }
 
 static ts_status single_all_reduce(ts_comm_t *comm, struct ts_backend *be,
-                                   const struct ts_tensor *buf, enum ts_reduce_op op) {
+                                   const struct ts_tensor *buf, enum ts_reduce_op op,
+                                   ts_event_t *ready) {
     return TS_OK;
 }
 
@@ -26,18 +29,22 @@ static ts_status single_all_reduce_host(ts_comm_t *comm, double *buf, int count,
 
 static ts_status single_barrier(ts_comm_t *comm) { return TS_OK; }
 
-static ts_status single_all_reduce_start(ts_comm_t *comm, float *data, int64_t n,
+static ts_status single_all_reduce_start(ts_comm_t *comm, struct ts_backend *be,
+                                         const struct ts_tensor *buf, ts_event_t *ready,
                                          struct ts_comm_req *req) {
     return TS_OK;
 }
 
-static ts_status single_reduce_scatter_start(ts_comm_t *comm, float *data, const int *counts,
-                                             struct ts_comm_req *req) {
+static ts_status single_reduce_scatter_start(ts_comm_t *comm, struct ts_backend *be,
+                                             const struct ts_tensor *buf, const int *counts,
+                                             ts_event_t *ready, struct ts_comm_req *req) {
     return TS_OK;
 }
 
-static ts_status single_all_gather_start(ts_comm_t *comm, float *data, const int *counts,
-                                         const int *displs, struct ts_comm_req *req) {
+static ts_status single_all_gather_start(ts_comm_t *comm, struct ts_backend *be,
+                                         const struct ts_tensor *buf, const int *counts,
+                                         const int *displs, ts_event_t *ready,
+                                         struct ts_comm_req *req) {
     return TS_OK;
 }
 
@@ -59,6 +66,8 @@ static ts_status single_split(ts_comm_t *comm, int color, int key, ts_comm_t **o
 
 static const struct ts_comm_ops single_ops = {
     .name = "single",
+    .memory = TS_COMM_MEM_ANY,
+    .max_count = INT64_MAX,
     .destroy = single_destroy,
     .all_reduce = single_all_reduce,
     .broadcast_host = single_broadcast_host,

@@ -48,7 +48,7 @@ struct ts_backend_info {
 
 /* Bumped whenever struct ts_backend or ts_backend_info changes: a plug-in built against another
  * layout is refused at load time instead of calling through the wrong slot. */
-#define TS_BACKEND_ABI 4
+#define TS_BACKEND_ABI 5
 
 /* An opaque point in a backend's stream of work (backend_load.h, the slots below). */
 typedef struct ts_event ts_event_t;
@@ -60,6 +60,9 @@ struct ts_backend {
      * take bf16 on every backend). Parameter gradients, layernorm statistics, losses and the
      * optimizer's state are f32 on every backend. */
     bool bf16;
+    /* alloc returns memory the host may read and write directly (the CPU backend): what a
+     * communicator over host buffers (comm/, MPI) needs. false for device memory. */
+    bool host_memory;
 
     /* ---- lifetime, memory, copies ---- */
     void (*destroy)(struct ts_backend *be);

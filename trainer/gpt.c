@@ -471,8 +471,10 @@ static ts_status block_forward(ts_gpt_t *g, int l, int B, int T) {
     return TS_OK;
 }
 
-ts_status ts_gpt_forward(ts_gpt_t *g, const int32_t *inputs, const int32_t *targets, int B, int T,
-                         float dloss, float *mean_loss) {
+/* The forward both entry points share. With targets, the per-token losses go to `losses`
+ * ((B*T) f32 in backend memory); nothing is downloaded. */
+static ts_status forward(ts_gpt_t *g, const int32_t *inputs, const int32_t *targets, int B, int T,
+                         float dloss, const struct ts_tensor *losses) {
     struct ts_backend *be = g->be;
     const int L = g->cfg.num_layers, V = g->cfg.vocab_size;
     const int64_t C = g->cfg.channels, Vp = g->cfg.padded_vocab_size;
@@ -509,19 +511,40 @@ ts_status ts_gpt_forward(ts_gpt_t *g, const int32_t *inputs, const int32_t *targ
         return TS_OK;
 
     const struct ts_tensor tgt = shaped(g->targets, 1, BT, 1, 1, 1);
-    const struct ts_tensor losses = ACT1(A_LOSSES, 0);
     const bool with_grad = dloss != 0.0f;
     TS_CHECK(ts_op_upload(be, &tgt, targets, (size_t)BT * sizeof(int32_t)));
-    TS_CHECK(ts_op_softmax_xent(be, &losses, &logits, &tgt, V, dloss, with_grad));
-    if (mean_loss != NULL) {
-        TS_CHECK(ts_op_download(be, g->host_losses, &losses, (size_t)BT * sizeof(float)));
+    TS_CHECK(ts_op_softmax_xent(be, losses, &logits, &tgt, V, dloss, with_grad));
+    g->grad_ready = with_grad;
+    return TS_OK;
+}
+
+ts_status ts_gpt_forward(ts_gpt_t *g, const int32_t *inputs, const int32_t *targets, int B, int T,
+                         float dloss, float *mean_loss) {
+    const struct ts_tensor losses = ACT1(A_LOSSES, 0);
+    TS_CHECK(forward(g, inputs, targets, B, T, dloss, &losses));
+    if (targets != NULL && mean_loss != NULL) {
+        const int64_t BT = (int64_t)B * T;
+        TS_CHECK(ts_op_download(g->be, g->host_losses, &losses, (size_t)BT * sizeof(float)));
         double sum = 0;
         for (int64_t i = 0; i < BT; i++)
             sum += g->host_losses[i];
         *mean_loss = (float)(sum / (double)BT);
     }
-    g->grad_ready = with_grad;
     return TS_OK;
+}
+
+ts_status ts_gpt_forward_losses(ts_gpt_t *g, const int32_t *inputs, const int32_t *targets, int B,
+                                int T, float dloss, const struct ts_tensor *losses) {
+    g->grad_ready = false;
+    if (targets == NULL || losses == NULL)
+        return ts_error(TS_ERR_INVALID_ARG, "gpt forward_losses: targets and losses are required");
+    if (losses->dtype != TS_DTYPE_F32 || ts_tensor_numel(losses) != (int64_t)B * T)
+        return ts_error(TS_ERR_INVALID_ARG,
+                        "gpt forward_losses: losses must be %lld f32 elements (B*T), got %lld %s",
+                        (long long)B * T, (long long)ts_tensor_numel(losses),
+                        ts_dtype_name(losses->dtype));
+    const struct ts_tensor flat = shaped(*losses, 1, (int64_t)B * T, 1, 1, 1);
+    return forward(g, inputs, targets, B, T, dloss, &flat);
 }
 
 /* ---- backward ---- */

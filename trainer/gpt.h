@@ -78,6 +78,14 @@ ts_status ts_gpt_init(ts_gpt_t *gpt, uint64_t seed) TS_MUST_CHECK;
 ts_status ts_gpt_forward(ts_gpt_t *gpt, const int32_t *inputs, const int32_t *targets, int B, int T,
                          float dloss, float *mean_loss) TS_MUST_CHECK;
 
+/* The training forward without a download: ts_gpt_forward with targets, except that the B*T
+ * per-token losses (f32, in (B,T) order) are written to `losses`, B*T f32 elements in the
+ * model's backend memory that the caller owns (the trainer passes row a of its (grad_accum,
+ * B*T) buffer and downloads all rows once per step). Nothing comes back to the host, so the
+ * call is asynchronous on a device: the losses are there for work issued after it. */
+ts_status ts_gpt_forward_losses(ts_gpt_t *gpt, const int32_t *inputs, const int32_t *targets, int B,
+                                int T, float dloss, const struct ts_tensor *losses) TS_MUST_CHECK;
+
 /* The logits of the last forward, (B, T, Vp) f32 in backend memory (read with ts_op_download).
  * Valid after a forward without targets; a forward with a gradient overwrites them with dlogits. */
 ts_status ts_gpt_logits(const ts_gpt_t *gpt, struct ts_tensor *out) TS_MUST_CHECK;

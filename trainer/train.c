@@ -3,20 +3,28 @@
  * A step: zero the gradients; run grad_accum forward/backward passes, micro-step a of rank r
  * reading global windows [p + (a*dp + r)*B, +B) of the step's global batch at loader position p
  * (so 1 rank x grad-accum 2 and 2 ranks x grad-accum 1 see the same windows); each token's loss
- * is weighted 1/(B*T*grad_accum*dp) so a plain sum over ranks gives the mean's gradient.
+ * is weighted 1/(B*T*grad_accum*dp) so a plain sum over ranks gives the mean's gradient. Micro-
+ * step a leaves its per-token losses in row a of a (grad_accum, B*T) buffer in backend memory;
+ * one asynchronous download after the last micro-step brings them all back, so the host reads
+ * losses once per step, not once per micro-step, with the same arithmetic as before.
  *
  * Gradient reduction goes by buckets: fixed ranges of the flat gradient buffer cut from its end
  * (backward produces gradients from the end of the buffer towards its start), so the boundaries
  * and hence the sums never depend on timing. During the last micro-step's backward the model
  * calls back after each layer; every bucket whose range is then final is posted (all-reduce, or
  * reduce-scatter with ZeRO-1) and every bucket in flight is tested, because Open MPI advances a
- * non-blocking collective only inside MPI calls. After backward the trainer waits for the rest;
- * that wait is the exposed (not hidden) communication time of the step.
+ * non-blocking collective only inside MPI calls. A bucket is ordered after the backward work that
+ * produced it by an event recorded on the backend and handed to the post (MPI waits for it on the
+ * host; NCCL's stream would wait for it on the device), never by a whole-device sync. After
+ * backward the trainer waits for the rest; that wait is the exposed (not hidden) communication
+ * time of the step. With one data-parallel rank the reduction is the identity: no hook is
+ * installed and no bucket is posted.
  *
  * ZeRO-1: rank r owns the slice [r*n/dp, (r+1)*n/dp) of the flat buffer; each bucket is
  * reduce-scattered with counts = its overlap with each rank's slice, so after the last bucket
  * the rank's slice of the gradient buffer holds the global sum. The global norm is the sum of
- * the slices' sums of squares; AdamW updates the slice; an all-gather rebuilds the parameters. */
+ * the slices' sums of squares; AdamW updates the slice; an all-gather rebuilds the parameters in
+ * their own dtype (a copy: bf16 parameters travel as bf16). */
 #include <math.h>
 #include <stdlib.h>
 #include <time.h>
@@ -34,6 +42,7 @@ struct bucket {
 
 struct ts_trainer {
     ts_gpt_t *gpt;
+    struct ts_backend *be; /* the model's */
     ts_loader_t *loader;
     ts_comm_t *comm; /* the data-parallel group */
     ts_optim_t *opt;
@@ -43,6 +52,11 @@ struct ts_trainer {
     int steps;                 /* updates done */
     ts_update_gate_fn gate;
     void *gate_ctx;
+
+    struct ts_tensor losses;  /* (grad_accum, B*T) f32 in backend memory: row a = micro-step a */
+    float *host_losses;       /* (grad_accum * B*T), from host_alloc (the async download's) */
+    ts_event_t *losses_ready; /* after the download of host_losses */
+    ts_event_t *ready;        /* dp > 1: after the work producing the buffer a collective moves */
 
     struct bucket *buckets; /* buckets[0] ends the buffer; posted in index order */
     int num_buckets, next_bucket;
@@ -133,6 +147,7 @@ ts_status ts_trainer_create(ts_trainer_t **out, ts_gpt_t *gpt, ts_loader_t *load
     if (tr == NULL)
         return ts_error(TS_ERR_OOM, "trainer create: out of memory");
     tr->gpt = gpt;
+    tr->be = ts_gpt_backend(gpt);
     tr->loader = loader;
     tr->comm = comm;
     tr->cfg = *cfg;
@@ -144,6 +159,16 @@ ts_status ts_trainer_create(ts_trainer_t **out, ts_gpt_t *gpt, ts_loader_t *load
     if (tr->inputs == NULL || tr->targets == NULL) {
         st = ts_error(TS_ERR_OOM, "trainer create: out of memory for the token buffers");
         goto fail;
+    }
+    const int64_t loss_shape[2] = {cfg->grad_accum, (int64_t)bt};
+    TS_CHECK_GOTO(ts_op_alloc(tr->be, &tr->losses, TS_DTYPE_F32, 2, loss_shape), st, fail);
+    void *host_losses = NULL;
+    TS_CHECK_GOTO(ts_op_host_alloc(tr->be, ts_tensor_nbytes(&tr->losses), &host_losses), st, fail);
+    tr->host_losses = host_losses;
+    TS_CHECK_GOTO(ts_op_event_create(tr->be, &tr->losses_ready), st, fail);
+    if (tr->dp > 1) {
+        TS_CHECK_GOTO(ts_comm_check_backend(comm, tr->be), st, fail);
+        TS_CHECK_GOTO(ts_op_event_create(tr->be, &tr->ready), st, fail);
     }
     TS_CHECK_GOTO(plan_buckets(tr), st, fail);
     if (cfg->zero_stage == 1)
@@ -164,6 +189,10 @@ void ts_trainer_destroy(ts_trainer_t *tr) {
         return;
     ts_gpt_set_grad_hook(tr->gpt, NULL, NULL);
     ts_optim_destroy(tr->opt);
+    ts_op_event_destroy(tr->be, tr->ready);
+    ts_op_event_destroy(tr->be, tr->losses_ready);
+    ts_op_host_free(tr->be, tr->host_losses);
+    ts_op_free(tr->be, &tr->losses);
     free(tr->buckets);
     free(tr->rs_counts);
     free(tr->shard_counts);
@@ -190,8 +219,20 @@ static ts_status post_bucket(struct ts_trainer *tr, struct bucket *bk) {
     part.data = (float *)grads->data + bk->begin;
     part.shape[0] = bk->end - bk->begin;
     if (tr->cfg.zero_stage == 1)
-        return ts_comm_reduce_scatter_start(tr->comm, &part, bk->counts, &bk->req);
-    return ts_comm_all_reduce_start(tr->comm, &part, &bk->req);
+        return ts_comm_reduce_scatter_start(tr->comm, tr->be, &part, bk->counts, tr->ready,
+                                            &bk->req);
+    return ts_comm_all_reduce_start(tr->comm, tr->be, &part, tr->ready, &bk->req);
+}
+
+/* Posts every bucket not yet posted whose range lies at offsets >= final_from, after an event
+ * that marks the backward work issued so far (which produced them). */
+static ts_status post_final(struct ts_trainer *tr, int64_t final_from) {
+    if (tr->next_bucket == tr->num_buckets || tr->buckets[tr->next_bucket].begin < final_from)
+        return TS_OK;
+    TS_CHECK(ts_op_event_record(tr->be, tr->ready));
+    while (tr->next_bucket < tr->num_buckets && tr->buckets[tr->next_bucket].begin >= final_from)
+        TS_CHECK(post_bucket(tr, &tr->buckets[tr->next_bucket++]));
+    return TS_OK;
 }
 
 /* Drives every posted bucket forward (an MPI_Test each). */
@@ -203,24 +244,28 @@ static ts_status progress(struct ts_trainer *tr) {
     return TS_OK;
 }
 
-/* Backward's callback: gradients at offsets >= final_from are final. */
+/* Backward's callback (dp > 1 only): gradients at offsets >= final_from are final. */
 static ts_status on_grads_final(void *ctx, int64_t final_from) {
     struct ts_trainer *tr = ctx;
-    TS_CHECK(ts_op_sync(ts_gpt_backend(tr->gpt))); /* a device backend must have finished */
-    while (tr->next_bucket < tr->num_buckets && tr->buckets[tr->next_bucket].begin >= final_from)
-        TS_CHECK(post_bucket(tr, &tr->buckets[tr->next_bucket++]));
+    TS_CHECK(post_final(tr, final_from));
     return progress(tr);
 }
 
-/* Posts what backward has not, waits for all; records the wait and what was done already. */
+/* Posts what backward has not, waits for all; records the wait and what was done already. With
+ * one rank there is nothing to reduce: no wait, and every bucket counts as done. */
 static ts_status finish_buckets(struct ts_trainer *tr, struct ts_step_record *r) {
     const double t0 = now_ms();
     r->backward_end_ms = t0;
+    if (tr->dp == 1) {
+        r->buckets_done_in_backward = tr->num_buckets;
+        r->reduce_end_ms = t0;
+        r->comm_wait_ms = 0;
+        return TS_OK;
+    }
     r->buckets_done_in_backward = 0;
     for (int k = 0; k < tr->next_bucket; k++)
         r->buckets_done_in_backward += !tr->buckets[k].req.active;
-    while (tr->next_bucket < tr->num_buckets)
-        TS_CHECK(post_bucket(tr, &tr->buckets[tr->next_bucket++]));
+    TS_CHECK(post_final(tr, 0));
     for (int k = 0; k < tr->num_buckets; k++)
         TS_CHECK(ts_comm_wait(tr->comm, &tr->buckets[k].req));
     r->reduce_end_ms = now_ms();
@@ -229,42 +274,72 @@ static ts_status finish_buckets(struct ts_trainer *tr, struct ts_step_record *r)
 }
 
 /* Leaves no request in flight after a failure (buffers are about to change). */
-static void cancel_buckets(struct ts_trainer *tr) {
-    for (int k = 0; k < tr->next_bucket; k++)
-        if (ts_comm_wait(tr->comm, &tr->buckets[k].req) != TS_OK)
+static ts_status cancel_buckets(struct ts_trainer *tr) {
+    ts_status st = TS_OK;
+    for (int k = 0; k < tr->next_bucket; k++) {
+        ts_status w = TS_OK;
+        TS_CHECK_KEEP(w, ts_comm_wait(tr->comm, &tr->buckets[k].req));
+        if (w != TS_OK)
             tr->buckets[k].req.active = false;
+        if (st == TS_OK)
+            st = w;
+    }
     tr->next_bucket = 0;
+    return st;
 }
 
-static ts_status micro_steps(struct ts_trainer *tr, int accum, double *loss_sum, double *data_ms) {
+/* The forwards and backwards of one update (accum micro-steps: the batch ramp's for this step);
+ * row a of tr->losses gets micro-step a's per-token losses, and their download to
+ * tr->host_losses is queued after the last (losses_ready). */
+static ts_status micro_steps(struct ts_trainer *tr, int accum, double *data_ms) {
     const int B = tr->cfg.batch, T = tr->cfg.seq_len, dp = tr->dp;
     const float dloss = (float)(1.0 / ((double)B * T * accum * dp));
-    const int64_t pos = ts_loader_position(tr->loader);
-    *loss_sum = 0;
+    const int64_t pos = ts_loader_position(tr->loader), BT = (int64_t)B * T;
     for (int a = 0; a < accum; a++) {
-        float loss;
         const int64_t first = pos + ((int64_t)a * dp + tr->rank) * B;
+        struct ts_tensor row;
+        TS_CHECK(ts_tensor_view(&row, &tr->losses, a * BT, 1, &BT));
         const double t0 = now_ms();
         TS_CHECK(ts_loader_read(tr->loader, first, B, false, tr->inputs, tr->targets));
         *data_ms += now_ms() - t0;
-        TS_CHECK(ts_gpt_forward(tr->gpt, tr->inputs, tr->targets, B, T, dloss, &loss));
+        TS_CHECK(ts_gpt_forward_losses(tr->gpt, tr->inputs, tr->targets, B, T, dloss, &row));
         const bool last = a == accum - 1;
-        if (last && !tr->cfg.no_overlap)
+        if (last && !tr->cfg.no_overlap && dp > 1)
             ts_gpt_set_grad_hook(tr->gpt, on_grads_final, tr);
         const ts_status st = ts_gpt_backward(tr->gpt);
         ts_gpt_set_grad_hook(tr->gpt, NULL, NULL);
         TS_CHECK(st);
-        *loss_sum += loss;
     }
     ts_loader_seek(tr->loader, pos + (int64_t)B * accum * dp);
+    TS_CHECK(ts_op_download_async(tr->be, tr->host_losses, &tr->losses,
+                                  (size_t)accum * (size_t)BT * sizeof(float)));
+    return ts_op_event_record(tr->be, tr->losses_ready);
+}
+
+/* The sum over micro-steps of each one's mean loss, in exactly the arithmetic of a per-micro-step
+ * ts_gpt_forward (a double sum of B*T floats, divided, rounded to float), so losses stay
+ * bit-identical to that. */
+static ts_status sum_losses(struct ts_trainer *tr, int accum, double *loss_sum) {
+    const int64_t BT = (int64_t)tr->cfg.batch * tr->cfg.seq_len;
+    TS_CHECK(ts_op_event_sync(tr->be, tr->losses_ready));
+    *loss_sum = 0;
+    for (int a = 0; a < accum; a++) {
+        const float *row = tr->host_losses + (size_t)a * (size_t)BT;
+        double sum = 0;
+        for (int64_t i = 0; i < BT; i++)
+            sum += row[i];
+        const float loss = (float)(sum / (double)BT);
+        *loss_sum += loss;
+    }
     return TS_OK;
 }
 
 /* Norm over the reduced gradients, the gate, then the update (and the all-gather with ZeRO-1). */
 static ts_status update(struct ts_trainer *tr, struct ts_step_record *r) {
+    const bool sharded = tr->cfg.zero_stage == 1 && tr->dp > 1;
     double sum_sq;
     TS_CHECK(ts_optim_sum_squares(tr->opt, &sum_sq));
-    if (tr->cfg.zero_stage == 1)
+    if (sharded)
         TS_CHECK(ts_comm_all_reduce_host(tr->comm, &sum_sq, 1, TS_REDUCE_SUM));
     const double norm = sqrt(sum_sq);
     r->grad_norm = (float)norm;
@@ -276,10 +351,10 @@ static ts_status update(struct ts_trainer *tr, struct ts_step_record *r) {
             return TS_OK; /* the parameters are untouched, so every rank still holds them */
     }
     TS_CHECK(ts_optim_update(tr->opt, r->lr, norm));
-    if (tr->cfg.zero_stage == 1) {
-        TS_CHECK(ts_op_sync(ts_gpt_backend(tr->gpt)));
-        TS_CHECK(ts_comm_all_gather(tr->comm, ts_gpt_param_buffer(tr->gpt), tr->shard_counts,
-                                    tr->shard_displs));
+    if (sharded) { /* the parameters in their dtype, after the update that wrote the slice */
+        TS_CHECK(ts_op_event_record(tr->be, tr->ready));
+        TS_CHECK(ts_comm_all_gather(tr->comm, tr->be, ts_gpt_param_buffer(tr->gpt),
+                                    tr->shard_counts, tr->shard_displs, tr->ready));
     }
     return TS_OK;
 }
@@ -299,7 +374,7 @@ ts_status ts_trainer_step(ts_trainer_t *tr, struct ts_step_record *rec) {
      * every rank and on a resume. */
     const int accum =
         ts_batch_ramp_accum(&tr->cfg.ramp, tr->cfg.grad_accum, ts_loader_position(tr->loader) * T);
-    struct ts_backend *be = ts_gpt_backend(tr->gpt);
+    struct ts_backend *be = tr->be;
     const double t0 = now_ms();
 
     TS_CHECK(ts_gpt_zero_grad(tr->gpt));
@@ -307,15 +382,18 @@ ts_status ts_trainer_step(ts_trainer_t *tr, struct ts_step_record *rec) {
     double loss_sum = 0;
     struct ts_step_record r = {0};
     r.grad_accum = accum;
-    ts_status st = micro_steps(tr, accum, &loss_sum, &r.data_ms);
+    ts_status st = micro_steps(tr, accum, &r.data_ms);
     if (st == TS_OK)
         st = finish_buckets(tr, &r);
+    if (st == TS_OK)
+        st = sum_losses(tr, accum, &loss_sum);
     if (st != TS_OK) {
-        cancel_buckets(tr);
+        TS_CHECK_KEEP(st, cancel_buckets(tr));
         return st;
     }
     double loss = loss_sum;
-    TS_CHECK(ts_comm_all_reduce_host(tr->comm, &loss, 1, TS_REDUCE_SUM));
+    if (tr->dp > 1)
+        TS_CHECK(ts_comm_all_reduce_host(tr->comm, &loss, 1, TS_REDUCE_SUM));
     loss /= (double)accum * tr->dp;
 
     r.step = tr->steps;

@@ -6,8 +6,11 @@
  * ranks is the gradient of the global mean loss), reduces gradients over the communicator in
  * fixed buckets started during the last backward, then clips and updates with the learning rate
  * the schedule gives for the step. With ZeRO-1 the reduction is a reduce-scatter, each rank
- * updates its contiguous slice of the flat buffer, and the parameters are all-gathered.
- * Buffers are allocated at create time; the step loop allocates nothing. */
+ * updates its contiguous slice of the flat buffer, and the parameters are all-gathered (in their
+ * dtype, so bf16 parameters travel as bf16). Collectives are ordered after the work producing
+ * their buffers by events on the model's backend, not device syncs; with one data-parallel rank
+ * none is called. The per-token losses come back once per step. Buffers are allocated at create
+ * time; the step loop allocates nothing. */
 #ifndef TS_TRAIN_H
 #define TS_TRAIN_H
 
@@ -40,10 +43,10 @@ struct ts_step_record {
     int64_t tokens;  /* tokens processed by this update across all ranks */
     double step_ms;
     double tok_per_s;
-    double comm_wait_ms; /* gradient reduction time left after backward (not hidden) */
+    double comm_wait_ms; /* gradient reduction time left after backward (not hidden; 0 at dp 1) */
     /* For overlap measurements (CLOCK_MONOTONIC ms, comparable across ranks of one host): when
      * this rank's last backward ended and when its last bucket completed, and how many buckets
-     * had completed before backward ended. */
+     * had completed before backward ended (all of them with one rank: nothing to reduce). */
     double backward_end_ms, reduce_end_ms;
     int buckets_done_in_backward;
     double data_ms; /* this rank's time reading windows (ts_loader_read) */
@@ -60,7 +63,9 @@ typedef ts_status (*ts_update_gate_fn)(void *ctx, const struct ts_step_record *r
 typedef struct ts_trainer ts_trainer_t;
 
 /* Borrows gpt, loader and comm, the data-parallel group (they must outlive the trainer);
- * creates the optimizer (over this rank's slice with ZeRO-1). */
+ * creates the optimizer (over this rank's slice with ZeRO-1), the (grad_accum, B*T) loss buffer
+ * and events on the model's backend. With several ranks, comm must be able to move that
+ * backend's memory (ts_comm_check_backend: MPI refuses device memory here, at create). */
 ts_status ts_trainer_create(ts_trainer_t **out, ts_gpt_t *gpt, ts_loader_t *loader, ts_comm_t *comm,
                             const struct ts_train_config *cfg) TS_MUST_CHECK;
 void ts_trainer_destroy(ts_trainer_t *tr);

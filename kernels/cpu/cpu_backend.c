@@ -160,6 +160,7 @@ ts_status ts_cpu_backend_create(struct ts_backend **out, const struct ts_cpu_opt
 
     be->name = "cpu";
     be->ctx = ctx;
+    be->host_memory = true;
     be->destroy = cpu_destroy;
     be->info = cpu_info;
     be->alloc = cpu_alloc;

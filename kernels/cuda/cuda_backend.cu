@@ -274,6 +274,7 @@ static bool cu_flash_usable(struct ts_backend *be, int head_size, enum ts_dtype 
 static void fill_table(struct ts_backend *be) {
     be->name = "cuda";
     be->bf16 = true;
+    be->host_memory = false; /* device memory: MPI cannot reduce it; NCCL will */
     be->destroy = cu_destroy;
     be->info = cu_info;
     be->alloc = cu_alloc;

@@ -257,7 +257,7 @@ static ts_status fk_broadcast_host(ts_comm_t *c, void *buf, size_t bytes, int ro
 }
 
 static ts_status fk_all_reduce(ts_comm_t *c, struct ts_backend *be, const struct ts_tensor *buf,
-                               enum ts_reduce_op op) {
+                               enum ts_reduce_op op, ts_event_t *ready) {
     return ts_error(TS_ERR_UNSUPPORTED, "fork comm: no tensor collectives");
 }
 
@@ -268,6 +268,8 @@ static void fk_destroy(ts_comm_t *c) {
 
 static const struct ts_comm_ops fork_ops = {
     .name = "fork",
+    .memory = TS_COMM_MEM_HOST,
+    .max_count = 0, /* no tensor collectives */
     .destroy = fk_destroy,
     .all_reduce = fk_all_reduce,
     .broadcast_host = fk_broadcast_host,

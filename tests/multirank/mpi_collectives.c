@@ -3,13 +3,18 @@
  * Not a Criterion test itself (Criterion forks each test; MPI_Init must run once in a process
  * that mpirun started): test_multirank.c launches it with -np 2, 3 and 4. Values are small
  * integers in floats, so every sum is exact and compared with ==. Sizes are odd and parts
- * uneven (some empty) to catch offset mistakes. Exits 0 with "collectives: ok" on rank 0. */
+ * uneven (some empty) to catch offset mistakes. bf16 buffers go through the same collectives: the
+ * all-gather must copy every bit pattern, sums of small integers are exact in bf16 too, and one
+ * sum that must round checks that the user-defined sum rounds per addition. A buffer of a device
+ * backend is refused; a ready event is waited on with the backend's event_sync. Exits 0 with
+ * "collectives: ok" on rank 0. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "comm/comm_mpi.h"
 #include "comm/grid.h"
+#include "kernels/bf16.h"
 
 static int failures;
 
@@ -39,13 +44,13 @@ static void check_all_reduce(ts_comm_t *c, int64_t n, bool nonblocking) {
     struct ts_tensor t = host_f32(x, n);
     if (nonblocking) {
         struct ts_comm_req req = {0};
-        OK(ts_comm_all_reduce_start(c, &t, &req));
+        OK(ts_comm_all_reduce_start(c, NULL, &t, NULL, &req));
         bool done = false;
         for (int spins = 0; !done && spins < 1000000; spins++)
             OK(ts_comm_test(c, &req, &done));
         OK(ts_comm_wait(c, &req));
     } else {
-        OK(ts_comm_all_reduce(c, NULL, &t, TS_REDUCE_SUM));
+        OK(ts_comm_all_reduce(c, NULL, &t, TS_REDUCE_SUM, NULL));
     }
     const float tri = (float)(P * (P + 1) / 2);
     for (int64_t i = 0; i < n; i++)
@@ -54,11 +59,11 @@ static void check_all_reduce(ts_comm_t *c, int64_t n, bool nonblocking) {
     /* avg and max */
     for (int64_t i = 0; i < n; i++)
         x[i] = (float)(rank * 2);
-    OK(ts_comm_all_reduce(c, NULL, &t, TS_REDUCE_AVG));
+    OK(ts_comm_all_reduce(c, NULL, &t, TS_REDUCE_AVG, NULL));
     EXPECT(x[n - 1] == (float)(P - 1), "avg = %g", (double)x[n - 1]);
     for (int64_t i = 0; i < n; i++)
         x[i] = (float)rank;
-    OK(ts_comm_all_reduce(c, NULL, &t, TS_REDUCE_MAX));
+    OK(ts_comm_all_reduce(c, NULL, &t, TS_REDUCE_MAX, NULL));
     EXPECT(x[0] == (float)(P - 1), "max = %g", (double)x[0]);
     free(x);
 }
@@ -84,7 +89,7 @@ static void check_reduce_scatter_all_gather(ts_comm_t *c, int base, bool empty) 
         x[i] = (float)((rank + 1) * (i % 13 + 1));
     struct ts_tensor t = host_f32(x, n);
     struct ts_comm_req req = {0};
-    OK(ts_comm_reduce_scatter_start(c, &t, counts, &req));
+    OK(ts_comm_reduce_scatter_start(c, NULL, &t, counts, NULL, &req));
     OK(ts_comm_wait(c, &req));
     const float tri = (float)(P * (P + 1) / 2);
     for (int64_t i = displs[rank]; i < displs[rank] + counts[rank]; i++)
@@ -95,7 +100,7 @@ static void check_reduce_scatter_all_gather(ts_comm_t *c, int base, bool empty) 
         x[i] = -1.0f;
     for (int64_t i = displs[rank]; i < displs[rank] + counts[rank]; i++)
         x[i] = (float)(rank * 100000 + i);
-    OK(ts_comm_all_gather_start(c, &t, counts, displs, &req));
+    OK(ts_comm_all_gather_start(c, NULL, &t, counts, displs, NULL, &req));
     bool done = false;
     for (int spins = 0; !done && spins < 1000000; spins++)
         OK(ts_comm_test(c, &req, &done));
@@ -105,6 +110,108 @@ static void check_reduce_scatter_all_gather(ts_comm_t *c, int base, bool empty) 
             EXPECT(x[i] == (float)(r * 100000 + i), "all_gather base %d [%lld] = %g", base,
                    (long long)i, (double)x[i]);
     free(x);
+}
+
+static uint16_t pattern(int64_t i, int rank) {
+    return (uint16_t)(((uint64_t)i * 2654435761u >> 7) ^ (uint64_t)rank);
+}
+
+/* bf16: sums of small integers (exact), the avg and max, a reduce-scatter, and an all-gather of
+ * arbitrary bit patterns (a copy, so NaNs and denormals must arrive untouched). */
+static void check_bf16(ts_comm_t *c, int64_t n) {
+    const int rank = ts_comm_rank(c), P = ts_comm_size(c);
+    uint16_t *x = malloc((size_t)n * sizeof(uint16_t));
+    struct ts_tensor t = ts_tensor_1d(x, TS_DTYPE_BF16, n);
+    const float tri = (float)(P * (P + 1) / 2);
+    for (int nb = 0; nb < 2; nb++) {
+        for (int64_t i = 0; i < n; i++)
+            x[i] = ts_bf16_from_f32((float)((rank + 1) * (i % 7 + 1)));
+        if (nb) {
+            struct ts_comm_req req = {0};
+            OK(ts_comm_all_reduce_start(c, NULL, &t, NULL, &req));
+            OK(ts_comm_wait(c, &req));
+        } else {
+            OK(ts_comm_all_reduce(c, NULL, &t, TS_REDUCE_SUM, NULL));
+        }
+        for (int64_t i = 0; i < n; i++)
+            EXPECT(ts_f32_from_bf16(x[i]) == tri * (float)(i % 7 + 1),
+                   "bf16 all_reduce n=%lld [%lld] = %g", (long long)n, (long long)i,
+                   (double)ts_f32_from_bf16(x[i]));
+    }
+    /* A sum that must round: 1 + 3 * 2^-9 lies between the bf16 neighbours 1 and 1 + 2^-7 and
+     * rounds to the nearer, 1 + 2^-7 (truncating would give 1). The other ranks add zeros, so
+     * the result does not depend on MPI's order. */
+    x[0] = ts_bf16_from_f32(rank == 0 ? 1.0f : rank == 1 ? 3.0f / 512.0f : 0.0f);
+    struct ts_tensor one = ts_tensor_1d(x, TS_DTYPE_BF16, 1);
+    OK(ts_comm_all_reduce(c, NULL, &one, TS_REDUCE_SUM, NULL));
+    EXPECT(ts_f32_from_bf16(x[0]) == 1.0f + 1.0f / 128.0f, "bf16 rounded sum = %.9g",
+           (double)ts_f32_from_bf16(x[0]));
+    for (int64_t i = 0; i < n; i++)
+        x[i] = ts_bf16_from_f32((float)(rank * 2));
+    OK(ts_comm_all_reduce(c, NULL, &t, TS_REDUCE_AVG, NULL));
+    EXPECT(ts_f32_from_bf16(x[n - 1]) == (float)(P - 1), "bf16 avg = %g",
+           (double)ts_f32_from_bf16(x[n - 1]));
+    for (int64_t i = 0; i < n; i++)
+        x[i] = ts_bf16_from_f32((float)rank - 0.5f);
+    OK(ts_comm_all_reduce(c, NULL, &t, TS_REDUCE_MAX, NULL));
+    EXPECT(ts_f32_from_bf16(x[0]) == (float)(P - 1) - 0.5f, "bf16 max = %g",
+           (double)ts_f32_from_bf16(x[0]));
+
+    /* Reduce-scatter over uneven parts, then the all-gather of raw bit patterns. */
+    int counts[64], displs[64];
+    int64_t total = 0;
+    for (int r = 0; r < P; r++) {
+        counts[r] = (int)(n / P) + r;
+        displs[r] = (int)total;
+        total += counts[r];
+    }
+    uint16_t *y = malloc((size_t)total * sizeof(uint16_t));
+    struct ts_tensor u = ts_tensor_1d(y, TS_DTYPE_BF16, total);
+    for (int64_t i = 0; i < total; i++)
+        y[i] = ts_bf16_from_f32((float)((rank + 1) * (i % 13 + 1)));
+    OK(ts_comm_reduce_scatter(c, NULL, &u, counts, NULL));
+    for (int64_t i = displs[rank]; i < displs[rank] + counts[rank]; i++)
+        EXPECT(ts_f32_from_bf16(y[i]) == tri * (float)(i % 13 + 1),
+               "bf16 reduce_scatter [%lld] = %g", (long long)i, (double)ts_f32_from_bf16(y[i]));
+    for (int64_t i = 0; i < total; i++)
+        y[i] = 0xdead;
+    for (int64_t i = displs[rank]; i < displs[rank] + counts[rank]; i++)
+        y[i] = pattern(i, rank); /* NaNs, denormals, anything */
+    OK(ts_comm_all_gather(c, NULL, &u, counts, displs, NULL));
+    for (int r = 0; r < P; r++)
+        for (int64_t i = displs[r]; i < displs[r] + counts[r]; i++)
+            EXPECT(y[i] == pattern(i, r), "bf16 all_gather [%lld] = 0x%04x", (long long)i, y[i]);
+    free(x);
+    free(y);
+}
+
+/* The host memory contract: a device backend's buffer is refused with a message, and a ready
+ * event is waited on with the backend's event_sync (a host wait on that event) before posting. */
+static int syncs;
+static ts_status count_sync(struct ts_backend *be, ts_event_t *ev) {
+    (void)be;
+    (void)ev;
+    syncs++;
+    return TS_OK;
+}
+
+static void check_memory_and_events(ts_comm_t *c) {
+    const int rank = ts_comm_rank(c), P = ts_comm_size(c);
+    float x[3] = {1, 2, 3};
+    struct ts_tensor t = host_f32(x, 3);
+    struct ts_backend device = {.name = "gpu", .host_memory = false, .event_sync = count_sync};
+    struct ts_backend host = {.name = "hostmem", .host_memory = true, .event_sync = count_sync};
+    struct ts_comm_req req = {0};
+    EXPECT(ts_comm_all_reduce_start(c, &device, &t, NULL, &req) == TS_ERR_UNSUPPORTED,
+           "a device buffer was accepted");
+    EXPECT(strstr(ts_last_error(), "NCCL") != NULL, "message: %s", ts_last_error());
+    EXPECT(!req.active, "a refused post left the request active");
+    ts_event_t *ev = (ts_event_t *)&host; /* count_sync ignores it */
+    syncs = 0;
+    OK(ts_comm_all_reduce_start(c, &host, &t, ev, &req));
+    EXPECT(syncs == 1, "event_sync called %d times before the post", syncs);
+    OK(ts_comm_wait(c, &req));
+    EXPECT(x[2] == 3.0f * (float)P, "sum after an event = %g", (double)x[2]);
 }
 
 static void check_small(ts_comm_t *c) {
@@ -163,6 +270,10 @@ int main(int argc, char **argv) {
         check_reduce_scatter_all_gather(world, bases[k], false);
         check_reduce_scatter_all_gather(world, bases[k], true);
     }
+    const int64_t bf16_sizes[] = {1, 1023, 65537};
+    for (size_t k = 0; k < sizeof(bf16_sizes) / sizeof(bf16_sizes[0]); k++)
+        check_bf16(world, bf16_sizes[k]);
+    check_memory_and_events(world);
     check_small(world);
     check_grid(world);
     double bad = failures;

@@ -1,9 +1,9 @@
 /* test_multirank.c: data parallelism proven under a real mpirun.
  *
- * Each test launches `mpirun` on the tessera binary (or on mpi_collectives) as a child process
- * and checks what it wrote: layouts with the same global batch against the single process,
- * ZeRO-1 against ZeRO-0, the overlap against none, and the failure paths (a killed rank, a rank
- * that errors while the others sit in a collective, ranks that disagree on flags), each of
+ * Each test launches `mpirun` on the tessera binary (or on mpi_collectives, mpi_zero_bf16) as a
+ * child process and checks what it wrote: layouts with the same global batch against the single
+ * process, ZeRO-1 against ZeRO-0, the overlap against none, and the failure paths (a killed rank, a
+ * rank that errors while the others sit in a collective, ranks that disagree on flags), each of
  * which must end the whole job quickly and non-zero with a message naming the rank. Models are
  * tiny and runs short: the suite oversubscribes a 2-core machine by itself. */
 #include <criterion/criterion.h>
@@ -179,6 +179,18 @@ static void collectives(int np) {
 
 Test(multirank_comm, collectives_on_2_ranks) { collectives(2); }
 Test(multirank_comm, collectives_on_3_ranks) { collectives(3); }
+
+/* ZeRO-1 over bf16 parameters (the bf16-storing test backend): the bf16 all-gather leaves every
+ * rank the same parameters, equal to ZeRO-0's to bf16 rounding; 3 ranks cut uneven slices. */
+Test(multirank_comm, zero1_all_gathers_bf16_parameters) {
+    for (int np = 2; np <= 3; np++) {
+        struct run_result r;
+        sh_run(&r, "mpirun --oversubscribe -np %d %s/tests/multirank/mpi_zero_bf16", np,
+               build_dir());
+        assert_ok(&r, "mpi_zero_bf16");
+        cr_assert(strstr(r.out, "zero bf16: ok") != NULL, "%s", r.out);
+    }
+}
 Test(multirank_comm, collectives_on_4_ranks) { collectives(4); }
 
 /* ---- equal to one rank ---- */

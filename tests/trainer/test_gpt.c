@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "kernels/ops.h"
 #include "trainer/gpt.h"
 
 static ts_gpt_t *make_tiny(struct ts_backend *be, int max_batch, int max_seq) {
@@ -220,6 +221,62 @@ Test(trainer_gpt, forward_rules) {
     float untouched = 123.0f;
     cr_assert_eq(ts_gpt_forward(gpt, in, NULL, 2, 8, 0.0f, &untouched), TS_OK);
     cr_assert_eq(untouched, 123.0f);
+    ts_gpt_destroy(gpt);
+    ts_backend_destroy(be);
+}
+
+/* The training forward that leaves its per-token losses in a caller's buffer (the trainer's
+ * once-per-step download) computes exactly what ts_gpt_forward averages, and the same
+ * gradients; a buffer of the wrong size or dtype is refused. */
+Test(trainer_gpt, forward_losses_matches_forward) {
+    struct ts_backend *be = test_backend(1);
+    ts_gpt_t *gpt = make_tiny(be, 2, 8);
+    cr_assert_eq(ts_gpt_init(gpt, 7), TS_OK);
+    int32_t in[16], tg[16];
+    for (int i = 0; i < 16; i++) {
+        in[i] = (i * 37) % 300;
+        tg[i] = (i * 53 + 1) % 300;
+    }
+    const int64_t n = ts_gpt_num_params(gpt), rows[2] = {3, 16};
+    float *g1 = malloc((size_t)n * sizeof(float)), *g2 = malloc((size_t)n * sizeof(float));
+    float loss, host[48];
+    cr_assert_eq(ts_gpt_forward(gpt, in, tg, 2, 8, 1.0f / 16, &loss), TS_OK);
+    cr_assert_eq(ts_gpt_backward(gpt), TS_OK);
+    cr_assert_eq(ts_gpt_grads_to_host(gpt, g1), TS_OK);
+
+    struct ts_tensor buf, row;
+    cr_assert_eq(ts_op_alloc(be, &buf, TS_DTYPE_F32, 2, rows), TS_OK);
+    const int64_t bt = 16;
+    cr_assert_eq(ts_tensor_view(&row, &buf, 16, 1, &bt), TS_OK); /* row 1 of 3 */
+    cr_assert_eq(ts_gpt_zero_grad(gpt), TS_OK);
+    cr_assert_eq(ts_gpt_forward_losses(gpt, in, tg, 2, 8, 1.0f / 16, &row), TS_OK, "%s",
+                 ts_last_error());
+    cr_assert_eq(ts_gpt_backward(gpt), TS_OK, "%s", ts_last_error());
+    cr_assert_eq(ts_gpt_grads_to_host(gpt, g2), TS_OK);
+    cr_assert_eq(memcmp(g1, g2, (size_t)n * sizeof(float)), 0, "gradients differ");
+    cr_assert_eq(ts_op_download(be, host, &buf, sizeof(host)), TS_OK);
+    double sum = 0;
+    for (int i = 0; i < 16; i++) {
+        cr_assert_eq(host[i], 0.0f); /* rows 0 and 2 untouched */
+        cr_assert_eq(host[32 + i], 0.0f);
+        sum += host[16 + i];
+    }
+    cr_assert_eq((float)(sum / 16.0), loss, "%.9g vs %.9g", sum / 16.0, (double)loss);
+
+    /* The wrong size or dtype, no targets: refused, and no backward may follow. */
+    struct ts_tensor short_row = row;
+    short_row.shape[0] = 15;
+    cr_assert_eq(ts_gpt_forward_losses(gpt, in, tg, 2, 8, 1.0f / 16, &short_row),
+                 TS_ERR_INVALID_ARG);
+    cr_assert(strstr(ts_last_error(), "B*T") != NULL, "%s", ts_last_error());
+    struct ts_tensor ints = row;
+    ints.dtype = TS_DTYPE_I32;
+    cr_assert_eq(ts_gpt_forward_losses(gpt, in, tg, 2, 8, 1.0f / 16, &ints), TS_ERR_INVALID_ARG);
+    cr_assert_eq(ts_gpt_forward_losses(gpt, in, NULL, 2, 8, 1.0f / 16, &row), TS_ERR_INVALID_ARG);
+    cr_assert_eq(ts_gpt_backward(gpt), TS_ERR_INVALID_ARG);
+    ts_op_free(be, &buf);
+    free(g1);
+    free(g2);
     ts_gpt_destroy(gpt);
     ts_backend_destroy(be);
 }

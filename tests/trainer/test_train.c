@@ -95,6 +95,74 @@ Test(trainer_train, determinism) {
     test_rmdir(dir);
 }
 
+/* A communicator of one rank whose every collective fails: with one data-parallel rank the
+ * reduction is the identity, so the trainer must call none (no hook, no bucket, no loss or norm
+ * all-reduce, no ZeRO-1 all-gather) and train exactly as with the single-process group. */
+static int collective_calls;
+
+static ts_status refuse_start(ts_comm_t *c, struct ts_backend *be, const struct ts_tensor *buf,
+                              ts_event_t *ready, struct ts_comm_req *req) {
+    collective_calls++;
+    return ts_error(TS_ERR_COMM, "a collective was called with one rank");
+}
+
+static ts_status refuse_rs(ts_comm_t *c, struct ts_backend *be, const struct ts_tensor *buf,
+                           const int *counts, ts_event_t *ready, struct ts_comm_req *req) {
+    return refuse_start(c, be, buf, ready, req);
+}
+
+static ts_status refuse_ag(ts_comm_t *c, struct ts_backend *be, const struct ts_tensor *buf,
+                           const int *counts, const int *displs, ts_event_t *ready,
+                           struct ts_comm_req *req) {
+    return refuse_start(c, be, buf, ready, req);
+}
+
+static ts_status refuse_host(ts_comm_t *c, double *buf, int count, enum ts_reduce_op op) {
+    return refuse_start(c, NULL, NULL, NULL, NULL);
+}
+
+static const struct ts_comm_ops refusing_ops = {
+    .name = "refusing",
+    .memory = TS_COMM_MEM_HOST,
+    .max_count = INT64_MAX,
+    .all_reduce_start = refuse_start,
+    .reduce_scatter_start = refuse_rs,
+    .all_gather_start = refuse_ag,
+    .all_reduce_host = refuse_host,
+};
+
+Test(trainer_train, one_rank_calls_no_collective) {
+    char *dir = test_mkdtemp();
+    char *shard = write_random_shard(dir, "train.bin", 2000, 3);
+    for (int zero = 0; zero <= 1; zero++) {
+        struct ts_train_config tc = tiny_train(2, 16, 2);
+        tc.zero_stage = zero;
+        tc.bucket_elems = 5000; /* several buckets */
+        struct rig a, b;
+        rig_open(&a, 1, shard, 11, &tc);
+        rig_open(&b, 1, shard, 11, &tc);
+        ts_comm_t refusing = {.ops = &refusing_ops, .size = 1, .local_size = 1};
+        ts_trainer_destroy(b.tr);
+        cr_assert_eq(ts_trainer_create(&b.tr, b.gpt, b.loader, &refusing, &tc), TS_OK, "%s",
+                     ts_last_error());
+        cr_assert_gt(ts_trainer_num_buckets(b.tr), 1);
+        collective_calls = 0;
+        for (int s = 0; s < 3; s++) {
+            struct ts_step_record ra, rb;
+            cr_assert_eq(ts_trainer_step(a.tr, &ra), TS_OK, "%s", ts_last_error());
+            cr_assert_eq(ts_trainer_step(b.tr, &rb), TS_OK, "zero %d: %s", zero, ts_last_error());
+            cr_assert_eq(memcmp(&ra.loss, &rb.loss, sizeof(float)), 0);
+            cr_assert_eq(rb.comm_wait_ms, 0.0);
+            cr_assert_eq(rb.buckets_done_in_backward, ts_trainer_num_buckets(b.tr));
+        }
+        cr_assert_eq(collective_calls, 0);
+        rig_close(&a);
+        rig_close(&b);
+    }
+    free(shard);
+    test_rmdir(dir);
+}
+
 /* Training on one repeated batch must drive its loss down (the update has the right sign). */
 Test(trainer_train, loss_decreases_on_a_fixed_batch) {
     char *dir = test_mkdtemp();
