@@ -224,6 +224,9 @@ static void write_script(FILE *f, const struct launch_args *a, const char *out, 
         fprintf(f, "# NCCL's own settings (NCCL_DEBUG, NCCL_SOCKET_IFNAME, NCCL_IB_HCA, ...) pass "
                    "through from the submitting shell\n"
                    "export NCCL_DEBUG=${NCCL_DEBUG:-WARN}\n");
+    fputs("run_dir=", f);
+    put_quoted(f, out);
+    fputs("\nrm -f \"$run_dir/exit.json\"\n", f);
     fprintf(f, "srun --mpi=pmix --kill-on-bad-exit=1 ");
     put_train(f, a->tessera, argc, argv);
     if (a->gpus_per_node > 0)
@@ -231,12 +234,21 @@ static void write_script(FILE *f, const struct launch_args *a, const char *out, 
     if (a->cpus_per_task > 0)
         fputs(" --threads \"$SLURM_CPUS_PER_TASK\"", f);
     fprintf(f, "\nrc=$?\n");
+    /* srun can exit 0 when its tasks never launched (seen on a node still cleaning up the last
+     * allocation): only train's own note says a run ended */
+    fprintf(f, "retry=0\n"
+               "if [ $rc -eq 0 ] && [ ! -s \"$run_dir/exit.json\" ]; then\n"
+               "  echo \"tessera launch: srun exited 0 but train wrote no exit.json: the step did "
+               "not run\" >&2\n"
+               "  rc=1 retry=1\n"
+               "fi\n");
     fprintf(f, "echo \"tessera launch: train exited $rc at $(date -u +%%FT%%TZ)\"\n");
     if (!a->no_requeue) {
         fprintf(f,
                 "# 3: stopped for time, 4: preempted; both saved a checkpoint that --resume "
-                "continues\n"
-                "if { [ $rc -eq 3 ] || [ $rc -eq 4 ]; } && [ \"$restarts\" -lt %d ]; then\n"
+                "continues (a step that never ran is retried too)\n"
+                "if { [ $rc -eq 3 ] || [ $rc -eq 4 ] || [ $retry -eq 1 ]; } && "
+                "[ \"$restarts\" -lt %d ]; then\n"
                 "  echo \"tessera launch: requeueing job $SLURM_JOB_ID (restart $((restarts + "
                 "1)) of at most %d)\"\n"
                 "  scontrol requeue \"$SLURM_JOB_ID\" && exit 0\n"
@@ -293,6 +305,13 @@ static int launch(struct launch_args *a, int targc, char **targv) {
     }
     if (train_out(targc, targv, out, sizeof(out)) != TS_OK)
         return ts_launch_fail("launch", TS_EXIT_USAGE);
+    if (strpbrk(out, " \t\n\"'%") != NULL) { /* #SBATCH --output cannot quote it */
+        ts_error(TS_ERR_INVALID_ARG,
+                 "--out '%s' holds a space, quote or '%%', which #SBATCH lines cannot carry; "
+                 "choose a plainer run directory",
+                 out);
+        return ts_launch_fail("launch", TS_EXIT_USAGE);
+    }
     if (a->tessera == NULL) {
         const ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
         if (n <= 0 || (size_t)n >= sizeof(self) - 1) {

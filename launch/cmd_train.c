@@ -8,6 +8,7 @@
  * alone writes files and logs at info. A failure on any rank after the agreement check aborts
  * the whole job (ts_world_fail), so no rank waits forever in a collective for a peer that is
  * gone. */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -105,6 +106,11 @@ static ts_status before_step(void *ctx, int64_t step) {
         return ts_error(TS_ERR_IO,
                         "cannot read token shard %s (failure injected by TS_FAULT_INJECT)",
                         r->a->data);
+    /* A test hook: a tiny model made as slow as a real one, so a job outlasts its allocation
+     * without the compute (the Slurm requeue test). */
+    const char *delay = getenv("TS_TEST_STEP_DELAY_MS");
+    if (delay != NULL && atoi(delay) > 0)
+        usleep((useconds_t)atoi(delay) * 1000u);
     return TS_OK;
 }
 
@@ -186,6 +192,23 @@ static ts_status on_checkpoint(void *ctx, int64_t step, const char *path, double
     close_line(r);
     TS_LOG_I("checkpoint: step %" PRId64 " saved to %s in %.2f s", step, path, seconds);
     return r->metrics ? ts_metrics_checkpoint(r->metrics, (int)step, path, seconds) : TS_OK;
+}
+
+/* <out>/exit.json: how the run ended, written (atomically) by rank 0 when train returns
+ * normally. A batch script reads it to tell a run that ended from a step that never ran
+ * (an srun whose tasks failed to launch can still exit 0). */
+static ts_status write_exit_file(const char *out, int code, const struct ts_run_result *res) {
+    char path[TS_PATH_MAX], tmp[TS_PATH_MAX];
+    TS_CHECK(ts_path_join(path, sizeof(path), out, "exit.json"));
+    TS_CHECK(ts_path_fmt(tmp, sizeof(tmp), "%s.tmp", path));
+    FILE *f = fopen(tmp, "w");
+    if (f == NULL)
+        return ts_error(TS_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
+    fprintf(f, "{\"code\":%d,\"reason\":\"%s\",\"step\":%" PRId64 ",\"steps_run\":%" PRId64 "}\n",
+            code, ts_stop_reason_name(res->reason), res->last, res->last - res->first);
+    if (fclose(f) != 0 || rename(tmp, path) != 0)
+        return ts_error(TS_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+    return TS_OK;
 }
 
 /* ---- setup ---- */
@@ -596,6 +619,8 @@ static int train(struct ts_train_flags *flags, int *argc, char ***argv, double t
     TS_LOG_I("%s (%s, exit code %d): %" PRId64 " steps in %.3f s; checkpoints in %s",
              res.reason == TS_STOP_DONE ? "done" : "stopped", ts_stop_reason_name(res.reason), ec,
              res.last - res.first, res.seconds, r.ckpt_dir);
+    if (root && write_exit_file(a->out, ec, &res) != TS_OK)
+        TS_LOG_W("%s", ts_last_error()); /* the run itself is saved; only the note is missing */
     run_release(&r);
     return ec;
 fail:

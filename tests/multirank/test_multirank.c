@@ -513,3 +513,76 @@ Test(multirank_slurm, launch_sbatch_trains_like_mpirun, .timeout = 240) {
     cr_assert_eq(compare_runs(&fx, "mpirun", "sb", 6, 0.0), 0.0);
     cli_rmdir(fx.dir);
 }
+
+/* The whole cycle on a real Slurm: a job whose time limit (1 minute) is shorter than its
+ * training (a test hook slows each step to 40 ms: about 64 s of steps) checkpoints before the
+ * limit (SIGUSR1 from --signal or the coordinator's own reading of the allocation's end), exits
+ * 3 or 4, requeues itself, finishes in a later allocation, and its losses equal an uninterrupted
+ * run's bit for bit. Slurm holds a requeued job about two minutes before it may start again;
+ * the test lifts that hold (scontrol update StartTime=now) so it runs in about two minutes. */
+Test(multirank_slurm, launch_requeues_after_the_time_limit, .timeout = 900) {
+    if (system("timeout 5 sinfo -h >/dev/null 2>&1") != 0)
+        cr_skip_test("no Slurm cluster answers sinfo");
+    struct fixture fx;
+    fixture_make(&fx);
+    struct run_result r;
+    const int steps = 1600; /* 64 s of steps: past the minute whatever the signal does */
+    char extra[128];
+    snprintf(extra, sizeof(extra), "--steps %d --batch 2 --log-every 500", steps);
+    setenv("TS_TEST_STEP_DELAY_MS", "40", 1);
+    sh_run(&r,
+           "%s/launch/tessera launch --nodes 1 --tasks-per-node 2 --time 00:01:00 "
+           "--signal-margin 25 --sbatch-arg=--overcommit -- train " MODEL_FLAGS
+           " --data %s --out %s/sb %s",
+           build_dir(), fx.data, fx.dir, extra);
+    unsetenv("TS_TEST_STEP_DELAY_MS");
+    assert_ok(&r, "tessera launch");
+    long job = 0;
+    for (const char *p = r.out; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+        if (*p >= '0' && *p <= '9')
+            job = strtol(p, NULL, 10);
+    cr_assert_gt(job, 0, "no job id in: %s", r.out);
+    /* the uninterrupted run, while the job waits or runs */
+    train(&r, &fx, 2, "straight", extra);
+    assert_ok(&r, "straight");
+    char gone[512], release[256];
+    /* squeue can miss a job for a moment while it is requeued: wait for a final state */
+    snprintf(gone, sizeof(gone),
+             "scontrol show job %ld 2>/dev/null | "
+             "grep -qE 'JobState=(COMPLETED|FAILED|TIMEOUT|CANCELLED|NODE_FAIL|OUT_OF_MEMORY) '",
+             job);
+    snprintf(release, sizeof(release), "squeue -h -j %ld -o %%r 2>/dev/null | grep -q BeginTime",
+             job);
+    char lift[128];
+    snprintf(lift, sizeof(lift), "scontrol update JobId=%ld StartTime=now >/dev/null 2>&1", job);
+    /* Lifted only after 5 s: a job started while the node still cleans up the last allocation
+     * is killed ("Job credential revoked"); Slurm's own hold is what prevents that normally. */
+    int held = 0;
+    for (int i = 0; i < 3000 && system(gone) != 0; i++) {
+        held = system(release) == 0 ? held + 1 : 0;
+        if (held >= 25) {
+            if (system(lift) != 0)
+                cr_log_warn("could not lift job %ld's hold", job);
+            held = 0;
+        }
+        usleep(200000);
+    }
+    cr_assert_eq(system(gone), 0, "job %ld still queued after 600 s", job);
+    char cmd[2048];
+    snprintf(cmd, sizeof(cmd), "grep -q 'requeueing job' %s/sb/slurm/*.out", fx.dir);
+    cr_assert_eq(system(cmd), 0, "the job never requeued itself (see %s/sb/slurm)", fx.dir);
+    snprintf(cmd, sizeof(cmd), "grep -q 'train exited 0' %s/sb/slurm/*.out", fx.dir);
+    cr_assert_eq(system(cmd), 0, "the job did not finish (see %s/sb/slurm)", fx.dir);
+    /* every step once in metrics.jsonl, each loss equal to the uninterrupted run's */
+    char a[512], b[512];
+    snprintf(a, sizeof(a), "%s/straight/metrics.jsonl", fx.dir);
+    snprintf(b, sizeof(b), "%s/sb/metrics.jsonl", fx.dir);
+    snprintf(cmd, sizeof(cmd),
+             "python3 -c 'import json,sys\n"
+             "L=lambda p:[json.loads(l)[\"loss\"] for l in open(p) if \"\\\"loss\\\"\" in l]\n"
+             "a,b=L(sys.argv[1]),L(sys.argv[2])\n"
+             "sys.exit(0 if len(a)==%d and a==b else 1)' %s %s",
+             steps, a, b);
+    cr_assert_eq(system(cmd), 0, "losses differ from the uninterrupted run's (%s, %s)", a, b);
+    cli_rmdir(fx.dir);
+}
