@@ -191,7 +191,8 @@ static void print_table(const struct row *rows, int n) {
         fmt(tps, sizeof(tps), "%.1f", s->tokens_per_s_per_device);
         fmt(mfu, sizeof(mfu), "%.3f", 100 * s->mfu);
         fmt(e, sizeof(e), "%.1f", s->energy_j);
-        const char *name = rows[i].run;
+        const char *slash = strrchr(rows[i].run, '/');
+        const char *name = slash != NULL && slash[1] != '\0' ? slash + 1 : rows[i].run;
         const size_t len = strlen(name);
         printf("%-28s %12lld %10.6f %10s %10s %10s %10s %8s %9s %4d\n",
                len > 28 ? name + len - 28 : name, (long long)s->tokens, s->device_seconds / 3600.0,
