@@ -63,7 +63,10 @@ for r in rows:
     assert r["tokens"] == tokens, (r["run"], r["tokens"], tokens)
     assert abs(r["device_seconds"] - dev_s) <= 1e-12 * dev_s, (r["run"], r["device_seconds"], dev_s)
     assert abs(r["usd"] - usd) <= 1e-12 * usd, (r["run"], r["usd"], usd)
-    assert r["goodput_usd_per_1m_tokens"] >= r["usd_per_1m_tokens"], r["run"]
+    # Not an invariant of real runs: on a loaded machine the steady steps can be slower than
+    # the job's mean (warm-up steps included), and then goodput < steady. Say so.
+    if r["goodput_usd_per_1m_tokens"] < r["usd_per_1m_tokens"]:
+        print(f"note: {r['run']}: goodput below steady state (steps slowed during the run)")
 print(f"cost_sweep: {len(rows)} rows equal their ledgers (tokens, device-seconds, usd)")
 best = rows[0]
 print(f"cheapest per token (steady state): {best['run'].rsplit('/', 1)[-1]} at "
