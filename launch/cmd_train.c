@@ -25,7 +25,11 @@
 #include "launch/commands.h"
 #include "launch/common.h"
 #include "launch/coordinator.h"
+#include "launch/energy.h"
+#include "launch/ledger.h"
 #include "launch/metrics.h"
+#include "launch/peak.h"
+#include "launch/prices.h"
 #include "launch/resume.h"
 #include "launch/settings.h"
 #include "launch/signals.h"
@@ -68,6 +72,10 @@ struct run {
     ts_trainer_t *trainer;
     ts_metrics_t *metrics; /* rank 0 only */
     ts_coord_t *coord;
+    ts_ledger_t *ledger;     /* rank 0 only: RUN/ledger.jsonl */
+    struct ts_energy energy; /* rank 0's counter for the ledger */
+    struct ts_peak peak;     /* one device's dense peak at the run's precision */
+    struct ts_ledger_prices prices;
     bool live;        /* rank 0 draws one live progress line (stderr is a terminal) */
     bool line_open;   /* the live line is on screen without its newline */
     double t_start;   /* ts_launch_now_s() when the loop began */
@@ -88,6 +96,7 @@ static void run_release(struct run *r) {
     free(r->data);
     ts_metrics_close(r->metrics);
     ts_coord_destroy(r->coord);
+    ts_ledger_destroy(r->ledger);
     ts_trainer_destroy(r->trainer);
     ts_gpt_destroy(r->gpt);
     ts_loader_destroy(r->val);
@@ -480,6 +489,84 @@ static double state_bytes(const struct run *r, enum ts_dtype dtype) {
     return n * (dtype == TS_DTYPE_BF16 ? 2 + 4 + 8 + 4 : 4 + 8 + 4);
 }
 
+/* ---- the ledger (launch/ledger.h) ---- */
+
+/* A float setting as the decimal it was given as (2.49, not 2.4900000095). */
+static double price_setting(float v) {
+    if (v < 0)
+        return -1;
+    char text[32];
+    snprintf(text, sizeof(text), "%.7g", (double)v);
+    return strtod(text, NULL);
+}
+
+/* The run's prices: the flags, the run's record on a resume, else the price table; written back
+ * into the settings so checkpoints record what the job pays (a resume keeps it unless given). */
+static ts_status resolve_prices(struct run *r, const struct ts_train_flags *flags, bool bf16) {
+    struct ts_train_settings *a = (struct ts_train_settings *)r->a;
+    ts_peak_of_backend(r->be, bf16, &r->peak);
+    struct ts_backend_info info;
+    r->be->info(r->be, &info);
+    const bool given = ts_train_flags_given(flags, "price-per-gpu-hour") ||
+                       ts_train_flags_given(flags, "price-per-kwh");
+    TS_CHECK(ts_prices_resolve(a->prices, price_setting(a->price_per_gpu_hour),
+                               price_setting(a->price_per_kwh),
+                               r->peak.key[0] ? r->peak.key : info.name,
+                               given ? "flags" : "the run's record", &r->prices));
+    a->price_per_gpu_hour = (float)r->prices.usd_per_device_hour;
+    a->price_per_kwh = (float)r->prices.usd_per_kwh;
+    if (a->price_per_gpu_hour < 0)
+        a->price_per_gpu_hour = -1;
+    if (a->price_per_kwh < 0)
+        a->price_per_kwh = -1;
+    return TS_OK;
+}
+
+static double ledger_now(void *ctx) {
+    (void)ctx;
+    return ts_launch_now_s();
+}
+
+static bool ledger_energy(void *ctx, double *joules) { return ts_energy_read(ctx, joules); }
+
+/* Rank 0's ledger. Energy is the job's only where rank 0's counter sees every device: one rank,
+ * or CPU ranks all on rank 0's host (RAPL counts whole packages). */
+static ts_status open_ledger(struct run *r, const struct ts_gpt_config *mc, double t_launch,
+                             int64_t resumed_from) {
+    const int n = ts_comm_size(r->comm);
+    const bool cpu = strcmp(r->be->name, "cpu") == 0;
+    ts_energy_init(&r->energy, r->be, "");
+    if (n > 1 && (!cpu || ts_comm_local_size(r->comm) != n)) {
+        r->energy = (struct ts_energy){0};
+        snprintf(r->energy.what, sizeof(r->energy.what),
+                 "not measured: rank 0's counter does not see every rank's device");
+    }
+    struct ts_backend_info info;
+    r->be->info(r->be, &info);
+    struct ts_ledger_config lc = {
+        .devices = n,
+        .cpu = cpu,
+        .flops_per_token = ts_peak_flops_per_token((double)ts_gpt_num_flop_params(r->gpt),
+                                                   mc->num_layers, mc->channels, r->a->seq_len),
+        .peak_flops = r->peak.flops,
+        .prices = r->prices,
+        .src = {.ctx = &r->energy, .now_s = ledger_now, .energy_j = ledger_energy},
+        .t_launch = t_launch,
+        .resumed_from = resumed_from,
+    };
+    snprintf(lc.device_name, sizeof(lc.device_name), "%s", info.name);
+    snprintf(lc.precision, sizeof(lc.precision), "%s", r->a->precision);
+    snprintf(lc.peak_source, sizeof(lc.peak_source), "%s", r->peak.source);
+    snprintf(lc.energy_source, sizeof(lc.energy_source), "%s", r->energy.what);
+    char path[TS_PATH_MAX];
+    TS_CHECK(ts_path_join(path, sizeof(path), r->a->out, "ledger.jsonl"));
+    TS_CHECK(ts_ledger_create(&r->ledger, path, &lc));
+    TS_LOG_I("ledger: %s; %.4g FLOP/token, peak %s; energy %s; %s", path, lc.flops_per_token,
+             r->peak.source, r->energy.what,
+             r->prices.usd_per_device_hour >= 0 ? "priced" : "no price given");
+    return TS_OK;
+}
+
 static int train(struct ts_train_flags *flags, int *argc, char ***argv, double t_launch) {
     struct ts_train_settings *a = &flags->v;
     struct run r = {.a = a};
@@ -489,6 +576,7 @@ static int train(struct ts_train_flags *flags, int *argc, char ***argv, double t
     struct ts_start start;
     char canon[8192];
 
+    const bool asked_resume = a->resume || a->resume_from != NULL; /* before a->resume changes */
     TS_CHECK_GOTO(ts_world_create(&r.comm, argc, argv), st, fail);
     const bool root = ts_comm_rank(r.comm) == 0;
     TS_CHECK_GOTO(ts_train_settings_canonical(a, canon, sizeof(canon)), st, fail);
@@ -526,6 +614,7 @@ static int train(struct ts_train_flags *flags, int *argc, char ***argv, double t
     a->precision = mc.dtype == TS_DTYPE_BF16 ? "bf16" : "fp32"; /* recorded as run */
     if (a->warmup < 0)
         a->warmup = tc.lr.warmup; /* recorded as run */
+    TS_CHECK_GOTO(resolve_prices(&r, flags, mc.dtype == TS_DTYPE_BF16), st, fail);
     if (ts_comm_size(r.comm) > 1 && strcmp(r.be->name, "cpu") != 0) {
         /* the MPI communicator reduces host buffers; device buffers need the NCCL backend */
         ts_error(TS_ERR_UNSUPPORTED,
@@ -571,7 +660,7 @@ static int train(struct ts_train_flags *flags, int *argc, char ***argv, double t
         .keep_last = a->keep_last,
         .ckpt_dir = r.ckpt_dir,
     };
-    const struct ts_coord_config cc = {
+    struct ts_coord_config cc = {
         .run = &rc,
         .have_val = r.val != NULL,
         .deadline = find_deadline(&r, t_launch),
@@ -581,6 +670,13 @@ static int train(struct ts_train_flags *flags, int *argc, char ***argv, double t
         .spike_min = 20,
         .skip_spikes = a->skip_spikes,
     };
+    if (root)
+        TS_CHECK_GOTO(open_ledger(&r, &mc, t_launch,
+                                  resumed        ? ts_trainer_steps_done(r.trainer)
+                                  : asked_resume ? 0
+                                                 : -1),
+                      st, fail);
+    cc.ledger = r.ledger;
     TS_CHECK_GOTO(ts_coord_create(&r.coord, r.comm, &cc), st, fail);
     if (a->skip_spikes)
         ts_trainer_set_update_gate(r.trainer, ts_coord_gate, r.coord);
@@ -605,10 +701,14 @@ static int train(struct ts_train_flags *flags, int *argc, char ***argv, double t
         TS_LOG_I("nothing to do: %d updates done, stopping at %" PRId64,
                  ts_trainer_steps_done(r.trainer), rc.stop);
     struct ts_run_result res;
+    if (r.ledger != NULL)
+        TS_CHECK_GOTO(ts_ledger_begin(r.ledger), st, fail);
     st = ts_run(r.trainer, r.comm, r.grid.dp, r.val, &rc, &r.info, &hooks, &res);
     ts_signals_restore();
     close_line(&r);
     TS_CHECK_GOTO(st, st, fail);
+    if (r.ledger != NULL)
+        TS_CHECK_GOTO(ts_ledger_end(r.ledger, ts_stop_reason_name(res.reason)), st, fail);
     if (coordinated)
         ts_coord_log_summary(r.coord);
     const int ec = exit_code(res.reason);
@@ -624,6 +724,8 @@ static int train(struct ts_train_flags *flags, int *argc, char ***argv, double t
     run_release(&r);
     return ec;
 fail:
+    if (r.ledger != NULL) /* the segment ends even when the run fails: its time was spent */
+        TS_CHECK_KEEP(st, ts_ledger_end(r.ledger, "failed"));
     (void)st;
     if (agreed)
         ts_world_fail(r.comm, "train", code); /* aborts the job when it has several ranks */

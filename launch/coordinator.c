@@ -97,12 +97,16 @@ void ts_coord_destroy(ts_coord_t *c) {
 }
 
 void ts_coord_note_checkpoint(ts_coord_t *c, double seconds) {
+    if (c->cfg.ledger != NULL)
+        ts_ledger_note_checkpoint(c->cfg.ledger, seconds);
     c->stall_s += seconds;
     c->noted_s += seconds;
     c->last_save_s = seconds;
 }
 
 void ts_coord_note_eval(ts_coord_t *c, double seconds) {
+    if (c->cfg.ledger != NULL)
+        ts_ledger_note_eval(c->cfg.ledger, seconds);
     c->noted_s += seconds;
     if (seconds > c->eval_s)
         c->eval_s = seconds;
@@ -376,6 +380,8 @@ ts_status ts_coord_decide(ts_coord_t *c, const struct ts_step_record *rec,
     TS_CHECK(gather_reports(c, rec));
     if (c->rank == 0)
         decide_root(c, d);
+    if (c->cfg.ledger != NULL) /* rank 0: every rank's update, whatever the decision */
+        TS_CHECK(ts_ledger_step(c->cfg.ledger, rec->step + 1, c->reports[0].tokens));
     if (c->size > 1)
         TS_CHECK(broadcast_decision(c, d, rec->step + 1));
     c->last_decide_s = ts_launch_now_s() - t0;

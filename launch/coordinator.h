@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include "comm/comm.h"
+#include "launch/ledger.h"
 #include "trainer/run.h"
 
 typedef struct ts_coord ts_coord_t;
@@ -30,12 +31,14 @@ typedef struct ts_coord ts_coord_t;
 struct ts_coord_config {
     const struct ts_run_config *run; /* the cadence (borrowed) */
     bool have_val;
-    double deadline;    /* ts_launch_now_s() by which the job must have exited (0: none) */
-    double state_bytes; /* the checkpoint's size, for the first save's estimate */
-    float spike_z;      /* stop (or skip) when a loss's z-score exceeds this (0: off) */
-    int spike_window;   /* losses in the rolling window */
-    int spike_min;      /* losses needed before the z-score counts */
-    bool skip_spikes;   /* skip the update instead of stopping */
+    double deadline;     /* ts_launch_now_s() by which the job must have exited (0: none) */
+    double state_bytes;  /* the checkpoint's size, for the first save's estimate */
+    float spike_z;       /* stop (or skip) when a loss's z-score exceeds this (0: off) */
+    int spike_window;    /* losses in the rolling window */
+    int spike_min;       /* losses needed before the z-score counts */
+    bool skip_spikes;    /* skip the update instead of stopping */
+    ts_ledger_t *ledger; /* rank 0: gets a line per step and the eval/save time (borrowed;
+                            NULL: none) */
 };
 
 /* Collective over world. Borrows world and cfg->run. */

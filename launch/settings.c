@@ -123,6 +123,12 @@ const struct ts_setting ts_train_settings_table[] = {
      "losses in the --spike-z window (the z-score counts from 20 on)", RUN},
     {"skip-spikes", "skip_spikes", TS_SET_BOOL, S(skip_spikes), NULL, NOLIM, NULL,
      "with --spike-z: skip a spiking update (logged) instead of stopping", RUN},
+    {"prices", "prices", TS_SET_STRING, S(prices), NULL, NOLIM, "FILE",
+     "price table for the ledger (default: the repository's prices.json)", RUN},
+    {"price-per-gpu-hour", "price_per_gpu_hour", TS_SET_FLOAT, S(price_per_gpu_hour), "-1", -1, 1e6,
+     "USD", "price of one device-hour, a CPU rank included (-1: from the price table)", RUN},
+    {"price-per-kwh", "price_per_kwh", TS_SET_FLOAT, S(price_per_kwh), "-1", -1, 1e6, "USD",
+     "price of a kWh of measured energy (-1: from the price table)", RUN},
 };
 const int ts_train_settings_count =
     (int)(sizeof(ts_train_settings_table) / sizeof(ts_train_settings_table[0]));

@@ -48,6 +48,9 @@ struct ts_train_settings {
     float spike_z;
     int spike_window;
     bool skip_spikes;
+    /* what it costs (the ledger; recorded as resolved, so a resume keeps the job's prices) */
+    const char *prices;
+    float price_per_gpu_hour, price_per_kwh; /* < 0: from the prices table */
     /* where it starts */
     bool resume, change_batch, change_schedule, data_changed;
     const char *resume_from, *init_from;
