@@ -177,6 +177,8 @@ static ts_status on_step(void *ctx, const struct ts_step_record *rec) {
 static ts_status decide(void *ctx, const struct ts_step_record *rec, struct ts_run_decision *d) {
     struct run *r = ctx;
     TS_CHECK(ts_coord_decide(r->coord, rec, d));
+    if (r->grid.tp_size > 1)
+        d->actions &= ~(unsigned)TS_RUN_CHECKPOINT; /* not written at tp > 1 yet (logged) */
     if (d->actions & (TS_RUN_EVAL | TS_RUN_CHECKPOINT | TS_RUN_STOP))
         close_line(r);
     return TS_OK;
@@ -323,7 +325,7 @@ static ts_status fill_record(struct run *r, int64_t global_batch) {
     i->global_batch = global_batch;
     i->layout = (struct ts_ckpt_layout){.world_size = ts_comm_size(r->comm),
                                         .dp = r->grid.dp_size,
-                                        .tp = 1,
+                                        .tp = r->grid.tp_size,
                                         .zero_stage = r->a->zero};
     i->train = r->kv;
     i->data = r->data;
@@ -581,7 +583,22 @@ static int train(struct ts_train_flags *flags, int *argc, char ***argv, double t
     const bool root = ts_comm_rank(r.comm) == 0;
     TS_CHECK_GOTO(ts_train_settings_canonical(a, canon, sizeof(canon)), st, fail);
     TS_CHECK_GOTO(ts_world_check_agreement(r.comm, canon), st, fail);
-    TS_CHECK_GOTO(ts_grid_init(&r.grid, r.comm, 1), st, fail);
+    if (ts_comm_size(r.comm) % a->tp != 0) {
+        ts_error(TS_ERR_INVALID_ARG,
+                 "--tp %d does not divide the %d ranks: the world is split into groups of --tp "
+                 "adjacent ranks",
+                 a->tp, ts_comm_size(r.comm));
+        goto fail;
+    }
+    TS_CHECK_GOTO(ts_grid_init(&r.grid, r.comm, a->tp), st, fail);
+    if (a->tp > 1 && (a->resume || a->resume_from != NULL || a->init_from != NULL ||
+                      a->ckpt_every > 0 || a->stop_after > 0)) {
+        ts_error(TS_ERR_UNSUPPORTED,
+                 "--tp %d: checkpoints are not written or read at tp > 1 yet (issue 14); drop "
+                 "--resume, --resume-from, --init-from, --ckpt-every and --stop-after",
+                 a->tp);
+        goto fail;
+    }
     TS_CHECK_GOTO(decide_start(r.comm, a, &start), st, fail);
     const bool resumed = start.kind == TS_START_RESUME;
     if (start.kind != TS_START_FRESH) {
@@ -615,6 +632,13 @@ static int train(struct ts_train_flags *flags, int *argc, char ***argv, double t
     if (a->warmup < 0)
         a->warmup = tc.lr.warmup; /* recorded as run */
     TS_CHECK_GOTO(resolve_prices(&r, flags, mc.dtype == TS_DTYPE_BF16), st, fail);
+    if (a->tp > 1 && strcmp(r.be->name, "cpu") != 0) {
+        ts_error(TS_ERR_UNSUPPORTED,
+                 "--tp %d on the %s backend needs NCCL, which does not exist yet: use --device "
+                 "cpu for tensor parallelism",
+                 a->tp, r.be->name);
+        goto fail;
+    }
     if (ts_comm_size(r.comm) > 1 && strcmp(r.be->name, "cpu") != 0) {
         /* the MPI communicator reduces host buffers; device buffers need the NCCL backend */
         ts_error(TS_ERR_UNSUPPORTED,
@@ -625,7 +649,21 @@ static int train(struct ts_train_flags *flags, int *argc, char ***argv, double t
     }
     TS_CHECK_GOTO(open_data(&r), st, fail);
     TS_CHECK_GOTO(fill_record(&r, (int64_t)a->batch * a->grad_accum * r.grid.dp_size), st, fail);
-    TS_CHECK_GOTO(ts_gpt_create(&r.gpt, &mc, r.be, a->batch, a->seq_len), st, fail);
+    if (a->tp > 1) {
+        if (mc.num_heads % a->tp != 0 || mc.padded_vocab_size % a->tp != 0) {
+            ts_error(TS_ERR_INVALID_ARG,
+                     "--tp %d must divide --heads (%d) and the padded vocabulary (%d): each "
+                     "tensor-parallel rank holds heads/tp heads",
+                     a->tp, mc.num_heads, mc.padded_vocab_size);
+            goto fail;
+        }
+        TS_LOG_W("--tp %d: this run writes no checkpoint and no model.h5 (not supported at "
+                 "tp > 1 yet)",
+                 a->tp);
+        tc.tp = r.grid.tp;
+    }
+    const struct ts_gpt_tp gtp = ts_trainer_tp(a->tp > 1 ? r.grid.tp : NULL);
+    TS_CHECK_GOTO(ts_gpt_create_tp(&r.gpt, &mc, r.be, a->batch, a->seq_len, &gtp), st, fail);
     TS_CHECK_GOTO(ts_gpt_init(r.gpt, a->seed), st, fail);
     TS_CHECK_GOTO(ts_trainer_create(&r.trainer, r.gpt, r.train, r.grid.dp, &tc), st, fail);
     if (resumed) {

@@ -40,7 +40,7 @@ struct ts_train_settings {
     int eval_every, eval_batches, log_every, ckpt_every, keep_last, stop_after;
     /* where and how it runs */
     const char *device, *precision, *blas;
-    int threads, zero;
+    int threads, zero, tp;
     float bucket_mb;
     bool no_shuffle, no_overlap;
     /* what the coordinator watches */

@@ -71,6 +71,11 @@ struct ts_gpt {
     /* The backend's flash attention pair runs (ts_op_flash_attention_usable at create): the
      * arena keeps each row's log-sum-exp instead of the (T,T) probabilities. */
     bool flash;
+    /* Tensor parallelism (tp.size 1: none). Cl = C/tp channels and NHl = NH/tp heads are this
+     * rank's share of attention; FCl = 4C/tp of the MLP. */
+    struct ts_gpt_tp tp;
+    int64_t Cl, NHl;
+    ts_event_t *tp_ready;
 
     struct ts_param_info *table; /* num_tensors entries */
     int num_tensors;
@@ -122,9 +127,22 @@ ts_status ts_gpt_config_finish(struct ts_gpt_config *cfg) {
     return TS_OK;
 }
 
+/* A tensor split over tp: the split dimension shrinks by tp, global_shape keeps the whole. */
 static void add_param(struct ts_param_info *p, int64_t *offset, const char *name, int ndim,
-                      int64_t d0, int64_t d1, bool decay, float std, float value) {
+                      int64_t d0, int64_t d1, bool decay, float std, float value, int split_dim,
+                      int groups, int tp) {
     memset(p, 0, sizeof(*p));
+    for (int i = 0; i < TS_MAX_DIMS; i++)
+        p->global_shape[i] = 1;
+    p->global_shape[0] = d0;
+    if (ndim == 2)
+        p->global_shape[1] = d1;
+    p->split_dim = tp > 1 ? split_dim : -1;
+    p->split_groups = groups;
+    if (p->split_dim == 0)
+        d0 /= tp;
+    else if (p->split_dim == 1)
+        d1 /= tp;
     snprintf(p->name, sizeof(p->name), "%s", name);
     p->ndim = ndim;
     for (int i = 0; i < TS_MAX_DIMS; i++)
@@ -146,33 +164,34 @@ static void build_table(struct ts_gpt *g) {
     const struct ts_gpt_config *c = &g->cfg;
     const int64_t C = c->channels, L = c->num_layers;
     const float std = 0.02f, res_std = (float)(0.02 / sqrt(2.0 * (double)L));
+    const int tp = g->tp.size;
     struct ts_param_info *t = g->table;
     int64_t off = 0;
     char name[64];
-    add_param(t++, &off, "wte.weight", 2, c->padded_vocab_size, C, true, std, 0);
-    add_param(t++, &off, "wpe.weight", 2, c->max_seq_len, C, true, std, 0);
+    add_param(t++, &off, "wte.weight", 2, c->padded_vocab_size, C, true, std, 0, -1, 1, tp);
+    add_param(t++, &off, "wpe.weight", 2, c->max_seq_len, C, true, std, 0, -1, 1, tp);
     for (int l = 0; l < L; l++) {
-#define LAYER_PARAM(suffix, ndim, d0, d1, decay, s, v)                                             \
+#define LAYER_PARAM(suffix, ndim, d0, d1, decay, s, v, split, groups)                              \
     do {                                                                                           \
         snprintf(name, sizeof(name), "h.%d.%s", l, suffix);                                        \
-        add_param(t++, &off, name, ndim, d0, d1, decay, s, v);                                     \
+        add_param(t++, &off, name, ndim, d0, d1, decay, s, v, split, groups, tp);                  \
     } while (0)
-        LAYER_PARAM("ln_1.weight", 1, C, 0, false, 0, 1);
-        LAYER_PARAM("ln_1.bias", 1, C, 0, false, 0, 0);
-        LAYER_PARAM("attn.c_attn.weight", 2, C, 3 * C, true, std, 0);
-        LAYER_PARAM("attn.c_attn.bias", 1, 3 * C, 0, false, 0, 0);
-        LAYER_PARAM("attn.c_proj.weight", 2, C, C, true, res_std, 0);
-        LAYER_PARAM("attn.c_proj.bias", 1, C, 0, false, 0, 0);
-        LAYER_PARAM("ln_2.weight", 1, C, 0, false, 0, 1);
-        LAYER_PARAM("ln_2.bias", 1, C, 0, false, 0, 0);
-        LAYER_PARAM("mlp.c_fc.weight", 2, C, 4 * C, true, std, 0);
-        LAYER_PARAM("mlp.c_fc.bias", 1, 4 * C, 0, false, 0, 0);
-        LAYER_PARAM("mlp.c_proj.weight", 2, 4 * C, C, true, res_std, 0);
-        LAYER_PARAM("mlp.c_proj.bias", 1, C, 0, false, 0, 0);
+        LAYER_PARAM("ln_1.weight", 1, C, 0, false, 0, 1, -1, 1);
+        LAYER_PARAM("ln_1.bias", 1, C, 0, false, 0, 0, -1, 1);
+        LAYER_PARAM("attn.c_attn.weight", 2, C, 3 * C, true, std, 0, 1, 3);
+        LAYER_PARAM("attn.c_attn.bias", 1, 3 * C, 0, false, 0, 0, 0, 3);
+        LAYER_PARAM("attn.c_proj.weight", 2, C, C, true, res_std, 0, 0, 1);
+        LAYER_PARAM("attn.c_proj.bias", 1, C, 0, false, 0, 0, -1, 1);
+        LAYER_PARAM("ln_2.weight", 1, C, 0, false, 0, 1, -1, 1);
+        LAYER_PARAM("ln_2.bias", 1, C, 0, false, 0, 0, -1, 1);
+        LAYER_PARAM("mlp.c_fc.weight", 2, C, 4 * C, true, std, 0, 1, 1);
+        LAYER_PARAM("mlp.c_fc.bias", 1, 4 * C, 0, false, 0, 0, 0, 1);
+        LAYER_PARAM("mlp.c_proj.weight", 2, 4 * C, C, true, res_std, 0, 0, 1);
+        LAYER_PARAM("mlp.c_proj.bias", 1, C, 0, false, 0, 0, -1, 1);
 #undef LAYER_PARAM
     }
-    add_param(t++, &off, "ln_f.weight", 1, C, 0, false, 0, 1);
-    add_param(t++, &off, "ln_f.bias", 1, C, 0, false, 0, 0);
+    add_param(t++, &off, "ln_f.weight", 1, C, 0, false, 0, 1, -1, 1, tp);
+    add_param(t++, &off, "ln_f.bias", 1, C, 0, false, 0, 0, -1, 1, tp);
     g->num_params = off;
 }
 
@@ -228,8 +247,11 @@ static bool act_per_layer(int a) {
 
 /* Elements of one copy of region `a` for a (B,T) micro-batch. */
 static int64_t act_numel(const struct ts_gpt *g, int a, int64_t B, int64_t T) {
-    const int64_t C = g->cfg.channels, NH = g->cfg.num_heads, BT = B * T;
+    const int64_t C = g->cfg.channels, Cl = g->Cl, NH = g->NHl, BT = B * T;
     switch (a) {
+    case A_ATTY:
+    case A_DATTY:
+        return BT * Cl;
     case A_LN1_MEAN:
     case A_LN1_RSTD:
     case A_LN2_MEAN:
@@ -240,12 +262,12 @@ static int64_t act_numel(const struct ts_gpt *g, int a, int64_t B, int64_t T) {
         return BT;
     case A_QKV:
     case A_DQKV:
-        return BT * 3 * C;
+        return BT * 3 * Cl;
     case A_FCH:
     case A_FCH_GELU:
     case A_DFCH_GELU:
     case A_DFCH:
-        return BT * 4 * C;
+        return BT * 4 * Cl;
     case A_ATT:
     case A_DATT:
         return g->flash ? B * NH * T : B * NH * T * T;
@@ -306,13 +328,18 @@ static struct ts_tensor act(const struct ts_gpt *g, int a, int l, int ndim, int6
 #define ACT2(a, l, w) act(g, (a), (l), 2, (int64_t)B *T, (w), 1, 1)
 #define ACT1(a, l) act(g, (a), (l), 1, (int64_t)B *T, 1, 1, 1)
 #define ACT3(a, l, w) act(g, (a), (l), 3, B, T, (w), 1)
-#define ACTATT(a, l) act(g, (a), (l), 4, B, g->cfg.num_heads, T, T)
-#define ACTLSE(a, l) act(g, (a), (l), 3, B, g->cfg.num_heads, T, 1)
+#define ACTATT(a, l) act(g, (a), (l), 4, B, g->NHl, T, T)
+#define ACTLSE(a, l) act(g, (a), (l), 3, B, g->NHl, T, 1)
 
 /* ---- lifetime ---- */
 
 ts_status ts_gpt_create(ts_gpt_t **out, const struct ts_gpt_config *cfg, struct ts_backend *be,
                         int max_batch, int max_seq) {
+    return ts_gpt_create_tp(out, cfg, be, max_batch, max_seq, NULL);
+}
+
+ts_status ts_gpt_create_tp(ts_gpt_t **out, const struct ts_gpt_config *cfg, struct ts_backend *be,
+                           int max_batch, int max_seq, const struct ts_gpt_tp *tp) {
     if (out == NULL)
         return ts_error(TS_ERR_INVALID_ARG, "gpt create: out is NULL");
     *out = NULL;
@@ -327,6 +354,21 @@ ts_status ts_gpt_create(ts_gpt_t **out, const struct ts_gpt_config *cfg, struct 
         return ts_error(TS_ERR_INVALID_ARG,
                         "gpt create: max_seq must be in [1, max_seq_len = %d], got %d",
                         c.max_seq_len, max_seq);
+    const struct ts_gpt_tp one = {.size = 1, .rank = 0};
+    if (tp == NULL || tp->size == 1)
+        tp = &one;
+    if (tp->size < 1 || tp->rank < 0 || tp->rank >= tp->size || (tp->size > 1 && !tp->all_reduce))
+        return ts_error(TS_ERR_INVALID_ARG, "gpt create: bad tensor-parallel group (rank %d of %d)",
+                        tp->rank, tp->size);
+    if (c.num_heads % tp->size != 0)
+        return ts_error(TS_ERR_INVALID_ARG,
+                        "gpt create: --tp %d does not divide the %d attention heads (each "
+                        "tensor-parallel rank holds NH/tp heads)",
+                        tp->size, c.num_heads);
+    if (c.padded_vocab_size % tp->size != 0)
+        return ts_error(TS_ERR_INVALID_ARG,
+                        "gpt create: --tp %d does not divide the padded vocabulary %d", tp->size,
+                        c.padded_vocab_size);
 
     ts_status st = TS_OK;
     struct ts_gpt *g = calloc(1, sizeof(*g));
@@ -336,6 +378,9 @@ ts_status ts_gpt_create(ts_gpt_t **out, const struct ts_gpt_config *cfg, struct 
     g->be = be;
     g->max_batch = max_batch;
     g->max_seq = max_seq;
+    g->tp = *tp;
+    g->Cl = c.channels / tp->size;
+    g->NHl = c.num_heads / tp->size;
     g->flash = ts_op_flash_attention_usable(be, c.channels / c.num_heads, c.dtype);
     g->num_tensors = 2 + P_PER_LAYER * c.num_layers + 2;
     g->table = calloc((size_t)g->num_tensors, sizeof(*g->table));
@@ -360,6 +405,8 @@ ts_status ts_gpt_create(ts_gpt_t **out, const struct ts_gpt_config *cfg, struct 
     TS_CHECK_GOTO(ts_op_alloc(be, &g->arena, TS_DTYPE_F32, 1, &arena_words), st, fail);
     TS_CHECK_GOTO(ts_op_alloc(be, &g->tokens, TS_DTYPE_I32, 1, &BT), st, fail);
     TS_CHECK_GOTO(ts_op_alloc(be, &g->targets, TS_DTYPE_I32, 1, &BT), st, fail);
+    if (tp->size > 1)
+        TS_CHECK_GOTO(ts_op_event_create(be, &g->tp_ready), st, fail);
     *out = g;
     return TS_OK;
 
@@ -373,6 +420,7 @@ fail:
 void ts_gpt_destroy(ts_gpt_t *g) {
     if (g == NULL)
         return;
+    ts_op_event_destroy(g->be, g->tp_ready);
     ts_op_free(g->be, &g->params);
     ts_op_free(g->be, &g->grads);
     ts_op_free(g->be, &g->arena);
@@ -405,17 +453,70 @@ int64_t ts_gpt_num_flop_params(const ts_gpt_t *g) {
 }
 
 const struct ts_tensor *ts_gpt_param_buffer(const ts_gpt_t *g) { return &g->params; }
+int ts_gpt_tp_size(const ts_gpt_t *g) { return g->tp.size; }
+int ts_gpt_tp_rank(const ts_gpt_t *g) { return g->tp.rank; }
+
+void ts_gpt_tensor_runs(const ts_gpt_t *g, int i, ts_gpt_run_fn fn, void *ctx) {
+    const struct ts_param_info *p = &g->table[i];
+    const int64_t r = g->tp.rank;
+    if (p->split_dim < 0) {
+        fn(ctx, 0, 0, p->numel);
+        return;
+    }
+    const int64_t k = p->split_groups;
+    if (p->split_dim == 0) { /* rows: each group's share is one run */
+        const int64_t cols = p->ndim == 2 ? p->shape[1] : 1;
+        const int64_t grows = p->global_shape[0] / k, lrows = p->shape[0] / k;
+        for (int64_t j = 0; j < k; j++)
+            fn(ctx, j * lrows * cols, (j * grows + r * lrows) * cols, lrows * cols);
+        return;
+    }
+    const int64_t gcols = p->global_shape[1], lcols = p->shape[1];
+    const int64_t ggrp = gcols / k, lgrp = lcols / k;
+    for (int64_t row = 0; row < p->shape[0]; row++)
+        for (int64_t j = 0; j < k; j++)
+            fn(ctx, row * lcols + j * lgrp, row * gcols + j * ggrp + r * lgrp, lgrp);
+}
 const struct ts_tensor *ts_gpt_grad_buffer(const ts_gpt_t *g) { return &g->grads; }
 
 /* ---- initialisation ---- */
 
+/* A split tensor draws each element from the counter it has at tp 1, so every tp gives the
+ * same model: the tp-1 flat offsets are rebuilt by summing the whole tensors' sizes. */
+struct init_ctx {
+    ts_gpt_t *g;
+    const struct ts_param_info *p;
+    int64_t global_offset;
+    uint64_t seed;
+    ts_status st;
+};
+
+static void init_run(void *ctx, int64_t local, int64_t global, int64_t len) {
+    struct init_ctx *c = ctx;
+    if (c->st != TS_OK)
+        return;
+    struct ts_tensor run = shaped(elem_at(&c->g->params, c->p->offset + local), 1, len, 1, 1, 1);
+    c->st =
+        ts_op_fill_normal(c->g->be, &run, 0.0f, c->p->init_std, c->seed, c->global_offset + global);
+}
+
 ts_status ts_gpt_init(ts_gpt_t *g, uint64_t seed) {
+    int64_t global_offset = 0;
     for (int i = 0; i < g->num_tensors; i++) {
         const struct ts_param_info *p = &g->table[i];
-        if (p->init_std > 0)
-            TS_CHECK(ts_op_fill_normal(g->be, &g->pview[i], 0.0f, p->init_std, seed, p->offset));
+        const int64_t whole = p->global_shape[0] * (p->ndim == 2 ? p->global_shape[1] : 1);
+        if (p->split_dim >= 0 && p->init_std > 0) {
+            struct init_ctx c = {g, p, global_offset, seed, TS_OK};
+            ts_gpt_tensor_runs(g, i, init_run, &c);
+            TS_CHECK(c.st);
+        } else if (p->split_dim >= 0) {
+            TS_CHECK(ts_op_fill(g->be, &g->pview[i], p->init_value));
+        } else if (p->init_std > 0)
+            TS_CHECK(
+                ts_op_fill_normal(g->be, &g->pview[i], 0.0f, p->init_std, seed, global_offset));
         else
             TS_CHECK(ts_op_fill(g->be, &g->pview[i], p->init_value));
+        global_offset += whole;
     }
     /* The padded rows of wte never meet a real token; keep them 0 so they stay inert. */
     const int64_t C = g->cfg.channels, V = g->cfg.vocab_size, Vp = g->cfg.padded_vocab_size;
@@ -438,35 +539,51 @@ static ts_status check_ids(const int32_t *ids, int64_t n, int V, const char *wha
     return TS_OK;
 }
 
+/* Megatron's g (forward) and f (backward): the sum over the tp group of a row-parallel matmul's
+ * output or a column-parallel input's gradient. Never called at tp 1. */
+static ts_status tp_sum(ts_gpt_t *g, const struct ts_tensor *t) {
+    TS_CHECK(ts_op_event_record(g->be, g->tp_ready));
+    TS_CHECK(ts_op_event_sync(g->be, g->tp_ready));
+    return g->tp.all_reduce(g->tp.ctx, g->be, t);
+}
+
 static ts_status block_forward(ts_gpt_t *g, int l, int B, int T) {
     struct ts_backend *be = g->be;
-    const int64_t C = g->cfg.channels;
+    const int64_t C = g->cfg.channels, Cl = g->Cl;
+    const bool tp = g->tp.size > 1;
     const struct ts_tensor *w = &g->pview[2 + P_PER_LAYER * l];
     const struct ts_tensor res = l == 0 ? ACT2(A_ENCODED, 0, C) : ACT2(A_RES3, l - 1, C);
-    const struct ts_tensor ln1 = ACT2(A_LN1, l, C), qkv = ACT2(A_QKV, l, 3 * C);
-    const struct ts_tensor atty = ACT2(A_ATTY, l, C), proj = ACT2(A_PROJ, 0, C);
+    const struct ts_tensor ln1 = ACT2(A_LN1, l, C), qkv = ACT2(A_QKV, l, 3 * Cl);
+    const struct ts_tensor atty = ACT2(A_ATTY, l, Cl), proj = ACT2(A_PROJ, 0, C);
     const struct ts_tensor res2 = ACT2(A_RES2, l, C), ln2 = ACT2(A_LN2, l, C);
-    const struct ts_tensor fch = ACT2(A_FCH, l, 4 * C), fch_gelu = ACT2(A_FCH_GELU, l, 4 * C);
+    const struct ts_tensor fch = ACT2(A_FCH, l, 4 * Cl), fch_gelu = ACT2(A_FCH_GELU, l, 4 * Cl);
     const struct ts_tensor res3 = ACT2(A_RES3, l, C);
-    const struct ts_tensor qkv3 = ACT3(A_QKV, l, 3 * C), atty3 = ACT3(A_ATTY, l, C);
+    const struct ts_tensor qkv3 = ACT3(A_QKV, l, 3 * Cl), atty3 = ACT3(A_ATTY, l, Cl);
     const struct ts_tensor ln1_mean = ACT1(A_LN1_MEAN, l), ln1_rstd = ACT1(A_LN1_RSTD, l);
     const struct ts_tensor ln2_mean = ACT1(A_LN2_MEAN, l), ln2_rstd = ACT1(A_LN2_RSTD, l);
+    /* A row-parallel bias is added once, by tp rank 0, before the sum over the group. */
+    const struct ts_tensor *attproj_b = g->tp.rank == 0 ? &w[P_ATTPROJB] : NULL;
+    const struct ts_tensor *fcproj_b = g->tp.rank == 0 ? &w[P_FCPROJB] : NULL;
 
     TS_CHECK(ts_op_layernorm_forward(be, &ln1, &ln1_mean, &ln1_rstd, &res, &w[P_LN1W], &w[P_LN1B]));
     TS_CHECK(ts_op_matmul_forward(be, &qkv, &ln1, &w[P_QKVW], &w[P_QKVB], TS_W_IN_OUT));
     if (g->flash) {
         const struct ts_tensor lse = ACTLSE(A_ATT, l);
-        TS_CHECK(ts_op_flash_attention_forward(be, &atty3, &lse, &qkv3, g->cfg.num_heads));
+        TS_CHECK(ts_op_flash_attention_forward(be, &atty3, &lse, &qkv3, (int)g->NHl));
     } else {
         const struct ts_tensor att = ACTATT(A_ATT, l);
-        TS_CHECK(ts_op_attention_forward(be, &atty3, &att, &qkv3, g->cfg.num_heads));
+        TS_CHECK(ts_op_attention_forward(be, &atty3, &att, &qkv3, (int)g->NHl));
     }
-    TS_CHECK(ts_op_matmul_forward(be, &proj, &atty, &w[P_ATTPROJW], &w[P_ATTPROJB], TS_W_IN_OUT));
+    TS_CHECK(ts_op_matmul_forward(be, &proj, &atty, &w[P_ATTPROJW], attproj_b, TS_W_IN_OUT));
+    if (tp)
+        TS_CHECK(tp_sum(g, &proj));
     TS_CHECK(ts_op_residual_forward(be, &res2, &res, &proj));
     TS_CHECK(
         ts_op_layernorm_forward(be, &ln2, &ln2_mean, &ln2_rstd, &res2, &w[P_LN2W], &w[P_LN2B]));
     TS_CHECK(ts_op_matmul_forward_gelu(be, &fch_gelu, &fch, &ln2, &w[P_FCW], &w[P_FCB]));
-    TS_CHECK(ts_op_matmul_forward(be, &proj, &fch_gelu, &w[P_FCPROJW], &w[P_FCPROJB], TS_W_IN_OUT));
+    TS_CHECK(ts_op_matmul_forward(be, &proj, &fch_gelu, &w[P_FCPROJW], fcproj_b, TS_W_IN_OUT));
+    if (tp)
+        TS_CHECK(tp_sum(g, &proj));
     TS_CHECK(ts_op_residual_forward(be, &res3, &res2, &proj));
     return TS_OK;
 }
@@ -552,21 +669,22 @@ ts_status ts_gpt_forward_losses(ts_gpt_t *g, const int32_t *inputs, const int32_
 /* On entry dres holds the gradient of layer l's output; on exit that of its input. */
 static ts_status block_backward(ts_gpt_t *g, int l, int B, int T) {
     struct ts_backend *be = g->be;
-    const int64_t C = g->cfg.channels;
+    const int64_t C = g->cfg.channels, Cl = g->Cl;
+    const bool tp = g->tp.size > 1;
     const struct ts_tensor *w = &g->pview[2 + P_PER_LAYER * l];
     const struct ts_tensor *dw = &g->gview[2 + P_PER_LAYER * l];
     const struct ts_tensor res = l == 0 ? ACT2(A_ENCODED, 0, C) : ACT2(A_RES3, l - 1, C);
-    const struct ts_tensor ln1 = ACT2(A_LN1, l, C), atty = ACT2(A_ATTY, l, C);
+    const struct ts_tensor ln1 = ACT2(A_LN1, l, C), atty = ACT2(A_ATTY, l, Cl);
     const struct ts_tensor res2 = ACT2(A_RES2, l, C), ln2 = ACT2(A_LN2, l, C);
-    const struct ts_tensor fch = ACT2(A_FCH, l, 4 * C), fch_gelu = ACT2(A_FCH_GELU, l, 4 * C);
-    const struct ts_tensor qkv3 = ACT3(A_QKV, l, 3 * C), atty3 = ACT3(A_ATTY, l, C);
+    const struct ts_tensor fch = ACT2(A_FCH, l, 4 * Cl), fch_gelu = ACT2(A_FCH_GELU, l, 4 * Cl);
+    const struct ts_tensor qkv3 = ACT3(A_QKV, l, 3 * Cl), atty3 = ACT3(A_ATTY, l, Cl);
     const struct ts_tensor ln1_mean = ACT1(A_LN1_MEAN, l), ln1_rstd = ACT1(A_LN1_RSTD, l);
     const struct ts_tensor ln2_mean = ACT1(A_LN2_MEAN, l), ln2_rstd = ACT1(A_LN2_RSTD, l);
     const struct ts_tensor dres = ACT2(A_DRES, 0, C), dln = ACT2(A_DLN, 0, C);
-    const struct ts_tensor datty = ACT2(A_DATTY, 0, C), datty3 = ACT3(A_DATTY, 0, C);
-    const struct ts_tensor dqkv = ACT2(A_DQKV, 0, 3 * C), dqkv3 = ACT3(A_DQKV, 0, 3 * C);
-    const struct ts_tensor dfch_gelu = ACT2(A_DFCH_GELU, 0, 4 * C);
-    const struct ts_tensor dfch = ACT2(A_DFCH, 0, 4 * C);
+    const struct ts_tensor datty = ACT2(A_DATTY, 0, Cl), datty3 = ACT3(A_DATTY, 0, Cl);
+    const struct ts_tensor dqkv = ACT2(A_DQKV, 0, 3 * Cl), dqkv3 = ACT3(A_DQKV, 0, 3 * Cl);
+    const struct ts_tensor dfch_gelu = ACT2(A_DFCH_GELU, 0, 4 * Cl);
+    const struct ts_tensor dfch = ACT2(A_DFCH, 0, 4 * Cl);
 
     /* MLP: the residual add passes dres through unchanged to both branches. */
     TS_CHECK(ts_op_matmul_backward(be, &dfch_gelu, &dw[P_FCPROJW], &dw[P_FCPROJB], &dres, &fch_gelu,
@@ -574,6 +692,8 @@ static ts_status block_backward(ts_gpt_t *g, int l, int B, int T) {
     TS_CHECK(ts_op_gelu_backward(be, &dfch, &fch, &dfch_gelu));
     TS_CHECK(ts_op_matmul_backward(be, &dln, &dw[P_FCW], &dw[P_FCB], &dfch, &ln2, &w[P_FCW],
                                    TS_W_IN_OUT));
+    if (tp)
+        TS_CHECK(tp_sum(g, &dln));
     TS_CHECK(ts_op_layernorm_backward(be, &dres, &dw[P_LN2W], &dw[P_LN2B], &dln, &res2, &w[P_LN2W],
                                       &ln2_mean, &ln2_rstd));
     /* Attention, the same way. */
@@ -582,14 +702,15 @@ static ts_status block_backward(ts_gpt_t *g, int l, int B, int T) {
     if (g->flash) {
         const struct ts_tensor lse = ACTLSE(A_ATT, l), scratch = ACTLSE(A_DATT, 0);
         TS_CHECK(ts_op_flash_attention_backward(be, &dqkv3, &scratch, &datty3, &qkv3, &atty3, &lse,
-                                                g->cfg.num_heads));
+                                                (int)g->NHl));
     } else {
         const struct ts_tensor att = ACTATT(A_ATT, l), datt = ACTATT(A_DATT, 0);
-        TS_CHECK(
-            ts_op_attention_backward(be, &dqkv3, &datt, &datty3, &qkv3, &att, g->cfg.num_heads));
+        TS_CHECK(ts_op_attention_backward(be, &dqkv3, &datt, &datty3, &qkv3, &att, (int)g->NHl));
     }
     TS_CHECK(ts_op_matmul_backward(be, &dln, &dw[P_QKVW], &dw[P_QKVB], &dqkv, &ln1, &w[P_QKVW],
                                    TS_W_IN_OUT));
+    if (tp)
+        TS_CHECK(tp_sum(g, &dln));
     TS_CHECK(ts_op_layernorm_backward(be, &dres, &dw[P_LN1W], &dw[P_LN1B], &dln, &res, &w[P_LN1W],
                                       &ln1_mean, &ln1_rstd));
     return TS_OK;
@@ -641,6 +762,30 @@ ts_status ts_gpt_logits(const ts_gpt_t *g, struct ts_tensor *out) {
     const int B = g->fwd_B, T = g->fwd_T;
     *out = ACT3(A_LOGITS, 0, g->cfg.padded_vocab_size);
     return TS_OK;
+}
+
+ts_status ts_gpt_grad_sum_squares(ts_gpt_t *g, int64_t begin, int64_t end, bool split,
+                                  double *sum_sq) {
+    *sum_sq = 0;
+    struct ts_tensor one;
+    const int64_t n1 = 1;
+    TS_CHECK(ts_op_alloc(g->be, &one, TS_DTYPE_F32, 1, &n1));
+    ts_status st = TS_OK;
+    for (int i = 0; i < g->num_tensors && st == TS_OK; i++) {
+        const struct ts_param_info *p = &g->table[i];
+        const int64_t b = p->offset > begin ? p->offset : begin;
+        const int64_t e = p->offset + p->numel < end ? p->offset + p->numel : end;
+        if ((p->split_dim >= 0) != split || e <= b)
+            continue;
+        const struct ts_tensor part = shaped(elem_at(&g->grads, b), 1, e - b, 1, 1, 1);
+        float ss = 0;
+        st = ts_op_sum_squares(g->be, &one, &part);
+        if (st == TS_OK)
+            st = ts_op_download(g->be, &ss, &one, sizeof(ss));
+        *sum_sq += (double)ss;
+    }
+    ts_op_free(g->be, &one);
+    return st;
 }
 
 ts_status ts_gpt_zero_grad(ts_gpt_t *g) { return ts_op_zero(g->be, &g->grads); }

@@ -40,6 +40,13 @@ struct ts_param_info {
     bool decay;       /* weight decay applies (matrices only) */
     float init_std;   /* normal(0, std); 0 means constant init_value */
     float init_value; /* 1 for layernorm weights, 0 for biases */
+    /* Tensor parallelism: this rank's part of the whole tensor. split_dim -1: replicated (every
+     * tp rank holds it whole); 0: rows split; 1: columns split. The split dimension is cut into
+     * split_groups equal groups (c_attn: Q, K, V) and each group into tp parts, rank r taking
+     * part r of every group. global_shape is the whole tensor (== shape at tp 1). */
+    int split_dim;
+    int split_groups;
+    int64_t global_shape[TS_MAX_DIMS];
 };
 
 typedef struct ts_gpt ts_gpt_t;
@@ -49,6 +56,35 @@ typedef struct ts_gpt ts_gpt_t;
 ts_status ts_gpt_create(ts_gpt_t **out, const struct ts_gpt_config *cfg, struct ts_backend *be,
                         int max_batch, int max_seq) TS_MUST_CHECK;
 void ts_gpt_destroy(ts_gpt_t *gpt);
+
+/* The tensor-parallel group as the model sees it: its size, this rank, and an in-place sum over
+ * the group of a tensor in the model's backend memory (synchronous on return). The model core
+ * links no communicator; the trainer supplies one (ts_trainer_tp, train.h). */
+struct ts_gpt_tp {
+    int size, rank;
+    ts_status (*all_reduce)(void *ctx, struct ts_backend *be, const struct ts_tensor *buf);
+    void *ctx;
+};
+
+/* ts_gpt_create with Megatron tensor parallelism over `tp` (copied; its ctx outlives the model;
+ * NULL or size 1: exactly ts_gpt_create). Each rank of the group holds NH/tp heads: c_attn
+ * and mlp.c_fc split by columns, attn.c_proj and mlp.c_proj by rows; one all-reduce over tp in
+ * the forward after each row-parallel matmul and one in the backward on each column-parallel
+ * input's gradient. Embeddings, layernorms and the row-parallel biases are replicated. The
+ * parameter table and flat buffers hold this rank's part only. Host memory collectives (the
+ * CPU backend under MPI). */
+ts_status ts_gpt_create_tp(ts_gpt_t **out, const struct ts_gpt_config *cfg, struct ts_backend *be,
+                           int max_batch, int max_seq, const struct ts_gpt_tp *tp) TS_MUST_CHECK;
+int ts_gpt_tp_size(const ts_gpt_t *gpt);
+int ts_gpt_tp_rank(const ts_gpt_t *gpt);
+/* Sum of squared gradients over the flat range [begin, end) counting only the split tensors
+ * (split true) or only the replicated ones (false); the caller sums the split part over tp. */
+ts_status ts_gpt_grad_sum_squares(ts_gpt_t *gpt, int64_t begin, int64_t end, bool split,
+                                  double *sum_sq) TS_MUST_CHECK;
+/* Calls fn for each contiguous run of tensor i of this rank's table: `len` elements at element
+ * `local` of the rank's tensor are elements `global` .. of the whole tensor (row-major). */
+typedef void (*ts_gpt_run_fn)(void *ctx, int64_t local, int64_t global, int64_t len);
+void ts_gpt_tensor_runs(const ts_gpt_t *gpt, int i, ts_gpt_run_fn fn, void *ctx);
 
 const struct ts_gpt_config *ts_gpt_config(const ts_gpt_t *gpt);
 struct ts_backend *ts_gpt_backend(const ts_gpt_t *gpt);

@@ -141,6 +141,12 @@ ts_status ts_trainer_create(ts_trainer_t **out, ts_gpt_t *gpt, ts_loader_t *load
         return ts_error(TS_ERR_INVALID_ARG, "trainer create: bucket size must be >= 0");
     if (ts_gpt_num_params(gpt) < ts_comm_size(comm))
         return ts_error(TS_ERR_INVALID_ARG, "trainer create: fewer parameters than ranks");
+    if (ts_gpt_tp_size(gpt) > 1 &&
+        (cfg->tp == NULL || ts_comm_size(cfg->tp) != ts_gpt_tp_size(gpt)))
+        return ts_error(TS_ERR_INVALID_ARG,
+                        "trainer create: the model is split over %d tensor-parallel ranks; the "
+                        "config must name that group",
+                        ts_gpt_tp_size(gpt));
 
     ts_status st;
     struct ts_trainer *tr = calloc(1, sizeof(*tr));
@@ -334,13 +340,43 @@ static ts_status sum_losses(struct ts_trainer *tr, int accum, double *loss_sum) 
     return TS_OK;
 }
 
+static ts_status tp_all_reduce(void *ctx, struct ts_backend *be, const struct ts_tensor *buf) {
+    return ts_comm_all_reduce(ctx, be, buf, TS_REDUCE_SUM, NULL);
+}
+
+struct ts_gpt_tp ts_trainer_tp(ts_comm_t *tp) {
+    if (tp == NULL)
+        return (struct ts_gpt_tp){.size = 1, .rank = 0};
+    return (struct ts_gpt_tp){
+        .size = ts_comm_size(tp), .rank = ts_comm_rank(tp), .all_reduce = tp_all_reduce, .ctx = tp};
+}
+
+/* Tensor parallelism: the split tensors' squares summed over the tp group, the replicated ones
+ * (the same on every tp rank) counted once. */
+static ts_status tp_sum_squares(struct ts_trainer *tr, bool sharded, double *sum_sq) {
+    int64_t begin, end;
+    ts_trainer_shard(tr, &begin, &end);
+    double parts[2];
+    TS_CHECK(ts_gpt_grad_sum_squares(tr->gpt, begin, end, true, &parts[0]));
+    TS_CHECK(ts_gpt_grad_sum_squares(tr->gpt, begin, end, false, &parts[1]));
+    if (sharded)
+        TS_CHECK(ts_comm_all_reduce_host(tr->comm, parts, 2, TS_REDUCE_SUM));
+    TS_CHECK(ts_comm_all_reduce_host(tr->cfg.tp, &parts[0], 1, TS_REDUCE_SUM));
+    *sum_sq = parts[0] + parts[1];
+    return TS_OK;
+}
+
 /* Norm over the reduced gradients, the gate, then the update (and the all-gather with ZeRO-1). */
 static ts_status update(struct ts_trainer *tr, struct ts_step_record *r) {
     const bool sharded = tr->cfg.zero_stage == 1 && tr->dp > 1;
     double sum_sq;
-    TS_CHECK(ts_optim_sum_squares(tr->opt, &sum_sq));
-    if (sharded)
-        TS_CHECK(ts_comm_all_reduce_host(tr->comm, &sum_sq, 1, TS_REDUCE_SUM));
+    if (ts_gpt_tp_size(tr->gpt) > 1) {
+        TS_CHECK(tp_sum_squares(tr, sharded, &sum_sq));
+    } else {
+        TS_CHECK(ts_optim_sum_squares(tr->opt, &sum_sq));
+        if (sharded)
+            TS_CHECK(ts_comm_all_reduce_host(tr->comm, &sum_sq, 1, TS_REDUCE_SUM));
+    }
     const double norm = sqrt(sum_sq);
     r->grad_norm = (float)norm;
     if (!isfinite(norm))

@@ -32,7 +32,15 @@ struct ts_train_config {
     int64_t bucket_elems; /* gradient bucket size in floats (0: 25 MB worth, DDP's default) */
     bool no_overlap;      /* start the reductions only after backward (for measuring overlap) */
     struct ts_batch_ramp ramp; /* grad_accum per step grows with the tokens seen (0: off) */
+    /* The tensor-parallel group the model was created over (ts_trainer_tp; borrowed). NULL or a
+     * group of one: no tensor parallelism. The global norm then sums the split tensors' squares
+     * over it and counts each replicated tensor once. */
+    ts_comm_t *tp;
 };
+
+/* The model's view of a tensor-parallel communicator (ts_gpt_create_tp): its size, rank and a
+ * blocking in-place sum over it. `tp` is borrowed and must outlive the model. */
+struct ts_gpt_tp ts_trainer_tp(ts_comm_t *tp);
 
 /* What one update did (what metrics.jsonl records). */
 struct ts_step_record {

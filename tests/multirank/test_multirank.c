@@ -239,6 +239,63 @@ Test(multirank_train, same_global_batch_same_losses_at_dp_1_2_4) {
     cli_rmdir(fx.dir);
 }
 
+/* Losses and gradient norms of every step of two runs within rel_tol (no checkpoint needed). */
+static void compare_metrics(const struct fixture *fx, const char *a, const char *b, int steps,
+                            double rel_tol) {
+    const char *keys[2] = {"\"loss\":", "\"grad_norm\":"};
+    for (int k = 0; k < 2; k++) {
+        double la[64], lb[64];
+        cr_assert_eq(read_metric(fx, a, keys[k], la, 64), steps, "%s: wrong number of steps", a);
+        cr_assert_eq(read_metric(fx, b, keys[k], lb, 64), steps, "%s: wrong number of steps", b);
+        for (int s = 0; s < steps; s++)
+            cr_assert(fabs(la[s] - lb[s]) <= rel_tol * fabs(la[s]), "step %d: %s %s%.9g, %s %.9g",
+                      s + 1, a, keys[k], la[s], b, lb[s]);
+    }
+}
+
+/* Tensor parallelism: heads split over tp ranks give the single rank's losses and norms (the
+ * norm checks the gradients of split and replicated tensors alike), and dp 2 x tp 2 those of
+ * dp 4 at the same global batch, with ZeRO-1 too. */
+Test(multirank_train, tp_2_matches_tp_1_and_dp2_tp2_matches_dp4) {
+    struct fixture fx;
+    fixture_make(&fx);
+    struct run_result r;
+    const char *common = "--steps 20 --bucket-mb 0.01 --batch 2";
+    char extra[640];
+    snprintf(extra, sizeof(extra), "%s --grad-accum 2", common);
+    train(&r, &fx, 0, "tp1", extra);
+    assert_ok(&r, "tp1");
+    snprintf(extra, sizeof(extra), "%s --grad-accum 2 --tp 2", common);
+    train(&r, &fx, 2, "tp2", extra);
+    assert_ok(&r, "tp2");
+    cr_assert(strstr(r.out, "layout: world 2 = dp 1 x tp 2") != NULL, "%s", r.out);
+    compare_metrics(&fx, "tp1", "tp2", 20, 1e-5);
+    train(&r, &fx, 4, "dp4", "--steps 20 --bucket-mb 0.01 --batch 1 --grad-accum 1");
+    assert_ok(&r, "dp4");
+    train(&r, &fx, 4, "dp2tp2", "--steps 20 --bucket-mb 0.01 --batch 1 --grad-accum 2 --tp 2");
+    assert_ok(&r, "dp2tp2");
+    cr_assert(strstr(r.out, "layout: world 4 = dp 2 x tp 2") != NULL, "%s", r.out);
+    compare_metrics(&fx, "dp4", "dp2tp2", 20, 1e-5);
+    train(&r, &fx, 4, "dp2tp2z1",
+          "--steps 20 --bucket-mb 0.01 --batch 1 --grad-accum 2 --tp 2 --zero 1");
+    assert_ok(&r, "dp2tp2z1");
+    compare_metrics(&fx, "dp4", "dp2tp2z1", 20, 1e-5);
+    cli_rmdir(fx.dir);
+}
+
+Test(multirank_fail, impossible_tp_layouts_are_refused) {
+    struct fixture fx;
+    fixture_make(&fx);
+    struct run_result r;
+    train(&r, &fx, 3, "w3", "--steps 2 --tp 2");
+    cr_assert_neq(r.code, 0);
+    cr_assert(strstr(r.out, "--tp 2 does not divide the 3 ranks") != NULL, "%s", r.out);
+    train(&r, &fx, 4, "h2", "--steps 2 --tp 4");
+    cr_assert_neq(r.code, 0);
+    cr_assert(strstr(r.out, "must divide --heads (2)") != NULL, "%s", r.out);
+    cli_rmdir(fx.dir);
+}
+
 Test(multirank_train, zero1_matches_zero0) {
     struct fixture fx;
     fixture_make(&fx);
