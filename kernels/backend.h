@@ -46,9 +46,10 @@ struct ts_backend_info {
     bool has_energy;        /* energy_mj works */
 };
 
-/* Bumped whenever struct ts_backend or ts_backend_info changes: a plug-in built against another
+/* Bumped whenever struct ts_backend or ts_backend_info changes, or the plug-in's exported functions
+ * or the comm table they fill (comm/comm.h, comm/comm_nccl.h): a plug-in built against another
  * layout is refused at load time instead of calling through the wrong slot. */
-#define TS_BACKEND_ABI 5
+#define TS_BACKEND_ABI 6
 
 /* An opaque point in a backend's stream of work (backend_load.h, the slots below). */
 typedef struct ts_event ts_event_t;

@@ -80,6 +80,7 @@ static ts_status load_from(const char *path, char *tried, size_t len) {
         dlclose(h);
         return ts_error_wrap(TS_ERR_UNSUPPORTED, "the CUDA plug-in's path");
     }
+    plugin.handle = h;
     plugin.probe = probe;
     plugin.create = create;
     plugin_loaded = true;

@@ -59,6 +59,7 @@ typedef ts_status (*ts_cuda_create_fn)(struct ts_backend **out, const struct ts_
 
 struct ts_cuda_plugin {
     char path[TS_PATH_MAX]; /* the file loaded */
+    void *handle;           /* its dlopen handle, for entry points of other modules (NCCL) */
     ts_cuda_probe_fn probe;
     ts_cuda_create_fn create;
 };

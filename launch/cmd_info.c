@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "comm/comm_nccl.h"
 #include "kernels/backend_load.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "launch/cli.h"
@@ -39,6 +40,13 @@ static void print_cuda(void) {
     printf("  cuda  plug-in %s\n", p->path);
     printf("        %s%s%s; built for %s\n", d.runtime, d.driver[0] ? ", " : "", d.driver,
            d.built_for);
+    int nccl = 0;
+    if (ts_comm_nccl_version(&nccl) == TS_OK)
+        printf("        NCCL %d.%d.%d (libnccl.so.2, opened at run time): several ranks, one GPU "
+               "each\n",
+               nccl / 10000, (nccl / 100) % 100, nccl % 100);
+    else
+        printf("        NCCL unavailable (one GPU per job only): %s\n", ts_last_error());
     if (d.count == 0) {
         printf("        unavailable: no GPU: %s\n", d.error);
         return;

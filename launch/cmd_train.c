@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "comm/comm.h"
+#include "comm/comm_nccl.h"
 #include "comm/grid.h"
 #include "data/data_manifest.h"
 #include "data/lineage.h"
@@ -66,6 +67,7 @@ struct run {
     const struct ts_train_settings *a;
     struct ts_backend *be;
     ts_comm_t *comm; /* the world */
+    ts_comm_t *nccl; /* the world over NCCL on a device backend with several ranks, or NULL */
     struct ts_grid grid;
     ts_loader_t *train, *val;
     ts_gpt_t *gpt;
@@ -102,6 +104,7 @@ static void run_release(struct run *r) {
     ts_loader_destroy(r->val);
     ts_loader_destroy(r->train);
     ts_grid_deinit(&r->grid);
+    ts_comm_destroy(r->nccl); /* borrows the world */
     ts_comm_destroy(r->comm);
     ts_backend_destroy(r->be);
 }
@@ -569,6 +572,32 @@ static ts_status open_ledger(struct run *r, const struct ts_gpt_config *mc, doub
     return TS_OK;
 }
 
+/* Several ranks on a device backend: the NCCL communicator (in the CUDA plug-in) moves the
+ * device buffers, the MPI world keeps the host values; the grid is rebuilt over it. Refused,
+ * with the reason, where the plug-in has no usable NCCL. */
+static ts_status use_nccl(struct run *r) {
+    int version = 0;
+    if (ts_comm_nccl_version(&version) != TS_OK)
+        return ts_error(TS_ERR_UNSUPPORTED,
+                        "%d ranks on the %s backend need NCCL, which is not available: %s; train "
+                        "on one GPU with a single process, or use --device cpu under mpirun",
+                        ts_comm_size(r->comm), r->be->name, ts_last_error());
+    const struct ts_nccl_options o = {.timeout_s = r->a->comm_timeout};
+    ts_comm_t *nccl = NULL;
+    TS_CHECK(ts_comm_nccl_create(&nccl, r->comm, r->be, &o));
+    TS_LOG_I("comm: NCCL %d.%d.%d over %d ranks (host values over MPI), --comm-timeout %.0f s",
+             version / 10000, (version / 100) % 100, version % 100, ts_comm_size(nccl),
+             (double)r->a->comm_timeout);
+    ts_grid_deinit(&r->grid);
+    ts_status st = ts_grid_init(&r->grid, nccl, 1);
+    if (st != TS_OK) {
+        ts_comm_destroy(nccl);
+        return st;
+    }
+    r->nccl = nccl;
+    return TS_OK;
+}
+
 static int train(struct ts_train_flags *flags, int *argc, char ***argv, double t_launch) {
     struct ts_train_settings *a = &flags->v;
     struct run r = {.a = a};
@@ -625,8 +654,9 @@ static int train(struct ts_train_flags *flags, int *argc, char ***argv, double t
     struct ts_train_config tc;
     make_configs(a, &mc, &tc);
     TS_CHECK_GOTO(ts_gpt_config_finish(&mc), st, fail);
-    TS_CHECK_GOTO(ts_launch_backend(&r.be, a->device, a->blas, threads_per_rank(a, r.comm)), st,
-                  fail);
+    TS_CHECK_GOTO(ts_launch_backend_at(&r.be, a->device, a->blas, threads_per_rank(a, r.comm),
+                                       ts_comm_local_rank(r.comm)),
+                  st, fail);
     TS_CHECK_GOTO(ts_launch_precision(r.be, a->precision, &mc.dtype), st, fail);
     a->precision = mc.dtype == TS_DTYPE_BF16 ? "bf16" : "fp32"; /* recorded as run */
     if (a->warmup < 0)
@@ -634,19 +664,13 @@ static int train(struct ts_train_flags *flags, int *argc, char ***argv, double t
     TS_CHECK_GOTO(resolve_prices(&r, flags, mc.dtype == TS_DTYPE_BF16), st, fail);
     if (a->tp > 1 && strcmp(r.be->name, "cpu") != 0) {
         ts_error(TS_ERR_UNSUPPORTED,
-                 "--tp %d on the %s backend needs NCCL, which does not exist yet: use --device "
-                 "cpu for tensor parallelism",
+                 "--tp %d on the %s backend: tensor parallelism runs on the CPU backend only "
+                 "for now (its collectives are not wired to NCCL yet); use --device cpu",
                  a->tp, r.be->name);
         goto fail;
     }
-    if (ts_comm_size(r.comm) > 1 && strcmp(r.be->name, "cpu") != 0) {
-        /* the MPI communicator reduces host buffers; device buffers need the NCCL backend */
-        ts_error(TS_ERR_UNSUPPORTED,
-                 "%d ranks on the %s backend need NCCL, which does not exist yet: train on one "
-                 "GPU with a single process, or use --device cpu under mpirun",
-                 ts_comm_size(r.comm), r.be->name);
-        goto fail;
-    }
+    if (ts_comm_size(r.comm) > 1 && ts_comm_check_backend(r.comm, r.be) != TS_OK)
+        TS_CHECK_GOTO(use_nccl(&r), st, fail);
     TS_CHECK_GOTO(open_data(&r), st, fail);
     TS_CHECK_GOTO(fill_record(&r, (int64_t)a->batch * a->grad_accum * r.grid.dp_size), st, fail);
     if (a->tp > 1) {
@@ -766,7 +790,8 @@ fail:
         TS_CHECK_KEEP(st, ts_ledger_end(r.ledger, "failed"));
     (void)st;
     if (agreed)
-        ts_world_fail(r.comm, "train", code); /* aborts the job when it has several ranks */
+        /* aborts the job when it has several ranks (NCCL first, then MPI) */
+        ts_world_fail(r.nccl != NULL ? r.nccl : r.comm, "train", code);
     else
         ts_launch_fail("train", code);
     run_release(&r);

@@ -31,11 +31,30 @@ static ts_status cpu_backend(struct ts_backend **out, const char *blas, int thre
  * that is present but fails to start is an error, not a silent fallback. */
 ts_status ts_launch_backend(struct ts_backend **out, const char *device, const char *blas,
                             int threads) {
+    return ts_launch_backend_at(out, device, blas, threads, -1);
+}
+
+/* The CUDA backend on the device for local_rank (< 0: device 0). */
+static ts_status cuda_backend_at(struct ts_backend **out, int local_rank) {
+    struct ts_cuda_options o = {0};
+    if (local_rank > 0) {
+        const struct ts_cuda_plugin *p = NULL;
+        TS_CHECK(ts_cuda_plugin_open(&p));
+        struct ts_device_list devs;
+        p->probe(&devs);
+        if (devs.count > 0)
+            o.device = local_rank % devs.count;
+    }
+    return ts_cuda_backend_create(out, &o);
+}
+
+ts_status ts_launch_backend_at(struct ts_backend **out, const char *device, const char *blas,
+                               int threads, int local_rank) {
     *out = NULL;
     if (strcmp(device, "cpu") == 0)
         return cpu_backend(out, blas, threads);
     if (strcmp(device, "cuda") == 0) {
-        ts_status st = ts_cuda_backend_create(out, NULL);
+        ts_status st = cuda_backend_at(out, local_rank);
         if (st != TS_OK)
             return ts_error_wrap(st, "--device cuda (tessera info says what was found)");
         return TS_OK;
@@ -53,7 +72,7 @@ ts_status ts_launch_backend(struct ts_backend **out, const char *device, const c
         TS_LOG_I("--device auto: using the CPU (no GPU: %s)", devs.error);
         return cpu_backend(out, blas, threads);
     }
-    ts_status st = ts_cuda_backend_create(out, NULL);
+    ts_status st = cuda_backend_at(out, local_rank);
     if (st != TS_OK)
         return ts_error_wrap(st, "--device auto found %s but could not use it", devs.dev[0].name);
     return TS_OK;

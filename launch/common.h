@@ -14,6 +14,11 @@
  * loads and finds one), --blas (auto|openblas|reference), --threads (0 = all cores; CPU only). */
 ts_status ts_launch_backend(struct ts_backend **out, const char *device, const char *blas,
                             int threads) TS_MUST_CHECK;
+/* The same for one rank of several: a GPU is chosen by local rank (local_rank modulo the devices
+ * visible, so one GPU per rank under mpirun, and the one GPU Slurm's CUDA_VISIBLE_DEVICES leaves
+ * a task); local_rank < 0: device 0. */
+ts_status ts_launch_backend_at(struct ts_backend **out, const char *device, const char *blas,
+                               int threads, int local_rank) TS_MUST_CHECK;
 
 /* --precision fp32|bf16|auto (bf16 where the backend computes in it) as the model's dtype. */
 ts_status ts_launch_precision(const struct ts_backend *be, const char *precision,

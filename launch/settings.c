@@ -120,6 +120,10 @@ const struct ts_setting ts_train_settings_table[] = {
      "checkpoint and stop before this much time has passed (or seconds; under Slurm also the "
      "allocation's end)",
      TS_SET_AGREE},
+    {"comm-timeout", "comm_timeout", TS_SET_FLOAT, S(comm_timeout), "600", 0, 1e9, "SECONDS",
+     "with NCCL: a collective not done after this long aborts the job, naming rank and "
+     "operation (0: wait forever)",
+     TS_SET_AGREE},
     {"spike-z", "spike_z", TS_SET_FLOAT, S(spike_z), "0", 0, 1e9, "Z",
      "stop when a loss's z-score over the recent losses exceeds Z (0: off)", RUN},
     {"spike-window", "spike_window", TS_SET_INT, S(spike_window), "100", 20, 100000, "N",

@@ -42,6 +42,7 @@ struct ts_train_settings {
     const char *device, *precision, *blas;
     int threads, zero, tp;
     float bucket_mb;
+    float comm_timeout; /* seconds before a stuck NCCL collective aborts the job */
     bool no_shuffle, no_overlap;
     /* what the coordinator watches */
     const char *walltime;

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "benchmarks/gpu/ncclcheck.h"
 #include "kernels/backend_load.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/ops.h"
@@ -63,7 +64,7 @@ static void report(const struct ts_opcheck_result *r, void *user) {
 }
 
 static void usage(void) {
-    printf("usage: tessera-gpucheck [--ops] [--train] [--bench] [--small] [--filter OP]\n"
+    printf("usage: tessera-gpucheck [--ops] [--nccl] [--train] [--bench] [--small] [--filter OP]\n"
            "                        [--seed N] [--steps N] [--bench-batch B] [--bench-steps N]\n"
            "                        [--bench-precision fp32|bf16] [--verbose]\n"
            "Without --ops/--train/--bench runs all three. Exit: 0 pass, 1 a check failed,\n"
@@ -71,7 +72,7 @@ static void usage(void) {
 }
 
 int main(int argc, char **argv) {
-    bool ops = false, trn = false, bench = false, small = false;
+    bool ops = false, trn = false, bench = false, small = false, nccl = false;
     const char *filter = NULL, *bench_prec = "bf16";
     uint64_t seed = (uint64_t)time(NULL);
     int steps = 20, bench_b = 8, bench_steps = 10;
@@ -80,6 +81,8 @@ int main(int argc, char **argv) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--ops") == 0)
             ops = true;
+        else if (strcmp(a, "--nccl") == 0)
+            nccl = true;
         else if (strcmp(a, "--train") == 0)
             trn = true;
         else if (strcmp(a, "--bench") == 0)
@@ -109,8 +112,8 @@ int main(int argc, char **argv) {
             return EXIT_USAGE;
         }
     }
-    if (!ops && !trn && !bench)
-        ops = trn = bench = true;
+    if (!ops && !trn && !bench && !nccl)
+        ops = trn = bench = nccl = true;
     if (steps < 1 || steps > 1000 || bench_b < 1 || bench_steps < 1 ||
         (strcmp(bench_prec, "fp32") != 0 && strcmp(bench_prec, "bf16") != 0)) {
         usage();
@@ -160,6 +163,12 @@ int main(int argc, char **argv) {
             }
             sum.failures += fails;
         }
+    }
+    if (nccl) {
+        printf("== nccl, one rank\n");
+        fflush(stdout);
+        if (ts_ncclcheck_run(gpu) == TS_NCCLCHECK_FAILED)
+            sum.failures++;
     }
     if (trn) {
         const enum ts_dtype dts[2] = {TS_DTYPE_F32, TS_DTYPE_BF16};

@@ -49,7 +49,7 @@ ldd "$check" "$TS_CUDA_PLUGIN" | sed 's/^/  /'
 
 status=0
 echo "== 1. op checks and training (seed $seed)"
-timeout -k 5 150 "$check" --ops --train --seed "$seed" 2>&1 | tee "$out/checks.log"
+timeout -k 5 150 "$check" --ops --nccl --train --seed "$seed" 2>&1 | tee "$out/checks.log"
 rc=${PIPESTATUS[0]}
 [ "$rc" -eq 0 ] || status=1
 [ "$rc" -eq 3 ] && { echo "no GPU on this machine"; exit 3; }

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/cuda/cuda_handles.h"
 #include "kernels/cuda/cuda_impl.h"
 #include "kernels/log.h"
 
@@ -153,6 +154,14 @@ static ts_status cu_event_elapsed_ms(struct ts_backend *be, ts_event_t *a, ts_ev
     CUDA_TRY(cudaEventElapsedTime(ms, a->ev, b->ev), "cudaEventElapsedTime");
     return TS_OK;
 }
+
+/* ---- handles for the plug-in's C files (cuda_handles.h) ---- */
+
+extern "C" cudaStream_t ts_cuda_backend_stream(struct ts_backend *be) {
+    return cuda_ctx_of(be)->stream;
+}
+extern "C" int ts_cuda_backend_device(struct ts_backend *be) { return cuda_ctx_of(be)->device; }
+extern "C" cudaEvent_t ts_cuda_event_handle(ts_event_t *e) { return e->ev; }
 
 /* ---- NVML, loaded at run time ---- */
 

@@ -3,11 +3,13 @@
  * resolves its symbols from this executable, and on a machine without a GPU says so instead of
  * creating a backend. */
 #include <criterion/criterion.h>
+#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "comm/comm_nccl.h"
 #include "kernels/backend_load.h"
 
 Test(gpu_plugin, a_missing_plugin_is_reported) {
@@ -47,4 +49,49 @@ Test(gpu_plugin, the_built_plugin_loads_and_probes) {
         cr_assert(be->bf16);
         ts_backend_destroy(be);
     }
+}
+
+/* The NCCL communicator in the plug-in: its table is filled (device memory), the plug-in answers
+ * NCCL's version or why NCCL is unusable, and without a GPU creating one says so cleanly. */
+Test(gpu_plugin, the_nccl_table_is_filled_and_refuses_cleanly_without_a_gpu) {
+    const char *build = getenv("TS_BUILD_DIR");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/kernels/cuda/libtessera_cuda.so", build ? build : ".");
+    if (access(path, R_OK) != 0)
+        cr_skip_test("this build has no CUDA plug-in (%s)", path);
+    setenv("TS_CUDA_PLUGIN", path, 1);
+    const struct ts_cuda_plugin *p = NULL;
+    cr_assert_eq(ts_cuda_plugin_open(&p), TS_OK, "%s", ts_last_error());
+    void *s = dlsym(p->handle, TS_NCCL_SYM_OPS);
+    cr_assert_not_null(s, "the plug-in exports no %s", TS_NCCL_SYM_OPS);
+    ts_nccl_ops_fn ops_fn;
+    memcpy(&ops_fn, &s, sizeof ops_fn);
+    const struct ts_comm_ops *o = ops_fn();
+    cr_assert_str_eq(o->name, "nccl");
+    cr_assert_eq(o->memory, TS_COMM_MEM_DEVICE);
+    cr_assert(o->max_count > 0);
+    cr_assert(o->destroy && o->all_reduce && o->broadcast_host && o->all_reduce_host &&
+              o->barrier && o->all_reduce_start && o->reduce_scatter_start && o->all_gather_start &&
+              o->test && o->wait && o->all_gather_u64 && o->split && o->abort);
+    int version = 0;
+    if (ts_comm_nccl_version(&version) == TS_OK)
+        cr_assert_geq(version, 21800);
+    else
+        cr_assert(strstr(ts_last_error(), "NCCL") != NULL, "%s", ts_last_error());
+    struct ts_device_list d;
+    p->probe(&d);
+    if (d.count > 0)
+        return; /* on a GPU the cuda suite and the GPU check run the communicator */
+    s = dlsym(p->handle, TS_NCCL_SYM_CREATE);
+    cr_assert_not_null(s);
+    ts_nccl_create_fn create;
+    memcpy(&create, &s, sizeof create);
+    ts_comm_t *host = NULL;
+    cr_assert_eq(ts_comm_create_single(&host), TS_OK);
+    unsigned char id[TS_NCCL_ID_BYTES] = {0};
+    ts_comm_t *c = (ts_comm_t *)1;
+    cr_assert_eq(create(&c, host, NULL, id, sizeof id, NULL), TS_ERR_UNSUPPORTED);
+    cr_assert_null(c);
+    cr_assert(strstr(ts_last_error(), "no GPU") != NULL, "%s", ts_last_error());
+    ts_comm_destroy(host);
 }

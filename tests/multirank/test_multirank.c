@@ -193,6 +193,17 @@ Test(multirank_comm, zero1_all_gathers_bf16_parameters) {
 }
 Test(multirank_comm, collectives_on_4_ranks) { collectives(4); }
 
+/* The NCCL id made on rank 0 reaches every rank byte for byte over MPI (a fake maker: no GPU). */
+Test(multirank_comm, nccl_id_arrives_identical_on_every_rank) {
+    for (int np = 2; np <= 3; np++) {
+        struct run_result r;
+        sh_run(&r, "mpirun --oversubscribe -np %d %s/tests/multirank/mpi_share_id", np,
+               build_dir());
+        assert_ok(&r, "mpi_share_id");
+        cr_assert(strstr(r.out, "share id: ok") != NULL, "%s", r.out);
+    }
+}
+
 /* ---- equal to one rank ---- */
 
 Test(multirank_train, same_global_batch_same_losses_at_dp_1_2_4) {
