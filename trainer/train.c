@@ -317,8 +317,11 @@ static ts_status micro_steps(struct ts_trainer *tr, int accum, double *data_ms) 
         TS_CHECK(st);
     }
     ts_loader_seek(tr->loader, pos + (int64_t)B * accum * dp);
-    TS_CHECK(ts_op_download_async(tr->be, tr->host_losses, &tr->losses,
-                                  (size_t)accum * (size_t)BT * sizeof(float)));
+    /* a ramped step fills only its first accum rows */
+    const int64_t n = (int64_t)accum * BT;
+    struct ts_tensor rows;
+    TS_CHECK(ts_tensor_view(&rows, &tr->losses, 0, 1, &n));
+    TS_CHECK(ts_op_download_async(tr->be, tr->host_losses, &rows, ts_tensor_nbytes(&rows)));
     return ts_op_event_record(tr->be, tr->losses_ready);
 }
 
