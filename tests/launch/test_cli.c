@@ -57,6 +57,11 @@ Test(launch_cli, nonsense_model_flags) {
     expect_usage_error(&r, "--max-seq-len 32 is shorter than --seq-len 64");
     cli_run(&r, "train --data x --out y --lr -1");
     expect_usage_error(&r, "--lr must be positive");
+    /* limits named, not an allocation of terabytes or a wrapped table */
+    cli_run(&r, "train --data x --out y --seq-len 100000");
+    expect_usage_error(&r, "--seq-len must be at most 65536");
+    cli_run(&r, "train --data x --out y --layers 357913942");
+    expect_usage_error(&r, "--layers must be at most 1024");
 }
 
 Test(launch_cli, missing_and_bad_data) {
