@@ -62,6 +62,15 @@ Test(launch_cli, nonsense_model_flags) {
     expect_usage_error(&r, "--seq-len must be at most 65536");
     cli_run(&r, "train --data x --out y --layers 357913942");
     expect_usage_error(&r, "--layers must be at most 1024");
+    cli_run(&r, "train --data x --out y --steps 99999999999");
+    expect_usage_error(&r, "--steps must be in [-2147483648, 2147483647], got 99999999999");
+    /* unsigned flags: strtoull read " -1" and "-1" as 2^64-1 */
+    cli_run(&r, "train --data x --out y --seed ' -1'");
+    expect_usage_error(&r, "--seed expects a non-negative integer, got ' -1'");
+    cli_run(&r, "train --data x --out y --seed -1");
+    expect_usage_error(&r, "--seed expects a non-negative integer, got '-1'");
+    cli_run(&r, "train --data x --out y --seed 18446744073709551616");
+    expect_usage_error(&r, "--seed must be at most 18446744073709551615");
 }
 
 Test(launch_cli, missing_and_bad_data) {
