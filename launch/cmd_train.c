@@ -281,9 +281,13 @@ static void make_configs(const struct ts_train_settings *a, struct ts_gpt_config
 /* Ranks sharing a host share its cores: split them unless --threads says otherwise. */
 static int threads_per_rank(const struct ts_train_settings *a, const ts_comm_t *world) {
     const int local = ts_comm_local_size(world);
+    const long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (a->threads > cores && cores > 0)
+        TS_LOG_W("--threads %d is more than the %ld cores here: oversubscribed threads wait on "
+                 "each other (much slower); 0 takes all cores",
+                 a->threads, cores);
     if (a->threads != 0 || local <= 1)
         return a->threads;
-    const long cores = sysconf(_SC_NPROCESSORS_ONLN);
     return cores > local ? (int)(cores / local) : 1;
 }
 
@@ -328,6 +332,10 @@ static int train(struct ts_train_flags *flags, int *argc, char ***argv) {
     struct ts_train_config tc;
     make_configs(a, &mc, &tc);
     TS_CHECK_GOTO(ts_gpt_config_finish(&mc), st, fail);
+    if (ts_lr_schedule_check(&tc.lr) != TS_OK) { /* --warmup longer than --steps, ... */
+        ts_error_wrap(TS_ERR_INVALID_ARG, "--warmup %d, --steps %d", tc.lr.warmup, tc.lr.total);
+        goto fail;
+    }
     TS_CHECK_GOTO(ts_launch_backend(&r.be, a->device, a->blas, threads_per_rank(a, r.comm)), st,
                   fail);
     TS_CHECK_GOTO(ts_launch_precision(r.be, a->precision, &mc.dtype), st, fail);
@@ -402,6 +410,18 @@ fail:
     return code;
 }
 
+/* Whether a launcher started this process as a rank other than 0 (its environment, read before
+ * MPI starts; launch/world.c sets the same log level once the world exists). */
+static bool launched_nonzero_rank(void) {
+    static const char *const vars[] = {"PMIX_RANK", "OMPI_COMM_WORLD_RANK", "SLURM_PROCID"};
+    for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++) {
+        const char *v = getenv(vars[i]);
+        if (v != NULL && strcmp(v, "0") != 0)
+            return true;
+    }
+    return false;
+}
+
 int ts_cmd_train(int argc, char **argv) {
     static struct ts_train_flags flags; /* adopted strings live here until the run ends */
     bool help = false;
@@ -411,6 +431,9 @@ int ts_cmd_train(int argc, char **argv) {
         ts_train_flags_print_help(usage, description);
         return TS_EXIT_OK;
     }
+    /* before the world exists, only the launcher's rank 0 logs (the data line, once) */
+    if (launched_nonzero_rank() && getenv("TS_LOG") == NULL)
+        ts_log_set_level(TS_LOG_WARN);
     if ((flags.v.data != NULL &&
          ts_data_manifest_vocab(flags.v.data, ts_train_flags_given(&flags, "vocab-size"), false,
                                 &flags.v.vocab_size) != TS_OK) ||

@@ -292,6 +292,10 @@ ts_status ts_train_settings_check(const struct ts_train_flags *f) {
     if (a->channels % a->heads != 0)
         return ts_error(TS_ERR_INVALID_ARG, "--heads %d does not divide --channels %d", a->heads,
                         a->channels);
+    if (a->eval_every > 0 && a->val_data == NULL)
+        return ts_error(TS_ERR_INVALID_ARG,
+                        "--eval-every %d needs --val-data (there is nothing to evaluate on)",
+                        a->eval_every);
     if (a->max_seq_len != 0 && a->max_seq_len < a->seq_len)
         return ts_error(TS_ERR_INVALID_ARG, "--max-seq-len %d is shorter than --seq-len %d",
                         a->max_seq_len, a->seq_len);
