@@ -291,7 +291,8 @@ ts_status ckpt_manifest_check(const Tessera__Ckpt__Manifest *m, const char *what
     const Tessera__Ckpt__Tensor **byname = malloc((m->n_tensors + 1) * sizeof(*byname));
     if (byname == NULL)
         return ts_error(TS_ERR_OOM, "out of memory checking %s", what);
-    memcpy(byname, m->tensors, m->n_tensors * sizeof(*byname));
+    if (m->n_tensors > 0) /* tensors is NULL without any (found by fuzz_ckpt_manifest) */
+        memcpy(byname, m->tensors, m->n_tensors * sizeof(*byname));
     qsort(byname, m->n_tensors, sizeof(*byname), cmp_tensor_name);
     ts_status st = TS_OK;
     for (size_t i = 1; i < m->n_tensors && st == TS_OK; i++)

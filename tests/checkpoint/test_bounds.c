@@ -195,3 +195,17 @@ Test(checkpoint_bounds, fifo_and_external_links_refused) {
     H5Fclose(f);
     unlink(fifo), unlink(a), unlink(b), rmdir(dir);
 }
+
+/* fuzz_ckpt_manifest's first finding: a manifest without tensors passed NULL to memcpy (UBSan,
+ * make test-asan). */
+Test(checkpoint_bounds, manifest_without_tensors) {
+    Tessera__Ckpt__Manifest m = TESSERA__CKPT__MANIFEST__INIT;
+    Tessera__Ckpt__Layout layout = TESSERA__CKPT__LAYOUT__INIT;
+    Tessera__Ckpt__RankFile rf = TESSERA__CKPT__RANK_FILE__INIT, *rfp = &rf;
+    layout.world_size = 1;
+    rf.file = "rank_00000.h5";
+    m.layout = &layout;
+    m.n_files = 1;
+    m.files = &rfp;
+    cr_assert_eq(ckpt_manifest_check(&m, "manifest.pb"), TS_OK, "%s", ts_last_error());
+}
