@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "data/data_manifest.h"
 #include "data/shard.h"
 #include "tok_util.h"
 
@@ -159,6 +160,12 @@ Test(data_shard, not_a_file_and_missing_directories) {
     cr_assert_eq(mkfifo(fifo, 0600), 0);
     cr_assert_eq(ts_shard_open(&s, fifo, 50257), TS_ERR_IO);
     cr_assert(strstr(ts_last_error(), "is a FIFO") != NULL, "%s", ts_last_error());
+    /* and as a data manifest (json-c's reader waited on it) */
+    struct ts_data_manifest m;
+    ts_data_manifest_init(&m);
+    cr_assert_eq(ts_data_manifest_read(&m, fifo), TS_ERR_IO);
+    cr_assert(strstr(ts_last_error(), "is a FIFO") != NULL, "%s", ts_last_error());
+    ts_data_manifest_deinit(&m);
     unlink(fifo);
     free(fifo);
     /* a glob in a missing directory said "read error" */
