@@ -387,7 +387,7 @@ Test(launch_ckpt, config_json_escapes_paths, .timeout = 120) {
     setup_data(dir, sizeof(dir), train, sizeof(train));
     snprintf(out, sizeof(out), "%s/run\\\"q", dir);
     struct cli_result r;
-    cli_run(&r, "train --data %s --out '%s' " TINY " --steps 1", train, out);
+    cli_run(&r, "train --data %s --out '%s' " TINY " --steps 1 --warmup 1", train, out);
     cr_assert_eq(r.code, 0, "%s", r.err);
     snprintf(cmd, sizeof(cmd),
              "python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); "
