@@ -17,7 +17,17 @@
 #define CKPT_MODEL "model.h5"
 #define CKPT_INDEX "_index" /* a rank file's own Manifest: its shards and blobs */
 #define CKPT_BLOBS "_blobs" /* group of a rank file's blobs */
-#define CKPT_MAX_MANIFEST (1u << 30)
+/* A manifest's bytes (checked before it is unpacked; 7M boxes of a 4096-rank ZeRO run fit) and
+ * the memory its unpack may take, a multiple of its bytes (protobuf-c's structs are larger than
+ * their encoding). Blobs in rank files have their own bound. */
+#define CKPT_MAX_MANIFEST (1u << 28)
+#define CKPT_UNPACK_FACTOR 16
+#define CKPT_MAX_BLOB (1u << 30)
+/* Data files a checkpoint's record may list (each takes 4.2 KB once read). */
+#define CKPT_MAX_DATA_FILES 65536
+/* Box pairs the overlap check of one tensor may test (about a second): boxes that real layouts
+ * make (ZeRO row slices, tensor-parallel blocks, both) need a few per box. */
+#define CKPT_MAX_BOX_PAIRS (INT64_C(1) << 26)
 #define CKPT_MAX_NUMEL (INT64_C(1) << 40)
 /* Bytes of TS_PATH_MAX a checkpoints directory leaves for the names made under it: a temporary
  * step directory (< CKPT_TMP_NAME_LEN) and a file in it, or a step directory being deleted.

@@ -61,6 +61,8 @@ ts_status ckpt_h5_create(hid_t *out, const char *path) {
 
 ts_status ckpt_h5_open(hid_t *out, const char *path) {
     ckpt_h5_quiet();
+    *out = H5I_INVALID_HID;
+    TS_CHECK(ts_fs_check_regular(path, NULL)); /* a FIFO would block HDF5's open forever */
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     if (fapl >= 0 && H5Pset_file_locking(fapl, 0, 1) < 0) {
         H5Pclose(fapl);
@@ -157,18 +159,64 @@ ts_status ckpt_h5_write_bytes(hid_t f, const char *file, const char *name, const
     return write_raw(f, file, name, H5T_STD_U8LE, H5T_NATIVE_UINT8, data, 1, dims, NULL);
 }
 
-/* Opens dataset name and checks its type class/size and its extent. */
-static ts_status open_checked(hid_t f, const char *file, const char *name, hid_t want_type,
-                              int ndim, const hsize_t *dims, hid_t *out) {
+/* Refuses every external link a path crosses: a rank file names only its own objects. */
+static herr_t refuse_elink(const char *parent_file, const char *parent_group,
+                           const char *child_file, const char *child_obj, unsigned *acc_flags,
+                           hid_t fapl, void *ctx) {
+    (void)parent_file, (void)parent_group, (void)child_file, (void)child_obj, (void)acc_flags;
+    (void)fapl, (void)ctx;
+    return -1;
+}
+
+/* Opens dataset name of f without following external links, and refuses a dataset whose
+ * elements live outside the file (external storage or a virtual dataset): a crafted rank file
+ * must not make Tessera read other files. */
+static ts_status open_dataset(hid_t f, const char *file, const char *name, hid_t *out) {
     *out = H5I_INVALID_HID;
-    if (H5Lexists(f, name, H5P_DEFAULT) <= 0)
+    hid_t lapl = H5Pcreate(H5P_DATASET_ACCESS); /* a link access list too */
+    if (lapl < 0 || H5Pset_elink_cb(lapl, refuse_elink, NULL) < 0) {
+        if (lapl >= 0)
+            H5Pclose(lapl);
+        return h5fail(TS_ERR_IO, "cannot open", file, name);
+    }
+    H5L_info_t li;
+    if (H5Lexists(f, name, lapl) <= 0 || H5Lget_info(f, name, &li, lapl) < 0) {
+        H5Pclose(lapl);
         return ts_error(TS_ERR_FORMAT,
                         "%s has no dataset %s that the manifest lists (the file is damaged or "
                         "from another checkpoint)",
                         file, name);
-    hid_t ds = H5Dopen2(f, name, H5P_DEFAULT);
+    }
+    if (li.type != H5L_TYPE_HARD) {
+        H5Pclose(lapl);
+        return ts_error(TS_ERR_FORMAT, "%s: %s is a link, not a dataset of the file", file, name);
+    }
+    hid_t ds = H5Dopen2(f, name, lapl);
+    H5Pclose(lapl);
     if (ds < 0)
         return h5fail(TS_ERR_FORMAT, "cannot open", file, name);
+    hid_t dcpl = H5Dget_create_plist(ds);
+    const int ext = dcpl >= 0 ? H5Pget_external_count(dcpl) : -1;
+    const H5D_layout_t lay = dcpl >= 0 ? H5Pget_layout(dcpl) : H5D_LAYOUT_ERROR;
+    if (dcpl >= 0)
+        H5Pclose(dcpl);
+    if (ext != 0 || lay == H5D_VIRTUAL || lay == H5D_LAYOUT_ERROR) {
+        H5Dclose(ds);
+        return ts_error(TS_ERR_FORMAT,
+                        "%s: dataset %s keeps its elements outside the file (external or "
+                        "virtual storage), which a checkpoint never does",
+                        file, name);
+    }
+    *out = ds;
+    return TS_OK;
+}
+
+/* Opens dataset name and checks its type class/size and its extent. */
+static ts_status open_checked(hid_t f, const char *file, const char *name, hid_t want_type,
+                              int ndim, const hsize_t *dims, hid_t *out) {
+    *out = H5I_INVALID_HID;
+    hid_t ds;
+    TS_CHECK(open_dataset(f, file, name, &ds));
     ts_status st = TS_OK;
     hid_t type = H5Dget_type(ds), space = H5Dget_space(ds);
     hsize_t got[TS_MAX_DIMS] = {0};
@@ -235,12 +283,8 @@ ts_status ckpt_h5_read_bytes(hid_t f, const char *file, const char *name, void *
 
 ts_status ckpt_h5_bytes_size(hid_t f, const char *file, const char *name, size_t *n) {
     *n = 0;
-    if (H5Lexists(f, name, H5P_DEFAULT) <= 0)
-        return ts_error(TS_ERR_FORMAT, "%s has no %s dataset (not a Tessera rank file, or damaged)",
-                        file, name);
-    hid_t ds = H5Dopen2(f, name, H5P_DEFAULT);
-    if (ds < 0)
-        return h5fail(TS_ERR_FORMAT, "cannot open", file, name);
+    hid_t ds;
+    TS_CHECK(open_dataset(f, file, name, &ds));
     hid_t space = H5Dget_space(ds);
     hsize_t dims[1] = {0};
     ts_status st = TS_OK;

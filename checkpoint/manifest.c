@@ -4,6 +4,7 @@
  * Nothing read from a manifest is trusted: ckpt_manifest_check bounds every count, name, shape
  * and box and proves that each tensor's boxes tile its global shape exactly once, so the
  * readers afterwards can index without further checks. */
+#define _GNU_SOURCE /* qsort_r */
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -60,10 +61,36 @@ ts_status ckpt_manifest_pack(const Tessera__Ckpt__Manifest *m, unsigned char **o
     return TS_OK;
 }
 
+/* protobuf-c's allocations during an unpack, counted against a budget: a small crafted message
+ * whose repeated fields ask for huge arrays fails the unpack instead of taking the memory.
+ * Frees are not refunded (the budget bounds the total asked for), so what the unpack returns is
+ * plain malloc'ed memory that tessera__ckpt__manifest__free_unpacked(m, NULL) frees. */
+struct budget {
+    size_t left;
+};
+
+static void *budget_alloc(void *ctx, size_t n) {
+    struct budget *b = ctx;
+    if (n > b->left)
+        return NULL;
+    b->left -= n;
+    return malloc(n ? n : 1);
+}
+
+static void budget_free(void *ctx, void *ptr) {
+    (void)ctx;
+    free(ptr);
+}
+
 ts_status ckpt_manifest_unpack(const unsigned char *buf, size_t len, const char *what,
                                Tessera__Ckpt__Manifest **out) {
     *out = NULL;
-    Tessera__Ckpt__Envelope *env = tessera__ckpt__envelope__unpack(NULL, len, buf);
+    if (len > CKPT_MAX_MANIFEST)
+        return ts_error(TS_ERR_FORMAT, "%s: %zu bytes, more than a manifest's %u", what, len,
+                        CKPT_MAX_MANIFEST);
+    struct budget bud = {(size_t)CKPT_UNPACK_FACTOR * len + 65536};
+    ProtobufCAllocator alloc = {budget_alloc, budget_free, &bud};
+    Tessera__Ckpt__Envelope *env = tessera__ckpt__envelope__unpack(&alloc, len, buf);
     if (env == NULL)
         return ts_error(TS_ERR_FORMAT,
                         "%s is not a Tessera manifest (truncated or damaged: use another "
@@ -81,11 +108,14 @@ ts_status ckpt_manifest_unpack(const unsigned char *buf, size_t len, const char 
                       "checkpoint)",
                       what);
     } else {
-        *out = tessera__ckpt__manifest__unpack(NULL, env->manifest.len, env->manifest.data);
+        *out = tessera__ckpt__manifest__unpack(&alloc, env->manifest.len, env->manifest.data);
         if (*out == NULL)
-            st = ts_error(TS_ERR_FORMAT, "%s: the manifest does not decode (damaged)", what);
+            st = ts_error(TS_ERR_FORMAT,
+                          "%s: the manifest does not decode (damaged, or it asks for more than "
+                          "%d times its %zu bytes of memory)",
+                          what, CKPT_UNPACK_FACTOR, len);
     }
-    tessera__ckpt__envelope__free_unpacked(env, NULL);
+    tessera__ckpt__envelope__free_unpacked(env, &alloc);
     return st;
 }
 
@@ -97,10 +127,65 @@ void ckpt_shard_boxes(const Tessera__Ckpt__Shard *s, struct ts_ckpt_box *boxes) 
         }
 }
 
-static int cmp_first_row(const void *a, const void *b) {
-    const int64_t x = ((const struct ts_ckpt_box *)a)->offset[0];
-    const int64_t y = ((const struct ts_ckpt_box *)b)->offset[0];
+/* The overlap check sorts the boxes by their offset in one dimension; a box can then only meet
+ * the boxes that start inside its extent there. */
+static int cmp_offset(const void *a, const void *b, void *dim) {
+    const int d = *(const int *)dim;
+    const int64_t x = ((const struct ts_ckpt_box *)a)->offset[d];
+    const int64_t y = ((const struct ts_ckpt_box *)b)->offset[d];
     return (x > y) - (x < y);
+}
+
+/* Box pairs a sweep along d would test: for each box, the boxes starting inside its extent. */
+static int64_t sweep_pairs(struct ts_ckpt_box *all, size_t n, int d) {
+    qsort_r(all, n, sizeof(*all), cmp_offset, &d);
+    int64_t pairs = 0;
+    for (size_t i = 0; i < n; i++) {
+        const int64_t end = all[i].offset[d] + all[i].extent[d];
+        size_t lo = i + 1, hi = n; /* the first j with offset >= end */
+        while (lo < hi) {
+            const size_t mid = lo + (hi - lo) / 2;
+            if (all[mid].offset[d] < end)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        pairs += (int64_t)(lo - i - 1);
+    }
+    return pairs;
+}
+
+/* Whether any two boxes overlap, in about n log n for the boxes real layouts make: the sweep
+ * runs along the dimension where the fewest pairs need a test (rows for ZeRO slices, columns for
+ * tensor-parallel column blocks). A set needing more than CKPT_MAX_BOX_PAIRS tests in every
+ * dimension is refused as too interleaved rather than checked for minutes. */
+static ts_status check_disjoint(struct ts_ckpt_box *all, size_t n, int ndim, const char *what,
+                                const char *name) {
+    if (n < 2)
+        return TS_OK;
+    int best = 0;
+    int64_t best_pairs = INT64_MAX;
+    for (int d = 0; d < ndim; d++) {
+        const int64_t p = sweep_pairs(all, n, d);
+        if (p < best_pairs) {
+            best_pairs = p;
+            best = d;
+        }
+    }
+    if (best_pairs > CKPT_MAX_BOX_PAIRS)
+        return ts_error(TS_ERR_FORMAT,
+                        "%s: tensor %s: its %zu boxes are too interleaved to check for overlaps "
+                        "(%" PRId64 " pairs, at most %" PRId64 ")",
+                        what, name, n, best_pairs, CKPT_MAX_BOX_PAIRS);
+    qsort_r(all, n, sizeof(*all), cmp_offset, &best);
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = i + 1;
+             j < n && all[j].offset[best] < all[i].offset[best] + all[i].extent[best]; j++) {
+            struct ts_ckpt_box r;
+            if (ckpt_box_intersect(&all[i], &all[j], ndim, &r))
+                return ts_error(TS_ERR_FORMAT, "%s: tensor %s has overlapping shards", what, name);
+        }
+    return TS_OK;
 }
 
 static ts_status check_tensor(const Tessera__Ckpt__Tensor *t, uint32_t world, const char *what) {
@@ -169,23 +254,19 @@ static ts_status check_tensor(const Tessera__Ckpt__Tensor *t, uint32_t world, co
                       "%s: the shards of tensor %s cover %" PRId64 " of its %" PRId64
                       " elements (each element must be saved by exactly one rank)",
                       what, t->name, covered, numel);
-    /* Sorted by their first row, a box can only meet the boxes that start before it ends: ZeRO
-     * slices (row ranges) compare with their neighbours only, so a checkpoint of thousands of
-     * ranks opens in linear time; column blocks (tensor parallel) compare with each other. */
-    if (st == TS_OK && nall > 1)
-        qsort(all, nall, sizeof(*all), cmp_first_row);
-    for (size_t i = 0; st == TS_OK && i < nall; i++)
-        for (size_t j = i + 1; j < nall && all[j].offset[0] < all[i].offset[0] + all[i].extent[0];
-             j++) {
-            struct ts_ckpt_box r;
-            if (ckpt_box_intersect(&all[i], &all[j], ndim, &r)) {
-                st = ts_error(TS_ERR_FORMAT, "%s: tensor %s has overlapping shards", what, t->name);
-                break;
-            }
-        }
+    if (st == TS_OK)
+        st = check_disjoint(all, nall, ndim, what, t->name);
     free(all);
     return st;
 }
+
+static int cmp_tensor_name(const void *a, const void *b) {
+    return strcmp((*(const Tessera__Ckpt__Tensor *const *)a)->name,
+                  (*(const Tessera__Ckpt__Tensor *const *)b)->name);
+}
+
+static ts_status check_rest(const Tessera__Ckpt__Manifest *m, const Tessera__Ckpt__Tensor **byname,
+                            uint32_t world, const char *what);
 
 ts_status ckpt_manifest_check(const Tessera__Ckpt__Manifest *m, const char *what) {
     const uint32_t world = (uint32_t)m->n_files;
@@ -204,16 +285,30 @@ ts_status ckpt_manifest_check(const Tessera__Ckpt__Manifest *m, const char *what
             return ts_error(TS_ERR_FORMAT, "%s: rank file %zu is named '%.64s', expected %s", what,
                             i, f->file, want);
     }
-    for (size_t i = 0; i < m->n_tensors; i++) {
+    for (size_t i = 0; i < m->n_tensors; i++)
         TS_CHECK(check_tensor(m->tensors[i], world, what));
-        for (size_t j = 0; j < i; j++)
-            if (strcmp(m->tensors[i]->name, m->tensors[j]->name) == 0)
-                return ts_error(TS_ERR_FORMAT, "%s lists tensor %s twice", what,
-                                m->tensors[i]->name);
-    }
+    /* names sorted once: duplicates are neighbours, and model.h5's sources a binary search */
+    const Tessera__Ckpt__Tensor **byname = malloc((m->n_tensors + 1) * sizeof(*byname));
+    if (byname == NULL)
+        return ts_error(TS_ERR_OOM, "out of memory checking %s", what);
+    if (m->n_tensors > 0) /* tensors is NULL without any (found by fuzz_ckpt_manifest) */
+        memcpy(byname, m->tensors, m->n_tensors * sizeof(*byname));
+    qsort(byname, m->n_tensors, sizeof(*byname), cmp_tensor_name);
+    ts_status st = TS_OK;
+    for (size_t i = 1; i < m->n_tensors && st == TS_OK; i++)
+        if (strcmp(byname[i]->name, byname[i - 1]->name) == 0)
+            st = ts_error(TS_ERR_FORMAT, "%s lists tensor %s twice", what, byname[i]->name);
+    if (st == TS_OK)
+        st = check_rest(m, byname, world, what);
+    free(byname);
+    return st;
+}
+
+static ts_status check_rest(const Tessera__Ckpt__Manifest *m, const Tessera__Ckpt__Tensor **byname,
+                            uint32_t world, const char *what) {
     for (size_t i = 0; i < m->n_blobs; i++) {
         const Tessera__Ckpt__Blob *b = m->blobs[i];
-        if (!ckpt_name_ok(b->name) || b->rank >= world || b->size > CKPT_MAX_MANIFEST)
+        if (!ckpt_name_ok(b->name) || b->rank >= world || b->size > CKPT_MAX_BLOB)
             return ts_error(TS_ERR_FORMAT, "%s: bad blob '%.100s' (rank %u, %" PRIu64 " bytes)",
                             what, b->name, b->rank, b->size);
     }
@@ -223,10 +318,10 @@ ts_status ckpt_manifest_check(const Tessera__Ckpt__Manifest *m, const char *what
             return ts_error(TS_ERR_FORMAT, "%s: model file is named '%.64s'", what, mf->file);
         for (size_t i = 0; i < mf->n_tensors; i++) {
             const Tessera__Ckpt__ModelTensor *mt = mf->tensors[i];
-            const Tessera__Ckpt__Tensor *src = NULL;
-            for (size_t j = 0; j < m->n_tensors && src == NULL; j++)
-                if (strcmp(m->tensors[j]->name, mt->source) == 0)
-                    src = m->tensors[j];
+            const Tessera__Ckpt__Tensor key = {.name = mt->source}, *pk = &key;
+            const Tessera__Ckpt__Tensor **hit =
+                bsearch(&pk, byname, m->n_tensors, sizeof(*byname), cmp_tensor_name);
+            const Tessera__Ckpt__Tensor *src = hit != NULL ? *hit : NULL;
             if (!ckpt_name_ok(mt->name) || src == NULL || mt->n_shape != src->n_shape)
                 return ts_error(TS_ERR_FORMAT, "%s: bad model.h5 entry '%.100s'", what, mt->name);
             for (size_t d = 0; d < mt->n_shape; d++)
@@ -361,8 +456,9 @@ ts_status ckpt_meta_from_manifest(const Tessera__Ckpt__Manifest *m, struct ts_ck
     TS_CHECK(copy_str(meta->parent, sizeof(meta->parent), m->parent, "the parent", what));
     TS_CHECK(copy_str(meta->build_version, sizeof(meta->build_version), m->build_version,
                       "the build version", what));
-    if (m->n_data > (1u << 24))
-        return ts_error(TS_ERR_FORMAT, "%s lists %zu data files", what, m->n_data);
+    if (m->n_data > CKPT_MAX_DATA_FILES)
+        return ts_error(TS_ERR_FORMAT, "%s lists %zu data files, more than a checkpoint's %d", what,
+                        m->n_data, CKPT_MAX_DATA_FILES);
     meta->data = calloc(m->n_data + 1, sizeof(*meta->data));
     if (meta->data == NULL)
         return ts_error(TS_ERR_OOM, "out of memory reading %s", what);

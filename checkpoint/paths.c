@@ -91,28 +91,9 @@ bool ckpt_path_exists(const char *path) {
 ts_status ckpt_read_file(const char *path, size_t max, unsigned char **out, size_t *len) {
     *out = NULL;
     *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return ts_error(TS_ERR_IO, "cannot open %s: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fileno(f), &sb) != 0 || sb.st_size < 0 || (uint64_t)sb.st_size > max) {
-        fclose(f);
-        return ts_error(TS_ERR_FORMAT, "%s is larger than %zu bytes: not a manifest", path, max);
-    }
-    unsigned char *buf = malloc((size_t)sb.st_size + 1);
-    if (buf == NULL) {
-        fclose(f);
-        return ts_error(TS_ERR_OOM, "out of memory reading %s", path);
-    }
-    const size_t got = fread(buf, 1, (size_t)sb.st_size, f);
-    const int err = ferror(f);
-    fclose(f);
-    if (err || got != (size_t)sb.st_size) {
-        free(buf);
-        return ts_error(TS_ERR_IO, "cannot read %s", path);
-    }
+    uint8_t *buf = NULL;
+    TS_CHECK(ts_fs_read_regular_file(path, (int64_t)max, &buf, len));
     *out = buf;
-    *len = got;
     return TS_OK;
 }
 

@@ -10,6 +10,7 @@
 
 #include <json-c/json.h>
 
+#include "kernels/fs.h"
 #include "kernels/log.h"
 
 void ts_data_manifest_init(struct ts_data_manifest *m) {
@@ -171,10 +172,14 @@ static ts_status parse(struct ts_data_manifest *m, json_object *root, const char
 
 ts_status ts_data_manifest_read(struct ts_data_manifest *m, const char *path) {
     ts_data_manifest_deinit(m);
-    json_object *root = json_object_from_file(path);
+    /* a regular file of at most 64 MiB (a FIFO is refused, not waited on) */
+    uint8_t *text = NULL;
+    size_t n = 0;
+    TS_CHECK(ts_fs_read_regular_file(path, 64 << 20, &text, &n));
+    json_object *root = json_tokener_parse((const char *)text);
+    free(text);
     if (root == NULL)
-        return ts_error(TS_ERR_FORMAT, "%s: cannot read the data manifest (%s)", path,
-                        json_util_get_last_err() ? json_util_get_last_err() : "not JSON");
+        return ts_error(TS_ERR_FORMAT, "%s: cannot read the data manifest (not JSON)", path);
     ts_status st = parse(m, root, path);
     json_object_put(root);
     if (st != TS_OK)

@@ -18,6 +18,8 @@
 
 #include "data/shard.h"
 
+#include "kernels/fs.h"
+
 #define HEADER_BYTES ((int64_t)TS_SHARD_HEADER_INTS * (int64_t)sizeof(int32_t))
 
 /* ---- one shard ---- */
@@ -36,17 +38,14 @@ ts_status ts_shard_open(struct ts_shard *s, const char *path, int vocab_size) {
                         vocab_size);
     snprintf(s->path, sizeof(s->path), "%s", path);
     ts_status st;
-    struct stat sb;
-    s->fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (s->fd < 0) {
-        st = ts_error(TS_ERR_IO, "cannot open token shard %s: %s", path, strerror(errno));
+    int64_t size = 0;
+    /* a regular file only: a directory (mmap said "No such device") or a FIFO (blocked) is
+     * refused naming what it is */
+    st = ts_fs_open_regular(path, &s->fd, &size);
+    if (st != TS_OK) {
+        ts_error_wrap(st, "token shard");
         goto fail;
     }
-    if (fstat(s->fd, &sb) != 0) {
-        st = ts_error(TS_ERR_IO, "cannot stat %s: %s", path, strerror(errno));
-        goto fail;
-    }
-    const int64_t size = (int64_t)sb.st_size;
     if (size < HEADER_BYTES) {
         st = ts_error(TS_ERR_FORMAT,
                       "%s: not a token shard (%lld bytes, shorter than the %lld-byte header)", path,
@@ -145,6 +144,16 @@ struct ts_loader {
     int half_bits; /* the Feistel network permutes [0, 4^half_bits) >= windows per epoch */
 };
 
+/* The directory glob could not read, for the message (glob's callback takes no context). */
+static _Thread_local char glob_failed_path[512];
+static _Thread_local int glob_failed_errno;
+
+static int glob_failed(const char *path, int err) {
+    snprintf(glob_failed_path, sizeof(glob_failed_path), "%s", path);
+    glob_failed_errno = err;
+    return 1; /* stop: GLOB_ERR would anyway */
+}
+
 ts_status ts_loader_create(ts_loader_t **out, const char *pattern, int T, int vocab_size) {
     if (out == NULL)
         return ts_error(TS_ERR_INVALID_ARG, "loader create: out is NULL");
@@ -152,15 +161,21 @@ ts_status ts_loader_create(ts_loader_t **out, const char *pattern, int T, int vo
     if (pattern == NULL || T < 1)
         return ts_error(TS_ERR_INVALID_ARG, "loader create: need a pattern and T >= 1 (got %d)", T);
     glob_t gl;
-    const int rc = glob(pattern, GLOB_ERR, NULL, &gl);
+    glob_failed_path[0] = '\0';
+    const int rc = glob(pattern, GLOB_ERR, glob_failed, &gl);
     if (rc == GLOB_NOMATCH || (rc == 0 && gl.gl_pathc == 0)) {
         if (rc == 0)
             globfree(&gl);
         return ts_error(TS_ERR_IO, "no files match '%s'", pattern);
     }
+    if (rc == GLOB_ABORTED) {
+        globfree(&gl);
+        return ts_error(TS_ERR_IO, "no files match '%s': cannot read directory %s: %s", pattern,
+                        glob_failed_path[0] ? glob_failed_path : "(unknown)",
+                        strerror(glob_failed_errno));
+    }
     if (rc != 0)
-        return ts_error(TS_ERR_IO, "cannot expand '%s': %s", pattern,
-                        rc == GLOB_NOSPACE ? "out of memory" : "read error");
+        return ts_error(TS_ERR_OOM, "cannot expand '%s': out of memory", pattern);
 
     ts_status st = TS_OK;
     struct ts_loader *l = calloc(1, sizeof(*l));

@@ -4,6 +4,7 @@
  * byte-to-unicode table, which we invert. vocab.bpe's merges become an open-addressing map from
  * (left id, right id) to (rank, merged id), the one structure the encoder's inner loop reads. */
 #include "data/tokenizer_impl.h"
+#include "kernels/fs.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -78,37 +79,14 @@ ts_status ts_tok_gpt2_dir(char *out, size_t len) {
     return TS_OK;
 }
 
+/* encoder.json and vocab.bpe: regular files (a FIFO is refused, not waited on) of at most
+ * TS_TOK_MAX_FILE bytes (GPT-2's are 1.0 and 0.5 MB; 65536 tokens of long byte strings fit). */
+#define TS_TOK_MAX_FILE (64 << 20)
+
 static ts_status read_file(const char *path, char **data, size_t *n) {
-    *data = NULL;
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return ts_error(TS_ERR_IO, "cannot open %s: %s", path, strerror(errno));
-    size_t cap = 1 << 20, len = 0;
-    char *buf = malloc(cap + 1);
-    ts_status st = TS_OK;
-    while (buf != NULL) {
-        size_t got = fread(buf + len, 1, cap - len, f);
-        len += got;
-        if (len < cap)
-            break;
-        cap *= 2;
-        char *nb = realloc(buf, cap + 1);
-        if (nb == NULL)
-            free(buf);
-        buf = nb;
-    }
-    if (buf == NULL)
-        st = ts_error(TS_ERR_OOM, "out of memory reading %s", path);
-    else if (ferror(f))
-        st = ts_error(TS_ERR_IO, "error reading %s", path);
-    fclose(f);
-    if (st != TS_OK) {
-        free(buf);
-        return st;
-    }
-    buf[len] = '\0';
-    *data = buf;
-    *n = len;
+    uint8_t *buf = NULL;
+    TS_CHECK(ts_fs_read_regular_file(path, TS_TOK_MAX_FILE, &buf, n));
+    *data = (char *)buf;
     return TS_OK;
 }
 
@@ -303,10 +281,14 @@ static ts_status lookup(json_object *enc, const char *key, const char *path, int
 /* vocab.bpe -> the merge map. Lines are "left right"; an optional "#version" line leads. */
 static ts_status load_merges(struct ts_tokenizer *t, json_object *enc, char *text, size_t n,
                              const char *path) {
-    int lines = 0;
+    int64_t lines = 1;
     for (size_t i = 0; i < n; i++)
         lines += text[i] == '\n';
-    lines++;
+    /* a "#version" line, the merges of at most 65536 tokens, and a last empty line */
+    if (lines > 65536 + 2)
+        return ts_error(TS_ERR_FORMAT,
+                        "%s: %lld lines, more than the merges of a 65536-token vocabulary", path,
+                        (long long)lines);
     t->merge_left = malloc((size_t)lines * sizeof(int32_t));
     t->merge_right = malloc((size_t)lines * sizeof(int32_t));
     t->mcap = 16;

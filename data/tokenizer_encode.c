@@ -3,9 +3,14 @@
  *
  * PCRE2 runs in UTF mode with Unicode properties for \s and \w-like classes (PCRE2_UCP), as
  * Python's `regex` and JavaScript's /u do for GPT-2's pattern, and with PCRE2_MATCH_INVALID_UTF
- * so invalid UTF-8 never matches: the bytes between matches become chunks of their own. The
- * merge loop keeps each adjacent pair's rank in an array, so a merge rescans one word's ranks,
- * not the merge table. Natural text repeats its words, so most chunks are cache hits. */
+ * so invalid UTF-8 never matches: the bytes between matches become chunks of their own.
+ *
+ * Merging always takes the adjacent pair of lowest rank, the leftmost on ties. Short chunks (most
+ * of them: natural text repeats its words, so most are also cache hits) scan an array of pair
+ * ranks; long ones (a run of letters, digits, spaces or invalid UTF-8 is one chunk, of any
+ * length) keep the symbols in a linked list and the pairs in a min-heap keyed (rank, position)
+ * with lazy invalidation, O(n log n) instead of O(n^2). Both give the same ids: positions only
+ * grow left to right, so the heap's least valid key is the scan's choice. */
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 #include <stdbool.h>
@@ -101,9 +106,13 @@ struct ts_tok_encoder {
     uint32_t keys_len, keys_cap;
     int32_t *ids;
     uint32_t ids_len, ids_cap;
-    int32_t *sym, *rank; /* the merge loop's word, grown to the longest chunk */
+    int32_t *sym, *rank;  /* the merge loop's word, grown to the longest chunk */
+    int32_t *next, *prev; /* the long-chunk merge's linked list over sym */
+    uint64_t *heap;       /* its (rank << 32 | position) min-heap, 3 * sym_cap entries */
     size_t sym_cap;
 };
+
+static ts_status grow(struct ts_tok_encoder *e, size_t n);
 
 ts_status ts_tok_encoder_create(ts_tok_encoder_t **out, const ts_tokenizer_t *t) {
     *out = NULL;
@@ -119,11 +128,10 @@ ts_status ts_tok_encoder_create(ts_tok_encoder_t **out, const ts_tokenizer_t *t)
         e->ids_cap = CACHE_SLOTS * 4;
         e->keys = malloc(e->keys_cap);
         e->ids = malloc(e->ids_cap * sizeof(int32_t));
-        e->sym_cap = 256;
-        e->sym = malloc(e->sym_cap * sizeof(int32_t));
-        e->rank = malloc(e->sym_cap * sizeof(int32_t));
-        if (st == TS_OK && (!e->slots || !e->keys || !e->ids || !e->sym || !e->rank))
+        if (st == TS_OK && (!e->slots || !e->keys || !e->ids))
             st = ts_error(TS_ERR_OOM, "out of memory for an encoder's cache");
+        if (st == TS_OK)
+            st = grow(e, 256);
     }
     if (st != TS_OK) {
         ts_tok_encoder_destroy(e);
@@ -142,6 +150,9 @@ void ts_tok_encoder_destroy(ts_tok_encoder_t *e) {
     free(e->ids);
     free(e->sym);
     free(e->rank);
+    free(e->next);
+    free(e->prev);
+    free(e->heap);
     free(e);
 }
 
@@ -152,24 +163,33 @@ static uint64_t chunk_hash(const uint8_t *s, size_t n) {
     return h | 1;
 }
 
-/* Merges one chunk's bytes; leaves the ids in e->sym[0..*count). */
-static ts_status bpe(struct ts_tok_encoder *e, const uint8_t *s, size_t n, size_t *count) {
-    const struct ts_tokenizer *t = e->t;
-    if (n > e->sym_cap) {
-        size_t cap = n * 2;
-        int32_t *a = realloc(e->sym, cap * sizeof(int32_t));
-        if (a != NULL)
-            e->sym = a;
-        int32_t *b = realloc(e->rank, cap * sizeof(int32_t));
-        if (b != NULL)
-            e->rank = b;
-        if (a == NULL || b == NULL)
+/* Chunks up to this many bytes merge by scanning (fastest when short); longer ones by heap. */
+#define SCAN_MAX_CHUNK 128
+
+static ts_status grow(struct ts_tok_encoder *e, size_t n) {
+    if (n <= e->sym_cap)
+        return TS_OK;
+    const size_t cap = n * 2;
+    int32_t **arrs[] = {&e->sym, &e->rank, &e->next, &e->prev};
+    for (size_t i = 0; i < sizeof(arrs) / sizeof(arrs[0]); i++) {
+        int32_t *a = realloc(*arrs[i], cap * sizeof(int32_t));
+        if (a == NULL)
             return ts_error(TS_ERR_OOM, "out of memory encoding a chunk of %zu bytes", n);
-        e->sym_cap = cap;
+        *arrs[i] = a;
     }
-    int32_t *sym = e->sym, *rank = e->rank, merged = 0;
-    for (size_t i = 0; i < n; i++)
-        sym[i] = t->byte_id[s[i]];
+    uint64_t *h = realloc(e->heap, 3 * cap * sizeof(uint64_t));
+    if (h == NULL)
+        return ts_error(TS_ERR_OOM, "out of memory encoding a chunk of %zu bytes", n);
+    e->heap = h;
+    e->sym_cap = cap;
+    return TS_OK;
+}
+
+/* The scan: at every merge, the lowest rank in the array of pair ranks. O(n^2) for n symbols;
+ * leaves the ids in sym[0..*count). */
+static void bpe_scan(const struct ts_tokenizer *t, int32_t *sym, int32_t *rank, size_t n,
+                     size_t *count) {
+    int32_t merged = 0;
     for (size_t i = 0; i + 1 < n; i++)
         rank[i] = ts_tok_merge_find(t, sym[i], sym[i + 1], &merged);
     size_t m = n;
@@ -194,6 +214,108 @@ static ts_status bpe(struct ts_tok_encoder *e, const uint8_t *s, size_t n, size_
             rank[best] = ts_tok_merge_find(t, sym[best], sym[best + 1], &merged);
     }
     *count = m;
+}
+
+static void heap_push(uint64_t *h, size_t *len, uint64_t key) {
+    size_t i = (*len)++;
+    while (i > 0 && h[(i - 1) / 2] > key) {
+        h[i] = h[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    h[i] = key;
+}
+
+static uint64_t heap_pop(uint64_t *h, size_t *len) {
+    const uint64_t top = h[0], last = h[--(*len)];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= *len)
+            break;
+        if (c + 1 < *len && h[c + 1] < h[c])
+            c++;
+        if (h[c] >= last)
+            break;
+        h[i] = h[c];
+        i = c;
+    }
+    if (*len > 0)
+        h[i] = last;
+    return top;
+}
+
+/* The heap: symbol i lives at position i of a linked list (next/prev, -1 at the ends; a merge
+ * keeps the left position), rank[i] is the rank of the pair starting at i (-1: none, or i is
+ * gone). Every live pair has a heap key (rank << 32 | i); a key whose rank no longer matches
+ * rank[i] is stale and skipped. At most n initial keys and 2 per merge: 3n entries. */
+static void bpe_heap(const struct ts_tokenizer *t, struct ts_tok_encoder *e, size_t n,
+                     size_t *count) {
+    int32_t *sym = e->sym, *rank = e->rank, *next = e->next, *prev = e->prev, merged = 0;
+    uint64_t *h = e->heap;
+    size_t len = 0;
+    for (size_t i = 0; i < n; i++) {
+        next[i] = i + 1 < n ? (int32_t)(i + 1) : -1;
+        prev[i] = (int32_t)i - 1;
+        rank[i] = i + 1 < n ? ts_tok_merge_find(t, sym[i], sym[i + 1], &merged) : -1;
+        if (rank[i] >= 0)
+            heap_push(h, &len, (uint64_t)rank[i] << 32 | i);
+    }
+    while (len > 0) {
+        const uint64_t key = heap_pop(h, &len);
+        const int32_t i = (int32_t)(key & 0xffffffffu), r = (int32_t)(key >> 32);
+        if (rank[i] != r)
+            continue; /* stale: the pair at i changed since this key was pushed */
+        const int32_t j = next[i];
+        ts_tok_merge_find(t, sym[i], sym[j], &merged);
+        sym[i] = merged;
+        next[i] = next[j];
+        if (next[j] >= 0)
+            prev[next[j]] = i;
+        rank[j] = -1;
+        rank[i] = next[i] >= 0 ? ts_tok_merge_find(t, sym[i], sym[next[i]], &merged) : -1;
+        if (rank[i] >= 0)
+            heap_push(h, &len, (uint64_t)rank[i] << 32 | (uint32_t)i);
+        const int32_t p = prev[i];
+        if (p >= 0) {
+            rank[p] = ts_tok_merge_find(t, sym[p], sym[i], &merged);
+            if (rank[p] >= 0)
+                heap_push(h, &len, (uint64_t)rank[p] << 32 | (uint32_t)p);
+        }
+    }
+    size_t m = 0;
+    for (int32_t i = 0; i >= 0; i = next[i])
+        sym[m++] = sym[i];
+    *count = m;
+}
+
+/* Merges one chunk's bytes; leaves the ids in e->sym[0..*count). */
+static ts_status bpe(struct ts_tok_encoder *e, const uint8_t *s, size_t n, size_t *count) {
+    const struct ts_tokenizer *t = e->t;
+    if (n > INT32_MAX / 2)
+        return ts_error(TS_ERR_INVALID_ARG,
+                        "a chunk of %zu bytes (one run of letters, digits or spaces) is longer "
+                        "than the encoder's 1 GiB",
+                        n);
+    TS_CHECK(grow(e, n));
+    for (size_t i = 0; i < n; i++)
+        e->sym[i] = t->byte_id[s[i]];
+    if (n <= SCAN_MAX_CHUNK)
+        bpe_scan(t, e->sym, e->rank, n, count);
+    else
+        bpe_heap(t, e, n, count);
+    return TS_OK;
+}
+
+/* The scan over any chunk, for tests: the reference the heap must equal. */
+ts_status ts_tok_bpe_reference(const struct ts_tokenizer *t, const uint8_t *s, size_t n,
+                               int32_t *ids, size_t *count) {
+    int32_t *rank = malloc((n + 1) * sizeof(int32_t));
+    if (rank == NULL)
+        return ts_error(TS_ERR_OOM, "out of memory");
+    for (size_t i = 0; i < n; i++)
+        ids[i] = t->byte_id[s[i]];
+    bpe_scan(t, ids, rank, n, count);
+    free(rank);
     return TS_OK;
 }
 

@@ -49,4 +49,9 @@ static inline int32_t ts_tok_merge_find(const struct ts_tokenizer *t, int32_t a,
     }
 }
 
+/* Merges the bytes s[0..n) by the O(n^2) scan whatever n is (the encoder uses it for short chunks
+ * only): the reference the tests hold the heap merge to. ids has room for n. */
+ts_status ts_tok_bpe_reference(const struct ts_tokenizer *t, const uint8_t *s, size_t n,
+                               int32_t *ids, size_t *count) TS_MUST_CHECK;
+
 #endif

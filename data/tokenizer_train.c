@@ -448,9 +448,9 @@ ts_status ts_tok_trainer_run(ts_tok_trainer_t *tr, int vocab_size) {
             TS_CHECK(pair_add(tr, s[i], s[i + 1], tr->wcount[w], (int32_t)w));
     }
     TS_CHECK(flush(tr));
-    int max_merges = vocab_size - 257;
-    TS_CHECK(grow32((void **)&tr->mleft, &(int32_t){0}, max_merges + 1, sizeof(int32_t)));
-    TS_CHECK(grow32((void **)&tr->mright, &(int32_t){0}, max_merges + 1, sizeof(int32_t)));
+    /* Merges that reuse an existing token's id add no token, so there may be more merges than
+     * new tokens: the merge arrays grow with the count instead of being sized once. */
+    int32_t lcap = 0, rcap = 0;
     while (tr->ntok < vocab_size - 1 && tr->nheap > 0) {
         struct heap_e e = heap_pop(tr);
         struct pair *p = &tr->pairs[e.pair];
@@ -468,6 +468,10 @@ ts_status ts_tok_trainer_run(ts_tok_trainer_t *tr, int vocab_size) {
         ts_status st = add_token(tr, buf, la + lb, &z);
         free(buf);
         TS_CHECK(st);
+        if (tr->nmerges >= (1 << 30))
+            return ts_error(TS_ERR_INTERNAL, "tokenizer train: more than 2^30 merges");
+        TS_CHECK(grow32((void **)&tr->mleft, &lcap, (int64_t)tr->nmerges + 1, sizeof(int32_t)));
+        TS_CHECK(grow32((void **)&tr->mright, &rcap, (int64_t)tr->nmerges + 1, sizeof(int32_t)));
         tr->mleft[tr->nmerges] = a;
         tr->mright[tr->nmerges] = b;
         int step = tr->nmerges++;
@@ -488,8 +492,6 @@ ts_status ts_tok_trainer_run(ts_tok_trainer_t *tr, int vocab_size) {
         }
         free(occ);
         TS_CHECK(flush(tr));
-        if (tr->nmerges > max_merges + 1000000)
-            break; /* cannot happen: each merge removes a pair occurrence */
     }
     int32_t eot;
     TS_CHECK(add_token(tr, (const uint8_t *)TS_TOK_EOT_STRING, strlen(TS_TOK_EOT_STRING), &eot));

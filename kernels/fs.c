@@ -2,12 +2,14 @@
 #include "kernels/fs.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* The message for the path a + sep + b of len bytes (NUL excluded) that does not fit in cap:
  * whole when short, else its first and last bytes, so both the place and the file are named
@@ -129,5 +131,90 @@ ts_status ts_fs_read_file(const char *path, uint8_t **data, size_t *n) {
     buf[len] = 0;
     *data = buf;
     *n = len;
+    return TS_OK;
+}
+
+static ts_status not_regular(const char *path, mode_t mode) {
+    const char *what = S_ISDIR(mode)                    ? "a directory"
+                       : S_ISFIFO(mode)                 ? "a FIFO"
+                       : S_ISCHR(mode) || S_ISBLK(mode) ? "a device"
+                       : S_ISSOCK(mode)                 ? "a socket"
+                                                        : "not a regular file";
+    return ts_error(TS_ERR_IO, "%s is %s, not a regular file: give a file", path, what);
+}
+
+ts_status ts_fs_open_regular(const char *path, int *fd, int64_t *size) {
+    *fd = -1;
+    /* O_NONBLOCK: opening a FIFO without a writer returns at once instead of waiting */
+    const int f = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (f < 0)
+        return ts_error(TS_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(f, &sb) != 0) {
+        const int e = errno;
+        close(f);
+        return ts_error(TS_ERR_IO, "cannot stat %s: %s", path, strerror(e));
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        close(f);
+        return not_regular(path, sb.st_mode);
+    }
+    const int fl = fcntl(f, F_GETFL);
+    if (fl < 0 || fcntl(f, F_SETFL, fl & ~O_NONBLOCK) != 0) {
+        const int e = errno;
+        close(f);
+        return ts_error(TS_ERR_IO, "cannot open %s: %s", path, strerror(e));
+    }
+    *fd = f;
+    if (size != NULL)
+        *size = (int64_t)sb.st_size;
+    return TS_OK;
+}
+
+ts_status ts_fs_check_regular(const char *path, int64_t *size) {
+    struct stat sb;
+    if (stat(path, &sb) != 0)
+        return ts_error(TS_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+    if (!S_ISREG(sb.st_mode))
+        return not_regular(path, sb.st_mode);
+    if (size != NULL)
+        *size = (int64_t)sb.st_size;
+    return TS_OK;
+}
+
+ts_status ts_fs_read_regular_file(const char *path, int64_t max_bytes, uint8_t **data, size_t *n) {
+    *data = NULL;
+    *n = 0;
+    int fd;
+    int64_t size;
+    TS_CHECK(ts_fs_open_regular(path, &fd, &size));
+    if (size > max_bytes) {
+        close(fd);
+        return ts_error(TS_ERR_FORMAT, "%s: %lld bytes, more than the %lld this file may have",
+                        path, (long long)size, (long long)max_bytes);
+    }
+    uint8_t *buf = malloc((size_t)size + 1);
+    if (buf == NULL) {
+        close(fd);
+        return ts_error(TS_ERR_OOM, "out of memory reading %s", path);
+    }
+    int64_t got = 0;
+    while (got < size) {
+        const ssize_t r = read(fd, buf + got, (size_t)(size - got));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            const int e = r < 0 ? errno : 0;
+            close(fd);
+            free(buf);
+            return ts_error(TS_ERR_IO, "error reading %s: %s", path,
+                            e ? strerror(e) : "the file shrank while being read");
+        }
+        got += r;
+    }
+    close(fd);
+    buf[size] = 0;
+    *data = buf;
+    *n = (size_t)size;
     return TS_OK;
 }

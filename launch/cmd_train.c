@@ -445,9 +445,13 @@ static int eval_batches(const struct run *r, int dp) {
 /* Ranks sharing a host share its cores: split them unless --threads says otherwise. */
 static int threads_per_rank(const struct ts_train_settings *a, const ts_comm_t *world) {
     const int local = ts_comm_local_size(world);
+    const long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (a->threads > cores && cores > 0)
+        TS_LOG_W("--threads %d is more than the %ld cores here: oversubscribed threads wait on "
+                 "each other (much slower); 0 takes all cores",
+                 a->threads, cores);
     if (a->threads != 0 || local <= 1)
         return a->threads;
-    const long cores = sysconf(_SC_NPROCESSORS_ONLN);
     return cores > local ? (int)(cores / local) : 1;
 }
 
@@ -798,6 +802,18 @@ fail:
     return code;
 }
 
+/* Whether a launcher started this process as a rank other than 0 (its environment, read before
+ * MPI starts; launch/world.c sets the same log level once the world exists). */
+static bool launched_nonzero_rank(void) {
+    static const char *const vars[] = {"PMIX_RANK", "OMPI_COMM_WORLD_RANK", "SLURM_PROCID"};
+    for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++) {
+        const char *v = getenv(vars[i]);
+        if (v != NULL && strcmp(v, "0") != 0)
+            return true;
+    }
+    return false;
+}
+
 int ts_cmd_train(int argc, char **argv) {
     static struct ts_train_flags flags;        /* adopted strings live here until the run ends */
     const double t_launch = ts_launch_now_s(); /* --walltime counts from here */
@@ -808,6 +824,9 @@ int ts_cmd_train(int argc, char **argv) {
         ts_train_flags_print_help(usage, description);
         return TS_EXIT_OK;
     }
+    /* before the world exists, only the launcher's rank 0 logs (the data line, once) */
+    if (launched_nonzero_rank() && getenv("TS_LOG") == NULL)
+        ts_log_set_level(TS_LOG_WARN);
     if ((flags.v.data != NULL &&
          ts_data_manifest_vocab(flags.v.data, ts_train_flags_given(&flags, "vocab-size"), false,
                                 &flags.v.vocab_size) != TS_OK) ||

@@ -51,62 +51,6 @@ ts_status ts_launch_find_start(const char *out, bool resume, const char *resume_
     return TS_OK;
 }
 
-ts_status ts_launch_adopt_int(const struct ts_ckpt_kv *kv, int n, const char *key, const char *flag,
-                              bool given, int *value, const char *ckpt) {
-    const char *v = ts_ckpt_kv_get(kv, n, key);
-    if (v == NULL)
-        return TS_OK;
-    char *end = NULL;
-    const long x = strtol(v, &end, 10);
-    if (*end != '\0')
-        return ts_error(TS_ERR_FORMAT, "checkpoint %s: %s is '%s', not an integer", ckpt, key, v);
-    if (given && x != *value)
-        return ts_error(TS_ERR_INVALID_ARG,
-                        "--%s %d differs from the checkpoint's %s %ld (%s): a resumed or "
-                        "initialised run keeps the model; drop the flag or start a new run",
-                        flag, *value, key, x, ckpt);
-    *value = (int)x;
-    return TS_OK;
-}
-
-void ts_launch_adopt_float(const struct ts_ckpt_kv *kv, int n, const char *key, const char *flag,
-                           bool given, float *value) {
-    const char *v = ts_ckpt_kv_get(kv, n, key);
-    if (v == NULL)
-        return;
-    const float x = strtof(v, NULL);
-    if (!given)
-        *value = x;
-    else if (x != *value)
-        TS_LOG_W("--%s %g replaces the checkpoint's %g: the continuation will differ from an "
-                 "uninterrupted run",
-                 flag, (double)*value, (double)x);
-}
-
-void ts_launch_adopt_i(const struct ts_ckpt_kv *kv, int n, const char *key, const char *flag,
-                       bool given, int *value) {
-    const char *v = ts_ckpt_kv_get(kv, n, key);
-    if (v == NULL)
-        return;
-    const int x = (int)strtol(v, NULL, 10);
-    if (!given)
-        *value = x;
-    else if (x != *value)
-        TS_LOG_W("--%s %d replaces the checkpoint's %d", flag, *value, x);
-}
-
-void ts_launch_adopt_u64(const struct ts_ckpt_kv *kv, int n, const char *key, const char *flag,
-                         bool given, uint64_t *value) {
-    const char *v = ts_ckpt_kv_get(kv, n, key);
-    if (v == NULL)
-        return;
-    const uint64_t x = strtoull(v, NULL, 10);
-    if (!given)
-        *value = x;
-    else if (x != *value)
-        TS_LOG_W("--%s %" PRIu64 " replaces the checkpoint's %" PRIu64, flag, *value, x);
-}
-
 /* The "step" of a metrics line, or -1. */
 static int64_t line_step(const char *line) {
     const char *at = strstr(line, "\"step\":");

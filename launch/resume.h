@@ -33,20 +33,6 @@ ts_status ts_launch_find_start(const char *out, bool resume, const char *resume_
                                const char *init_from, bool overwrite,
                                struct ts_start *start) TS_MUST_CHECK;
 
-/* key's integer in kv (a checkpoint's config): when `given`, *value must equal it (else an error
- * naming `flag`); otherwise *value becomes it. A missing key leaves *value alone. */
-ts_status ts_launch_adopt_int(const struct ts_ckpt_kv *kv, int n, const char *key, const char *flag,
-                              bool given, int *value, const char *ckpt) TS_MUST_CHECK;
-
-/* Takes key's value from kv when not `given` (schedule and optimizer settings a resume keeps
- * unless the user says otherwise); a given value that differs is kept and logged. */
-void ts_launch_adopt_float(const struct ts_ckpt_kv *kv, int n, const char *key, const char *flag,
-                           bool given, float *value);
-void ts_launch_adopt_i(const struct ts_ckpt_kv *kv, int n, const char *key, const char *flag,
-                       bool given, int *value);
-void ts_launch_adopt_u64(const struct ts_ckpt_kv *kv, int n, const char *key, const char *flag,
-                         bool given, uint64_t *value);
-
 /* Keeps the lines of metrics.jsonl whose "step" is <= step (atomically: a new file renamed
  * over the old). A missing file is fine. */
 ts_status ts_launch_trim_metrics(const char *path, int64_t step) TS_MUST_CHECK;

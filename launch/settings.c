@@ -14,6 +14,7 @@
 #include "kernels/log.h"
 #include "launch/cli.h"
 #include "launch/walltime.h"
+#include "trainer/gpt.h"
 
 #define S(field) offsetof(struct ts_train_settings, field)
 #define NOLIM 1.0, 0.0 /* min > max: no limits */
@@ -34,16 +35,17 @@ const struct ts_setting ts_train_settings_table[] = {
      TS_SET_AGREE | TS_SET_REQUIRED},
     {"overwrite", "overwrite", TS_SET_BOOL, S(overwrite), NULL, NOLIM, NULL,
      "replace a finished run in --out", 0},
-    {"vocab-size", "vocab_size", TS_SET_INT, S(vocab_size), "50257", 2, 65536, "V",
+    {"vocab-size", "vocab_size", TS_SET_INT, S(vocab_size), "50257", 2, TS_GPT_MAX_VOCAB, "V",
      "vocabulary size (default: the data's manifest.json, else GPT-2's 50257)", MODEL},
-    {"layers", "num_layers", TS_SET_INT, S(layers), "12", 1, 1024, "L", "transformer blocks",
-     MODEL},
-    {"heads", "num_heads", TS_SET_INT, S(heads), "12", 1, 1024, "NH",
+    {"layers", "num_layers", TS_SET_INT, S(layers), "12", 1, TS_GPT_MAX_LAYERS, "L",
+     "transformer blocks", MODEL},
+    {"heads", "num_heads", TS_SET_INT, S(heads), "12", 1, TS_GPT_MAX_HEADS, "NH",
      "attention heads (must divide channels)", MODEL},
-    {"channels", "channels", TS_SET_INT, S(channels), "768", 1, 65536, "C", "model width", MODEL},
-    {"seq-len", "seq_len", TS_SET_INT, S(seq_len), "1024", 1, 1 << 20, "T",
+    {"channels", "channels", TS_SET_INT, S(channels), "768", 1, TS_GPT_MAX_CHANNELS, "C",
+     "model width", MODEL},
+    {"seq-len", "seq_len", TS_SET_INT, S(seq_len), "1024", 1, TS_GPT_MAX_SEQ_LEN, "T",
      "tokens per training sequence", RUN},
-    {"max-seq-len", "max_seq_len", TS_SET_INT, S(max_seq_len), "0", 0, 1 << 20, "N",
+    {"max-seq-len", "max_seq_len", TS_SET_INT, S(max_seq_len), "0", 0, TS_GPT_MAX_SEQ_LEN, "N",
      "positions in wpe (0: same as --seq-len)", MODEL},
     {"batch", "batch", TS_SET_INT, S(batch), "4", 1, 1 << 20, "B", "sequences per micro-step", RUN},
     {"grad-accum", "grad_accum", TS_SET_INT, S(grad_accum), "1", 1, 1 << 20, "N",
@@ -364,6 +366,10 @@ ts_status ts_train_settings_check(const struct ts_train_flags *f) {
     if (a->channels % a->heads != 0)
         return ts_error(TS_ERR_INVALID_ARG, "--heads %d does not divide --channels %d", a->heads,
                         a->channels);
+    if (a->eval_every > 0 && a->val_data == NULL)
+        return ts_error(TS_ERR_INVALID_ARG,
+                        "--eval-every %d needs --val-data (there is nothing to evaluate on)",
+                        a->eval_every);
     if (a->max_seq_len != 0 && a->max_seq_len < a->seq_len)
         return ts_error(TS_ERR_INVALID_ARG, "--max-seq-len %d is shorter than --seq-len %d",
                         a->max_seq_len, a->seq_len);

@@ -15,6 +15,7 @@ packages=(
   hdf5-tools python3-h5py                           # checkpoint tests: h5dump, h5py
   python3 python3-torch python3-numpy               # the PyTorch oracle
   clang-format                                      # the format check
+  clang libclang-rt-14-dev                          # the libFuzzer harnesses (tests/fuzz)
 )
 
 # node and npm run the tokenizer tests' oracle (js-tiktoken) and `tessera tokenizer fetch gpt2`.

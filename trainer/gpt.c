@@ -98,24 +98,21 @@ struct ts_gpt {
 
 /* ---- config and parameter table ---- */
 
+static ts_status check_dim(const char *name, int v, int lo, int hi) {
+    if (v < lo || v > hi)
+        return ts_error(TS_ERR_INVALID_ARG, "gpt config: %s must be in [%d, %d], got %d", name, lo,
+                        hi, v);
+    return TS_OK;
+}
+
 ts_status ts_gpt_config_finish(struct ts_gpt_config *cfg) {
     if (cfg == NULL)
         return ts_error(TS_ERR_INVALID_ARG, "gpt config: NULL");
-    if (cfg->max_seq_len < 1)
-        return ts_error(TS_ERR_INVALID_ARG, "gpt config: max_seq_len must be >= 1, got %d",
-                        cfg->max_seq_len);
-    if (cfg->vocab_size < 1 || cfg->vocab_size > (1 << 30))
-        return ts_error(TS_ERR_INVALID_ARG, "gpt config: vocab_size must be in [1, 2^30], got %d",
-                        cfg->vocab_size);
-    if (cfg->num_layers < 1)
-        return ts_error(TS_ERR_INVALID_ARG, "gpt config: num_layers must be >= 1, got %d",
-                        cfg->num_layers);
-    if (cfg->num_heads < 1)
-        return ts_error(TS_ERR_INVALID_ARG, "gpt config: num_heads must be >= 1, got %d",
-                        cfg->num_heads);
-    if (cfg->channels < 1)
-        return ts_error(TS_ERR_INVALID_ARG, "gpt config: channels must be >= 1, got %d",
-                        cfg->channels);
+    TS_CHECK(check_dim("max_seq_len", cfg->max_seq_len, 1, TS_GPT_MAX_SEQ_LEN));
+    TS_CHECK(check_dim("vocab_size", cfg->vocab_size, 1, TS_GPT_MAX_VOCAB));
+    TS_CHECK(check_dim("num_layers", cfg->num_layers, 1, TS_GPT_MAX_LAYERS));
+    TS_CHECK(check_dim("num_heads", cfg->num_heads, 1, TS_GPT_MAX_HEADS));
+    TS_CHECK(check_dim("channels", cfg->channels, 1, TS_GPT_MAX_CHANNELS));
     if (cfg->channels % cfg->num_heads != 0)
         return ts_error(TS_ERR_INVALID_ARG,
                         "gpt config: channels (%d) must be a multiple of num_heads (%d)",
@@ -124,6 +121,28 @@ ts_status ts_gpt_config_finish(struct ts_gpt_config *cfg) {
         return ts_error(TS_ERR_INVALID_ARG, "gpt config: dtype must be f32 or bf16, got %s",
                         ts_dtype_name(cfg->dtype));
     cfg->padded_vocab_size = (cfg->vocab_size + 127) / 128 * 128;
+    return TS_OK;
+}
+
+/* Within the limits above these cannot overflow (Vp*C <= 2^32, 12*L*C*C < 2^46), but the
+ * arithmetic is checked anyway so a future limit cannot silently wrap it. */
+static bool mul64(int64_t a, int64_t b, int64_t *out) { return !__builtin_mul_overflow(a, b, out); }
+static bool add64(int64_t a, int64_t b, int64_t *out) { return !__builtin_add_overflow(a, b, out); }
+
+ts_status ts_gpt_config_num_params(const struct ts_gpt_config *cfg, int64_t *out) {
+    struct ts_gpt_config c = *cfg;
+    TS_CHECK(ts_gpt_config_finish(&c));
+    const int64_t C = c.channels;
+    /* per layer: 2 layernorms (4C), qkv (3C*C + 3C), proj (C*C + C), fc (4C*C + 4C),
+     * fcproj (4C*C + C) = 12*C*C + 13*C */
+    int64_t layer, all, emb, t;
+    bool ok = mul64(12 * C, C, &layer) && add64(layer, 13 * C, &layer) &&
+              mul64(layer, c.num_layers, &all) && mul64(c.padded_vocab_size, C, &emb) &&
+              mul64(c.max_seq_len, C, &t) && add64(emb, t, &emb) && add64(all, emb, &all) &&
+              add64(all, 2 * C, &all);
+    if (!ok)
+        return ts_error(TS_ERR_INVALID_ARG, "gpt config: the parameter count overflows int64");
+    *out = all;
     return TS_OK;
 }
 
@@ -299,18 +318,31 @@ static enum ts_dtype act_dtype(const struct ts_gpt *g, int a) {
 
 /* Regions are packed back to back in f32 models (the layout the CPU results were checked on);
  * with a 2-byte dtype every copy starts on 256 bytes, so f32 regions stay aligned and cuBLASLt
- * sees aligned matrices. *total is in bytes. */
-static void plan_arena(struct ts_gpt *g, int64_t *total) {
+ * sees aligned matrices. *total is in bytes; a plan whose size overflows int64 fails. */
+static ts_status plan_arena(struct ts_gpt *g, int64_t *total) {
     const int64_t align = g->cfg.dtype == TS_DTYPE_F32 ? 4 : 256;
-    int64_t off = 0;
-    for (int a = 0; a < A_COUNT; a++) {
-        const int64_t bytes =
-            act_numel(g, a, g->max_batch, g->max_seq) * (int64_t)ts_dtype_size(act_dtype(g, a));
-        g->act_stride[a] = (bytes + align - 1) / align * align;
+    const int64_t B = g->max_batch, T = g->max_seq, C = g->cfg.channels;
+    int64_t off = 0, bt, probe;
+    /* act_numel's largest products: B*NH*T*T and B*T*max(4C, Vp), each times a dtype size */
+    bool ok = mul64(B, T, &bt) && mul64(bt, g->cfg.num_heads, &probe) && mul64(probe, T, &probe) &&
+              mul64(probe, 8, &probe) && mul64(bt, 4 * C + g->cfg.padded_vocab_size, &probe) &&
+              mul64(probe, 8, &probe);
+    for (int a = 0; ok && a < A_COUNT; a++) {
+        int64_t bytes, copies;
+        ok = mul64(act_numel(g, a, B, T), (int64_t)ts_dtype_size(act_dtype(g, a)), &bytes) &&
+             add64(bytes, align - 1, &bytes);
+        g->act_stride[a] = bytes / align * align;
         g->act_off[a] = off;
-        off += g->act_stride[a] * (act_per_layer(a) ? g->cfg.num_layers : 1);
+        ok = ok && mul64(g->act_stride[a], act_per_layer(a) ? g->cfg.num_layers : 1, &copies) &&
+             add64(off, copies, &off);
     }
+    if (!ok)
+        return ts_error(TS_ERR_INVALID_ARG,
+                        "gpt create: the activations of batch %d x %d overflow int64 bytes; lower "
+                        "the batch or the sequence length",
+                        g->max_batch, g->max_seq);
     *total = off;
+    return TS_OK;
 }
 
 /* Region `a` (layer l for per-layer regions) shaped for the current micro-batch: the leading
@@ -382,6 +414,8 @@ ts_status ts_gpt_create_tp(ts_gpt_t **out, const struct ts_gpt_config *cfg, stru
     g->Cl = c.channels / tp->size;
     g->NHl = c.num_heads / tp->size;
     g->flash = ts_op_flash_attention_usable(be, c.channels / c.num_heads, c.dtype);
+    int64_t arena_bytes = 0;
+    TS_CHECK_GOTO(plan_arena(g, &arena_bytes), st, fail);
     g->num_tensors = 2 + P_PER_LAYER * c.num_layers + 2;
     g->table = calloc((size_t)g->num_tensors, sizeof(*g->table));
     g->pview = calloc((size_t)g->num_tensors, sizeof(*g->pview));
@@ -399,8 +433,6 @@ ts_status ts_gpt_create_tp(ts_gpt_t **out, const struct ts_gpt_config *cfg, stru
     TS_CHECK_GOTO(ts_op_alloc(be, &g->grads, TS_DTYPE_F32, 1, &n), st, fail);
     build_views(g);
 
-    int64_t arena_bytes;
-    plan_arena(g, &arena_bytes);
     const int64_t arena_words = (arena_bytes + 3) / 4;
     TS_CHECK_GOTO(ts_op_alloc(be, &g->arena, TS_DTYPE_F32, 1, &arena_words), st, fail);
     TS_CHECK_GOTO(ts_op_alloc(be, &g->tokens, TS_DTYPE_I32, 1, &BT), st, fail);

@@ -27,8 +27,24 @@ struct ts_gpt_config {
                               are f32 either way, and bf16 needs a backend that computes in it */
 };
 
-/* Checks a user's config (one clear message per mistake) and sets padded_vocab_size. */
+/* The limits of every model dimension, checked by ts_gpt_config_finish (and by the settings
+ * table's rows, launch/settings.c). They keep every size the model derives (the parameter
+ * table, the flat buffers, the activation arena) far inside int64 and the table's count inside
+ * int; within them a too-large model is an allocation failure that names its size. V is bounded
+ * by the uint16 token ids of shards. */
+#define TS_GPT_MAX_LAYERS 1024
+#define TS_GPT_MAX_HEADS 1024
+#define TS_GPT_MAX_CHANNELS 65536
+#define TS_GPT_MAX_SEQ_LEN 65536
+#define TS_GPT_MAX_VOCAB 65536
+
+/* Checks a user's config (one clear message per mistake, naming the limit) and sets
+ * padded_vocab_size. */
 ts_status ts_gpt_config_finish(struct ts_gpt_config *cfg) TS_MUST_CHECK;
+
+/* Elements of the flat parameter buffer a (finished) config needs: what a model file's size is
+ * checked against before anything is allocated. */
+ts_status ts_gpt_config_num_params(const struct ts_gpt_config *cfg, int64_t *out) TS_MUST_CHECK;
 
 /* One entry of the parameter table. */
 struct ts_param_info {

@@ -6,6 +6,7 @@
  * rank over its optimizer range, so a ZeRO-1 run saves disjoint slices and any later layout
  * reads the boxes it needs. With bf16 parameters the optimizer's fp32 master weights are saved
  * like the moments, as "master/<name>", and model.h5 is exported from them. */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -254,18 +255,35 @@ ts_status ts_gpt_load_checkpoint(ts_gpt_t *gpt, ts_ckpt_t *ck) {
     return st;
 }
 
-static ts_status parse_counter(const char *text, const char *key, int64_t *out, const char *where) {
+/* A counter of the trainer blob: digits only, at most max (the trainer counts updates in an
+ * int: a larger count is refused, never cast to a smaller one). */
+static ts_status parse_counter(const char *text, const char *key, int64_t max, int64_t *out,
+                               const char *where) {
     const char *at = strstr(text, key);
     const size_t klen = strlen(key);
     char *end = NULL;
     if (at == NULL || at[klen] != '=')
         return ts_error(TS_ERR_FORMAT, "checkpoint %s: trainer state lacks %s", where, key);
-    const long long v = strtoll(at + klen + 1, &end, 10);
-    if (end == at + klen + 1 || v < 0 || v > INT32_MAX * 1024LL)
+    const char *num = at + klen + 1;
+    errno = 0;
+    const long long v = *num >= '0' && *num <= '9' ? strtoll(num, &end, 10) : -1;
+    if (v < 0 || (*end != '\0' && *end != ' ' && *end != '\n'))
         return ts_error(TS_ERR_FORMAT, "checkpoint %s: trainer state %s is not a count", where,
                         key);
+    if (errno == ERANGE || v > max)
+        return ts_error(TS_ERR_FORMAT,
+                        "checkpoint %s: trainer state %s = %s is more than the %lld this build "
+                        "counts",
+                        where, key, num, (long long)max);
     *out = v;
     return TS_OK;
+}
+
+ts_status ts_train_state_parse_counters(const char *text, const char *where, int64_t *steps,
+                                        int64_t *optim_steps, int64_t *position) {
+    TS_CHECK(parse_counter(text, "steps_done", INT32_MAX, steps, where));
+    TS_CHECK(parse_counter(text, "optim_steps", INT32_MAX, optim_steps, where));
+    return parse_counter(text, "loader_position", INT64_MAX, position, where);
 }
 
 ts_status ts_train_state_load(ts_trainer_t *tr, ts_ckpt_t *ck) {
@@ -300,9 +318,9 @@ ts_status ts_train_state_load(ts_trainer_t *tr, ts_ckpt_t *ck) {
     TS_CHECK_GOTO(ts_ckpt_read_blob(ck, COUNTERS_BLOB, 0, text, sizeof(text) - 1, &size), st, exit);
     text[sizeof(text) - 1] = '\0';
     int64_t steps, optim_steps, position;
-    TS_CHECK_GOTO(parse_counter(text, "steps_done", &steps, ts_ckpt_path(ck)), st, exit);
-    TS_CHECK_GOTO(parse_counter(text, "optim_steps", &optim_steps, ts_ckpt_path(ck)), st, exit);
-    TS_CHECK_GOTO(parse_counter(text, "loader_position", &position, ts_ckpt_path(ck)), st, exit);
+    TS_CHECK_GOTO(
+        ts_train_state_parse_counters(text, ts_ckpt_path(ck), &steps, &optim_steps, &position), st,
+        exit);
     ts_trainer_set_steps_done(tr, (int)steps);
     ts_optim_set_step_count(opt, (int)optim_steps);
     ts_loader_seek(ts_trainer_loader(tr), position);

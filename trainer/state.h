@@ -34,6 +34,12 @@ ts_status ts_train_state_save(ts_trainer_t *tr, ts_comm_t *world,
                               const struct ts_train_state_info *info, const char *dir,
                               int keep_last, char *path, size_t path_len) TS_MUST_CHECK;
 
+/* The trainer blob's counters ("steps_done=N\noptim_steps=N\nloader_position=N\n"), each digits
+ * only; the step counts must fit the trainer's int (a larger one is an error naming the limit,
+ * never a truncated count). `where` names the checkpoint in messages. */
+ts_status ts_train_state_parse_counters(const char *text, const char *where, int64_t *steps,
+                                        int64_t *optim_steps, int64_t *position) TS_MUST_CHECK;
+
 /* Restores weights, moments and counters (the loader is sought to the saved position) from a
  * checkpoint of the same model (counters of rank 0: they agree on every rank). */
 ts_status ts_train_state_load(ts_trainer_t *tr, ts_ckpt_t *ck) TS_MUST_CHECK;

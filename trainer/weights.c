@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "kernels/fs.h"
 #include "trainer/weights.h"
 
 #define HEADER_INTS 256
@@ -93,12 +94,19 @@ exit:
     return st;
 }
 
-/* Opens path and reads and checks its header; on success *out is positioned at the data. */
+/* Opens path (a regular file only) and reads and checks its header and its size against the
+ * parameter count the header implies, before anything is allocated; on success *out is
+ * positioned at the data. */
 static ts_status open_checked(const char *path, FILE **out, struct ts_gpt_config *cfg) {
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
+    int fd;
+    int64_t size;
+    TS_CHECK(ts_fs_open_regular(path, &fd, &size));
+    FILE *f = fdopen(fd, "rb");
+    if (f == NULL) {
+        close(fd);
         return ts_error(TS_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+    }
     int32_t h[HEADER_INTS];
     if (fread(h, sizeof(h), 1, f) != 1) {
         fclose(f);
@@ -121,13 +129,27 @@ static ts_status open_checked(const char *path, FILE **out, struct ts_gpt_config
         .num_heads = h[6],
         .channels = h[7],
     };
+    int64_t n = 0;
     ts_status st = ts_gpt_config_finish(&c);
     if (st == TS_OK && c.padded_vocab_size != h[4])
         st =
             ts_error(TS_ERR_FORMAT, "padded vocab %d, expected %d", (int)h[4], c.padded_vocab_size);
+    if (st == TS_OK)
+        st = ts_gpt_config_num_params(&c, &n);
     if (st != TS_OK) {
         fclose(f);
         return ts_error_wrap(TS_ERR_FORMAT, "%s: bad model config", path);
+    }
+    /* n <= 2^47 within the model's limits: the byte count cannot overflow */
+    const int64_t want = (int64_t)sizeof(h) + n * (int64_t)sizeof(float);
+    if (size != want) {
+        fclose(f);
+        return ts_error(TS_ERR_FORMAT,
+                        "%s: %s: %lld bytes, but its header (T=%d V=%d L=%d NH=%d C=%d) needs "
+                        "%lld",
+                        path, size < want ? "truncated" : "trailing bytes", (long long)size,
+                        c.max_seq_len, c.vocab_size, c.num_layers, c.num_heads, c.channels,
+                        (long long)want);
     }
     *cfg = c;
     *out = f;

@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "tok_util.h"
 
@@ -158,4 +160,29 @@ Test(tokenizer_errors, decode_rejects_bad_ids) {
     free(out);
     tok_rmdir(dir);
     ts_tokenizer_destroy(t);
+}
+
+Test(tokenizer_errors, fifo_and_line_count_bounded) {
+    char *dir = tok_mkdtemp();
+    ts_tokenizer_t *t = NULL;
+    char *enc = small_encoder();
+    /* 70000 lines of vocab.bpe: more than a 65536-token vocabulary has merges */
+    char *many = malloc(70000 * 4 + 32);
+    size_t n = (size_t)sprintf(many, "#version: 0.2\n");
+    for (int i = 0; i < 70000; i++)
+        n += (size_t)sprintf(many + n, "a b\n");
+    write_dir(dir, enc, many);
+    cr_assert_eq(ts_tokenizer_load(&t, dir), TS_ERR_FORMAT);
+    cr_assert(strstr(ts_last_error(), "more than the merges of a 65536-token vocabulary") != NULL,
+              "%s", ts_last_error());
+    /* a FIFO as vocab.bpe is refused at once, not waited on */
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/vocab.bpe", dir);
+    unlink(path);
+    cr_assert_eq(mkfifo(path, 0600), 0);
+    cr_assert_eq(ts_tokenizer_load(&t, dir), TS_ERR_IO);
+    cr_assert(strstr(ts_last_error(), "is a FIFO") != NULL, "%s", ts_last_error());
+    free(many);
+    free(enc);
+    tok_rmdir(dir);
 }

@@ -4,6 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "data/data_manifest.h"
 #include "data/shard.h"
 #include "tok_util.h"
 
@@ -141,5 +145,36 @@ Test(data_shard, loader_windows_wrap_and_seek) {
     free(pa);
     free(pb);
     free(pattern);
+    tok_rmdir(dir);
+}
+
+Test(data_shard, not_a_file_and_missing_directories) {
+    char *dir = tok_mkdtemp();
+    struct ts_shard s;
+    /* a directory given as --data said "No such device" (mmap's ENODEV) */
+    cr_assert_eq(ts_shard_open(&s, dir, 50257), TS_ERR_IO);
+    cr_assert(strstr(ts_last_error(), "is a directory, not a regular file") != NULL, "%s",
+              ts_last_error());
+    /* a FIFO is refused at once */
+    char *fifo = tok_path(dir, "fifo.bin");
+    cr_assert_eq(mkfifo(fifo, 0600), 0);
+    cr_assert_eq(ts_shard_open(&s, fifo, 50257), TS_ERR_IO);
+    cr_assert(strstr(ts_last_error(), "is a FIFO") != NULL, "%s", ts_last_error());
+    /* and as a data manifest (json-c's reader waited on it) */
+    struct ts_data_manifest m;
+    ts_data_manifest_init(&m);
+    cr_assert_eq(ts_data_manifest_read(&m, fifo), TS_ERR_IO);
+    cr_assert(strstr(ts_last_error(), "is a FIFO") != NULL, "%s", ts_last_error());
+    ts_data_manifest_deinit(&m);
+    unlink(fifo);
+    free(fifo);
+    /* a glob in a missing directory said "read error" */
+    char pattern[4200];
+    snprintf(pattern, sizeof(pattern), "%s/missing/*.bin", dir);
+    ts_loader_t *l = NULL;
+    cr_assert_eq(ts_loader_create(&l, pattern, 8, 50257), TS_ERR_IO);
+    cr_assert(strstr(ts_last_error(), "cannot read directory") != NULL &&
+                  strstr(ts_last_error(), "No such file or directory") != NULL,
+              "%s", ts_last_error());
     tok_rmdir(dir);
 }

@@ -394,5 +394,12 @@ Test(launch_ckpt, config_json_escapes_paths, .timeout = 120) {
              "assert c[\"train\"][\"data\"] == sys.argv[2]' '%s/config.json' '%s'",
              out, train);
     cr_expect_eq(system(cmd), 0, "config.json is not valid JSON: %s", cmd);
+    /* and metrics.jsonl: every line parses, the checkpoint line names the path whole */
+    snprintf(cmd, sizeof(cmd),
+             "python3 -c 'import json,sys; ls=[json.loads(l) for l in open(sys.argv[1])]; "
+             "assert any(sys.argv[2] in l.get(\"checkpoint\", \"\") for l in ls), ls' "
+             "'%s/metrics.jsonl' '%s'",
+             out, out);
+    cr_expect_eq(system(cmd), 0, "metrics.jsonl is not valid JSON lines: %s", cmd);
     cli_rmdir(dir);
 }

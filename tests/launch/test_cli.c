@@ -57,6 +57,20 @@ Test(launch_cli, nonsense_model_flags) {
     expect_usage_error(&r, "--max-seq-len 32 is shorter than --seq-len 64");
     cli_run(&r, "train --data x --out y --lr -1");
     expect_usage_error(&r, "--lr must be positive");
+    /* limits named, not an allocation of terabytes or a wrapped table */
+    cli_run(&r, "train --data x --out y --seq-len 100000");
+    expect_usage_error(&r, "--seq-len must be at most 65536");
+    cli_run(&r, "train --data x --out y --layers 357913942");
+    expect_usage_error(&r, "--layers must be at most 1024");
+    cli_run(&r, "train --data x --out y --steps 99999999999");
+    expect_usage_error(&r, "--steps must be in [-2147483648, 2147483647], got 99999999999");
+    /* unsigned flags: strtoull read " -1" and "-1" as 2^64-1 */
+    cli_run(&r, "train --data x --out y --seed ' -1'");
+    expect_usage_error(&r, "--seed expects a non-negative integer, got ' -1'");
+    cli_run(&r, "train --data x --out y --seed -1");
+    expect_usage_error(&r, "--seed expects a non-negative integer, got '-1'");
+    cli_run(&r, "train --data x --out y --seed 18446744073709551616");
+    expect_usage_error(&r, "--seed must be at most 18446744073709551615");
 }
 
 Test(launch_cli, missing_and_bad_data) {
@@ -91,6 +105,39 @@ Test(launch_cli, missing_and_bad_data) {
             "--seq-len 8 --steps 1",
             path, dir);
     expect_usage_error(&r, ">= vocab");
+    cli_rmdir(dir);
+}
+
+/* Messages a new user met that said something else than what was wrong, or nothing. */
+Test(launch_cli, misleading_inputs_named) {
+    char dir[256], path[400];
+    cli_tmpdir(dir, sizeof(dir));
+    struct cli_result r;
+    snprintf(path, sizeof(path), "%s/ok.bin", dir);
+    cli_write_pattern_shard(path, 4000, 64, 1);
+    /* a directory as --data said "No such device" */
+    cli_run(&r, "train --data %s --out %s/run " TINY " --steps 1", dir, dir);
+    expect_usage_error(&r, "is a directory, not a regular file");
+    /* a glob in a missing directory said "read error" */
+    cli_run(&r, "train --data '%s/missing/*.bin' --out %s/run " TINY " --steps 1", dir, dir);
+    expect_usage_error(&r, "cannot read directory");
+    /* --warmup longer than --steps and --eval-every without --val-data were accepted */
+    cli_run(&r, "train --data %s --out %s/run " TINY " --steps 5 --warmup 10", path, dir);
+    expect_usage_error(&r, "warmup of 10 steps is longer than the run's 5 steps");
+    cli_run(&r, "train --data %s --out %s/run " TINY " --steps 5 --eval-every 2", path, dir);
+    expect_usage_error(&r, "--eval-every 2 needs --val-data");
+    /* --threads above the cores here is warned about */
+    const long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    cli_run(&r, "train --data %s --out %s/run " TINY " --steps 1 --threads %ld", path, dir,
+            cores + 1);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    char want[64];
+    snprintf(want, sizeof(want), "--threads %ld is more than the %ld cores", cores + 1, cores);
+    cr_assert(strstr(r.err, want) != NULL, "%s", r.err);
+    /* tokenizer fetch --help was a usage error */
+    cli_run(&r, "tokenizer fetch --help");
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    cr_assert(strstr(r.out, "usage: tessera tokenizer fetch gpt2") != NULL, "%s", r.out);
     cli_rmdir(dir);
 }
 

@@ -654,3 +654,30 @@ Test(multirank_slurm, launch_requeues_after_the_time_limit, .timeout = 900) {
     cr_assert_eq(system(cmd), 0, "losses differ from the uninterrupted run's (%s, %s)", a, b);
     cli_rmdir(fx.dir);
 }
+
+/* Before the world exists each rank read the data manifest and printed its line, unprefixed:
+ * only rank 0 logs it now. */
+Test(multirank_train, data_line_printed_once) {
+    struct fixture fx;
+    fixture_make(&fx);
+    char path[512];
+    snprintf(path, sizeof(path), "%s/manifest.json", fx.dir);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fprintf(f,
+            "{\"format\": \"tessera-data-manifest\", \"version\": 1, \"tokenizer\": {\"name\": "
+            "\"bytes\", \"vocab_size\": 64, \"eot\": -1, \"vocab_sha256\": \"%064d\"}, "
+            "\"train_tokens\": 40000, \"val_tokens\": 0, \"train_shards\": 1, \"sources\": []}",
+            0);
+    fclose(f);
+    struct run_result r;
+    sh_run(&r,
+           "mpirun --oversubscribe -np 2 %s/launch/tessera train --layers 1 --heads 2 --channels "
+           "32 --seq-len 16 --threads 1 --steps 1 --batch 2 --data %s --out %s/once",
+           build_dir(), fx.data, fx.dir);
+    assert_ok(&r, "two ranks");
+    const char *first = strstr(r.out, "says tokenizer bytes");
+    cr_assert_not_null(first, "%s", r.out);
+    cr_assert_null(strstr(first + 1, "says tokenizer bytes"), "printed more than once:\n%s", r.out);
+    cli_rmdir(fx.dir);
+}

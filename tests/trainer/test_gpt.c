@@ -375,3 +375,50 @@ Test(trainer_gpt, flash_attention_path_matches_materialised) {
     ts_backend_destroy(ref);
     ts_backend_destroy(fl);
 }
+
+Test(trainer_gpt, dimension_limits_named) {
+    const struct {
+        int field, value;
+        const char *msg;
+    } cases[] = {
+        {0, 357913942, "num_layers must be in [1, 1024], got 357913942"},
+        {1, 2048, "num_heads must be in [1, 1024]"},
+        {2, 1 << 20, "channels must be in [1, 65536]"},
+        {3, 100000, "max_seq_len must be in [1, 65536], got 100000"},
+        {4, 1 << 24, "vocab_size must be in [1, 65536]"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct ts_gpt_config cfg = test_tiny_config();
+        int *f[] = {&cfg.num_layers, &cfg.num_heads, &cfg.channels, &cfg.max_seq_len,
+                    &cfg.vocab_size};
+        *f[cases[i].field] = cases[i].value;
+        cr_assert_eq(ts_gpt_config_finish(&cfg), TS_ERR_INVALID_ARG);
+        cr_assert(strstr(ts_last_error(), cases[i].msg) != NULL, "%s", ts_last_error());
+    }
+}
+
+Test(trainer_gpt, param_count_from_config) {
+    struct ts_gpt_config cfg = {.max_seq_len = 1024,
+                                .vocab_size = 50257,
+                                .num_layers = 12,
+                                .num_heads = 12,
+                                .channels = 768};
+    int64_t n = 0;
+    cr_assert_eq(ts_gpt_config_num_params(&cfg, &n), TS_OK, "%s", ts_last_error());
+    cr_assert_eq(n, 124439808LL + (50304 - 50257) * 768LL);
+    /* the largest model the limits allow still counts in int64 */
+    cfg = (struct ts_gpt_config){.max_seq_len = TS_GPT_MAX_SEQ_LEN,
+                                 .vocab_size = TS_GPT_MAX_VOCAB,
+                                 .num_layers = TS_GPT_MAX_LAYERS,
+                                 .num_heads = TS_GPT_MAX_HEADS,
+                                 .channels = TS_GPT_MAX_CHANNELS};
+    cr_assert_eq(ts_gpt_config_num_params(&cfg, &n), TS_OK, "%s", ts_last_error());
+    cr_assert_eq(n, 1024LL * (12LL * 65536 * 65536 + 13 * 65536) + 2LL * 65536 * 65536 + 2 * 65536);
+    /* whose activations at a huge batch overflow, refused before any allocation */
+    struct ts_backend *be = test_backend(1);
+    ts_gpt_t *gpt = NULL;
+    cr_assert_eq(ts_gpt_create(&gpt, &cfg, be, 1 << 30, TS_GPT_MAX_SEQ_LEN), TS_ERR_INVALID_ARG);
+    cr_assert_null(gpt);
+    cr_assert(strstr(ts_last_error(), "overflow") != NULL, "%s", ts_last_error());
+    ts_backend_destroy(be);
+}

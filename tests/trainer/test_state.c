@@ -245,3 +245,26 @@ Test(trainer_state, lineage_paths_recorded_whole) {
     free(ckdir);
     test_rmdir(dir);
 }
+
+Test(trainer_state, counters_never_truncated) {
+    int64_t s = 0, o = 0, p = 0;
+    cr_assert_eq(ts_train_state_parse_counters("steps_done=7\noptim_steps=7\nloader_position=9\n",
+                                               "ck", &s, &o, &p),
+                 TS_OK, "%s", ts_last_error());
+    cr_assert(s == 7 && o == 7 && p == 9);
+    /* 4294967301 = 2^32 + 5 resumed as step 5 */
+    cr_assert_eq(ts_train_state_parse_counters(
+                     "steps_done=4294967301\noptim_steps=5\nloader_position=0\n", "ck", &s, &o, &p),
+                 TS_ERR_FORMAT);
+    cr_assert(strstr(ts_last_error(), "more than the 2147483647") != NULL, "%s", ts_last_error());
+    cr_assert_eq(ts_train_state_parse_counters("steps_done=5\noptim_steps=5x\nloader_position=0\n",
+                                               "ck", &s, &o, &p),
+                 TS_ERR_FORMAT);
+    cr_assert_eq(ts_train_state_parse_counters(
+                     "steps_done=5\noptim_steps=5\nloader_position=99999999999999999999\n", "ck",
+                     &s, &o, &p),
+                 TS_ERR_FORMAT);
+    cr_assert_eq(ts_train_state_parse_counters("steps_done= -1\noptim_steps=5\nloader_position=0\n",
+                                               "ck", &s, &o, &p),
+                 TS_ERR_FORMAT);
+}
