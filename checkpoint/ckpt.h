@@ -104,6 +104,18 @@ ts_status ts_ckpt_kv_add(struct ts_ckpt_kv *kv, int *n, const char *key, const c
 /* The value of key, or NULL. */
 const char *ts_ckpt_kv_get(const struct ts_ckpt_kv *kv, int n, const char *key);
 
+/* Checkpoint directory names (`step_NNNNNNNN`) a run accounts for: the ones it saved, and on a
+ * resume the ones it continues. Pruning deletes only these, by their exact names. */
+struct ts_ckpt_names {
+    char (*name)[32];
+    int n, cap;
+};
+ts_status ts_ckpt_names_add(struct ts_ckpt_names *l, const char *name) TS_MUST_CHECK;
+/* Adds the complete checkpoints of `dir` named exactly as save names them, step <= max_step. */
+ts_status ts_ckpt_names_scan(struct ts_ckpt_names *l, const char *dir,
+                             int64_t max_step) TS_MUST_CHECK;
+void ts_ckpt_names_deinit(struct ts_ckpt_names *l);
+
 struct ts_ckpt_save_args {
     const char *dir; /* the checkpoints directory, created if missing: "<run>/checkpoints" */
     const struct ts_ckpt_meta *meta;
@@ -112,8 +124,12 @@ struct ts_ckpt_save_args {
     const struct ts_ckpt_blob *blobs;
     int num_blobs;
     const char *model_table; /* the table exported to model.h5 ("params"), NULL for none */
-    int keep_last;           /* > 0: afterwards delete all but the newest keep_last */
-    ts_comm_t *comm;         /* every rank calls ts_ckpt_save together */
+    /* > 0: afterwards delete the oldest checkpoints until keep_last remain, counting the new
+     * one (never deleted): with `owned`, only those it lists (the new one is added to it);
+     * without, those named exactly as save names them and older than the new one */
+    int keep_last;
+    struct ts_ckpt_names *owned;
+    ts_comm_t *comm; /* every rank calls ts_ckpt_save together */
 };
 
 /* Saves a checkpoint of meta->step, collectively. On success `path` (if not NULL) gets the

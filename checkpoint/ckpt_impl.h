@@ -94,7 +94,8 @@ ts_status ckpt_set_latest(const char *dir, const char *target) TS_MUST_CHECK;
 /* Removes leftovers of interrupted saves and deletions (*.tmp-*, *.del-*) in dir. */
 void ckpt_remove_leftovers(const char *dir);
 /* Deletes all complete checkpoints but the newest keep (by step) and `keep_name`. */
-ts_status ckpt_prune(const char *dir, int keep, const char *keep_name) TS_MUST_CHECK;
+ts_status ckpt_prune(const char *dir, int keep, const char *keep_name,
+                     struct ts_ckpt_names *owned) TS_MUST_CHECK;
 /* Renames dir/name to a unique dir/name.del-* and removes it. */
 ts_status ckpt_remove_dir(const char *dir, const char *name) TS_MUST_CHECK;
 

@@ -389,7 +389,7 @@ static ts_status commit(const struct ts_ckpt_save_args *a, const char *tmp, cons
     TS_CHECK_GOTO(ckpt_fsync_dir(a->dir), st, exit);
     TS_CHECK_GOTO(ckpt_set_latest(a->dir, final_name), st, exit);
     const double t3 = now_s();
-    TS_CHECK_GOTO(ckpt_prune(a->dir, a->keep_last, final_name), st, exit);
+    TS_CHECK_GOTO(ckpt_prune(a->dir, a->keep_last, final_name, a->owned), st, exit);
     TS_LOG_D("checkpoint commit: manifest merge %.2f s, model.h5 %.2f s, manifest and rename "
              "%.2f s, pruning %.2f s",
              t1 - t0, t2 - t1, t3 - t2, now_s() - t3);

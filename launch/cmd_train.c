@@ -489,9 +489,10 @@ static int train(struct ts_train_flags *flags, int *argc, char ***argv, double t
     TS_CHECK_GOTO(ts_path_join(r.ckpt_dir, sizeof(r.ckpt_dir), a->out, "checkpoints"), st, fail);
     TS_CHECK_GOTO(check_out_free(&r, &start), st, fail);
     agreed = true;
-    if (root && start.kind == TS_START_FRESH && a->overwrite) {
-        TS_CHECK_GOTO(ts_launch_remove_tree(r.ckpt_dir), st, fail);
-    }
+    if (root && a->overwrite && !a->resume) /* never the checkpoint this run reads */
+        TS_CHECK_GOTO(ts_launch_clear_checkpoints(r.ckpt_dir,
+                                                  start.kind == TS_START_FRESH ? NULL : start.path),
+                      st, fail);
 
     struct ts_gpt_config mc;
     struct ts_train_config tc;
@@ -547,6 +548,7 @@ static int train(struct ts_train_flags *flags, int *argc, char ***argv, double t
         .ckpt_every = a->ckpt_every,
         .keep_last = a->keep_last,
         .ckpt_dir = r.ckpt_dir,
+        .continues_dir = a->resume, /* --resume continued it: its checkpoints are this run's */
     };
     const struct ts_coord_config cc = {
         .run = &rc,

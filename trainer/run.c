@@ -66,21 +66,17 @@ static ts_status run_checkpoint(ts_trainer_t *tr, ts_comm_t *world, const struct
     return h->on_checkpoint ? h->on_checkpoint(h->ctx, done, path, now_s() - t0) : TS_OK;
 }
 
-ts_status ts_run(ts_trainer_t *tr, ts_comm_t *world, ts_comm_t *dp, ts_loader_t *val,
-                 const struct ts_run_config *cfg, struct ts_train_state_info *info,
-                 const struct ts_run_hooks *hooks, struct ts_run_result *out) {
-    static const struct ts_run_hooks none = {0};
-    const struct ts_run_hooks *h = hooks ? hooks : &none;
-    const double t0 = now_s();
-    const int64_t first = ts_trainer_steps_done(tr);
-    *out = (struct ts_run_result){.first = first, .last = first, .reason = TS_STOP_NONE};
-    int64_t done = first;
+static ts_status run_loop(ts_trainer_t *tr, ts_comm_t *world, ts_comm_t *dp, ts_loader_t *val,
+                          const struct ts_run_config *cfg, struct ts_train_state_info *info,
+                          const struct ts_run_hooks *h, int64_t *done_out,
+                          struct ts_run_result *out) {
+    int64_t done = *done_out;
     for (bool stop = done >= cfg->stop; !stop;) {
         struct ts_step_record rec;
         if (h->before_step)
             TS_CHECK(h->before_step(h->ctx, done));
         TS_CHECK(ts_trainer_step(tr, &rec));
-        done = ts_trainer_steps_done(tr);
+        done = *done_out = ts_trainer_steps_done(tr);
         info->tokens_seen += rec.tokens;
         if (h->on_step)
             TS_CHECK(h->on_step(h->ctx, &rec));
@@ -95,6 +91,28 @@ ts_status ts_run(ts_trainer_t *tr, ts_comm_t *world, ts_comm_t *dp, ts_loader_t 
         if (stop)
             out->reason = d.reason;
     }
+    return TS_OK;
+}
+
+ts_status ts_run(ts_trainer_t *tr, ts_comm_t *world, ts_comm_t *dp, ts_loader_t *val,
+                 const struct ts_run_config *cfg, struct ts_train_state_info *info,
+                 const struct ts_run_hooks *hooks, struct ts_run_result *out) {
+    static const struct ts_run_hooks none = {0};
+    const struct ts_run_hooks *h = hooks ? hooks : &none;
+    const double t0 = now_s();
+    const int64_t first = ts_trainer_steps_done(tr);
+    *out = (struct ts_run_result){.first = first, .last = first, .reason = TS_STOP_NONE};
+    int64_t done = first;
+    /* pruning deletes only what this run saved or continues, by exact name */
+    struct ts_ckpt_names owned = {0};
+    if (cfg->continues_dir)
+        TS_CHECK(ts_ckpt_names_scan(&owned, cfg->ckpt_dir, first));
+    struct ts_ckpt_names *const before = info->owned;
+    info->owned = &owned;
+    const ts_status st = run_loop(tr, world, dp, val, cfg, info, h, &done, out);
+    info->owned = before;
+    ts_ckpt_names_deinit(&owned);
+    TS_CHECK(st);
     /* No rank reports success before rank 0 has committed the last checkpoint. */
     TS_CHECK(ts_comm_barrier(world));
     out->last = done;

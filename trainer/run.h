@@ -47,6 +47,7 @@ struct ts_run_config {
     int ckpt_every;       /* 0: only at stop */
     int keep_last;        /* checkpoints kept (0: all) */
     const char *ckpt_dir; /* "<run>/checkpoints" */
+    bool continues_dir;   /* --resume: ckpt_dir's checkpoints up to the start are this run's */
 };
 
 /* What the loop reports and asks; every member may be NULL. */

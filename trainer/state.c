@@ -201,6 +201,7 @@ ts_status ts_train_state_save(ts_trainer_t *tr, ts_comm_t *world,
                                      /* model.h5 from the fp32 master weights where they exist */
                                      .model_table = has_master ? "master" : "params",
                                      .keep_last = keep_last,
+                                     .owned = info->owned,
                                      .comm = world};
     st = ts_ckpt_save(&args, path, path_len);
 exit:

@@ -27,6 +27,7 @@ struct ts_train_state_info {
     const struct ts_ckpt_data_file *data;
     int num_data;
     const char *data_manifest, *data_manifest_hash, *parent, *build_version; /* may be NULL */
+    struct ts_ckpt_names *owned; /* the checkpoints pruning may delete (ckpt.h); NULL: any older */
 };
 
 /* Saves step ts_trainer_steps_done(tr) under dir (`<run>/checkpoints`). */

@@ -179,6 +179,53 @@ Test(launch_ckpt, resume_rules, .timeout = 300) {
     cli_rmdir(dir);
 }
 
+/* --init-from and --resume-from never train over a run that holds checkpoints unless
+ * --overwrite, and --overwrite keeps the checkpoint being read; pruning leaves it alone. */
+Test(launch_ckpt, starting_from_a_checkpoint_never_destroys_a_run, .timeout = 300) {
+    char dir[256], train[400], m[400];
+    setup_data(dir, sizeof(dir), train, sizeof(train));
+    struct cli_result r;
+    cli_run(&r, "train --data %s --out %s/a " TINY " --steps 4 --ckpt-every 2", train, dir);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    snprintf(m, sizeof(m), "%s/a/metrics.jsonl", dir);
+    const char *froms[2] = {"init-from", "resume-from"};
+    for (int i = 0; i < 2; i++) {
+        cli_run(
+            &r,
+            "train --data %s --out %s/a --threads 1 --steps 3 --%s %s/a/checkpoints/step_00000002",
+            train, dir, froms[i], dir);
+        cr_expect_eq(r.code, 2, "--%s: %s", froms[i], r.err);
+        cr_expect_not_null(strstr(r.err, "already holds checkpoints"), "%s", r.err);
+        cr_expect_eq(cli_count_lines(m, "\"loss\":"), 4, "metrics.jsonl untouched");
+        char cmd[700];
+        snprintf(cmd, sizeof(cmd),
+                 "test -d %s/a/checkpoints/step_00000002 -a -d %s/a/checkpoints/step_00000004", dir,
+                 dir);
+        cr_expect_eq(system(cmd), 0, "the checkpoints are untouched");
+    }
+    /* fine-tuning inside the run it reads would save over its source's step names */
+    cli_run(&r,
+            "train --data %s --out %s/a --threads 1 --steps 3 --overwrite --init-from "
+            "%s/a/checkpoints/step_00000002",
+            train, dir, dir);
+    cr_expect_eq(r.code, 2, "%s", r.err);
+    cr_expect_not_null(strstr(r.err, "lies inside --out"), "%s", r.err);
+    /* --overwrite branching from step 2: step 4 goes, step 2 stays through --keep-last 1 */
+    cli_run(&r,
+            "train --data %s --out %s/a --threads 1 --steps 6 --ckpt-every 1 --keep-last 1 "
+            "--overwrite --resume-from %s/a/checkpoints/step_00000002",
+            train, dir, dir);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    char cmd[700];
+    snprintf(cmd, sizeof(cmd),
+             "test \"$(ls %s/a/checkpoints | grep '^step_' | tr '\\n' ' ')\" = "
+             "'step_00000002 step_00000006 '",
+             dir);
+    cr_expect_eq(system(cmd), 0, "expected step_00000002 (read) and step_00000006 (kept)");
+    cr_expect_eq(cli_count_lines(m, "\"loss\":"), 6);
+    cli_rmdir(dir);
+}
+
 /* eval from a run directory, a checkpoint directory and an earlier version's model.bin: the
  * same number; verify finds a flipped byte; h5py's model.h5 equals what eval loads. */
 Test(launch_ckpt, eval_verify_and_h5py, .timeout = 300) {
