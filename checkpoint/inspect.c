@@ -50,8 +50,32 @@ static ts_status verify_rank(ts_ckpt_t *ck, uint32_t rank, FILE *out) {
                                              m->blobs[i]->size, &size);
         blobs++;
     }
-    snprintf(what, sizeof(what), "%zu tensor shards (%.1f MB), %zu state blobs", tensors,
-             (double)bytes / 1e6, blobs);
+    /* the rank's own index: its checksum where the save recorded one, else that it decodes */
+    const Tessera__Ckpt__RankFile *rf = m->files[rank];
+    size_t n = 0;
+    if (st == TS_OK)
+        st = ckpt_h5_bytes_size(f, path, CKPT_INDEX, &n);
+    if (st == TS_OK && rf->index_bytes > 0 && n != rf->index_bytes)
+        st = ts_error(TS_ERR_FORMAT, "%s: %s holds %zu bytes, the manifest says %" PRIu64, path,
+                      CKPT_INDEX, n, rf->index_bytes);
+    unsigned char *ibuf = st == TS_OK ? ckpt_scratch(ck, n) : NULL;
+    if (st == TS_OK && ibuf == NULL)
+        st = ts_error(TS_ERR_OOM, "out of memory verifying %s", path);
+    if (st == TS_OK)
+        st = ckpt_h5_read_bytes(f, path, CKPT_INDEX, ibuf, n);
+    if (st == TS_OK && rf->index_bytes > 0 && ts_crc32c(0, ibuf, n) != rf->index_crc32c)
+        st = ts_error(TS_ERR_FORMAT,
+                      "%s: checksum mismatch in %s (the rank's index; the file is damaged)", path,
+                      CKPT_INDEX);
+    if (st == TS_OK && rf->index_bytes == 0) {
+        Tessera__Ckpt__Manifest *idx = NULL;
+        st = ckpt_manifest_unpack(ibuf, n, path, &idx);
+        if (idx != NULL)
+            tessera__ckpt__manifest__free_unpacked(idx, NULL);
+    }
+    snprintf(what, sizeof(what), "%zu tensor shards (%.1f MB), %zu state blobs, index%s", tensors,
+             (double)bytes / 1e6, blobs,
+             rf->index_bytes > 0 ? "" : " (decoded; no checksum recorded)");
     report(out, path, what, st);
     return st;
 }

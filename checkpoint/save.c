@@ -247,6 +247,8 @@ struct merged {
     Tessera__Ckpt__RankFile *files;
     Tessera__Ckpt__RankFile **file_ptrs;
     char (*file_names)[32];
+    uint32_t *index_crc;
+    uint64_t *index_bytes;
     Tessera__Ckpt__ModelFile model;
     bool meta_set;
 };
@@ -266,9 +268,12 @@ static void merged_free(struct merged *g) {
     free(g->files);
     free(g->file_ptrs);
     free(g->file_names);
+    free(g->index_crc);
+    free(g->index_bytes);
 }
 
-static ts_status read_index(const char *path, Tessera__Ckpt__Manifest **out) {
+static ts_status read_index(const char *path, Tessera__Ckpt__Manifest **out, uint32_t *crc,
+                            uint64_t *bytes) {
     hid_t f;
     TS_CHECK(ckpt_h5_open(&f, path));
     size_t n = 0;
@@ -279,8 +284,11 @@ static ts_status read_index(const char *path, Tessera__Ckpt__Manifest **out) {
     if (st == TS_OK)
         st = ckpt_h5_read_bytes(f, path, CKPT_INDEX, buf, n);
     H5Fclose(f);
-    if (st == TS_OK)
+    if (st == TS_OK) {
+        *crc = ts_crc32c(0, buf, n); /* so verify checks the index like every other dataset */
+        *bytes = n;
         st = ckpt_manifest_unpack(buf, n, path, out);
+    }
     free(buf);
     return st;
 }
@@ -289,13 +297,15 @@ static ts_status merge(struct merged *g, const struct ts_ckpt_save_args *a, cons
                        const struct ts_ckpt_meta *meta) {
     const int world = g->world;
     g->idx = calloc((size_t)world, sizeof(*g->idx));
-    if (g->idx == NULL)
+    g->index_crc = calloc((size_t)world, sizeof(*g->index_crc));
+    g->index_bytes = calloc((size_t)world, sizeof(*g->index_bytes));
+    if (g->idx == NULL || g->index_crc == NULL || g->index_bytes == NULL)
         return ts_error(TS_ERR_OOM, "checkpoint save: out of memory");
     size_t nshards = 0, nblobs = 0;
     for (int r = 0; r < world; r++) {
         char path[TS_PATH_MAX];
         TS_CHECK(ts_path_fmt(path, sizeof(path), "%s/rank_%05d.h5", tmp, r));
-        TS_CHECK(read_index(path, &g->idx[r]));
+        TS_CHECK(read_index(path, &g->idx[r], &g->index_crc[r], &g->index_bytes[r]));
         if (g->idx[r]->n_tensors != (size_t)a->num_tensors)
             return ts_error(TS_ERR_INVALID_ARG,
                             "checkpoint save: rank %d saved %zu tensors, rank 0 %d (every rank "
@@ -345,6 +355,8 @@ static ts_status merge(struct merged *g, const struct ts_ckpt_save_args *a, cons
         g->files[r].rank = (uint32_t)r;
         g->files[r].file = g->file_names[r];
         g->files[r].bytes = stat(path, &sb) == 0 ? (uint64_t)sb.st_size : 0;
+        g->files[r].index_crc32c = g->index_crc[r];
+        g->files[r].index_bytes = g->index_bytes[r];
         g->file_ptrs[r] = &g->files[r];
     }
     tessera__ckpt__manifest__init(&g->m);

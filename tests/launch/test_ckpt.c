@@ -319,7 +319,18 @@ Test(launch_ckpt, eval_verify_and_h5py, .timeout = 300) {
     cr_expect_not_null(strstr(r.err, "rank_00000.h5"), "%s", r.err);
     cr_expect_not_null(strstr(r.err, "checksum mismatch"), "%s", r.err);
     cr_expect_not_null(strstr(r.err, "adam_v/h.1.mlp.c_fc.weight"), "%s", r.err);
+    /* the exit codes of its help: a damaged manifest is damage (1), no checkpoint usage (2) */
+    snprintf(cmd, sizeof(cmd),
+             "printf 'xx' | dd of=%s/a/checkpoints/step_00000008/manifest.pb "
+             "bs=1 seek=30 conv=notrunc 2>/dev/null",
+             dir);
+    cr_assert_eq(system(cmd), 0);
+    cli_run(&r, "ckpt verify %s/a", dir);
+    cr_expect_eq(r.code, 1, "%s%s", r.out, r.err);
+    cr_expect_not_null(strstr(r.err, "manifest.pb"), "%s", r.err);
     cli_run(&r, "ckpt inspect %s/nothing", dir);
+    cr_expect_eq(r.code, 2);
+    cli_run(&r, "ckpt verify %s/nothing", dir);
     cr_expect_eq(r.code, 2);
     cli_rmdir(dir);
 }
