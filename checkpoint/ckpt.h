@@ -180,6 +180,12 @@ ts_status ts_ckpt_read_blob(ts_ckpt_t *ck, const char *name, int rank, void *buf
  * file to `out` (may be NULL). The first failure is returned, naming the file and the tensor. */
 ts_status ts_ckpt_verify(ts_ckpt_t *ck, FILE *out) TS_MUST_CHECK;
 
+/* ts_ckpt_resolve, then open and verify what it finds; when that is damaged, the newest other
+ * complete checkpoint beside it that verifies, with `note` saying which was skipped and why
+ * ("" when none was). Reads every byte of the checkpoint it returns. */
+ts_status ts_ckpt_resolve_verified(const char *path, char *out, size_t out_len, char *note,
+                                   size_t note_len) TS_MUST_CHECK;
+
 /* Human-readable summary: config, layout, step, tokens, lineage (data hashes, parent, build),
  * files and sizes, tables. */
 void ts_ckpt_describe(const ts_ckpt_t *ck, FILE *out);

@@ -59,7 +59,12 @@ ts_status ts_launch_find_start(const char *out, bool resume, const char *resume_
             return TS_OK;
         }
         start->kind = TS_START_RESUME;
-        return ts_ckpt_resolve(out, start->path, sizeof(start->path));
+        char note[1200];
+        TS_CHECK(
+            ts_ckpt_resolve_verified(out, start->path, sizeof(start->path), note, sizeof(note)));
+        if (note[0] != '\0')
+            TS_LOG_W("resume: %s", note);
+        return TS_OK;
     }
     if (existing && !overwrite)
         return ts_error(TS_ERR_INVALID_ARG,

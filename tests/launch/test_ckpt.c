@@ -226,6 +226,35 @@ Test(launch_ckpt, starting_from_a_checkpoint_never_destroys_a_run, .timeout = 30
     cli_rmdir(dir);
 }
 
+/* A damaged latest: --resume falls back to the newest checkpoint that verifies, says so, and
+ * still finishes with the losses of a run never interrupted. */
+Test(launch_ckpt, resume_falls_back_past_a_damaged_latest, .timeout = 300) {
+    char dir[256], train[400], ma[400], mb[400], cmd[800];
+    setup_data(dir, sizeof(dir), train, sizeof(train));
+    struct cli_result r;
+    cli_run(&r, "train --data %s --out %s/ref " TINY " --steps 8", train, dir);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    cli_run(&r, "train --data %s --out %s/b " TINY " --steps 8 --stop-after 6 --ckpt-every 2",
+            train, dir);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    snprintf(cmd, sizeof(cmd), "truncate -s 3000 %s/b/checkpoints/step_00000006/rank_00000.h5",
+             dir);
+    cr_assert_eq(system(cmd), 0);
+    cli_run(&r, "train --data %s --out %s/b --threads 1 --resume", train, dir);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    cr_expect_not_null(strstr(r.err, "step_00000006 is damaged"), "%s", r.err);
+    cr_expect_not_null(strstr(r.err, "falling back to"), "%s", r.err);
+    cr_expect_not_null(strstr(r.err, "resuming from"), "%s", r.err);
+    cr_expect_not_null(strstr(r.err, "step_00000004 (step 4)"), "%s", r.err);
+    snprintf(ma, sizeof(ma), "%s/ref/metrics.jsonl", dir);
+    snprintf(mb, sizeof(mb), "%s/b/metrics.jsonl", dir);
+    float la[16], lb[16];
+    cr_assert_eq(read_losses(ma, la, 16), 8);
+    cr_assert_eq(read_losses(mb, lb, 16), 8);
+    cr_expect_eq(memcmp(la, lb, sizeof(float) * 8), 0, "losses differ after the fallback");
+    cli_rmdir(dir);
+}
+
 /* eval from a run directory, a checkpoint directory and an earlier version's model.bin: the
  * same number; verify finds a flipped byte; h5py's model.h5 equals what eval loads. */
 Test(launch_ckpt, eval_verify_and_h5py, .timeout = 300) {
