@@ -457,6 +457,21 @@ static double state_bytes(const struct run *r, enum ts_dtype dtype) {
     return n * (dtype == TS_DTYPE_BF16 ? 2 + 4 + 8 + 4 : 4 + 8 + 4);
 }
 
+/* --data and --val-data as absolute paths, so what config.json and every checkpoint record works
+ * from any working directory (eval, sample, a resume started elsewhere). */
+static ts_status absolute_data_paths(struct ts_train_settings *a) {
+    static char data[TS_PATH_MAX], val[TS_PATH_MAX];
+    if (a->data != NULL && a->data != data) {
+        TS_CHECK(ts_launch_abs_path(a->data, data, sizeof(data)));
+        a->data = data;
+    }
+    if (a->val_data != NULL && a->val_data != val) {
+        TS_CHECK(ts_launch_abs_path(a->val_data, val, sizeof(val)));
+        a->val_data = val;
+    }
+    return TS_OK;
+}
+
 static int train(struct ts_train_flags *flags, int *argc, char ***argv, double t_launch) {
     struct ts_train_settings *a = &flags->v;
     struct run r = {.a = a};
@@ -468,6 +483,7 @@ static int train(struct ts_train_flags *flags, int *argc, char ***argv, double t
 
     TS_CHECK_GOTO(ts_world_create(&r.comm, argc, argv), st, fail);
     const bool root = ts_comm_rank(r.comm) == 0;
+    TS_CHECK_GOTO(absolute_data_paths(a), st, fail);
     TS_CHECK_GOTO(ts_train_settings_canonical(a, canon, sizeof(canon)), st, fail);
     TS_CHECK_GOTO(ts_world_check_agreement(r.comm, canon), st, fail);
     TS_CHECK_GOTO(ts_grid_init(&r.grid, r.comm, 1), st, fail);
@@ -479,6 +495,7 @@ static int train(struct ts_train_flags *flags, int *argc, char ***argv, double t
                                               r.grid.dp_size),
                       st, fail);
         TS_CHECK_GOTO(ts_path_fmt(r.parent, sizeof(r.parent), "%s", start.path), st, fail);
+        TS_CHECK_GOTO(absolute_data_paths(a), st, fail); /* adopted ones, as they were */
     }
     if (a->data == NULL) {
         ts_error(TS_ERR_INVALID_ARG, "--data is required (there is no checkpoint to take it from)");

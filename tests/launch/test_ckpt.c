@@ -255,6 +255,51 @@ Test(launch_ckpt, resume_falls_back_past_a_damaged_latest, .timeout = 300) {
     cli_rmdir(dir);
 }
 
+/* Data given relative to one directory is recorded absolute: sample, eval and a resume (which
+ * takes --data from the checkpoint) work from any other working directory. */
+Test(launch_ckpt, recorded_paths_work_from_another_directory, .timeout = 300) {
+    char dir[256], cmd[2400];
+    cli_tmpdir(dir, sizeof(dir));
+    const char *bin = getenv("TS_BUILD_DIR");
+    cr_assert_not_null(bin);
+    snprintf(
+        cmd, sizeof(cmd),
+        "cd %s && mkdir -p work elsewhere && cd work && "
+        "for i in $(seq 1 300); do echo \"the quick brown fox $i jumps over the lazy dog\"; "
+        "done > text.txt && %s/launch/tessera prepare --tokenizer bytes --input text.txt --out "
+        "shards --val-fraction 0.05 --threads 1 2>/dev/null && "
+        "%s/launch/tessera train --data shards --val-data 'shards/val.bin' --out ../run "
+        "--vocab-size 256 --layers 1 --heads 2 --channels 16 --seq-len 16 --batch 2 "
+        "--steps 3 --stop-after 2 --threads 1 --log-every 1000 2>/dev/null",
+        dir, bin, bin);
+    cr_assert_eq(system(cmd), 0, "prepare and train from %s/work failed", dir);
+    /* config.json names the data by absolute paths */
+    snprintf(cmd, sizeof(cmd),
+             "cd %s && /usr/bin/python3 -c \"import json, os\n"
+             "t = json.load(open('run/config.json'))['train']\n"
+             "w = os.path.realpath('work')\n"
+             "assert t['data'] == w + '/shards', t['data']\n"
+             "assert t['val_data'] == w + '/shards/val.bin', t['val_data']\"",
+             dir);
+    cr_expect_eq(system(cmd), 0, "config.json does not name the data by absolute paths");
+    struct cli_result r;
+    cli_run(&r, "sample --ckpt %s/run --prompt 'the quick' --max-tokens 4 --threads 1", dir);
+    cr_expect_eq(r.code, 0, "sample: %s", r.err);
+    /* resume from elsewhere, taking --data and --val-data from the checkpoint */
+    snprintf(cmd, sizeof(cmd),
+             "cd %s/elsewhere && %s/launch/tessera train --out ../run --resume --threads 1 "
+             "2>err.txt",
+             dir, bin);
+    cr_expect_eq(system(cmd), 0, "resume from another directory failed");
+    snprintf(
+        cmd, sizeof(cmd),
+        "cd %s/elsewhere && %s/launch/tessera eval --ckpt ../run --data %s/work/shards/val.bin "
+        "--batch 2 --seq-len 16 --batches 1 --threads 1 >/dev/null 2>&1",
+        dir, bin, dir);
+    cr_expect_eq(system(cmd), 0, "eval from another directory failed");
+    cli_rmdir(dir);
+}
+
 /* eval from a run directory, a checkpoint directory and an earlier version's model.bin: the
  * same number; verify finds a flipped byte; h5py's model.h5 equals what eval loads. */
 Test(launch_ckpt, eval_verify_and_h5py, .timeout = 300) {
