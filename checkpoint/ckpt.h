@@ -138,6 +138,35 @@ struct ts_ckpt_save_args {
 ts_status ts_ckpt_save(const struct ts_ckpt_save_args *args, char *path,
                        size_t path_len) TS_MUST_CHECK;
 
+/* ---- saves in the background (writer.c) ----
+ *
+ * A writer holds at most one save in flight. begin (collective) checks the arguments, creates
+ * the temporary directory and starts writing this rank's file: on a thread of the writer's own
+ * (async), or at once on the calling thread (sync). The tensors' data must stay unchanged until
+ * the save is no longer in flight (ts_ckpt_writer_busy false); the tensor table and the blobs
+ * are copied. poll (collective: every rank calls it at the same points, e.g. every step
+ * boundary; nothing is sent when no save is in flight) moves the save on: once every rank's file
+ * is written the ranks agree and rank 0 commits in the background; a later poll gives every rank
+ * rank 0's verdict. `wait` blocks until the save is committed (or failed). A failure on any
+ * rank fails the poll on every rank, and nothing is committed. take hands out each committed
+ * save once. Every HDF5 call of an async writer runs on its thread, every collective on the
+ * caller's. drain (local, not collective: for error paths) waits for the thread, and with one
+ * rank commits a written save so it is not lost; destroy drains. */
+typedef struct ts_ckpt_writer ts_ckpt_writer_t;
+struct ts_ckpt_saved {
+    int64_t step;
+    char path[TS_PATH_MAX];
+    double save_s; /* begin to commit, on rank 0 */
+};
+ts_status ts_ckpt_writer_create(ts_ckpt_writer_t **out, bool async) TS_MUST_CHECK;
+void ts_ckpt_writer_destroy(ts_ckpt_writer_t *w);
+ts_status ts_ckpt_writer_begin(ts_ckpt_writer_t *w,
+                               const struct ts_ckpt_save_args *a) TS_MUST_CHECK;
+ts_status ts_ckpt_writer_poll(ts_ckpt_writer_t *w, bool wait) TS_MUST_CHECK;
+bool ts_ckpt_writer_busy(const ts_ckpt_writer_t *w);
+bool ts_ckpt_writer_take(ts_ckpt_writer_t *w, struct ts_ckpt_saved *out);
+void ts_ckpt_writer_drain(ts_ckpt_writer_t *w);
+
 typedef struct ts_ckpt ts_ckpt_t;
 
 /* Finds a checkpoint directory from a run directory (its `checkpoints/latest`, or the newest

@@ -179,13 +179,15 @@ static ts_status on_eval(void *ctx, int64_t step, double loss, int64_t tokens, d
     return ts_metrics_eval(r->metrics, (int)step, loss, tokens);
 }
 
-static ts_status on_checkpoint(void *ctx, int64_t step, const char *path, double seconds) {
+static ts_status on_checkpoint(void *ctx, int64_t step, const char *path, double stall_s,
+                               double save_s) {
     struct run *r = ctx;
     if (r->coord != NULL)
-        ts_coord_note_checkpoint(r->coord, seconds);
+        ts_coord_note_checkpoint(r->coord, stall_s, save_s);
     close_line(r);
-    TS_LOG_I("checkpoint: step %" PRId64 " saved to %s in %.2f s", step, path, seconds);
-    return r->metrics ? ts_metrics_checkpoint(r->metrics, (int)step, path, seconds) : TS_OK;
+    TS_LOG_I("checkpoint: step %" PRId64 " saved to %s in %.2f s (training stalled %.2f s)", step,
+             path, save_s, stall_s);
+    return r->metrics ? ts_metrics_checkpoint(r->metrics, (int)step, path, stall_s, save_s) : TS_OK;
 }
 
 /* ---- setup ---- */
@@ -566,6 +568,7 @@ static int train(struct ts_train_flags *flags, int *argc, char ***argv, double t
         .keep_last = a->keep_last,
         .ckpt_dir = r.ckpt_dir,
         .continues_dir = a->resume, /* --resume continued it: its checkpoints are this run's */
+        .sync_save = a->sync_save,
     };
     const struct ts_coord_config cc = {
         .run = &rc,

@@ -96,10 +96,10 @@ void ts_coord_destroy(ts_coord_t *c) {
     free(c);
 }
 
-void ts_coord_note_checkpoint(ts_coord_t *c, double seconds) {
-    c->stall_s += seconds;
-    c->noted_s += seconds;
-    c->last_save_s = seconds;
+void ts_coord_note_checkpoint(ts_coord_t *c, double stall_s, double save_s) {
+    c->stall_s += stall_s;
+    c->noted_s += stall_s;
+    c->last_save_s = save_s; /* a stop waits for the whole save */
 }
 
 void ts_coord_note_eval(ts_coord_t *c, double seconds) {

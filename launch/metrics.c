@@ -62,8 +62,10 @@ ts_status ts_metrics_eval(ts_metrics_t *m, int step, double val_loss, int64_t va
     return finish_line(m, n);
 }
 
-ts_status ts_metrics_checkpoint(ts_metrics_t *m, int step, const char *path, double seconds) {
-    int n = fprintf(m->f, "{\"step\":%d,\"checkpoint\":\"%s\",\"checkpoint_s\":%.6f}\n", step, path,
-                    seconds);
+ts_status ts_metrics_checkpoint(ts_metrics_t *m, int step, const char *path, double stall_s,
+                                double save_s) {
+    int n =
+        fprintf(m->f, "{\"step\":%d,\"checkpoint\":\"%s\",\"checkpoint_s\":%.6f,\"save_s\":%.6f}\n",
+                step, path, stall_s, save_s);
     return finish_line(m, n);
 }

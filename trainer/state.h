@@ -30,7 +30,24 @@ struct ts_train_state_info {
     struct ts_ckpt_names *owned; /* the checkpoints pruning may delete (ckpt.h); NULL: any older */
 };
 
-/* Saves step ts_trainer_steps_done(tr) under dir (`<run>/checkpoints`). */
+/* A run's saver: host staging buffers allocated at the first save and reused (through the
+ * backend's host_alloc: pinned on a GPU), and a checkpoint writer (ckpt.h), asynchronous or
+ * not. The trainer and world must outlive it. destroy drains the writer (not collective). */
+typedef struct ts_train_saver ts_train_saver_t;
+ts_status ts_train_saver_create(ts_train_saver_t **out, ts_trainer_t *tr, ts_comm_t *world,
+                                bool async) TS_MUST_CHECK;
+void ts_train_saver_destroy(ts_train_saver_t *s);
+/* Collective, at a step boundary: waits for the previous save to be committed, copies the
+ * state of step ts_trainer_steps_done(tr) into the buffers (the only stall of an asynchronous
+ * save) and starts saving it under dir; a synchronous saver also commits it here. Committed
+ * saves are taken from the writer (ts_ckpt_writer_take). */
+ts_status ts_train_saver_begin(ts_train_saver_t *s, const struct ts_train_state_info *info,
+                               const char *dir, int keep_last) TS_MUST_CHECK;
+/* The writer, to poll at each step boundary, wait for, take committed saves from, drain. */
+ts_ckpt_writer_t *ts_train_saver_writer(ts_train_saver_t *s);
+
+/* Saves step ts_trainer_steps_done(tr) under dir (`<run>/checkpoints`), synchronously, with
+ * buffers allocated for the call. */
 ts_status ts_train_state_save(ts_trainer_t *tr, ts_comm_t *world,
                               const struct ts_train_state_info *info, const char *dir,
                               int keep_last, char *path, size_t path_len) TS_MUST_CHECK;

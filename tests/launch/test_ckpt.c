@@ -75,6 +75,70 @@ static void expect_same_state(const char *a, const char *b) {
     ts_ckpt_close(cb);
 }
 
+/* Every stored tensor and the trainer blob of two checkpoints byte for byte. */
+static void expect_identical_checkpoints(const char *a, const char *b) {
+    ts_ckpt_t *ca = NULL, *cb = NULL;
+    cr_assert_eq(ts_ckpt_open(&ca, a), TS_OK, "%s", ts_last_error());
+    cr_assert_eq(ts_ckpt_open(&cb, b), TS_OK, "%s", ts_last_error());
+    cr_assert_eq(ts_ckpt_num_tensors(ca), ts_ckpt_num_tensors(cb));
+    cr_assert_gt(ts_ckpt_num_tensors(ca), 0);
+    for (int i = 0; i < ts_ckpt_num_tensors(ca); i++) {
+        const char *name = ts_ckpt_tensor_name(ca, i);
+        cr_assert_str_eq(name, ts_ckpt_tensor_name(cb, i));
+        struct ts_ckpt_tensor ta = {.num_boxes = 1};
+        snprintf(ta.name, sizeof(ta.name), "%s", name);
+        cr_assert_eq(ts_ckpt_tensor_info(ca, name, &ta.dtype, &ta.ndim, ta.shape), TS_OK);
+        int64_t n = 1;
+        for (int d = 0; d < ta.ndim; d++) {
+            ta.boxes[0].extent[d] = ta.shape[d];
+            n *= ta.shape[d];
+        }
+        struct ts_ckpt_tensor tb = ta;
+        const size_t bytes = (size_t)n * ts_dtype_size(ta.dtype);
+        ta.data = malloc(bytes);
+        tb.data = malloc(bytes);
+        cr_assert_eq(ts_ckpt_read(ca, &ta), TS_OK, "%s", ts_last_error());
+        cr_assert_eq(ts_ckpt_read(cb, &tb), TS_OK, "%s", ts_last_error());
+        cr_expect_eq(memcmp(ta.data, tb.data, bytes), 0, "%s differs", name);
+        free(ta.data);
+        free(tb.data);
+    }
+    char ba[256] = "", bb[256] = "";
+    size_t na = 0, nb = 0;
+    cr_assert_eq(ts_ckpt_read_blob(ca, "trainer", 0, ba, sizeof(ba), &na), TS_OK);
+    cr_assert_eq(ts_ckpt_read_blob(cb, "trainer", 0, bb, sizeof(bb), &nb), TS_OK);
+    cr_expect(na == nb && memcmp(ba, bb, na) == 0, "the trainer state differs");
+    ts_ckpt_close(ca);
+    ts_ckpt_close(cb);
+}
+
+/* Saves in the background (the default) store exactly what --sync-save stores, and each save
+ * is one metrics line with its stall and its own duration. */
+Test(launch_ckpt, background_and_sync_saves_are_identical, .timeout = 300) {
+    char dir[256], train[400], a[600], b[600];
+    setup_data(dir, sizeof(dir), train, sizeof(train));
+    struct cli_result r;
+    cli_run(&r, "train --data %s --out %s/async " TINY " --steps 7 --ckpt-every 2", train, dir);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    cli_run(&r, "train --data %s --out %s/sync " TINY " --steps 7 --ckpt-every 2 --sync-save",
+            train, dir);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    const int steps[4] = {2, 4, 6, 7};
+    for (int i = 0; i < 4; i++) {
+        snprintf(a, sizeof(a), "%s/async/checkpoints/step_%08d", dir, steps[i]);
+        snprintf(b, sizeof(b), "%s/sync/checkpoints/step_%08d", dir, steps[i]);
+        expect_identical_checkpoints(a, b);
+    }
+    const char *runs[2] = {"async", "sync"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(a, sizeof(a), "%s/%s/metrics.jsonl", dir, runs[i]);
+        cr_expect_eq(cli_count_lines(a, "\"checkpoint\":"), 4, "%s", runs[i]);
+        cr_expect_eq(cli_count_lines(a, "\"save_s\":"), 4, "%s", runs[i]);
+        cr_expect_eq(cli_count_lines(a, "\"checkpoint_s\":"), 4, "%s", runs[i]);
+    }
+    cli_rmdir(dir);
+}
+
 Test(launch_ckpt, stop_and_resume_is_bit_exact, .timeout = 300) {
     char dir[256], train[400], ma[400], mb[400], ca[400], cb[400];
     setup_data(dir, sizeof(dir), train, sizeof(train));
