@@ -9,8 +9,9 @@
  * counters (updates done, optimizer steps, loader position in global windows) as "key=value"
  * lines. The learning rate
  * is a pure function of the step and there is no other randomness in a step, so these restore
- * a run bit-exactly. Tensors cross the backend through staging host buffers allocated for the
- * call. Blocking; every rank of `world` calls save together; HDF5 runs on the calling thread. */
+ * a run bit-exactly. Tensors cross the backend through staging host buffers: a saver keeps them
+ * for the run and saves through a checkpoint writer (in the background or not); every rank of
+ * `world` saves together. Loads run HDF5 on the calling thread. */
 #ifndef TS_STATE_H
 #define TS_STATE_H
 
