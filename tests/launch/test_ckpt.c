@@ -364,6 +364,31 @@ Test(launch_ckpt, recorded_paths_work_from_another_directory, .timeout = 300) {
     cli_rmdir(dir);
 }
 
+/* `tessera export hf`: config.json and model.safetensors, read back by a hand-written reader
+ * (tests/launch/safetensors_check.py: json + struct + numpy) and compared with model.h5. */
+Test(launch_ckpt, export_hf_matches_model_h5, .timeout = 300) {
+    char dir[256], train[400], cmd[1600];
+    setup_data(dir, sizeof(dir), train, sizeof(train));
+    struct cli_result r;
+    cli_run(&r, "train --data %s --out %s/a " TINY " --steps 3", train, dir);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    cli_run(&r, "export hf %s/a %s/hf", dir, dir); /* a run directory: its latest */
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    cr_expect_not_null(strstr(r.out, "step 3"), "%s", r.out);
+    if (system("/usr/bin/python3 -c 'import h5py, numpy' 2>/dev/null") == 0) {
+        snprintf(cmd, sizeof(cmd),
+                 "/usr/bin/python3 %s/tests/launch/safetensors_check.py %s/hf "
+                 "%s/a/checkpoints/step_00000003",
+                 getenv("TS_SOURCE_DIR"), dir, dir);
+        cr_expect_eq(system(cmd), 0, "the safetensors file does not match model.h5");
+    }
+    cli_run(&r, "export hf %s/nothing %s/hf2", dir, dir);
+    cr_expect_eq(r.code, 2, "%s", r.err);
+    cli_run(&r, "export onnx %s/a %s/hf3", dir, dir);
+    cr_expect_eq(r.code, 2, "%s", r.err);
+    cli_rmdir(dir);
+}
+
 /* eval from a run directory, a checkpoint directory and an earlier version's model.bin: the
  * same number; verify finds a flipped byte; h5py's model.h5 equals what eval loads. */
 Test(launch_ckpt, eval_verify_and_h5py, .timeout = 300) {
