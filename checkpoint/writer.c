@@ -12,6 +12,7 @@
  * collective results, so every rank polls, agrees and learns the verdict at the same boundary.
  * With a synchronous writer (--sync-save) every phase runs at once on the calling thread. */
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,7 +129,13 @@ ts_status ts_ckpt_writer_create(ts_ckpt_writer_t **out, bool async) {
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cv, NULL);
     if (async) {
+        /* the thread starts with every signal blocked, so SIGTERM, SIGUSR1 and SIGINT reach the
+         * training thread (which acts on them) and never interrupt the writer's I/O */
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
         const int rc = pthread_create(&w->thread, NULL, thread_main, w);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
         if (rc != 0) {
             pthread_mutex_destroy(&w->mu);
             pthread_cond_destroy(&w->cv);
