@@ -13,6 +13,12 @@
  * saved with ts_train_state_save (staging copies through the backend included): the time is
  * the training stall per save, again beside the raw write speed of the same bytes.
  *
+ * Each --trainer round also saves the same state in the background (ts_train_saver, as
+ * `tessera train` does by default): the stall is the copy into the saver's reused buffers, and
+ * training steps run while the writer thread writes, polling it at each boundary; a second JSON
+ * line compares that stall with the synchronous save of the same round, and the background
+ * save's own duration with the raw write.
+ *
  * --gap S waits S seconds before each plain save, as a training step would: on a VM that hands
  * idle memory back to its host, the page cache the save writes into is then slower to fill
  * (see bench_pagecache.c).
@@ -203,7 +209,15 @@ static int bench_trainer(const char *dir, int reps, int L, const struct state *s
         return 1;
     }
     const int64_t bytes = ts_gpt_num_params(gpt) * 3 * 4;
-    double stall[20], rw[20];
+    double stall[20], rw[20], astall[20], asave[20];
+    int asteps[20];
+    ts_train_saver_t *saver = NULL; /* the background saver a run keeps */
+    char ackdir[4200];
+    snprintf(ackdir, sizeof(ackdir), "%s/async_checkpoints", dir);
+    if (ts_train_saver_create(&saver, tr, comm, true) != TS_OK) {
+        fprintf(stderr, "saver: %s\n", ts_last_error());
+        return 1;
+    }
     for (int r = 0; r < reps + 1; r++) {
         double wc = 0;
         const double w = raw_write(raw, s, &wc);
@@ -224,13 +238,43 @@ static int bench_trainer(const char *dir, int reps, int L, const struct state *s
                 "round %d: raw write %.2f GB/s (write() %.2f s, fsync %.2f s), trainer save "
                 "(stall) %.2f s, %.2f GB/s of state\n",
                 r, (double)s->bytes / w / 1e9, wc, w - wc, dt, (double)bytes / dt / 1e9);
+        if (ts_trainer_step(tr, &rec) != TS_OK)
+            return 1;
+        /* the same state saved in the background: the stall is the copy into the saver's
+         * buffers; training steps go on, polling at each boundary as the run loop does */
+        const double a0 = ts_bench_now_s();
+        if (ts_train_saver_begin(saver, &info, ackdir, 1) != TS_OK) {
+            fprintf(stderr, "async save: %s\n", ts_last_error());
+            return 1;
+        }
+        const double adt = ts_bench_now_s() - a0;
+        struct ts_ckpt_saved saved;
+        int steps = 0;
+        while (!ts_ckpt_writer_take(ts_train_saver_writer(saver), &saved)) {
+            if (ts_trainer_step(tr, &rec) != TS_OK ||
+                ts_ckpt_writer_poll(ts_train_saver_writer(saver), false) != TS_OK) {
+                fprintf(stderr, "async save: %s\n", ts_last_error());
+                return 1;
+            }
+            steps++;
+        }
+        fprintf(stderr,
+                "round %d: background save: stall %.3f s, save %.2f s (%.2f GB/s of state), %d "
+                "training steps ran during it\n",
+                r, adt, saved.save_s, (double)bytes / saved.save_s / 1e9, steps);
         if (r > 0) {
             stall[r - 1] = dt;
             rw[r - 1] = w;
+            astall[r - 1] = adt;
+            asave[r - 1] = saved.save_s;
+            asteps[r - 1] = steps;
         }
-        if (ts_trainer_step(tr, &rec) != TS_OK)
-            return 1;
     }
+    ts_train_saver_destroy(saver);
+    const double as = ts_bench_median(astall, reps), asv = ts_bench_median(asave, reps);
+    int min_steps = asteps[0];
+    for (int i = 1; i < reps; i++)
+        min_steps = asteps[i] < min_steps ? asteps[i] : min_steps;
     const double st = ts_bench_median(stall, reps), w = ts_bench_median(rw, reps);
     struct utsname u;
     uname(&u);
@@ -239,6 +283,14 @@ static int bench_trainer(const char *dir, int reps, int L, const struct state *s
            "\"raw_write_GBps\":%.3f,\"save_vs_raw\":%.3f,\"reps\":%d}\n",
            u.nodename, u.machine, L, bytes, st, (double)bytes / st / 1e9,
            (double)s->bytes / w / 1e9, ((double)bytes / st) / ((double)s->bytes / w), reps);
+    printf("{\"bench\":\"ckpt_async_stall\",\"machine\":\"%s %s\",\"layers\":%d,"
+           "\"state_bytes\":%" PRId64 ",\"async_stall_s\":%.3f,\"sync_save_s\":%.3f,"
+           "\"stall_vs_sync\":%.3f,\"async_save_s\":%.3f,\"async_save_state_GBps\":%.3f,"
+           "\"raw_write_GBps\":%.3f,\"async_save_vs_raw\":%.3f,\"min_steps_during_save\":%d,"
+           "\"reps\":%d}\n",
+           u.nodename, u.machine, L, bytes, as, st, as / st, asv, (double)bytes / asv / 1e9,
+           (double)s->bytes / w / 1e9, ((double)bytes / asv) / ((double)s->bytes / w), min_steps,
+           reps);
     ts_trainer_destroy(tr);
     ts_comm_destroy(comm);
     ts_loader_destroy(loader);

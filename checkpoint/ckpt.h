@@ -104,6 +104,18 @@ ts_status ts_ckpt_kv_add(struct ts_ckpt_kv *kv, int *n, const char *key, const c
 /* The value of key, or NULL. */
 const char *ts_ckpt_kv_get(const struct ts_ckpt_kv *kv, int n, const char *key);
 
+/* Checkpoint directory names (`step_NNNNNNNN`) a run accounts for: the ones it saved, and on a
+ * resume the ones it continues. Pruning deletes only these, by their exact names. */
+struct ts_ckpt_names {
+    char (*name)[32];
+    int n, cap;
+};
+ts_status ts_ckpt_names_add(struct ts_ckpt_names *l, const char *name) TS_MUST_CHECK;
+/* Adds the complete checkpoints of `dir` named exactly as save names them, step <= max_step. */
+ts_status ts_ckpt_names_scan(struct ts_ckpt_names *l, const char *dir,
+                             int64_t max_step) TS_MUST_CHECK;
+void ts_ckpt_names_deinit(struct ts_ckpt_names *l);
+
 struct ts_ckpt_save_args {
     const char *dir; /* the checkpoints directory, created if missing: "<run>/checkpoints" */
     const struct ts_ckpt_meta *meta;
@@ -112,8 +124,12 @@ struct ts_ckpt_save_args {
     const struct ts_ckpt_blob *blobs;
     int num_blobs;
     const char *model_table; /* the table exported to model.h5 ("params"), NULL for none */
-    int keep_last;           /* > 0: afterwards delete all but the newest keep_last */
-    ts_comm_t *comm;         /* every rank calls ts_ckpt_save together */
+    /* > 0: afterwards delete the oldest checkpoints until keep_last remain, counting the new
+     * one (never deleted): with `owned`, only those it lists (the new one is added to it);
+     * without, those named exactly as save names them and older than the new one */
+    int keep_last;
+    struct ts_ckpt_names *owned;
+    ts_comm_t *comm; /* every rank calls ts_ckpt_save together */
 };
 
 /* Saves a checkpoint of meta->step, collectively. On success `path` (if not NULL) gets the
@@ -121,6 +137,35 @@ struct ts_ckpt_save_args {
  * is removed and `latest` is untouched. A checkpoint of the same step is replaced. Blocking. */
 ts_status ts_ckpt_save(const struct ts_ckpt_save_args *args, char *path,
                        size_t path_len) TS_MUST_CHECK;
+
+/* ---- saves in the background (writer.c) ----
+ *
+ * A writer holds at most one save in flight. begin (collective) checks the arguments, creates
+ * the temporary directory and starts writing this rank's file: on a thread of the writer's own
+ * (async), or at once on the calling thread (sync). The tensors' data must stay unchanged until
+ * the save is no longer in flight (ts_ckpt_writer_busy false); the tensor table and the blobs
+ * are copied. poll (collective: every rank calls it at the same points, e.g. every step
+ * boundary; nothing is sent when no save is in flight) moves the save on: once every rank's file
+ * is written the ranks agree and rank 0 commits in the background; a later poll gives every rank
+ * rank 0's verdict. `wait` blocks until the save is committed (or failed). A failure on any
+ * rank fails the poll on every rank, and nothing is committed. take hands out each committed
+ * save once. Every HDF5 call of an async writer runs on its thread, every collective on the
+ * caller's. drain (local, not collective: for error paths) waits for the thread, and with one
+ * rank commits a written save so it is not lost; destroy drains. */
+typedef struct ts_ckpt_writer ts_ckpt_writer_t;
+struct ts_ckpt_saved {
+    int64_t step;
+    char path[TS_PATH_MAX];
+    double save_s; /* begin to commit, on rank 0 */
+};
+ts_status ts_ckpt_writer_create(ts_ckpt_writer_t **out, bool async) TS_MUST_CHECK;
+void ts_ckpt_writer_destroy(ts_ckpt_writer_t *w);
+ts_status ts_ckpt_writer_begin(ts_ckpt_writer_t *w,
+                               const struct ts_ckpt_save_args *a) TS_MUST_CHECK;
+ts_status ts_ckpt_writer_poll(ts_ckpt_writer_t *w, bool wait) TS_MUST_CHECK;
+bool ts_ckpt_writer_busy(const ts_ckpt_writer_t *w);
+bool ts_ckpt_writer_take(ts_ckpt_writer_t *w, struct ts_ckpt_saved *out);
+void ts_ckpt_writer_drain(ts_ckpt_writer_t *w);
 
 typedef struct ts_ckpt ts_ckpt_t;
 
@@ -163,6 +208,12 @@ ts_status ts_ckpt_read_blob(ts_ckpt_t *ck, const char *name, int rank, void *buf
 /* Reads every shard, blob and model.h5 tensor and checks each checksum; prints one line per
  * file to `out` (may be NULL). The first failure is returned, naming the file and the tensor. */
 ts_status ts_ckpt_verify(ts_ckpt_t *ck, FILE *out) TS_MUST_CHECK;
+
+/* ts_ckpt_resolve, then open and verify what it finds; when that is damaged, the newest other
+ * complete checkpoint beside it that verifies, with `note` saying which was skipped and why
+ * ("" when none was). Reads every byte of the checkpoint it returns. */
+ts_status ts_ckpt_resolve_verified(const char *path, char *out, size_t out_len, char *note,
+                                   size_t note_len) TS_MUST_CHECK;
 
 /* Human-readable summary: config, layout, step, tokens, lineage (data hashes, parent, build),
  * files and sizes, tables. */

@@ -104,7 +104,8 @@ ts_status ckpt_set_latest(const char *dir, const char *target) TS_MUST_CHECK;
 /* Removes leftovers of interrupted saves and deletions (*.tmp-*, *.del-*) in dir. */
 void ckpt_remove_leftovers(const char *dir);
 /* Deletes all complete checkpoints but the newest keep (by step) and `keep_name`. */
-ts_status ckpt_prune(const char *dir, int keep, const char *keep_name) TS_MUST_CHECK;
+ts_status ckpt_prune(const char *dir, int keep, const char *keep_name,
+                     struct ts_ckpt_names *owned) TS_MUST_CHECK;
 /* Renames dir/name to a unique dir/name.del-* and removes it. */
 ts_status ckpt_remove_dir(const char *dir, const char *name) TS_MUST_CHECK;
 
@@ -148,6 +149,31 @@ ts_status ckpt_model_finish(struct ckpt_model_out *mo, const Tessera__Ckpt__Mani
                             const struct ts_ckpt_save_args *a, const char *tmp,
                             Tessera__Ckpt__ModelFile *out) TS_MUST_CHECK;
 void ckpt_model_free(struct ckpt_model_out *mo);
+
+/* save.c: the phases of one save. prepare (collective, the calling thread: checks, the
+ * temporary directory, its name broadcast) fills j; write (this rank's file and, on rank 0,
+ * model.h5's whole tensors; every HDF5 call, so the writer thread's) sets nothing collective;
+ * agree (collective) turns every rank's write status into one; commit (rank 0, HDF5: manifest,
+ * model.h5, rename, latest, prune); abandon removes the temporary directory after a failure;
+ * verdict (collective) gives every rank rank 0's result. j->args' buffers must stay unchanged
+ * until write has returned on this rank. */
+struct ckpt_save_job {
+    struct ts_ckpt_save_args args; /* args.meta points at meta */
+    struct ts_ckpt_meta meta;
+    int rank, world;
+    ts_status st; /* a failure of prepare's last steps, agreed on after write */
+    char final_name[64], tmp_name[CKPT_TMP_NAME_LEN];
+    char tmp[TS_PATH_MAX], file[TS_PATH_MAX];
+    struct ckpt_model_out mo;
+    double t_begin;
+};
+ts_status ckpt_save_prepare(struct ckpt_save_job *j,
+                            const struct ts_ckpt_save_args *a) TS_MUST_CHECK;
+ts_status ckpt_save_write(struct ckpt_save_job *j) TS_MUST_CHECK;
+ts_status ckpt_save_agree(struct ckpt_save_job *j, ts_status mine) TS_MUST_CHECK;
+ts_status ckpt_save_commit(struct ckpt_save_job *j) TS_MUST_CHECK;
+void ckpt_save_abandon(struct ckpt_save_job *j);
+ts_status ckpt_save_verdict(struct ckpt_save_job *j, ts_status mine) TS_MUST_CHECK;
 
 /* load.c: a checkpoint over an already-checked manifest (save uses it to build model.h5). */
 ts_status ckpt_open_manifest(ts_ckpt_t **out, const char *dir,

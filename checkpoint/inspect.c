@@ -50,8 +50,32 @@ static ts_status verify_rank(ts_ckpt_t *ck, uint32_t rank, FILE *out) {
                                              m->blobs[i]->size, &size);
         blobs++;
     }
-    snprintf(what, sizeof(what), "%zu tensor shards (%.1f MB), %zu state blobs", tensors,
-             (double)bytes / 1e6, blobs);
+    /* the rank's own index: its checksum where the save recorded one, else that it decodes */
+    const Tessera__Ckpt__RankFile *rf = m->files[rank];
+    size_t n = 0;
+    if (st == TS_OK)
+        st = ckpt_h5_bytes_size(f, path, CKPT_INDEX, &n);
+    if (st == TS_OK && rf->index_bytes > 0 && n != rf->index_bytes)
+        st = ts_error(TS_ERR_FORMAT, "%s: %s holds %zu bytes, the manifest says %" PRIu64, path,
+                      CKPT_INDEX, n, rf->index_bytes);
+    unsigned char *ibuf = st == TS_OK ? ckpt_scratch(ck, n) : NULL;
+    if (st == TS_OK && ibuf == NULL)
+        st = ts_error(TS_ERR_OOM, "out of memory verifying %s", path);
+    if (st == TS_OK)
+        st = ckpt_h5_read_bytes(f, path, CKPT_INDEX, ibuf, n);
+    if (st == TS_OK && rf->index_bytes > 0 && ts_crc32c(0, ibuf, n) != rf->index_crc32c)
+        st = ts_error(TS_ERR_FORMAT,
+                      "%s: checksum mismatch in %s (the rank's index; the file is damaged)", path,
+                      CKPT_INDEX);
+    if (st == TS_OK && rf->index_bytes == 0) {
+        Tessera__Ckpt__Manifest *idx = NULL;
+        st = ckpt_manifest_unpack(ibuf, n, path, &idx);
+        if (idx != NULL)
+            tessera__ckpt__manifest__free_unpacked(idx, NULL);
+    }
+    snprintf(what, sizeof(what), "%zu tensor shards (%.1f MB), %zu state blobs, index%s", tensors,
+             (double)bytes / 1e6, blobs,
+             rf->index_bytes > 0 ? "" : " (decoded; no checksum recorded)");
     report(out, path, what, st);
     return st;
 }
@@ -95,6 +119,55 @@ ts_status ts_ckpt_verify(ts_ckpt_t *ck, FILE *out) {
         TS_CHECK_KEEP(first, verify_rank(ck, r, out));
     TS_CHECK_KEEP(first, verify_model(ck, out));
     return first;
+}
+
+/* Whether the checkpoint at path opens and every checksum matches (the message when not). */
+static ts_status open_and_verify(const char *path) {
+    ts_ckpt_t *ck = NULL;
+    TS_CHECK(ts_ckpt_open(&ck, path));
+    const ts_status st = ts_ckpt_verify(ck, NULL);
+    ts_ckpt_close(ck);
+    return st;
+}
+
+static int cmp_name_desc(const void *a, const void *b) {
+    return -strcmp((const char *)a, (const char *)b); /* same width: newest step first */
+}
+
+ts_status ts_ckpt_resolve_verified(const char *path, char *out, size_t out_len, char *note,
+                                   size_t note_len) {
+    if (note_len > 0)
+        note[0] = '\0';
+    TS_CHECK(ts_ckpt_resolve(path, out, out_len));
+    if (open_and_verify(out) == TS_OK)
+        return TS_OK;
+    char first[TS_PATH_MAX], why[600], dir[TS_PATH_MAX];
+    snprintf(why, sizeof(why), "%s", ts_last_error());
+    TS_CHECK(ts_path_fmt(first, sizeof(first), "%s", out));
+    TS_CHECK(ts_path_fmt(dir, sizeof(dir), "%s", out));
+    char *slash = strrchr(dir, '/');
+    if (slash != NULL)
+        *slash = '\0';
+    struct ts_ckpt_names l = {0};
+    ts_status st = ts_ckpt_names_scan(&l, dir, INT64_MAX);
+    if (st == TS_OK && l.n > 1)
+        qsort(l.name, (size_t)l.n, sizeof(l.name[0]), cmp_name_desc);
+    bool found = false;
+    for (int i = 0; st == TS_OK && i < l.n && !found; i++) {
+        st = ts_path_join(out, out_len, dir, l.name[i]);
+        if (st == TS_OK && strcmp(out, first) != 0)
+            found = open_and_verify(out) == TS_OK;
+    }
+    ts_ckpt_names_deinit(&l);
+    TS_CHECK(st);
+    if (!found)
+        return ts_error(TS_ERR_FORMAT, "no checkpoint in %s verifies; the newest, %s: %s", dir,
+                        first, why);
+    snprintf(note, note_len,
+             "%s is damaged (%.400s); falling back to %s, the newest checkpoint "
+             "that verifies",
+             first, why, out);
+    return TS_OK;
 }
 
 static void print_kv(FILE *out, const char *title, const struct ts_ckpt_kv *kv, int n) {

@@ -168,47 +168,126 @@ ts_status ckpt_remove_dir(const char *dir, const char *name) {
     return ckpt_rm_rf(to);
 }
 
-static int cmp_i64(const void *a, const void *b) {
-    const int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+/* Whether name is exactly the name save gives step s: a stray `step_000000005` is not. */
+static bool canonical_step_name(const char *name, int64_t *step) {
+    char want[64];
+    int64_t s;
+    if (!ckpt_is_step_name(name, &s))
+        return false;
+    snprintf(want, sizeof(want), "step_%08" PRId64, s);
+    if (step != NULL)
+        *step = s;
+    return strcmp(want, name) == 0;
+}
+
+ts_status ts_ckpt_names_add(struct ts_ckpt_names *l, const char *name) {
+    for (int i = 0; i < l->n; i++)
+        if (strcmp(l->name[i], name) == 0)
+            return TS_OK;
+    if (strlen(name) >= sizeof(l->name[0]))
+        return ts_error(TS_ERR_INVALID_ARG, "checkpoint name too long: %.80s", name);
+    if (l->n == l->cap) {
+        const int cap = l->cap ? 2 * l->cap : 16;
+        char(*grown)[32] = realloc(l->name, (size_t)cap * sizeof(*grown));
+        if (grown == NULL)
+            return ts_error(TS_ERR_OOM, "out of memory listing checkpoints");
+        l->name = grown;
+        l->cap = cap;
+    }
+    snprintf(l->name[l->n++], sizeof(l->name[0]), "%s", name);
+    return TS_OK;
+}
+
+void ts_ckpt_names_deinit(struct ts_ckpt_names *l) {
+    free(l->name);
+    *l = (struct ts_ckpt_names){0};
+}
+
+ts_status ts_ckpt_names_scan(struct ts_ckpt_names *l, const char *dir, int64_t max_step) {
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return TS_OK;
+    ts_status st = TS_OK;
+    struct dirent *e;
+    while (st == TS_OK && (e = readdir(d)) != NULL) {
+        int64_t s;
+        char p[TS_PATH_MAX], m[TS_PATH_MAX];
+        if (!canonical_step_name(e->d_name, &s) || s > max_step)
+            continue;
+        if (ts_path_join(p, sizeof(p), dir, e->d_name) != TS_OK ||
+            ts_path_join(m, sizeof(m), p, CKPT_MANIFEST) != TS_OK) {
+            ts_error_clear();
+            continue;
+        }
+        if (ckpt_path_exists(m))
+            st = ts_ckpt_names_add(l, e->d_name);
+    }
+    closedir(d);
+    return st;
+}
+
+struct named_step {
+    int64_t step;
+    char name[32];
+};
+
+static int cmp_step(const void *a, const void *b) {
+    const int64_t x = ((const struct named_step *)a)->step,
+                  y = ((const struct named_step *)b)->step;
     return (x > y) - (x < y);
 }
 
-ts_status ckpt_prune(const char *dir, int keep, const char *keep_name) {
+ts_status ckpt_prune(const char *dir, int keep, const char *keep_name,
+                     struct ts_ckpt_names *owned) {
     if (keep <= 0)
         return TS_OK;
-    DIR *d = opendir(dir);
-    if (d == NULL)
-        return ts_error(TS_ERR_IO, "cannot list %s: %s", dir, strerror(errno));
-    int64_t *steps = NULL;
-    size_t n = 0, cap = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        int64_t s;
-        if (!ckpt_is_step_name(e->d_name, &s) || strcmp(e->d_name, keep_name) == 0)
-            continue;
-        if (n == cap) {
-            cap = cap ? 2 * cap : 16;
-            int64_t *grown = realloc(steps, cap * sizeof(*steps));
-            if (grown == NULL) {
-                free(steps);
-                closedir(d);
-                return ts_error(TS_ERR_OOM, "out of memory listing %s", dir);
-            }
-            steps = grown;
-        }
-        steps[n++] = s;
+    int64_t keep_step;
+    if (!ckpt_is_step_name(keep_name, &keep_step))
+        return ts_error(TS_ERR_INVALID_ARG, "checkpoint prune: %s is not a step name", keep_name);
+    /* candidates: the caller's own checkpoints, or (no list) the canonically named ones older
+     * than the new one; never the new one, never a name save would not have given */
+    struct ts_ckpt_names found = {0};
+    struct ts_ckpt_names *from = owned;
+    if (from == NULL) {
+        TS_CHECK(ts_ckpt_names_scan(&found, dir, keep_step - 1));
+        from = &found;
     }
-    closedir(d);
-    if (n > 0)
-        qsort(steps, n, sizeof(*steps), cmp_i64);
+    struct named_step *c = calloc((size_t)from->n + 1, sizeof(*c));
+    if (c == NULL) {
+        ts_ckpt_names_deinit(&found);
+        return ts_error(TS_ERR_OOM, "out of memory pruning %s", dir);
+    }
+    int n = 0;
+    for (int i = 0; i < from->n; i++) {
+        int64_t s;
+        if (strcmp(from->name[i], keep_name) == 0 || !canonical_step_name(from->name[i], &s))
+            continue;
+        c[n].step = s;
+        snprintf(c[n].name, sizeof(c[n].name), "%s", from->name[i]);
+        n++;
+    }
+    qsort(c, (size_t)n, sizeof(*c), cmp_step);
     /* keep_name counts as one of the kept */
     ts_status st = TS_OK;
-    const size_t others = (size_t)(keep - 1);
-    for (size_t i = 0; n > others && i < n - others && st == TS_OK; i++) {
-        char name[64];
-        snprintf(name, sizeof(name), "step_%08" PRId64, steps[i]);
-        st = ckpt_remove_dir(dir, name);
+    const int others = keep - 1;
+    for (int i = 0; n > others && i < n - others && st == TS_OK; i++) {
+        char p[TS_PATH_MAX];
+        st = ts_path_join(p, sizeof(p), dir, c[i].name);
+        if (st == TS_OK && ckpt_path_exists(p))
+            st = ckpt_remove_dir(dir, c[i].name);
+        if (st == TS_OK && owned != NULL) { /* forget it */
+            for (int j = 0; j < owned->n; j++)
+                if (strcmp(owned->name[j], c[i].name) == 0) {
+                    memmove(owned->name[j], owned->name[j + 1],
+                            (size_t)(owned->n - j - 1) * sizeof(owned->name[0]));
+                    owned->n--;
+                    break;
+                }
+        }
     }
-    free(steps);
+    free(c);
+    ts_ckpt_names_deinit(&found);
+    if (st == TS_OK && owned != NULL)
+        st = ts_ckpt_names_add(owned, keep_name);
     return st;
 }

@@ -247,6 +247,8 @@ struct merged {
     Tessera__Ckpt__RankFile *files;
     Tessera__Ckpt__RankFile **file_ptrs;
     char (*file_names)[32];
+    uint32_t *index_crc;
+    uint64_t *index_bytes;
     Tessera__Ckpt__ModelFile model;
     bool meta_set;
 };
@@ -266,9 +268,12 @@ static void merged_free(struct merged *g) {
     free(g->files);
     free(g->file_ptrs);
     free(g->file_names);
+    free(g->index_crc);
+    free(g->index_bytes);
 }
 
-static ts_status read_index(const char *path, Tessera__Ckpt__Manifest **out) {
+static ts_status read_index(const char *path, Tessera__Ckpt__Manifest **out, uint32_t *crc,
+                            uint64_t *bytes) {
     hid_t f;
     TS_CHECK(ckpt_h5_open(&f, path));
     size_t n = 0;
@@ -279,8 +284,11 @@ static ts_status read_index(const char *path, Tessera__Ckpt__Manifest **out) {
     if (st == TS_OK)
         st = ckpt_h5_read_bytes(f, path, CKPT_INDEX, buf, n);
     H5Fclose(f);
-    if (st == TS_OK)
+    if (st == TS_OK) {
+        *crc = ts_crc32c(0, buf, n); /* so verify checks the index like every other dataset */
+        *bytes = n;
         st = ckpt_manifest_unpack(buf, n, path, out);
+    }
     free(buf);
     return st;
 }
@@ -289,13 +297,15 @@ static ts_status merge(struct merged *g, const struct ts_ckpt_save_args *a, cons
                        const struct ts_ckpt_meta *meta) {
     const int world = g->world;
     g->idx = calloc((size_t)world, sizeof(*g->idx));
-    if (g->idx == NULL)
+    g->index_crc = calloc((size_t)world, sizeof(*g->index_crc));
+    g->index_bytes = calloc((size_t)world, sizeof(*g->index_bytes));
+    if (g->idx == NULL || g->index_crc == NULL || g->index_bytes == NULL)
         return ts_error(TS_ERR_OOM, "checkpoint save: out of memory");
     size_t nshards = 0, nblobs = 0;
     for (int r = 0; r < world; r++) {
         char path[TS_PATH_MAX];
         TS_CHECK(ts_path_fmt(path, sizeof(path), "%s/rank_%05d.h5", tmp, r));
-        TS_CHECK(read_index(path, &g->idx[r]));
+        TS_CHECK(read_index(path, &g->idx[r], &g->index_crc[r], &g->index_bytes[r]));
         if (g->idx[r]->n_tensors != (size_t)a->num_tensors)
             return ts_error(TS_ERR_INVALID_ARG,
                             "checkpoint save: rank %d saved %zu tensors, rank 0 %d (every rank "
@@ -345,6 +355,8 @@ static ts_status merge(struct merged *g, const struct ts_ckpt_save_args *a, cons
         g->files[r].rank = (uint32_t)r;
         g->files[r].file = g->file_names[r];
         g->files[r].bytes = stat(path, &sb) == 0 ? (uint64_t)sb.st_size : 0;
+        g->files[r].index_crc32c = g->index_crc[r];
+        g->files[r].index_bytes = g->index_bytes[r];
         g->file_ptrs[r] = &g->files[r];
     }
     tessera__ckpt__manifest__init(&g->m);
@@ -389,7 +401,7 @@ static ts_status commit(const struct ts_ckpt_save_args *a, const char *tmp, cons
     TS_CHECK_GOTO(ckpt_fsync_dir(a->dir), st, exit);
     TS_CHECK_GOTO(ckpt_set_latest(a->dir, final_name), st, exit);
     const double t3 = now_s();
-    TS_CHECK_GOTO(ckpt_prune(a->dir, a->keep_last, final_name), st, exit);
+    TS_CHECK_GOTO(ckpt_prune(a->dir, a->keep_last, final_name, a->owned), st, exit);
     TS_LOG_D("checkpoint commit: manifest merge %.2f s, model.h5 %.2f s, manifest and rename "
              "%.2f s, pruning %.2f s",
              t1 - t0, t2 - t1, t3 - t2, now_s() - t3);
@@ -399,85 +411,120 @@ exit:
     return st;
 }
 
-ts_status ts_ckpt_save(const struct ts_ckpt_save_args *a, char *path, size_t path_len) {
+/* ---- the phases, as the writer (writer.c) and ts_ckpt_save run them ---- */
+
+ts_status ckpt_save_prepare(struct ckpt_save_job *j, const struct ts_ckpt_save_args *a) {
     TS_CHECK(check_basics(a));
-    ckpt_h5_quiet();
-    const int rank = ts_comm_rank(a->comm), world = ts_comm_size(a->comm);
-    char final_name[64], tmp_name[CKPT_TMP_NAME_LEN] = {0}, tmp[TS_PATH_MAX] = "",
-                         file[TS_PATH_MAX];
-    snprintf(final_name, sizeof(final_name), "step_%08" PRId64, a->meta->step);
+    *j = (struct ckpt_save_job){.args = *a, .mo = {.f = H5I_INVALID_HID}};
+    const int rank = ts_comm_rank(a->comm);
+    j->rank = rank;
+    j->world = ts_comm_size(a->comm);
+    j->t_begin = now_s();
+    snprintf(j->final_name, sizeof(j->final_name), "step_%08" PRId64, a->meta->step);
     ts_status st = check_args(a);
-    const double t0 = now_s();
-    struct ckpt_model_out mo = {.f = H5I_INVALID_HID};
     if (st == TS_OK && rank == 0) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
-        snprintf(tmp_name, sizeof(tmp_name), "%s.tmp-%ld-%ld", final_name, (long)getpid(),
+        snprintf(j->tmp_name, sizeof(j->tmp_name), "%s.tmp-%ld-%ld", j->final_name, (long)getpid(),
                  (long)ts.tv_nsec);
-        st = ts_path_join(tmp, sizeof(tmp), a->dir, tmp_name);
+        st = ts_path_join(j->tmp, sizeof(j->tmp), a->dir, j->tmp_name);
         if (st == TS_OK)
             st = ts_fs_mkdirs(a->dir);
         if (st == TS_OK) {
             ckpt_remove_leftovers(a->dir);
-            st = ts_fs_mkdirs(tmp);
+            st = ts_fs_mkdirs(j->tmp);
         }
     }
     st = agree(a->comm, st, "checking its tensors or creating the checkpoint directory");
     if (st != TS_OK) {
-        if (rank == 0 && tmp_name[0] != '\0')
-            TS_CHECK_KEEP(st, ckpt_rm_rf(tmp)); /* best effort: the next save sweeps it */
+        if (rank == 0 && j->tmp_name[0] != '\0')
+            TS_CHECK_KEEP(st, ckpt_rm_rf(j->tmp)); /* best effort: the next save sweeps it */
         return st;
     }
-    TS_CHECK(ts_comm_broadcast_host(a->comm, tmp_name, sizeof(tmp_name), 0));
-    tmp_name[CKPT_TMP_NAME_LEN - 1] = '\0';
-    /* cannot fail after check_basics; checked all the same, and agreed on below */
-    st = ts_path_join(tmp, sizeof(tmp), a->dir, tmp_name);
-    if (st == TS_OK)
-        st = ts_path_fmt(file, sizeof(file), "%s/rank_%05d.h5", tmp, rank);
-
+    TS_CHECK(ts_comm_broadcast_host(a->comm, j->tmp_name, sizeof(j->tmp_name), 0));
+    j->tmp_name[CKPT_TMP_NAME_LEN - 1] = '\0';
+    /* cannot fail after check_basics; checked all the same, and agreed on after phase 1 */
+    j->st = ts_path_join(j->tmp, sizeof(j->tmp), a->dir, j->tmp_name);
+    if (j->st == TS_OK)
+        j->st = ts_path_fmt(j->file, sizeof(j->file), "%s/rank_%05d.h5", j->tmp, rank);
     /* a copy of meta with what only save knows */
-    struct ts_ckpt_meta *meta = NULL;
-    if (st == TS_OK && (meta = malloc(sizeof(*meta))) == NULL)
-        st = ts_error(TS_ERR_OOM, "checkpoint save: out of memory");
-    if (st == TS_OK) {
-        *meta = *a->meta;
-        meta->created_unix = (int64_t)time(NULL);
-        meta->layout.world_size = world;
-        const double ta = now_s();
-        st = write_rank_file(a, file, rank, world);
-        const double tb = now_s();
-        /* model.h5 is written while the kernel writes the rank file back */
-        if (st == TS_OK && rank == 0 && a->model_table != NULL)
-            st = ckpt_model_begin(&mo, a, tmp);
-        const double tc = now_s();
-        if (st == TS_OK)
-            st = ckpt_fsync_file(file);
-        TS_LOG_D("checkpoint phase 1: directory %.2f s, rank file written %.2f s, model.h5 "
-                 "tensors %.2f s, rank file fsync %.2f s",
-                 ta - t0, tb - ta, tc - tb, now_s() - tc);
-    }
-    const double t1 = now_s();
-    st = agree(a->comm, st, "writing its rank file");
-    const double t2 = now_s();
-    if (st == TS_OK && rank == 0)
-        st = commit(a, tmp, final_name, world, meta, &mo);
-    ckpt_model_free(&mo);
+    j->meta = *a->meta;
+    j->meta.created_unix = (int64_t)time(NULL);
+    j->meta.layout.world_size = j->world;
+    j->args.meta = &j->meta;
+    return TS_OK;
+}
+
+ts_status ckpt_save_write(struct ckpt_save_job *j) {
+    if (j->st != TS_OK)
+        return j->st;
+    ckpt_h5_quiet();
+    const struct ts_ckpt_save_args *a = &j->args;
+    const double ta = now_s();
+    ts_status st = write_rank_file(a, j->file, j->rank, j->world);
+    const double tb = now_s();
+    /* model.h5 is written while the kernel writes the rank file back */
+    if (st == TS_OK && j->rank == 0 && a->model_table != NULL)
+        st = ckpt_model_begin(&j->mo, a, j->tmp);
+    const double tc = now_s();
     if (st == TS_OK)
-        TS_LOG_D("checkpoint step %" PRId64
-                 ": rank file %.2f s, agreement %.2f s, commit (model.h5, "
-                 "manifest, rename) %.2f s",
-                 a->meta->step, t1 - t0, t2 - t1, now_s() - t2);
-    free(meta);
-    /* rank 0's verdict for everyone */
-    int verdict = rank == 0 ? (int)st : 0;
-    const ts_status mine = st;
-    TS_CHECK_KEEP(st, ts_comm_broadcast_host(a->comm, &verdict, sizeof(verdict), 0));
-    if (rank == 0 && mine != TS_OK)
-        TS_CHECK_KEEP(st, ckpt_rm_rf(tmp)); /* best effort: the next save sweeps it */
+        st = ckpt_fsync_file(j->file);
+    TS_LOG_D("checkpoint phase 1: directory %.2f s, rank file written %.2f s, model.h5 "
+             "tensors %.2f s, rank file fsync %.2f s",
+             ta - j->t_begin, tb - ta, tc - tb, now_s() - tc);
+    return st;
+}
+
+ts_status ckpt_save_agree(struct ckpt_save_job *j, ts_status mine) {
+    return agree(j->args.comm, mine, "writing its rank file");
+}
+
+ts_status ckpt_save_commit(struct ckpt_save_job *j) {
+    ckpt_h5_quiet();
+    const double t0 = now_s();
+    const ts_status st = commit(&j->args, j->tmp, j->final_name, j->world, &j->meta, &j->mo);
+    ckpt_model_free(&j->mo);
+    if (st == TS_OK)
+        TS_LOG_D("checkpoint step %" PRId64 ": commit (model.h5, manifest, rename) %.2f s",
+                 j->meta.step, now_s() - t0);
+    return st;
+}
+
+void ckpt_save_abandon(struct ckpt_save_job *j) {
+    ckpt_model_free(&j->mo);
+    if (j->rank == 0 && j->tmp_name[0] != '\0' && ckpt_rm_rf(j->tmp) != TS_OK)
+        ts_error_clear(); /* best effort: the next save sweeps it */
+}
+
+ts_status ckpt_save_verdict(struct ckpt_save_job *j, ts_status mine) {
+    int verdict = j->rank == 0 ? (int)mine : 0;
+    ts_status st = mine;
+    TS_CHECK_KEEP(st, ts_comm_broadcast_host(j->args.comm, &verdict, sizeof(verdict), 0));
     if (st != TS_OK)
         return st;
     if (verdict != TS_OK)
         return ts_error((ts_status)verdict,
                         "checkpoint save: rank 0 could not commit the checkpoint (see its log)");
-    return path != NULL ? ts_path_join(path, path_len, a->dir, final_name) : TS_OK;
+    return TS_OK;
+}
+
+ts_status ts_ckpt_save(const struct ts_ckpt_save_args *a, char *path, size_t path_len) {
+    struct ckpt_save_job *j = malloc(sizeof(*j));
+    if (j == NULL)
+        return ts_error(TS_ERR_OOM, "checkpoint save: out of memory");
+    ts_status st = ckpt_save_prepare(j, a);
+    if (st != TS_OK) {
+        free(j);
+        return st;
+    }
+    st = ckpt_save_agree(j, ckpt_save_write(j));
+    if (st == TS_OK && j->rank == 0)
+        st = ckpt_save_commit(j);
+    if (st != TS_OK)
+        ckpt_save_abandon(j);
+    st = ckpt_save_verdict(j, st);
+    if (st == TS_OK && path != NULL)
+        st = ts_path_join(path, path_len, a->dir, j->final_name);
+    free(j);
+    return st;
 }

@@ -50,7 +50,8 @@ static const char description[] =
     "Rank 0 writes DIR/metrics.jsonl (one line per step, eval and checkpoint) and "
     "DIR/config.json;\n"
     "checkpoints go to DIR/checkpoints/step_N (every --ckpt-every steps, at --stop-after and at\n"
-    "the last step; DIR/checkpoints/latest is the newest). --resume continues DIR from its latest\n"
+    "the last step; DIR/checkpoints/latest is the newest; saved in the background unless\n"
+    "--sync-save). --resume continues DIR from its latest\n"
     "checkpoint (or starts fresh when there is none) with every recorded setting (model, data,\n"
     "schedule, optimizer, batch, eval and checkpoint cadence, precision) unless given.\n"
     "A coordinator on rank 0 decides for every rank at each step boundary: eval, checkpoint,\n"
@@ -199,13 +200,15 @@ static ts_status on_eval(void *ctx, int64_t step, double loss, int64_t tokens, d
     return ts_metrics_eval(r->metrics, (int)step, loss, tokens);
 }
 
-static ts_status on_checkpoint(void *ctx, int64_t step, const char *path, double seconds) {
+static ts_status on_checkpoint(void *ctx, int64_t step, const char *path, double stall_s,
+                               double save_s) {
     struct run *r = ctx;
     if (r->coord != NULL)
-        ts_coord_note_checkpoint(r->coord, seconds);
+        ts_coord_note_checkpoint(r->coord, stall_s, save_s);
     close_line(r);
-    TS_LOG_I("checkpoint: step %" PRId64 " saved to %s in %.2f s", step, path, seconds);
-    return r->metrics ? ts_metrics_checkpoint(r->metrics, (int)step, path, seconds) : TS_OK;
+    TS_LOG_I("checkpoint: step %" PRId64 " saved to %s in %.2f s (training stalled %.2f s)", step,
+             path, save_s, stall_s);
+    return r->metrics ? ts_metrics_checkpoint(r->metrics, (int)step, path, stall_s, save_s) : TS_OK;
 }
 
 /* <out>/exit.json: how the run ended, written (atomically) by rank 0 when train returns
@@ -602,6 +605,21 @@ static ts_status use_nccl(struct run *r) {
     return TS_OK;
 }
 
+/* --data and --val-data as absolute paths, so what config.json and every checkpoint record works
+ * from any working directory (eval, sample, a resume started elsewhere). */
+static ts_status absolute_data_paths(struct ts_train_settings *a) {
+    static char data[TS_PATH_MAX], val[TS_PATH_MAX];
+    if (a->data != NULL && a->data != data) {
+        TS_CHECK(ts_launch_abs_path(a->data, data, sizeof(data)));
+        a->data = data;
+    }
+    if (a->val_data != NULL && a->val_data != val) {
+        TS_CHECK(ts_launch_abs_path(a->val_data, val, sizeof(val)));
+        a->val_data = val;
+    }
+    return TS_OK;
+}
+
 static int train(struct ts_train_flags *flags, int *argc, char ***argv, double t_launch) {
     struct ts_train_settings *a = &flags->v;
     struct run r = {.a = a};
@@ -614,6 +632,7 @@ static int train(struct ts_train_flags *flags, int *argc, char ***argv, double t
     const bool asked_resume = a->resume || a->resume_from != NULL; /* before a->resume changes */
     TS_CHECK_GOTO(ts_world_create(&r.comm, argc, argv), st, fail);
     const bool root = ts_comm_rank(r.comm) == 0;
+    TS_CHECK_GOTO(absolute_data_paths(a), st, fail);
     TS_CHECK_GOTO(ts_train_settings_canonical(a, canon, sizeof(canon)), st, fail);
     TS_CHECK_GOTO(ts_world_check_agreement(r.comm, canon), st, fail);
     if (ts_comm_size(r.comm) % a->tp != 0) {
@@ -640,6 +659,7 @@ static int train(struct ts_train_flags *flags, int *argc, char ***argv, double t
                                               r.grid.dp_size),
                       st, fail);
         TS_CHECK_GOTO(ts_path_fmt(r.parent, sizeof(r.parent), "%s", start.path), st, fail);
+        TS_CHECK_GOTO(absolute_data_paths(a), st, fail); /* adopted ones, as they were */
     }
     if (a->data == NULL) {
         ts_error(TS_ERR_INVALID_ARG, "--data is required (there is no checkpoint to take it from)");
@@ -650,9 +670,10 @@ static int train(struct ts_train_flags *flags, int *argc, char ***argv, double t
     TS_CHECK_GOTO(ts_path_join(r.ckpt_dir, sizeof(r.ckpt_dir), a->out, "checkpoints"), st, fail);
     TS_CHECK_GOTO(check_out_free(&r, &start), st, fail);
     agreed = true;
-    if (root && start.kind == TS_START_FRESH && a->overwrite) {
-        TS_CHECK_GOTO(ts_launch_remove_tree(r.ckpt_dir), st, fail);
-    }
+    if (root && a->overwrite && !a->resume) /* never the checkpoint this run reads */
+        TS_CHECK_GOTO(ts_launch_clear_checkpoints(r.ckpt_dir,
+                                                  start.kind == TS_START_FRESH ? NULL : start.path),
+                      st, fail);
 
     struct ts_gpt_config mc;
     struct ts_train_config tc;
@@ -725,6 +746,8 @@ static int train(struct ts_train_flags *flags, int *argc, char ***argv, double t
         .ckpt_every = a->ckpt_every,
         .keep_last = a->keep_last,
         .ckpt_dir = r.ckpt_dir,
+        .continues_dir = a->resume, /* --resume continued it: its checkpoints are this run's */
+        .sync_save = a->sync_save,
     };
     struct ts_coord_config cc = {
         .run = &rc,

@@ -11,6 +11,7 @@ int ts_cmd_tokenize(int argc, char **argv);
 int ts_cmd_tokenizer(int argc, char **argv);
 int ts_cmd_info(int argc, char **argv);
 int ts_cmd_ckpt(int argc, char **argv);
+int ts_cmd_export(int argc, char **argv);
 int ts_cmd_launch(int argc, char **argv);
 int ts_cmd_cost(int argc, char **argv);
 

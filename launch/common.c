@@ -1,11 +1,14 @@
 /* common.c: helpers shared by the subcommands (common.h). */
 #include "launch/common.h"
 
+#include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "kernels/backend_load.h"
 #include "kernels/cpu/cpu_backend.h"
@@ -101,6 +104,30 @@ ts_status ts_launch_precision(const struct ts_backend *be, const char *precision
 bool ts_launch_file_exists(const char *path) {
     struct stat st;
     return stat(path, &st) == 0;
+}
+
+ts_status ts_launch_abs_path(const char *path, char *out, size_t len) {
+    if (path[0] == '/')
+        return ts_path_fmt(out, len, "%s", path);
+    /* the directory part must exist; the last part may be a glob ("shards/train_*.bin") */
+    char dir[TS_PATH_MAX], real[PATH_MAX];
+    TS_CHECK(ts_path_fmt(dir, sizeof(dir), "%s", path));
+    char *slash = strrchr(dir, '/');
+    const char *base = path;
+    if (slash != NULL) {
+        *slash = '\0';
+        base = path + (slash - dir) + 1;
+    } else {
+        snprintf(dir, sizeof(dir), ".");
+    }
+    if (realpath(dir[0] != '\0' ? dir : "/", real) == NULL) {
+        if (getcwd(real, sizeof(real)) == NULL)
+            return ts_error(TS_ERR_IO, "cannot find the working directory: %s", strerror(errno));
+        return ts_path_fmt(out, len, "%s/%s", real, path);
+    }
+    if (base[0] == '\0' || strcmp(base, ".") == 0)
+        return ts_path_fmt(out, len, "%s", real);
+    return ts_path_fmt(out, len, "%s%s%s", real, strcmp(real, "/") == 0 ? "" : "/", base);
 }
 
 ts_status ts_launch_model_path(const char *ckpt, char *out, size_t len) {

@@ -26,6 +26,11 @@ ts_status ts_launch_precision(const struct ts_backend *be, const char *precision
 
 bool ts_launch_file_exists(const char *path);
 
+/* path made absolute from the working directory, its directory part resolved (realpath); the
+ * last part is kept as given, so a glob stays a glob. Recorded paths (config.json, checkpoints)
+ * then work from any directory. */
+ts_status ts_launch_abs_path(const char *path, char *out, size_t len) TS_MUST_CHECK;
+
 /* The model file of a run directory or a path to the file itself. */
 ts_status ts_launch_model_path(const char *ckpt, char *out, size_t len) TS_MUST_CHECK;
 

@@ -96,12 +96,12 @@ void ts_coord_destroy(ts_coord_t *c) {
     free(c);
 }
 
-void ts_coord_note_checkpoint(ts_coord_t *c, double seconds) {
+void ts_coord_note_checkpoint(ts_coord_t *c, double stall_s, double save_s) {
     if (c->cfg.ledger != NULL)
-        ts_ledger_note_checkpoint(c->cfg.ledger, seconds);
-    c->stall_s += seconds;
-    c->noted_s += seconds;
-    c->last_save_s = seconds;
+        ts_ledger_note_checkpoint(c->cfg.ledger, stall_s);
+    c->stall_s += stall_s;
+    c->noted_s += stall_s;
+    c->last_save_s = save_s; /* a stop waits for the whole save */
 }
 
 void ts_coord_note_eval(ts_coord_t *c, double seconds) {

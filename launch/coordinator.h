@@ -55,7 +55,7 @@ ts_status ts_coord_gate(void *coord, const struct ts_step_record *rec, bool *ski
 
 /* What a checkpoint or an eval took on this rank (the next report carries the stall, rank 0's
  * values size the time margin). */
-void ts_coord_note_checkpoint(ts_coord_t *c, double seconds);
+void ts_coord_note_checkpoint(ts_coord_t *c, double stall_s, double save_s);
 void ts_coord_note_eval(ts_coord_t *c, double seconds);
 
 /* Rank 0 logs the run's mean time split per step (compute, gradient comm, data, checkpoint

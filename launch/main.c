@@ -25,6 +25,7 @@ static void print_help(void) {
            "  info      the build, backends, GPUs, and why a backend is unavailable\n"
            "  ckpt      inspect or verify a checkpoint\n"
            "  cost      what runs cost (tokens, device-hours, $, MFU) from their ledgers\n"
+           "  export    a checkpoint as a Hugging Face GPT-2 model (export hf CKPT OUT)\n"
            "  help      this text, or `tessera help <command>`\n"
            "  version   print the version\n\n"
            "`tessera <command> --help` lists a command's flags.\n"
@@ -83,6 +84,8 @@ int main(int argc, char **argv) {
         return ts_cmd_ckpt(argc, argv);
     if (strcmp(cmd, "cost") == 0)
         return ts_cmd_cost(argc, argv);
+    if (strcmp(cmd, "export") == 0)
+        return ts_cmd_export(argc, argv);
     if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
         print_help();
         return TS_EXIT_OK;

@@ -125,7 +125,8 @@ ts_status ts_metrics_eval(ts_metrics_t *m, int step, double val_loss, int64_t va
     return emit(m, o, st);
 }
 
-ts_status ts_metrics_checkpoint(ts_metrics_t *m, int step, const char *path, double seconds) {
+ts_status ts_metrics_checkpoint(ts_metrics_t *m, int step, const char *path, double stall_s,
+                                double save_s) {
     json_object *o = json_object_new_object();
     ts_status st = o == NULL ? TS_ERR_OOM : TS_OK;
     if (st == TS_OK)
@@ -133,6 +134,8 @@ ts_status ts_metrics_checkpoint(ts_metrics_t *m, int step, const char *path, dou
     if (st == TS_OK)
         st = str(o, "checkpoint", path);
     if (st == TS_OK)
-        st = num(o, "checkpoint_s", "%.6f", seconds);
+        st = num(o, "checkpoint_s", "%.6f", stall_s);
+    if (st == TS_OK)
+        st = num(o, "save_s", "%.6f", save_s);
     return emit(m, o, st);
 }

@@ -23,9 +23,10 @@ ts_status ts_metrics_step(ts_metrics_t *m, const struct ts_step_record *rec) TS_
 ts_status ts_metrics_eval(ts_metrics_t *m, int step, double val_loss,
                           int64_t val_tokens) TS_MUST_CHECK;
 
-/* {"step":..,"checkpoint":"<dir>","checkpoint_s":..}: a checkpoint written after update step,
- * and how long training stood still for it. */
-ts_status ts_metrics_checkpoint(ts_metrics_t *m, int step, const char *path,
-                                double seconds) TS_MUST_CHECK;
+/* {"step":..,"checkpoint":"<dir>","checkpoint_s":..,"save_s":..}: the checkpoint of update
+ * step, committed: checkpoint_s is the training stall it cost (copying the state; with
+ * --sync-save the whole save), save_s its own duration from begin to commit. */
+ts_status ts_metrics_checkpoint(ts_metrics_t *m, int step, const char *path, double stall_s,
+                                double save_s) TS_MUST_CHECK;
 
 #endif

@@ -27,8 +27,8 @@ struct ts_start {
     char path[TS_PATH_MAX]; /* the checkpoint directory (resolved) */
 };
 
-/* Decides the start from the flags. Without any of the three flags, a run directory that already
- * holds checkpoints is refused unless `overwrite`. */
+/* Decides the start from the flags. A run directory that already holds checkpoints is refused
+ * unless `overwrite` (or --resume): a fresh run, --init-from and --resume-from alike. */
 ts_status ts_launch_find_start(const char *out, bool resume, const char *resume_from,
                                const char *init_from, bool overwrite,
                                struct ts_start *start) TS_MUST_CHECK;
@@ -36,6 +36,11 @@ ts_status ts_launch_find_start(const char *out, bool resume, const char *resume_
 /* Keeps the lines of metrics.jsonl whose "step" is <= step (atomically: a new file renamed
  * over the old). A missing file is fine. */
 ts_status ts_launch_trim_metrics(const char *path, int64_t step) TS_MUST_CHECK;
+
+/* --overwrite: removes everything in a run's checkpoints directory except the checkpoint
+ * `keep` (the one a --resume-from or --init-from reads, when it lies inside; NULL for none).
+ * A missing directory is fine. */
+ts_status ts_launch_clear_checkpoints(const char *ckpt_dir, const char *keep) TS_MUST_CHECK;
 
 /* rm -rf path (nothing when it does not exist). */
 ts_status ts_launch_remove_tree(const char *path) TS_MUST_CHECK;

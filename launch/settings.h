@@ -25,7 +25,7 @@
 struct ts_train_settings {
     /* data and run directory */
     const char *data, *val_data, *out;
-    bool overwrite;
+    bool overwrite, sync_save;
     /* the model */
     int vocab_size, layers, heads, channels, seq_len, max_seq_len;
     /* batch and schedule */

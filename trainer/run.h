@@ -47,6 +47,8 @@ struct ts_run_config {
     int ckpt_every;       /* 0: only at stop */
     int keep_last;        /* checkpoints kept (0: all) */
     const char *ckpt_dir; /* "<run>/checkpoints" */
+    bool continues_dir;   /* --resume: ckpt_dir's checkpoints up to the start are this run's */
+    bool sync_save;       /* save with training stopped (--sync-save); else in the background */
 };
 
 /* What the loop reports and asks; every member may be NULL. */
@@ -59,7 +61,10 @@ struct ts_run_hooks {
     /* d holds the cadence's decision; the hook may change it. */
     ts_status (*decide)(void *ctx, const struct ts_step_record *rec, struct ts_run_decision *d);
     ts_status (*on_eval)(void *ctx, int64_t step, double loss, int64_t tokens, double seconds);
-    ts_status (*on_checkpoint)(void *ctx, int64_t step, const char *path, double seconds);
+    /* A save committed (possibly some steps after it began): the training stall it cost and
+     * its own duration, begin to commit. */
+    ts_status (*on_checkpoint)(void *ctx, int64_t step, const char *path, double stall_s,
+                               double save_s);
 };
 
 /* The decision the cadence alone gives after update `done` (1-based count of updates). */

@@ -80,27 +80,85 @@ static bool slice_boxes(struct ts_ckpt_tensor *t, const struct ts_param_info *p,
     return true;
 }
 
-struct staging {
-    float *params, *m, *v, *master;
+/* The run's saver: staging host buffers allocated once (pinned where the backend has pinned
+ * memory) and the checkpoint writer; the buffers are reused only after the previous save is
+ * no longer in flight. */
+struct ts_train_saver {
+    ts_trainer_t *tr;
+    ts_comm_t *world;
+    struct ts_backend *be;
+    ts_ckpt_writer_t *writer;
+    float *params, *m, *v, *master; /* NULL where this rank saves none */
     struct ts_ckpt_tensor *tensors;
+    struct ts_ckpt_meta meta;
+    char counters[256];
 };
 
-static void staging_free(struct staging *s) {
-    free(s->params);
-    free(s->m);
-    free(s->v);
-    free(s->master);
+void ts_train_saver_destroy(ts_train_saver_t *s) {
+    if (s == NULL)
+        return;
+    ts_ckpt_writer_destroy(s->writer); /* drains: the buffers are free after this */
+    ts_op_host_free(s->be, s->params);
+    ts_op_host_free(s->be, s->m);
+    ts_op_host_free(s->be, s->v);
+    ts_op_host_free(s->be, s->master);
     free(s->tensors);
+    free(s);
 }
 
-ts_status ts_train_state_save(ts_trainer_t *tr, ts_comm_t *world,
-                              const struct ts_train_state_info *info, const char *dir,
-                              int keep_last, char *path, size_t path_len) {
+ts_status ts_train_saver_create(ts_train_saver_t **out, ts_trainer_t *tr, ts_comm_t *world,
+                                bool async) {
+    *out = NULL;
+    ts_train_saver_t *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return ts_error(TS_ERR_OOM, "checkpoint: out of memory");
+    s->tr = tr;
+    s->world = world;
+    s->be = ts_gpt_backend(ts_trainer_gpt(tr));
+    ts_status st = ts_ckpt_writer_create(&s->writer, async);
+    if (st != TS_OK) {
+        free(s);
+        return st;
+    }
+    *out = s;
+    return TS_OK;
+}
+
+ts_ckpt_writer_t *ts_train_saver_writer(ts_train_saver_t *s) { return s->writer; }
+
+/* The buffers, on the first save. */
+static ts_status staging_alloc(ts_train_saver_t *s, int64_t n, int64_t range, bool params,
+                               bool moments, bool master, size_t tensors) {
+    if (s->tensors != NULL)
+        return TS_OK;
+    const size_t r = (size_t)range * sizeof(float) + 1;
+    s->tensors = calloc(tensors, sizeof(*s->tensors));
+    if (s->tensors == NULL)
+        return ts_error(TS_ERR_OOM, "checkpoint: out of memory");
+    ts_status st = TS_OK;
+    if (params)
+        st = ts_op_host_alloc(s->be, (size_t)n * sizeof(float), (void **)&s->params);
+    if (st == TS_OK && moments)
+        st = ts_op_host_alloc(s->be, r, (void **)&s->m);
+    if (st == TS_OK && moments)
+        st = ts_op_host_alloc(s->be, r, (void **)&s->v);
+    if (st == TS_OK && moments && master)
+        st = ts_op_host_alloc(s->be, r, (void **)&s->master);
+    if (st != TS_OK) { /* all or nothing: the next save tries again */
+        free(s->tensors);
+        s->tensors = NULL;
+    }
+    return st;
+}
+
+ts_status ts_train_saver_begin(ts_train_saver_t *s, const struct ts_train_state_info *info,
+                               const char *dir, int keep_last) {
+    ts_trainer_t *tr = s->tr;
     ts_gpt_t *gpt = ts_trainer_gpt(tr);
     ts_optim_t *opt = ts_trainer_optim(tr);
-    struct ts_backend *be = ts_gpt_backend(gpt);
+    struct ts_backend *be = s->be;
     const struct ts_gpt_config *cfg = ts_gpt_config(gpt);
-    const int rank = ts_comm_rank(world);
+    const int rank = ts_comm_rank(s->world);
     int count;
     const struct ts_param_info *table = ts_gpt_params(gpt, &count);
     const int64_t n = ts_gpt_num_params(gpt);
@@ -113,100 +171,108 @@ ts_status ts_train_state_save(ts_trainer_t *tr, ts_comm_t *world,
     const bool has_master = ts_optim_master(opt, &master);
     const int tables = has_master ? 4 : 3;
 
-    struct staging s = {0};
-    struct ts_ckpt_meta *meta = calloc(1, sizeof(*meta));
-    ts_status st = TS_OK;
-    s.tensors = calloc((size_t)count * (size_t)tables, sizeof(*s.tensors));
+    /* the buffers are the previous save's until it is committed */
+    TS_CHECK(ts_ckpt_writer_poll(s->writer, true));
+    /* a rank out of memory must not leave the others in the save's first collective: agree */
+    double failed = 0;
+    ts_status st = staging_alloc(s, n, e - b, rank == 0, owns_moments, has_master,
+                                 (size_t)count * (size_t)tables);
+    failed = st != TS_OK;
+    ts_status ag = ts_comm_all_reduce_host(s->world, &failed, 1, TS_REDUCE_MAX);
+    if (st != TS_OK)
+        return st;
+    TS_CHECK(ag);
+    if (failed > 0)
+        return ts_error(TS_ERR_OOM, "checkpoint: another rank is out of memory for staging");
     if (rank == 0)
-        s.params = malloc((size_t)n * sizeof(float));
+        TS_CHECK(ts_gpt_params_to_host(gpt, s->params));
     if (owns_moments) {
-        s.m = malloc((size_t)(e - b) * sizeof(float) + 1);
-        s.v = malloc((size_t)(e - b) * sizeof(float) + 1);
+        TS_CHECK(ts_op_download(be, s->m, &m, (size_t)(e - b) * sizeof(float)));
+        TS_CHECK(ts_op_download(be, s->v, &v, (size_t)(e - b) * sizeof(float)));
         if (has_master)
-            s.master = malloc((size_t)(e - b) * sizeof(float) + 1);
-    }
-    if (meta == NULL || s.tensors == NULL || (rank == 0 && s.params == NULL) ||
-        (owns_moments && (s.m == NULL || s.v == NULL || (has_master && s.master == NULL)))) {
-        st = ts_error(TS_ERR_OOM, "checkpoint: out of memory staging %" PRId64 " parameters", n);
-        goto exit;
-    }
-    if (rank == 0)
-        TS_CHECK_GOTO(ts_gpt_params_to_host(gpt, s.params), st, exit);
-    if (owns_moments) {
-        TS_CHECK_GOTO(ts_op_download(be, s.m, &m, (size_t)(e - b) * sizeof(float)), st, exit);
-        TS_CHECK_GOTO(ts_op_download(be, s.v, &v, (size_t)(e - b) * sizeof(float)), st, exit);
-        if (has_master)
-            TS_CHECK_GOTO(ts_op_download(be, s.master, &master, (size_t)(e - b) * sizeof(float)),
-                          st, exit);
+            TS_CHECK(ts_op_download(be, s->master, &master, (size_t)(e - b) * sizeof(float)));
     }
     for (int i = 0; i < count; i++) {
         const struct ts_param_info *p = &table[i];
-        struct ts_ckpt_tensor *tp = &s.tensors[i], *tm = &s.tensors[count + i],
-                              *tv = &s.tensors[2 * count + i];
+        struct ts_ckpt_tensor *tp = &s->tensors[i], *tm = &s->tensors[count + i],
+                              *tv = &s->tensors[2 * count + i];
         describe(tp, "params", p);
         describe(tm, "adam_m", p);
         describe(tv, "adam_v", p);
         if (strcmp(p->name, "wte.weight") == 0)
             tp->export_shape[0] = cfg->vocab_size; /* model.h5 holds (V, C), not (Vp, C) */
         if (rank == 0)
-            (void)slice_boxes(tp, p, 0, n, s.params);
+            (void)slice_boxes(tp, p, 0, n, s->params);
         if (owns_moments) {
-            (void)slice_boxes(tm, p, b, e, s.m);
-            (void)slice_boxes(tv, p, b, e, s.v);
+            (void)slice_boxes(tm, p, b, e, s->m);
+            (void)slice_boxes(tv, p, b, e, s->v);
         }
         if (has_master) {
-            struct ts_ckpt_tensor *tw = &s.tensors[3 * count + i];
+            struct ts_ckpt_tensor *tw = &s->tensors[3 * count + i];
             describe(tw, "master", p);
             tw->export_shape[0] = tp->export_shape[0];
             if (owns_moments)
-                (void)slice_boxes(tw, p, b, e, s.master);
+                (void)slice_boxes(tw, p, b, e, s->master);
         }
     }
 
-    char counters[256];
-    snprintf(counters, sizeof(counters),
+    snprintf(s->counters, sizeof(s->counters),
              "steps_done=%d\noptim_steps=%d\nloader_position=%" PRId64 "\n",
              ts_trainer_steps_done(tr), ts_optim_step_count(opt),
              ts_loader_position(ts_trainer_loader(tr)));
-    struct ts_ckpt_blob blob = {.data = counters, .size = strlen(counters) + 1};
+    struct ts_ckpt_blob blob = {.data = s->counters, .size = strlen(s->counters) + 1};
     snprintf(blob.name, sizeof(blob.name), "%s", COUNTERS_BLOB);
 
+    struct ts_ckpt_meta *meta = &s->meta;
+    memset(meta, 0, sizeof(*meta));
     meta->step = ts_trainer_steps_done(tr);
     meta->tokens_seen = info->tokens_seen;
     meta->global_batch = info->global_batch;
     meta->loader_position = ts_loader_position(ts_trainer_loader(tr));
     meta->layout = info->layout;
-    TS_CHECK_GOTO(ts_gpt_config_to_kv(cfg, meta->model, &meta->num_model), st, exit);
+    TS_CHECK(ts_gpt_config_to_kv(cfg, meta->model, &meta->num_model));
     for (int i = 0; i < info->num_train && i < TS_CKPT_MAX_KV; i++)
         meta->train[meta->num_train++] = info->train[i];
     meta->num_data = info->num_data;
-    meta->data = (struct ts_ckpt_data_file *)info->data;
+    meta->data = (struct ts_ckpt_data_file *)info->data; /* the caller's, for the whole run */
     /* paths are recorded whole or not at all (a cut parent would name another checkpoint) */
-    TS_CHECK_GOTO(ts_path_fmt(meta->data_manifest, sizeof(meta->data_manifest), "%s",
-                              info->data_manifest ? info->data_manifest : ""),
-                  st, exit);
-    TS_CHECK_GOTO(
-        ts_path_fmt(meta->parent, sizeof(meta->parent), "%s", info->parent ? info->parent : ""), st,
-        exit);
+    TS_CHECK(ts_path_fmt(meta->data_manifest, sizeof(meta->data_manifest), "%s",
+                         info->data_manifest ? info->data_manifest : ""));
+    TS_CHECK(
+        ts_path_fmt(meta->parent, sizeof(meta->parent), "%s", info->parent ? info->parent : ""));
     snprintf(meta->data_manifest_hash, sizeof(meta->data_manifest_hash), "%s",
              info->data_manifest_hash ? info->data_manifest_hash : "");
     snprintf(meta->build_version, sizeof(meta->build_version), "%s",
              info->build_version ? info->build_version : "");
 
-    struct ts_ckpt_save_args args = {.dir = dir,
-                                     .meta = meta,
-                                     .tensors = s.tensors,
-                                     .num_tensors = count * tables,
-                                     .blobs = &blob,
-                                     .num_blobs = 1,
-                                     /* model.h5 from the fp32 master weights where they exist */
-                                     .model_table = has_master ? "master" : "params",
-                                     .keep_last = keep_last,
-                                     .comm = world};
-    st = ts_ckpt_save(&args, path, path_len);
-exit:
-    staging_free(&s);
-    free(meta);
+    const struct ts_ckpt_save_args args = {
+        .dir = dir,
+        .meta = meta,
+        .tensors = s->tensors,
+        .num_tensors = count * tables,
+        .blobs = &blob,
+        .num_blobs = 1,
+        /* model.h5 from the fp32 master weights where they exist */
+        .model_table = has_master ? "master" : "params",
+        .keep_last = keep_last,
+        .owned = info->owned,
+        .comm = s->world};
+    TS_CHECK(ts_ckpt_writer_begin(s->writer, &args));
+    return ts_ckpt_writer_poll(s->writer, false); /* a synchronous writer commits here */
+}
+
+ts_status ts_train_state_save(ts_trainer_t *tr, ts_comm_t *world,
+                              const struct ts_train_state_info *info, const char *dir,
+                              int keep_last, char *path, size_t path_len) {
+    ts_train_saver_t *s = NULL;
+    TS_CHECK(ts_train_saver_create(&s, tr, world, false));
+    ts_status st = ts_train_saver_begin(s, info, dir, keep_last);
+    if (st == TS_OK)
+        st = ts_ckpt_writer_poll(s->writer, true);
+    struct ts_ckpt_saved saved;
+    if (st == TS_OK && ts_ckpt_writer_take(s->writer, &saved) && path != NULL)
+        st = ts_path_fmt(path, path_len, "%s", saved.path);
+    ts_train_saver_destroy(s);
     return st;
 }
 

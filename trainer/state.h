@@ -9,8 +9,9 @@
  * counters (updates done, optimizer steps, loader position in global windows) as "key=value"
  * lines. The learning rate
  * is a pure function of the step and there is no other randomness in a step, so these restore
- * a run bit-exactly. Tensors cross the backend through staging host buffers allocated for the
- * call. Blocking; every rank of `world` calls save together; HDF5 runs on the calling thread. */
+ * a run bit-exactly. Tensors cross the backend through staging host buffers: a saver keeps them
+ * for the run and saves through a checkpoint writer (in the background or not); every rank of
+ * `world` saves together. Loads run HDF5 on the calling thread. */
 #ifndef TS_STATE_H
 #define TS_STATE_H
 
@@ -27,9 +28,27 @@ struct ts_train_state_info {
     const struct ts_ckpt_data_file *data;
     int num_data;
     const char *data_manifest, *data_manifest_hash, *parent, *build_version; /* may be NULL */
+    struct ts_ckpt_names *owned; /* the checkpoints pruning may delete (ckpt.h); NULL: any older */
 };
 
-/* Saves step ts_trainer_steps_done(tr) under dir (`<run>/checkpoints`). */
+/* A run's saver: host staging buffers allocated at the first save and reused (through the
+ * backend's host_alloc: pinned on a GPU), and a checkpoint writer (ckpt.h), asynchronous or
+ * not. The trainer and world must outlive it. destroy drains the writer (not collective). */
+typedef struct ts_train_saver ts_train_saver_t;
+ts_status ts_train_saver_create(ts_train_saver_t **out, ts_trainer_t *tr, ts_comm_t *world,
+                                bool async) TS_MUST_CHECK;
+void ts_train_saver_destroy(ts_train_saver_t *s);
+/* Collective, at a step boundary: waits for the previous save to be committed, copies the
+ * state of step ts_trainer_steps_done(tr) into the buffers (the only stall of an asynchronous
+ * save) and starts saving it under dir; a synchronous saver also commits it here. Committed
+ * saves are taken from the writer (ts_ckpt_writer_take). */
+ts_status ts_train_saver_begin(ts_train_saver_t *s, const struct ts_train_state_info *info,
+                               const char *dir, int keep_last) TS_MUST_CHECK;
+/* The writer, to poll at each step boundary, wait for, take committed saves from, drain. */
+ts_ckpt_writer_t *ts_train_saver_writer(ts_train_saver_t *s);
+
+/* Saves step ts_trainer_steps_done(tr) under dir (`<run>/checkpoints`), synchronously, with
+ * buffers allocated for the call. */
 ts_status ts_train_state_save(ts_trainer_t *tr, ts_comm_t *world,
                               const struct ts_train_state_info *info, const char *dir,
                               int keep_last, char *path, size_t path_len) TS_MUST_CHECK;

@@ -152,6 +152,29 @@ ts_status fix_save(ts_comm_t *comm, const char *dir, int64_t step, int keep_last
     return st;
 }
 
+ts_status fix_begin(ts_ckpt_writer_t *w, struct fixture *f, ts_comm_t *comm, const char *dir,
+                    int64_t step, int keep_last) {
+    const int rank = ts_comm_rank(comm);
+    fix_build(f, step, rank, ts_comm_size(comm));
+    char blob_a[64];
+    snprintf(blob_a, sizeof(blob_a), "rng of rank %d at step %lld", rank, (long long)step);
+    const int64_t counter = step * 7 + rank;
+    struct ts_ckpt_blob blobs[2] = {{.data = blob_a, .size = strlen(blob_a) + 1},
+                                    {.data = &counter, .size = sizeof(counter)}};
+    snprintf(blobs[0].name, sizeof(blobs[0].name), "rng");
+    snprintf(blobs[1].name, sizeof(blobs[1].name), "optim/step");
+    struct ts_ckpt_save_args a = {.dir = dir,
+                                  .meta = &f->meta,
+                                  .tensors = f->t,
+                                  .num_tensors = f->n,
+                                  .blobs = blobs,
+                                  .num_blobs = 2,
+                                  .model_table = "params",
+                                  .keep_last = keep_last,
+                                  .comm = comm};
+    return ts_ckpt_writer_begin(w, &a); /* the writer copies the blobs; f stays the caller's */
+}
+
 bool fix_check(const char *path, char *msg, size_t len, int64_t *step_out) {
     ts_ckpt_t *ck = NULL;
     if (ts_ckpt_open(&ck, path) != TS_OK) {

@@ -34,6 +34,11 @@ float fix_value(int64_t step, int tensor, int64_t e);
 ts_status fix_save(ts_comm_t *comm, const char *dir, int64_t step, int keep_last, char *path,
                    size_t len);
 
+/* Starts saving the fixture at step on writer w (f is built here and must stay until the save
+ * is no longer in flight; fix_free it then). */
+ts_status fix_begin(ts_ckpt_writer_t *w, struct fixture *f, ts_comm_t *comm, const char *dir,
+                    int64_t step, int keep_last);
+
 /* Opens path and checks every tensor (full reads) and blob equals the fixture at its step;
  * returns false with a Criterion-free message in msg. */
 bool fix_check(const char *path, char *msg, size_t len, int64_t *step);

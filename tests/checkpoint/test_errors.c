@@ -101,6 +101,10 @@ static void flip_blob(const char *d) {
     const char *f = in(d, "rank_00000.h5");
     flip_byte(f, data_offset(f, "_blobs/rng") + 2);
 }
+static void flip_index(const char *d) {
+    const char *f = in(d, "rank_00000.h5");
+    flip_byte(f, data_offset(f, "_index") + 30);
+}
 static void flip_model(const char *d) {
     const char *f = in(d, "model.h5");
     flip_byte(f, data_offset(f, "wpe.weight") + 9);
@@ -143,6 +147,11 @@ static const struct error_case cases[] = {
      flip_blob,
      READ_BLOB,
      {"rank_00000.h5", "checksum mismatch in state 'rng'"}},
+    {"flipped byte in a rank's index",
+     1,
+     flip_index,
+     VERIFY,
+     {"rank_00000.h5", "checksum mismatch in _index"}},
     {"flipped byte in model.h5", 1, flip_model, VERIFY, {"model.h5", "checksum mismatch", "wpe"}},
     {"two damaged files: verify names the first",
      1,

@@ -35,7 +35,36 @@ static void saver(const char *dir, int64_t first, struct progress *p) {
     }
 }
 
-Test(checkpoint_kill, sigkill_during_saves_never_breaks_latest, .timeout = 240) {
+/* The same with the background writer: a save begins, "training" goes on polling it at every
+ * boundary (1 ms steps), and `completed` moves when a poll reports the commit. Kills land while
+ * the writer thread writes, while it commits, and between saves. */
+static void async_saver(const char *dir, int64_t first, struct progress *p) {
+    ts_comm_t *c = NULL;
+    ts_ckpt_writer_t *w = NULL;
+    if (ts_comm_create_single(&c) != TS_OK || ts_ckpt_writer_create(&w, true) != TS_OK)
+        _exit(3);
+    static struct fixture f;
+    for (int64_t step = first;; step++) {
+        p->in_save = 1;
+        if (fix_begin(w, &f, c, dir, step, 2) != TS_OK) {
+            fprintf(stderr, "save %lld: %s\n", (long long)step, ts_last_error());
+            _exit(2);
+        }
+        struct ts_ckpt_saved saved;
+        while (!ts_ckpt_writer_take(w, &saved)) {
+            usleep(1000); /* a training step */
+            if (ts_ckpt_writer_poll(w, false) != TS_OK) {
+                fprintf(stderr, "save %lld: %s\n", (long long)step, ts_last_error());
+                _exit(2);
+            }
+        }
+        fix_free(&f);
+        p->completed = saved.step;
+        p->in_save = 0;
+    }
+}
+
+static void kill_trials(void (*save_loop)(const char *, int64_t, struct progress *)) {
     char *dir = ck_mkdtemp();
     struct progress *p =
         mmap(NULL, sizeof(*p), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -49,7 +78,7 @@ Test(checkpoint_kill, sigkill_during_saves_never_breaks_latest, .timeout = 240) 
         const int64_t before = p->completed;
         pid_t pid = fork();
         if (pid == 0)
-            saver(dir, next, p);
+            save_loop(dir, next, p);
         usleep((useconds_t)(2000 + rand() % 40000));
         during += p->in_save;
         kill(pid, SIGKILL);
@@ -78,4 +107,12 @@ Test(checkpoint_kill, sigkill_during_saves_never_breaks_latest, .timeout = 240) 
     cr_assert_geq(during, kills / 2, "only %d of %d kills landed during a save", during, kills);
     munmap(p, sizeof(*p));
     ck_rmdir(dir);
+}
+
+Test(checkpoint_kill, sigkill_during_saves_never_breaks_latest, .timeout = 240) {
+    kill_trials(saver);
+}
+
+Test(checkpoint_kill, sigkill_during_background_saves_never_breaks_latest, .timeout = 240) {
+    kill_trials(async_saver);
 }

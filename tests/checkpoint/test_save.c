@@ -162,15 +162,41 @@ Test(checkpoint_save, keep_last_and_replace) {
     int64_t step = 0;
     cr_assert(fix_check(dir, msg, sizeof(msg), &step), "%s", msg);
     cr_assert_eq(step, 50);
-    /* saving step 50 again replaces it; an older step saved later is kept and becomes latest */
+    /* saving step 50 again replaces it; an older step saved later is kept and becomes latest,
+     * and the newer ones stay: a branch this save cannot account for is never pruned */
     cr_assert_eq(fix_save(c, dir, 50, 2, path, sizeof(path)), TS_OK, "%s", ts_last_error());
     cr_assert_eq(fix_save(c, dir, 20, 2, path, sizeof(path)), TS_OK, "%s", ts_last_error());
     cr_assert_eq(ck_sh("test -d %s/step_00000020 && test -d %s/step_00000050", dir, dir), 0);
-    cr_assert_eq(count_steps(dir), 2);
+    cr_assert_eq(count_steps(dir), 3);
     cr_assert(fix_check(dir, msg, sizeof(msg), &step), "%s", msg);
     cr_assert_eq(step, 20);
     /* no leftovers */
     cr_assert_neq(ck_sh("ls -a %s | grep -q -e tmp- -e del-", dir), 0);
+    ts_comm_destroy(c);
+    ck_rmdir(dir);
+}
+
+/* A stray directory whose name parses as the step being saved (`step_000000005` beside
+ * `step_00000005`) once made pruning rebuild the name and delete the checkpoint just committed. */
+Test(checkpoint_save, prune_deletes_exact_names_only) {
+    char *dir = ck_mkdtemp();
+    ts_comm_t *c = single();
+    char path[TS_PATH_MAX], msg[512];
+    for (int s = 1; s <= 4; s++)
+        cr_assert_eq(fix_save(c, dir, s, 0, path, sizeof(path)), TS_OK, "%s", ts_last_error());
+    cr_assert_eq(ck_sh("cp -r %s/step_00000004 %s/step_000000005 && cp -r %s/step_00000004 "
+                       "%s/step_000000001",
+                       dir, dir, dir, dir),
+                 0);
+    cr_assert_eq(fix_save(c, dir, 5, 2, path, sizeof(path)), TS_OK, "%s", ts_last_error());
+    int64_t step = 0;
+    cr_assert(fix_check(dir, msg, sizeof(msg), &step), "%s", msg);
+    cr_assert_eq(step, 5, "latest is step %lld", (long long)step);
+    cr_assert_eq(ck_sh("test -d %s/step_00000005 && test -d %s/step_00000004", dir, dir), 0,
+                 "the new checkpoint and the newest older one stay");
+    cr_assert_eq(ck_sh("test -d %s/step_000000005 && test -d %s/step_000000001", dir, dir), 0,
+                 "stray names are not pruning's to delete");
+    cr_assert_neq(ck_sh("test -e %s/step_00000001 -o -e %s/step_00000003", dir, dir), 0);
     ts_comm_destroy(c);
     ck_rmdir(dir);
 }

@@ -75,6 +75,70 @@ static void expect_same_state(const char *a, const char *b) {
     ts_ckpt_close(cb);
 }
 
+/* Every stored tensor and the trainer blob of two checkpoints byte for byte. */
+static void expect_identical_checkpoints(const char *a, const char *b) {
+    ts_ckpt_t *ca = NULL, *cb = NULL;
+    cr_assert_eq(ts_ckpt_open(&ca, a), TS_OK, "%s", ts_last_error());
+    cr_assert_eq(ts_ckpt_open(&cb, b), TS_OK, "%s", ts_last_error());
+    cr_assert_eq(ts_ckpt_num_tensors(ca), ts_ckpt_num_tensors(cb));
+    cr_assert_gt(ts_ckpt_num_tensors(ca), 0);
+    for (int i = 0; i < ts_ckpt_num_tensors(ca); i++) {
+        const char *name = ts_ckpt_tensor_name(ca, i);
+        cr_assert_str_eq(name, ts_ckpt_tensor_name(cb, i));
+        struct ts_ckpt_tensor ta = {.num_boxes = 1};
+        snprintf(ta.name, sizeof(ta.name), "%s", name);
+        cr_assert_eq(ts_ckpt_tensor_info(ca, name, &ta.dtype, &ta.ndim, ta.shape), TS_OK);
+        int64_t n = 1;
+        for (int d = 0; d < ta.ndim; d++) {
+            ta.boxes[0].extent[d] = ta.shape[d];
+            n *= ta.shape[d];
+        }
+        struct ts_ckpt_tensor tb = ta;
+        const size_t bytes = (size_t)n * ts_dtype_size(ta.dtype);
+        ta.data = malloc(bytes);
+        tb.data = malloc(bytes);
+        cr_assert_eq(ts_ckpt_read(ca, &ta), TS_OK, "%s", ts_last_error());
+        cr_assert_eq(ts_ckpt_read(cb, &tb), TS_OK, "%s", ts_last_error());
+        cr_expect_eq(memcmp(ta.data, tb.data, bytes), 0, "%s differs", name);
+        free(ta.data);
+        free(tb.data);
+    }
+    char ba[256] = "", bb[256] = "";
+    size_t na = 0, nb = 0;
+    cr_assert_eq(ts_ckpt_read_blob(ca, "trainer", 0, ba, sizeof(ba), &na), TS_OK);
+    cr_assert_eq(ts_ckpt_read_blob(cb, "trainer", 0, bb, sizeof(bb), &nb), TS_OK);
+    cr_expect(na == nb && memcmp(ba, bb, na) == 0, "the trainer state differs");
+    ts_ckpt_close(ca);
+    ts_ckpt_close(cb);
+}
+
+/* Saves in the background (the default) store exactly what --sync-save stores, and each save
+ * is one metrics line with its stall and its own duration. */
+Test(launch_ckpt, background_and_sync_saves_are_identical, .timeout = 300) {
+    char dir[256], train[400], a[600], b[600];
+    setup_data(dir, sizeof(dir), train, sizeof(train));
+    struct cli_result r;
+    cli_run(&r, "train --data %s --out %s/async " TINY " --steps 7 --ckpt-every 2", train, dir);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    cli_run(&r, "train --data %s --out %s/sync " TINY " --steps 7 --ckpt-every 2 --sync-save",
+            train, dir);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    const int steps[4] = {2, 4, 6, 7};
+    for (int i = 0; i < 4; i++) {
+        snprintf(a, sizeof(a), "%s/async/checkpoints/step_%08d", dir, steps[i]);
+        snprintf(b, sizeof(b), "%s/sync/checkpoints/step_%08d", dir, steps[i]);
+        expect_identical_checkpoints(a, b);
+    }
+    const char *runs[2] = {"async", "sync"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(a, sizeof(a), "%s/%s/metrics.jsonl", dir, runs[i]);
+        cr_expect_eq(cli_count_lines(a, "\"checkpoint\":"), 4, "%s", runs[i]);
+        cr_expect_eq(cli_count_lines(a, "\"save_s\":"), 4, "%s", runs[i]);
+        cr_expect_eq(cli_count_lines(a, "\"checkpoint_s\":"), 4, "%s", runs[i]);
+    }
+    cli_rmdir(dir);
+}
+
 Test(launch_ckpt, stop_and_resume_is_bit_exact, .timeout = 300) {
     char dir[256], train[400], ma[400], mb[400], ca[400], cb[400];
     setup_data(dir, sizeof(dir), train, sizeof(train));
@@ -179,6 +243,152 @@ Test(launch_ckpt, resume_rules, .timeout = 300) {
     cli_rmdir(dir);
 }
 
+/* --init-from and --resume-from never train over a run that holds checkpoints unless
+ * --overwrite, and --overwrite keeps the checkpoint being read; pruning leaves it alone. */
+Test(launch_ckpt, starting_from_a_checkpoint_never_destroys_a_run, .timeout = 300) {
+    char dir[256], train[400], m[400];
+    setup_data(dir, sizeof(dir), train, sizeof(train));
+    struct cli_result r;
+    cli_run(&r, "train --data %s --out %s/a " TINY " --steps 4 --ckpt-every 2", train, dir);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    snprintf(m, sizeof(m), "%s/a/metrics.jsonl", dir);
+    const char *froms[2] = {"init-from", "resume-from"};
+    for (int i = 0; i < 2; i++) {
+        cli_run(
+            &r,
+            "train --data %s --out %s/a --threads 1 --steps 3 --%s %s/a/checkpoints/step_00000002",
+            train, dir, froms[i], dir);
+        cr_expect_eq(r.code, 2, "--%s: %s", froms[i], r.err);
+        cr_expect_not_null(strstr(r.err, "already holds checkpoints"), "%s", r.err);
+        cr_expect_eq(cli_count_lines(m, "\"loss\":"), 4, "metrics.jsonl untouched");
+        char cmd[700];
+        snprintf(cmd, sizeof(cmd),
+                 "test -d %s/a/checkpoints/step_00000002 -a -d %s/a/checkpoints/step_00000004", dir,
+                 dir);
+        cr_expect_eq(system(cmd), 0, "the checkpoints are untouched");
+    }
+    /* fine-tuning inside the run it reads would save over its source's step names */
+    cli_run(&r,
+            "train --data %s --out %s/a --threads 1 --steps 3 --overwrite --init-from "
+            "%s/a/checkpoints/step_00000002",
+            train, dir, dir);
+    cr_expect_eq(r.code, 2, "%s", r.err);
+    cr_expect_not_null(strstr(r.err, "lies inside --out"), "%s", r.err);
+    /* --overwrite branching from step 2: step 4 goes, step 2 stays through --keep-last 1 */
+    cli_run(&r,
+            "train --data %s --out %s/a --threads 1 --steps 6 --ckpt-every 1 --keep-last 1 "
+            "--overwrite --resume-from %s/a/checkpoints/step_00000002",
+            train, dir, dir);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    char cmd[700];
+    snprintf(cmd, sizeof(cmd),
+             "test \"$(ls %s/a/checkpoints | grep '^step_' | tr '\\n' ' ')\" = "
+             "'step_00000002 step_00000006 '",
+             dir);
+    cr_expect_eq(system(cmd), 0, "expected step_00000002 (read) and step_00000006 (kept)");
+    cr_expect_eq(cli_count_lines(m, "\"loss\":"), 6);
+    cli_rmdir(dir);
+}
+
+/* A damaged latest: --resume falls back to the newest checkpoint that verifies, says so, and
+ * still finishes with the losses of a run never interrupted. */
+Test(launch_ckpt, resume_falls_back_past_a_damaged_latest, .timeout = 300) {
+    char dir[256], train[400], ma[400], mb[400], cmd[800];
+    setup_data(dir, sizeof(dir), train, sizeof(train));
+    struct cli_result r;
+    cli_run(&r, "train --data %s --out %s/ref " TINY " --steps 8", train, dir);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    cli_run(&r, "train --data %s --out %s/b " TINY " --steps 8 --stop-after 6 --ckpt-every 2",
+            train, dir);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    snprintf(cmd, sizeof(cmd), "truncate -s 3000 %s/b/checkpoints/step_00000006/rank_00000.h5",
+             dir);
+    cr_assert_eq(system(cmd), 0);
+    cli_run(&r, "train --data %s --out %s/b --threads 1 --resume", train, dir);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    cr_expect_not_null(strstr(r.err, "step_00000006 is damaged"), "%s", r.err);
+    cr_expect_not_null(strstr(r.err, "falling back to"), "%s", r.err);
+    cr_expect_not_null(strstr(r.err, "resuming from"), "%s", r.err);
+    cr_expect_not_null(strstr(r.err, "step_00000004 (step 4)"), "%s", r.err);
+    snprintf(ma, sizeof(ma), "%s/ref/metrics.jsonl", dir);
+    snprintf(mb, sizeof(mb), "%s/b/metrics.jsonl", dir);
+    float la[16], lb[16];
+    cr_assert_eq(read_losses(ma, la, 16), 8);
+    cr_assert_eq(read_losses(mb, lb, 16), 8);
+    cr_expect_eq(memcmp(la, lb, sizeof(float) * 8), 0, "losses differ after the fallback");
+    cli_rmdir(dir);
+}
+
+/* Data given relative to one directory is recorded absolute: sample, eval and a resume (which
+ * takes --data from the checkpoint) work from any other working directory. */
+Test(launch_ckpt, recorded_paths_work_from_another_directory, .timeout = 300) {
+    char dir[256], cmd[2400];
+    cli_tmpdir(dir, sizeof(dir));
+    const char *bin = getenv("TS_BUILD_DIR");
+    cr_assert_not_null(bin);
+    snprintf(
+        cmd, sizeof(cmd),
+        "cd %s && mkdir -p work elsewhere && cd work && "
+        "for i in $(seq 1 300); do echo \"the quick brown fox $i jumps over the lazy dog\"; "
+        "done > text.txt && %s/launch/tessera prepare --tokenizer bytes --input text.txt --out "
+        "shards --val-fraction 0.05 --threads 1 2>/dev/null && "
+        "%s/launch/tessera train --data shards --val-data 'shards/val.bin' --out ../run "
+        "--vocab-size 256 --layers 1 --heads 2 --channels 16 --seq-len 16 --batch 2 "
+        "--steps 3 --stop-after 2 --threads 1 --log-every 1000 2>/dev/null",
+        dir, bin, bin);
+    cr_assert_eq(system(cmd), 0, "prepare and train from %s/work failed", dir);
+    /* config.json names the data by absolute paths */
+    snprintf(cmd, sizeof(cmd),
+             "cd %s && /usr/bin/python3 -c \"import json, os\n"
+             "t = json.load(open('run/config.json'))['train']\n"
+             "w = os.path.realpath('work')\n"
+             "assert t['data'] == w + '/shards', t['data']\n"
+             "assert t['val_data'] == w + '/shards/val.bin', t['val_data']\"",
+             dir);
+    cr_expect_eq(system(cmd), 0, "config.json does not name the data by absolute paths");
+    struct cli_result r;
+    cli_run(&r, "sample --ckpt %s/run --prompt 'the quick' --max-tokens 4 --threads 1", dir);
+    cr_expect_eq(r.code, 0, "sample: %s", r.err);
+    /* resume from elsewhere, taking --data and --val-data from the checkpoint */
+    snprintf(cmd, sizeof(cmd),
+             "cd %s/elsewhere && %s/launch/tessera train --out ../run --resume --threads 1 "
+             "2>err.txt",
+             dir, bin);
+    cr_expect_eq(system(cmd), 0, "resume from another directory failed");
+    snprintf(
+        cmd, sizeof(cmd),
+        "cd %s/elsewhere && %s/launch/tessera eval --ckpt ../run --data %s/work/shards/val.bin "
+        "--batch 2 --seq-len 16 --batches 1 --threads 1 >/dev/null 2>&1",
+        dir, bin, dir);
+    cr_expect_eq(system(cmd), 0, "eval from another directory failed");
+    cli_rmdir(dir);
+}
+
+/* `tessera export hf`: config.json and model.safetensors, read back by a hand-written reader
+ * (tests/launch/safetensors_check.py: json + struct + numpy) and compared with model.h5. */
+Test(launch_ckpt, export_hf_matches_model_h5, .timeout = 300) {
+    char dir[256], train[400], cmd[1600];
+    setup_data(dir, sizeof(dir), train, sizeof(train));
+    struct cli_result r;
+    cli_run(&r, "train --data %s --out %s/a " TINY " --steps 3", train, dir);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    cli_run(&r, "export hf %s/a %s/hf", dir, dir); /* a run directory: its latest */
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    cr_expect_not_null(strstr(r.out, "step 3"), "%s", r.out);
+    if (system("/usr/bin/python3 -c 'import h5py, numpy' 2>/dev/null") == 0) {
+        snprintf(cmd, sizeof(cmd),
+                 "/usr/bin/python3 %s/tests/launch/safetensors_check.py %s/hf "
+                 "%s/a/checkpoints/step_00000003",
+                 getenv("TS_SOURCE_DIR"), dir, dir);
+        cr_expect_eq(system(cmd), 0, "the safetensors file does not match model.h5");
+    }
+    cli_run(&r, "export hf %s/nothing %s/hf2", dir, dir);
+    cr_expect_eq(r.code, 2, "%s", r.err);
+    cli_run(&r, "export onnx %s/a %s/hf3", dir, dir);
+    cr_expect_eq(r.code, 2, "%s", r.err);
+    cli_rmdir(dir);
+}
+
 /* eval from a run directory, a checkpoint directory and an earlier version's model.bin: the
  * same number; verify finds a flipped byte; h5py's model.h5 equals what eval loads. */
 Test(launch_ckpt, eval_verify_and_h5py, .timeout = 300) {
@@ -272,7 +482,18 @@ Test(launch_ckpt, eval_verify_and_h5py, .timeout = 300) {
     cr_expect_not_null(strstr(r.err, "rank_00000.h5"), "%s", r.err);
     cr_expect_not_null(strstr(r.err, "checksum mismatch"), "%s", r.err);
     cr_expect_not_null(strstr(r.err, "adam_v/h.1.mlp.c_fc.weight"), "%s", r.err);
+    /* the exit codes of its help: a damaged manifest is damage (1), no checkpoint usage (2) */
+    snprintf(cmd, sizeof(cmd),
+             "printf 'xx' | dd of=%s/a/checkpoints/step_00000008/manifest.pb "
+             "bs=1 seek=30 conv=notrunc 2>/dev/null",
+             dir);
+    cr_assert_eq(system(cmd), 0);
+    cli_run(&r, "ckpt verify %s/a", dir);
+    cr_expect_eq(r.code, 1, "%s%s", r.out, r.err);
+    cr_expect_not_null(strstr(r.err, "manifest.pb"), "%s", r.err);
     cli_run(&r, "ckpt inspect %s/nothing", dir);
+    cr_expect_eq(r.code, 2);
+    cli_run(&r, "ckpt verify %s/nothing", dir);
     cr_expect_eq(r.code, 2);
     cli_rmdir(dir);
 }
