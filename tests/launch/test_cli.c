@@ -117,7 +117,7 @@ Test(launch_cli, misleading_inputs_named) {
     cli_write_pattern_shard(path, 4000, 64, 1);
     /* a directory as --data said "No such device" */
     cli_run(&r, "train --data %s --out %s/run " TINY " --steps 1", dir, dir);
-    expect_usage_error(&r, "is a directory, not a regular file");
+    expect_usage_error(&r, "is a directory without manifest.json");
     /* a glob in a missing directory said "read error" */
     cli_run(&r, "train --data '%s/missing/*.bin' --out %s/run " TINY " --steps 1", dir, dir);
     expect_usage_error(&r, "cannot read directory");

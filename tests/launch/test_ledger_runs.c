@@ -75,8 +75,8 @@ Test(launch_ledger_runs, stopped_and_resumed_twice_is_one_ledger, .timeout = 300
 
     /* back to the checkpoint at step 4 after step 12 was recorded: 8 steps lost and redone */
     cli_run(&r,
-            "train --data %s --out %s/parts --threads 1 --resume-from %s/parts/checkpoints/"
-            "step_00000004",
+            "train --data %s --out %s/parts --threads 1 --overwrite --resume-from "
+            "%s/parts/checkpoints/step_00000004",
             data, dir, dir);
     cr_assert_eq(r.code, 0, "%s", r.err);
     p = cost_json(parts);

@@ -16,62 +16,7 @@
 
 #include "checkpoint/ckpt.h"
 #include "cli_util.h"
-
-struct run_result {
-    int code;
-    double seconds;
-    char out[65536]; /* stdout and stderr together */
-};
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static void sh_run(struct run_result *r, const char *fmt, ...) {
-    setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
-    setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
-    setenv("OMPI_MCA_pml", "ob1", 1);
-    setenv("OMPI_MCA_btl", "self,vader", 1);
-    char cmd[8192], dir[256], path[300], full[9000];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof(cmd), fmt, ap);
-    va_end(ap);
-    cli_tmpdir(dir, sizeof(dir));
-    snprintf(path, sizeof(path), "%s/out", dir);
-    snprintf(full, sizeof(full), "timeout -k 5 120 %s >%s 2>&1", cmd, path);
-    const double t0 = now_s();
-    const int status = system(full);
-    r->seconds = now_s() - t0;
-    r->code = (status != -1 && WIFEXITED(status)) ? WEXITSTATUS(status) : -1;
-    r->out[0] = '\0';
-    FILE *f = fopen(path, "r");
-    if (f != NULL) {
-        size_t n = fread(r->out, 1, sizeof(r->out) - 1, f);
-        r->out[n] = '\0';
-        fclose(f);
-    }
-    cli_rmdir(dir);
-}
-
-static const char *build_dir(void) {
-    const char *b = getenv("TS_BUILD_DIR");
-    cr_assert_not_null(b, "TS_BUILD_DIR is not set (run the tests through meson)");
-    return b;
-}
-
-struct fixture {
-    char dir[256];
-    char data[320];
-};
-
-static void fixture_make(struct fixture *fx) {
-    cli_tmpdir(fx->dir, sizeof(fx->dir));
-    snprintf(fx->data, sizeof(fx->data), "%s/train_000.bin", fx->dir);
-    cli_write_pattern_shard(fx->data, 40000, 64, 11);
-}
+#include "mr_util.h"
 
 #define MODEL_FLAGS                                                                                \
     "--vocab-size 64 --layers 2 --heads 2 --channels 32 --seq-len 16 --lr 3e-3 --warmup 2 "        \
@@ -85,22 +30,6 @@ static void train(struct run_result *r, const struct fixture *fx, const char *en
         snprintf(launcher, sizeof(launcher), "mpirun --oversubscribe -np %d ", np);
     sh_run(r, "env %s %s%s/launch/tessera train " MODEL_FLAGS " --data %s --out %s/%s %s", env,
            launcher, build_dir(), fx->data, fx->dir, name, extra);
-}
-
-static int read_metric(const struct fixture *fx, const char *name, const char *key, double *v,
-                       int max) {
-    char path[512], line[1024];
-    snprintf(path, sizeof(path), "%s/%s/metrics.jsonl", fx->dir, name);
-    FILE *f = fopen(path, "r");
-    cr_assert_not_null(f, "no %s", path);
-    int n = 0;
-    while (n < max && fgets(line, sizeof(line), f) != NULL) {
-        const char *p = strstr(line, key);
-        if (p != NULL)
-            v[n++] = strtod(p + strlen(key), NULL);
-    }
-    fclose(f);
-    return n;
 }
 
 /* The step of the run's latest checkpoint, verified (-1: none). */

@@ -9,6 +9,7 @@
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,65 +19,7 @@
 
 #include "checkpoint/ckpt.h"
 #include "cli_util.h"
-
-struct run_result {
-    int code;
-    double seconds;
-    char out[65536]; /* stdout and stderr together */
-};
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* Runs a shell command with Open MPI's root/transport settings, capturing its output. */
-static void sh_run(struct run_result *r, const char *fmt, ...) {
-    setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
-    setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
-    setenv("OMPI_MCA_pml", "ob1", 1);
-    setenv("OMPI_MCA_btl", "self,vader", 1);
-    char cmd[8192], dir[256], path[300], full[9000];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof(cmd), fmt, ap);
-    va_end(ap);
-    cli_tmpdir(dir, sizeof(dir));
-    snprintf(path, sizeof(path), "%s/out", dir);
-    /* A hard ceiling so a hang fails the test instead of the suite's timeout. */
-    snprintf(full, sizeof(full), "timeout -k 5 120 %s >%s 2>&1", cmd, path);
-    const double t0 = now_s();
-    const int status = system(full);
-    r->seconds = now_s() - t0;
-    r->code = (status != -1 && WIFEXITED(status)) ? WEXITSTATUS(status) : -1;
-    r->out[0] = '\0';
-    FILE *f = fopen(path, "r");
-    if (f != NULL) {
-        size_t n = fread(r->out, 1, sizeof(r->out) - 1, f);
-        r->out[n] = '\0';
-        fclose(f);
-    }
-    cli_rmdir(dir);
-}
-
-static const char *build_dir(void) {
-    const char *b = getenv("TS_BUILD_DIR");
-    cr_assert_not_null(b, "TS_BUILD_DIR is not set (run the tests through meson)");
-    return b;
-}
-
-/* A run directory with one training shard (vocab 64). */
-struct fixture {
-    char dir[256];
-    char data[320];
-};
-
-static void fixture_make(struct fixture *fx) {
-    cli_tmpdir(fx->dir, sizeof(fx->dir));
-    snprintf(fx->data, sizeof(fx->data), "%s/train_000.bin", fx->dir);
-    cli_write_pattern_shard(fx->data, 40000, 64, 11);
-}
+#include "mr_util.h"
 
 #define MODEL_FLAGS                                                                                \
     "--vocab-size 64 --layers 2 --heads 2 --channels 32 --seq-len 16 --lr 3e-3 --warmup 2 "        \
@@ -91,23 +34,6 @@ static void train(struct run_result *r, const struct fixture *fx, int np, const 
         snprintf(launcher, sizeof(launcher), "mpirun --oversubscribe -np %d ", np);
     sh_run(r, "%s%s/launch/tessera train " MODEL_FLAGS " --data %s --out %s/%s %s", launcher,
            build_dir(), fx->data, fx->dir, name, extra);
-}
-
-/* The values of `key` ("\"loss\":") in metrics.jsonl's step lines. */
-static int read_metric(const struct fixture *fx, const char *name, const char *key, double *v,
-                       int max) {
-    char path[512], line[1024];
-    snprintf(path, sizeof(path), "%s/%s/metrics.jsonl", fx->dir, name);
-    FILE *f = fopen(path, "r");
-    cr_assert_not_null(f, "no %s", path);
-    int n = 0;
-    while (n < max && fgets(line, sizeof(line), f) != NULL) {
-        const char *p = strstr(line, key);
-        if (p != NULL)
-            v[n++] = strtod(p + strlen(key), NULL);
-    }
-    fclose(f);
-    return n;
 }
 
 /* Every params/ tensor of the run's latest checkpoint, concatenated in table order. */
@@ -549,6 +475,42 @@ Test(multirank_slurm, srun_pmix_trains_like_mpirun) {
     cli_rmdir(fx.dir);
 }
 
+/* The job id `tessera launch` printed (its last line that starts with a digit). */
+static long job_id_of(const char *out) {
+    long job = 0;
+    for (const char *p = out; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+        if (*p >= '0' && *p <= '9')
+            job = strtol(p, NULL, 10);
+    cr_assert_gt(job, 0, "no job id in: %s", out);
+    return job;
+}
+
+/* Waits (at most `seconds`) for a job to reach a final state; squeue can miss a job for a moment
+ * while it is requeued, scontrol cannot. A requeued job's hold is lifted after 5 s when `lift`:
+ * one started while the node still cleans up the last allocation is killed ("Job credential
+ * revoked"), which Slurm's own two-minute hold prevents normally. */
+static void wait_for_job(long job, int seconds, bool lift) {
+    char done[512], held[256], release[128];
+    snprintf(done, sizeof(done),
+             "scontrol show job %ld 2>/dev/null | "
+             "grep -qE 'JobState=(COMPLETED|FAILED|TIMEOUT|CANCELLED|NODE_FAIL|OUT_OF_MEMORY) '",
+             job);
+    snprintf(held, sizeof(held), "squeue -h -j %ld -o %%r 2>/dev/null | grep -q BeginTime", job);
+    snprintf(release, sizeof(release), "scontrol update JobId=%ld StartTime=now >/dev/null 2>&1",
+             job);
+    int waiting = 0;
+    for (int i = 0; i < seconds * 5 && system(done) != 0; i++) {
+        waiting = lift && system(held) == 0 ? waiting + 1 : 0;
+        if (waiting >= 25) {
+            if (system(release) != 0)
+                cr_log_warn("could not lift job %ld's hold", job);
+            waiting = 0;
+        }
+        usleep(200000);
+    }
+    cr_assert_eq(system(done), 0, "job %ld not finished after %d s", job, seconds);
+}
+
 /* The batch script `tessera launch` writes, submitted to the local Slurm: a 2-task CPU job that
  * trains exactly as `mpirun -np 2` does. */
 Test(multirank_slurm, launch_sbatch_trains_like_mpirun, .timeout = 240) {
@@ -565,16 +527,7 @@ Test(multirank_slurm, launch_sbatch_trains_like_mpirun, .timeout = 240) {
            "--batch 2",
            build_dir(), fx.data, fx.dir);
     assert_ok(&r, "tessera launch");
-    long job = 0;
-    for (const char *p = r.out; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
-        if (*p >= '0' && *p <= '9')
-            job = strtol(p, NULL, 10);
-    cr_assert_gt(job, 0, "no job id in: %s", r.out);
-    char cmd[256];
-    snprintf(cmd, sizeof(cmd), "test -z \"$(squeue -h -j %ld 2>/dev/null)\"", job);
-    for (int i = 0; i < 600 && system(cmd) != 0; i++)
-        usleep(200000);
-    cr_assert_eq(system(cmd), 0, "job %ld still queued after 120 s", job);
+    wait_for_job(job_id_of(r.out), 120, false);
     char log[512];
     snprintf(log, sizeof(log), "grep -q 'train exited 0' %s/sb/slurm/*.out", fx.dir);
     cr_assert_eq(system(log), 0, "the job did not finish training (see %s/sb/slurm)", fx.dir);
@@ -605,37 +558,11 @@ Test(multirank_slurm, launch_requeues_after_the_time_limit, .timeout = 900) {
            build_dir(), fx.data, fx.dir, extra);
     unsetenv("TS_TEST_STEP_DELAY_MS");
     assert_ok(&r, "tessera launch");
-    long job = 0;
-    for (const char *p = r.out; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
-        if (*p >= '0' && *p <= '9')
-            job = strtol(p, NULL, 10);
-    cr_assert_gt(job, 0, "no job id in: %s", r.out);
+    const long job = job_id_of(r.out);
     /* the uninterrupted run, while the job waits or runs */
     train(&r, &fx, 2, "straight", extra);
     assert_ok(&r, "straight");
-    char gone[512], release[256];
-    /* squeue can miss a job for a moment while it is requeued: wait for a final state */
-    snprintf(gone, sizeof(gone),
-             "scontrol show job %ld 2>/dev/null | "
-             "grep -qE 'JobState=(COMPLETED|FAILED|TIMEOUT|CANCELLED|NODE_FAIL|OUT_OF_MEMORY) '",
-             job);
-    snprintf(release, sizeof(release), "squeue -h -j %ld -o %%r 2>/dev/null | grep -q BeginTime",
-             job);
-    char lift[128];
-    snprintf(lift, sizeof(lift), "scontrol update JobId=%ld StartTime=now >/dev/null 2>&1", job);
-    /* Lifted only after 5 s: a job started while the node still cleans up the last allocation
-     * is killed ("Job credential revoked"); Slurm's own hold is what prevents that normally. */
-    int held = 0;
-    for (int i = 0; i < 3000 && system(gone) != 0; i++) {
-        held = system(release) == 0 ? held + 1 : 0;
-        if (held >= 25) {
-            if (system(lift) != 0)
-                cr_log_warn("could not lift job %ld's hold", job);
-            held = 0;
-        }
-        usleep(200000);
-    }
-    cr_assert_eq(system(gone), 0, "job %ld still queued after 600 s", job);
+    wait_for_job(job, 600, true);
     char cmd[2048];
     snprintf(cmd, sizeof(cmd), "grep -q 'requeueing job' %s/sb/slurm/*.out", fx.dir);
     cr_assert_eq(system(cmd), 0, "the job never requeued itself (see %s/sb/slurm)", fx.dir);
