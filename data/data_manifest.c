@@ -207,7 +207,7 @@ ts_status ts_data_manifest_find(const char *pattern, char *out, size_t len, bool
 }
 
 ts_status ts_data_manifest_vocab(const char *data, bool given, bool exact, int *vocab_size) {
-    char path[4200];
+    char path[TS_PATH_MAX];
     bool found = false;
     TS_CHECK(ts_data_manifest_find(data, path, sizeof(path), &found));
     if (!found)

@@ -339,9 +339,9 @@ out:
 }
 
 static ts_status load_dir(struct ts_tokenizer *t, const char *dir) {
-    char enc_path[4200], bpe_path[4200];
-    snprintf(enc_path, sizeof(enc_path), "%s/encoder.json", dir);
-    snprintf(bpe_path, sizeof(bpe_path), "%s/vocab.bpe", dir);
+    char enc_path[TS_PATH_MAX], bpe_path[TS_PATH_MAX];
+    TS_CHECK(ts_path_join(enc_path, sizeof(enc_path), dir, "encoder.json"));
+    TS_CHECK(ts_path_join(bpe_path, sizeof(bpe_path), dir, "vocab.bpe"));
     int16_t unicode_to_byte[512];
     for (int i = 0; i < 512; i++)
         unicode_to_byte[i] = -1;
@@ -411,12 +411,12 @@ static bool is_file(const char *path) {
 }
 
 static ts_status load_gpt2(ts_tokenizer_t **out) {
-    char dir[4096], path[4200];
+    char dir[TS_PATH_MAX], path[TS_PATH_MAX];
     TS_CHECK(ts_tok_gpt2_dir(dir, sizeof(dir)));
     static const char *names[2] = {"encoder.json", "vocab.bpe"};
     static const char *sums[2] = {TS_TOK_GPT2_ENCODER_SHA256, TS_TOK_GPT2_VOCAB_SHA256};
     for (int i = 0; i < 2; i++) {
-        snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+        TS_CHECK(ts_path_join(path, sizeof(path), dir, names[i]));
         if (!is_file(path))
             return ts_error(TS_ERR_IO,
                             "the GPT-2 vocabulary is not in %s (%s missing): fetch it with "

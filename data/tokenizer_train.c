@@ -556,9 +556,9 @@ ts_status ts_tok_trainer_save(const ts_tok_trainer_t *tr, const char *dir) {
     if (tr->vocab_size == 0)
         return ts_error(TS_ERR_INVALID_ARG, "save before run: nothing learnt yet");
     TS_CHECK(ts_fs_mkdirs(dir));
-    char path[4200];
-    snprintf(path, sizeof(path), "%s/encoder.json", dir);
+    char path[TS_PATH_MAX];
+    TS_CHECK(ts_path_join(path, sizeof(path), dir, "encoder.json"));
     TS_CHECK(write_file(path, tr, 1));
-    snprintf(path, sizeof(path), "%s/vocab.bpe", dir);
+    TS_CHECK(ts_path_join(path, sizeof(path), dir, "vocab.bpe"));
     return write_file(path, tr, 0);
 }
