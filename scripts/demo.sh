@@ -2,7 +2,7 @@
 # demo.sh BUILD: from raw text to a trained model in about four minutes on two idle CPU cores.
 #   1. fetch the King James Bible from Debian's bible-kjv package (public domain, ~4.3 MB)
 #   2. train a 4096-token byte-level BPE tokenizer on it
-#   3. prepare shards: the first 90% of the tokens to train, the last 10% to val
+#   3. prepare shards: one ~8 KB segment in ten to val, the rest to train
 #   4. train a small GPT for about two minutes (1000 steps; val loss rises again past ~1000)
 #   5. evaluate, and compare the val loss with the unigram entropy (the loss of a model that
 #      knows only token frequencies) and in bits per byte
@@ -12,6 +12,7 @@ build=${1:-build}
 tessera="$build/launch/tessera"
 out=${DEMO_OUT:-runs/demo}
 steps=${DEMO_STEPS:-1000}
+warmup=$((steps < 500 ? steps / 10 : 50)) # a warmup must fit in the run
 cache=${TESSERA_HOME:-$HOME/.cache/tessera}
 corpus="$cache/corpora/kjv/kjv.txt"
 t0=$SECONDS
@@ -42,14 +43,14 @@ echo "== 2/6 tokenizer: byte-level BPE, 4096 tokens, GPT-2 pre-splitting"
 mkdir -p "$out"
 "$tessera" tokenizer train --input "$corpus" --vocab-size 4096 --out "$out/tokenizer"
 
-echo "== 3/6 prepare: first 90% of the tokens -> train, last 10% -> val"
+echo "== 3/6 prepare: one segment in ten -> val, the rest -> train"
 "$tessera" prepare --tokenizer "$out/tokenizer" --input "$corpus" --out "$out/data" \
-  --val-fraction 0.1
+  --val-fraction 0.1 --overwrite
 
 echo "== 4/6 train: 4 layers, 4 heads, 128 channels, seq 64, batch 16, $steps steps (~2 min on 2 idle cores)"
 "$tessera" train --data "$out/data/train_*.bin" --val-data "$out/data/val.bin" \
   --layers 4 --heads 4 --channels 128 --seq-len 64 --batch 16 --steps "$steps" \
-  --lr 2e-3 --warmup 50 --eval-every 500 --eval-batches 16 --log-every 100 \
+  --lr 2e-3 --warmup "$warmup" --eval-every 500 --eval-batches 16 --log-every 100 \
   --seed 1337 --out "$out/run" --overwrite
 
 echo "== 5/6 eval: the whole val split"
