@@ -287,7 +287,11 @@ ts_status ts_data_resolve(const char *data, char *pattern, size_t len) {
         w = snprintf(pattern, len, "%.*s/train_*.bin", (int)n, data);
         full = true;
     } else {
-        w = snprintf(pattern, len, "%s", data);
+        /* a copy, not snprintf("%s"): GCC's sanitizer build warns it could be NULL */
+        const size_t n = strlen(data);
+        w = n < len ? (int)n : -1;
+        if (w >= 0)
+            memcpy(pattern, data, n + 1);
         const char *slash = strrchr(data, '/');
         full = strcmp(slash ? slash + 1 : data, "train_*.bin") == 0;
     }
