@@ -252,7 +252,7 @@ exit:
 }
 
 static bool parse(int argc, char **argv, struct opts *o) {
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) { /* flag and value pairs */
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v)
             return false;
@@ -280,7 +280,6 @@ static bool parse(int argc, char **argv, struct opts *o) {
             o->seed = strtoull(v, NULL, 10);
         else
             return false;
-        i++;
     }
     const bool version_ok = strcmp(o->version, "reference") == 0 ||
                             strcmp(o->version, "flash") == 0 || strcmp(o->version, "all") == 0;
