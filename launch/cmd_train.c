@@ -31,6 +31,7 @@
 #include "launch/metrics.h"
 #include "launch/peak.h"
 #include "launch/prices.h"
+#include "launch/progress.h"
 #include "launch/resume.h"
 #include "launch/settings.h"
 #include "launch/signals.h"
@@ -79,11 +80,7 @@ struct run {
     struct ts_energy energy; /* rank 0's counter for the ledger */
     struct ts_peak peak;     /* one device's dense peak at the run's precision */
     struct ts_ledger_prices prices;
-    bool live;        /* rank 0 draws one live progress line (stderr is a terminal) */
-    bool line_open;   /* the live line is on screen without its newline */
-    double t_start;   /* ts_launch_now_s() when the loop began */
-    int64_t first;    /* updates done when the loop began */
-    double drawn;     /* when the live line was last drawn */
+    struct ts_progress progress; /* rank 0's live line on a terminal */
     ts_ckpt_t *start; /* the checkpoint a resume or --init-from reads, closed once read */
     struct ts_train_state_info info; /* what every checkpoint of this run records */
     struct ts_ckpt_kv kv[TS_CKPT_MAX_KV];
@@ -127,51 +124,22 @@ static ts_status before_step(void *ctx, int64_t step) {
     return TS_OK;
 }
 
-/* Ends the live progress line before anything else is printed. */
-static void close_line(struct run *r) {
-    if (r->line_open) {
-        fputc('\n', stderr);
-        r->line_open = false;
-    }
-}
-
-static void format_seconds(double s, char *buf, size_t len) {
-    if (s < 0)
-        snprintf(buf, len, "-");
-    else if (s < 3600)
-        snprintf(buf, len, "%dm%02ds", (int)s / 60, (int)s % 60);
-    else
-        snprintf(buf, len, "%dh%02dm", (int)(s / 3600), ((int)s % 3600) / 60);
-}
-
-/* One line redrawn in place: step/total, loss, tokens/s, ETA, time left in the allocation. */
-static void draw_line(struct run *r, const struct ts_step_record *rec) {
-    const int done = rec->step + 1;
-    const double elapsed = ts_launch_now_s() - r->t_start;
-    const double per_step = done > r->first ? elapsed / (double)(done - r->first) : 0;
-    const int64_t stop =
-        r->a->stop_after > 0 && r->a->stop_after < r->a->steps ? r->a->stop_after : r->a->steps;
-    char eta[32], left[32];
-    format_seconds(per_step * (double)(stop - done), eta, sizeof(eta));
-    format_seconds(r->coord ? ts_coord_time_left(r->coord) : -1, left, sizeof(left));
-    fprintf(stderr, "\r\033[Kstep %d/%d | loss %.4f | %.0f tok/s | ETA %s | time left %s", done,
-            r->a->steps, (double)rec->loss, rec->tok_per_s, eta, left);
-    fflush(stderr);
-    r->line_open = true;
-    r->drawn = ts_launch_now_s();
+/* The update --stop-after (when before --steps) or --steps ends the run at. */
+static int64_t stop_step(const struct ts_train_settings *a) {
+    return a->stop_after > 0 && a->stop_after < a->steps ? a->stop_after : a->steps;
 }
 
 static ts_status on_step(void *ctx, const struct ts_step_record *rec) {
     struct run *r = ctx;
     const int done = rec->step + 1;
     if (rec->skipped && r->metrics != NULL) {
-        close_line(r);
+        ts_progress_close(&r->progress);
         TS_LOG_W("%s", ts_coord_detail(r->coord));
     }
-    if (r->live && r->metrics != NULL) {
-        if (ts_launch_now_s() - r->drawn >= 0.1 || done == r->a->steps) /* at most 10 a second */
-            draw_line(r, rec);
-    } else if (done == 1 || done % r->a->log_every == 0 || done == r->a->steps)
+    if (r->progress.live && r->metrics != NULL)
+        ts_progress_draw(&r->progress, rec, r->a->steps, stop_step(r->a),
+                         r->coord ? ts_coord_time_left(r->coord) : -1);
+    else if (done == 1 || done % r->a->log_every == 0 || done == r->a->steps)
         TS_LOG_I("step %5d/%d | loss %.6f | lr %.3e | norm %.4f | %.1f ms | %.0f tok/s", done,
                  r->a->steps, (double)rec->loss, (double)rec->lr, (double)rec->grad_norm,
                  rec->step_ms, rec->tok_per_s);
@@ -184,7 +152,7 @@ static ts_status decide(void *ctx, const struct ts_step_record *rec, struct ts_r
     if (r->grid.tp_size > 1)
         d->actions &= ~(unsigned)TS_RUN_CHECKPOINT; /* not written at tp > 1 yet (logged) */
     if (d->actions & (TS_RUN_EVAL | TS_RUN_CHECKPOINT | TS_RUN_STOP))
-        close_line(r);
+        ts_progress_close(&r->progress);
     return TS_OK;
 }
 
@@ -194,7 +162,7 @@ static ts_status on_eval(void *ctx, int64_t step, double loss, int64_t tokens, d
         ts_coord_note_eval(r->coord, seconds);
     if (r->metrics == NULL)
         return TS_OK; /* the dp ranks split the batches; rank 0 reports */
-    close_line(r);
+    ts_progress_close(&r->progress);
     TS_LOG_I("eval  step %" PRId64 " | val loss %.6f | %" PRId64 " tokens | %.1f s", step, loss,
              tokens, seconds);
     return ts_metrics_eval(r->metrics, (int)step, loss, tokens);
@@ -205,7 +173,7 @@ static ts_status on_checkpoint(void *ctx, int64_t step, const char *path, double
     struct run *r = ctx;
     if (r->coord != NULL)
         ts_coord_note_checkpoint(r->coord, stall_s, save_s);
-    close_line(r);
+    ts_progress_close(&r->progress);
     TS_LOG_I("checkpoint: step %" PRId64 " saved to %s in %.2f s (training stalled %.2f s)", step,
              path, save_s, stall_s);
     return r->metrics ? ts_metrics_checkpoint(r->metrics, (int)step, path, stall_s, save_s) : TS_OK;
@@ -739,7 +707,7 @@ static int train(struct ts_train_flags *flags, int *argc, char ***argv, double t
     const int dp = r.grid.dp_size;
     const struct ts_run_config rc = {
         .steps = a->steps,
-        .stop = a->stop_after > 0 && a->stop_after < a->steps ? a->stop_after : a->steps,
+        .stop = stop_step(a),
         .eval_every = a->eval_every,
         .eval_batches = eval_batches(&r, dp),
         .eval_batch = a->batch,
@@ -781,9 +749,7 @@ static int train(struct ts_train_flags *flags, int *argc, char ***argv, double t
         .on_eval = on_eval,
         .on_checkpoint = on_checkpoint,
     };
-    r.live = root && isatty(STDERR_FILENO) && getenv("TS_NO_LIVE") == NULL;
-    r.t_start = ts_launch_now_s();
-    r.first = ts_trainer_steps_done(r.trainer);
+    ts_progress_init(&r.progress, root, ts_trainer_steps_done(r.trainer));
     if (coordinated)
         ts_signals_install();
     if (ts_trainer_steps_done(r.trainer) >= rc.stop)
@@ -794,7 +760,7 @@ static int train(struct ts_train_flags *flags, int *argc, char ***argv, double t
         TS_CHECK_GOTO(ts_ledger_begin(r.ledger), st, fail);
     st = ts_run(r.trainer, r.comm, r.grid.dp, r.val, &rc, &r.info, &hooks, &res);
     ts_signals_restore();
-    close_line(&r);
+    ts_progress_close(&r.progress);
     TS_CHECK_GOTO(st, st, fail);
     if (r.ledger != NULL)
         TS_CHECK_GOTO(ts_ledger_end(r.ledger, ts_stop_reason_name(res.reason)), st, fail);
