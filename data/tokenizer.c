@@ -55,10 +55,8 @@ void ts_tok_byte_order(uint8_t order[256]) {
 uint32_t ts_tok_byte_to_unicode(uint8_t b) {
     if (printable(b))
         return b;
-    uint32_t n = 0;
-    for (int c = 0; c < b; c++)
-        n += !printable(c);
-    return 256 + n;
+    /* the non-printable bytes in order: 0x00-0x20 (33), 0x7F-0xA0 (34), 0xAD */
+    return 256 + (b <= 0x20 ? b : b <= 0xA0 ? 33u + (b - 0x7Fu) : 67u);
 }
 
 ts_status ts_tok_gpt2_dir(char *out, size_t len) {

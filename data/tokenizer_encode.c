@@ -13,6 +13,7 @@
  * grow left to right, so the heap's least valid key is the scan's choice. */
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,29 +21,41 @@
 #include "data/tokenizer_impl.h"
 
 struct ts_tok_splitter {
-    pcre2_code *code;
-    pcre2_match_data *md;
+    pcre2_match_data *md; /* this splitter's own: the compiled pattern is shared */
 };
+
+/* The pattern, compiled (and JIT-compiled when PCRE2 can) once per process: compiling costs
+ * more than encoding a page of text, and a compiled pattern is read-only while matching, so
+ * every splitter and encoder on every thread shares it, each with its own match data. It lives
+ * until the process exits. */
+static pthread_once_t pattern_once = PTHREAD_ONCE_INIT;
+static pcre2_code *pattern;
+static char pattern_err[256];
+
+static void pattern_compile(void) {
+    int err;
+    PCRE2_SIZE erroff;
+    pattern = pcre2_compile((PCRE2_SPTR)TS_TOK_GPT2_PATTERN, PCRE2_ZERO_TERMINATED,
+                            PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &err, &erroff, NULL);
+    if (pattern == NULL) {
+        pcre2_get_error_message(err, (PCRE2_UCHAR *)pattern_err, sizeof(pattern_err));
+        return;
+    }
+    (void)pcre2_jit_compile(pattern, PCRE2_JIT_COMPLETE); /* the interpreter works without it */
+}
 
 ts_status ts_tok_splitter_create(ts_tok_splitter_t **out) {
     *out = NULL;
+    pthread_once(&pattern_once, pattern_compile);
+    if (pattern == NULL)
+        return ts_error(TS_ERR_UNSUPPORTED, "PCRE2 cannot compile the GPT-2 pattern: %s",
+                        pattern_err);
     struct ts_tok_splitter *s = calloc(1, sizeof(*s));
     if (s == NULL)
         return ts_error(TS_ERR_OOM, "out of memory for a pre-splitter");
-    int err;
-    PCRE2_SIZE erroff;
-    s->code = pcre2_compile((PCRE2_SPTR)TS_TOK_GPT2_PATTERN, PCRE2_ZERO_TERMINATED,
-                            PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &err, &erroff, NULL);
-    if (s->code == NULL) {
-        PCRE2_UCHAR msg[256];
-        pcre2_get_error_message(err, msg, sizeof(msg));
-        free(s);
-        return ts_error(TS_ERR_UNSUPPORTED, "PCRE2 cannot compile the GPT-2 pattern: %s", msg);
-    }
-    (void)pcre2_jit_compile(s->code, PCRE2_JIT_COMPLETE); /* the interpreter works without it */
-    s->md = pcre2_match_data_create_from_pattern(s->code, NULL);
+    s->md = pcre2_match_data_create_from_pattern(pattern, NULL);
     if (s->md == NULL) {
-        ts_tok_splitter_destroy(s);
+        free(s);
         return ts_error(TS_ERR_OOM, "out of memory for PCRE2 match data");
     }
     *out = s;
@@ -53,7 +66,6 @@ void ts_tok_splitter_destroy(ts_tok_splitter_t *s) {
     if (s == NULL)
         return;
     pcre2_match_data_free(s->md);
-    pcre2_code_free(s->code);
     free(s);
 }
 
@@ -61,7 +73,7 @@ ts_status ts_tok_split(ts_tok_splitter_t *s, const uint8_t *text, size_t n, ts_t
                        void *ctx) {
     size_t pos = 0;
     while (pos < n) {
-        int rc = pcre2_match(s->code, text, n, pos, 0, s->md, NULL);
+        int rc = pcre2_match(pattern, text, n, pos, 0, s->md, NULL);
         size_t a = n, b = n;
         if (rc >= 0) {
             PCRE2_SIZE *ov = pcre2_get_ovector_pointer(s->md);
@@ -86,9 +98,15 @@ ts_status ts_tok_split(ts_tok_splitter_t *s, const uint8_t *text, size_t n, ts_t
     return TS_OK;
 }
 
-/* The cache: chunk bytes -> ids, open addressing over an arena; cleared when full. */
+/* The cache: chunk bytes -> ids, open addressing over two arenas (keys, ids). It starts small
+ * and doubles when half full or when an arena is full, up to CACHE_MAX_SLOTS (6 MB of slots and
+ * 6 MB of arenas), then is cleared when full: an encoder costs what the text it encodes needs,
+ * so a short prompt, a small tokenizer or a fuzzer's input does not pay for 12 MB. */
 #define CACHE_MAX_CHUNK 64
-#define CACHE_SLOTS (1u << 18)
+#define CACHE_MIN_SLOTS (1u << 10)
+#define CACHE_MAX_SLOTS (1u << 18)
+#define CACHE_KEY_BYTES 8 /* arena bytes per slot */
+#define CACHE_IDS 4       /* arena ids per slot */
 
 struct cache_slot {
     uint64_t hash; /* 0 = empty */
@@ -101,7 +119,7 @@ struct ts_tok_encoder {
     ts_tok_splitter_t *split;
     struct ts_tok_ids *out; /* the list the current encode call appends to */
     struct cache_slot *slots;
-    uint32_t used;
+    uint32_t nslots, used; /* nslots: a power of 2 */
     uint8_t *keys;
     uint32_t keys_len, keys_cap;
     int32_t *ids;
@@ -123,9 +141,10 @@ ts_status ts_tok_encoder_create(ts_tok_encoder_t **out, const ts_tokenizer_t *t)
     ts_status st = TS_OK;
     if (t->kind == TS_TOK_BPE) {
         st = ts_tok_splitter_create(&e->split);
-        e->slots = calloc(CACHE_SLOTS, sizeof(struct cache_slot));
-        e->keys_cap = CACHE_SLOTS * 8;
-        e->ids_cap = CACHE_SLOTS * 4;
+        e->nslots = CACHE_MIN_SLOTS;
+        e->slots = calloc(e->nslots, sizeof(struct cache_slot));
+        e->keys_cap = e->nslots * CACHE_KEY_BYTES;
+        e->ids_cap = e->nslots * CACHE_IDS;
         e->keys = malloc(e->keys_cap);
         e->ids = malloc(e->ids_cap * sizeof(int32_t));
         if (st == TS_OK && (!e->slots || !e->keys || !e->ids))
@@ -320,25 +339,67 @@ ts_status ts_tok_bpe_reference(const struct ts_tokenizer *t, const uint8_t *s, s
 }
 
 static void cache_clear(struct ts_tok_encoder *e) {
-    memset(e->slots, 0, CACHE_SLOTS * sizeof(struct cache_slot));
+    memset(e->slots, 0, e->nslots * sizeof(struct cache_slot));
     e->used = e->keys_len = e->ids_len = 0;
+}
+
+/* The slot holding (h, s[0..n)), or the empty slot where it would go. */
+static uint32_t cache_probe(const struct ts_tok_encoder *e, uint64_t h, const uint8_t *s,
+                            size_t n) {
+    const uint32_t mask = e->nslots - 1;
+    uint32_t i = (uint32_t)h & mask;
+    for (; e->slots[i].hash != 0; i = (i + 1) & mask) {
+        const struct cache_slot *c = &e->slots[i];
+        if (s != NULL && c->hash == h && c->key_len == n && memcmp(e->keys + c->key_off, s, n) == 0)
+            break;
+    }
+    return i;
+}
+
+/* Doubles the slots and both arenas, keeping the entries; false (the cache unchanged) when
+ * already at the maximum or out of memory: the caller then clears it, as a cache may. */
+static bool cache_grow(struct ts_tok_encoder *e) {
+    if (e->nslots >= CACHE_MAX_SLOTS)
+        return false;
+    const uint32_t n = e->nslots * 2;
+    struct cache_slot *slots = calloc(n, sizeof(*slots));
+    uint8_t *keys = slots ? realloc(e->keys, (size_t)n * CACHE_KEY_BYTES) : NULL;
+    if (keys != NULL) {
+        e->keys = keys;
+        e->keys_cap = n * CACHE_KEY_BYTES;
+    }
+    int32_t *ids = keys ? realloc(e->ids, (size_t)n * CACHE_IDS * sizeof(int32_t)) : NULL;
+    if (ids == NULL) {
+        free(slots);
+        return false;
+    }
+    e->ids = ids;
+    e->ids_cap = n * CACHE_IDS;
+    struct cache_slot *old = e->slots;
+    const uint32_t nold = e->nslots;
+    e->slots = slots;
+    e->nslots = n;
+    for (uint32_t i = 0; i < nold; i++)
+        if (old[i].hash != 0)
+            e->slots[cache_probe(e, old[i].hash, NULL, 0)] = old[i];
+    free(old);
+    return true;
 }
 
 static ts_status encode_chunk(void *ctx, const uint8_t *s, size_t n) {
     struct ts_tok_encoder *e = ctx;
     struct ts_tok_ids *out = e->out;
     bool cacheable = n <= CACHE_MAX_CHUNK;
-    uint64_t h = 0, slot = 0;
+    uint64_t h = 0;
+    uint32_t slot = 0;
     if (cacheable) {
         h = chunk_hash(s, n);
-        for (slot = h & (CACHE_SLOTS - 1); e->slots[slot].hash != 0;
-             slot = (slot + 1) & (CACHE_SLOTS - 1)) {
-            struct cache_slot *c = &e->slots[slot];
-            if (c->hash == h && c->key_len == n && memcmp(e->keys + c->key_off, s, n) == 0) {
-                for (int i = 0; i < c->nids; i++)
-                    TS_CHECK(ts_tok_ids_push(out, e->ids[c->ids_off + i]));
-                return TS_OK;
-            }
+        slot = cache_probe(e, h, s, n);
+        const struct cache_slot *c = &e->slots[slot];
+        if (c->hash != 0) {
+            for (int i = 0; i < c->nids; i++)
+                TS_CHECK(ts_tok_ids_push(out, e->ids[c->ids_off + i]));
+            return TS_OK;
         }
     }
     size_t m = 0;
@@ -347,12 +408,11 @@ static ts_status encode_chunk(void *ctx, const uint8_t *s, size_t n) {
         TS_CHECK(ts_tok_ids_push(out, e->sym[i]));
     if (!cacheable)
         return TS_OK;
-    if (e->used >= CACHE_SLOTS / 2 || e->keys_len + n > e->keys_cap ||
-        e->ids_len + m > e->ids_cap) {
-        cache_clear(e);
-        for (slot = h & (CACHE_SLOTS - 1); e->slots[slot].hash != 0;
-             slot = (slot + 1) & (CACHE_SLOTS - 1))
-            ;
+    while (e->used >= e->nslots / 2 || e->keys_len + n > e->keys_cap ||
+           e->ids_len + m > e->ids_cap) {
+        if (!cache_grow(e))
+            cache_clear(e);
+        slot = cache_probe(e, h, NULL, 0);
     }
     struct cache_slot *c = &e->slots[slot];
     c->hash = h;

@@ -54,4 +54,9 @@ static inline int32_t ts_tok_merge_find(const struct ts_tokenizer *t, int32_t a,
 ts_status ts_tok_bpe_reference(const struct ts_tokenizer *t, const uint8_t *s, size_t n,
                                int32_t *ids, size_t *count) TS_MUST_CHECK;
 
+/* ts_tok_encode_parallel with pieces of about piece_bytes (0: its 1 MiB) instead, so tests and
+ * fuzzers can cut small texts into many pieces. */
+ts_status ts_tok_encode_pieces(const ts_tokenizer_t *t, const uint8_t *text, size_t n, int threads,
+                               size_t piece_bytes, struct ts_tok_ids *ids) TS_MUST_CHECK;
+
 #endif

@@ -1,12 +1,13 @@
 /* tokenizer_parallel.c: one text encoded by several threads (pthreads), each with its own
  * encoder and cache, over pieces cut where pre-splitting cannot be affected, then concatenated
  * in order, so the result is identical to a single-threaded encode. */
+#include <limits.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "data/tokenizer.h"
+#include "data/tokenizer_impl.h"
 
 #define PIECE_BYTES (1u << 20)
 
@@ -69,17 +70,27 @@ static void *worker(void *arg) {
 
 ts_status ts_tok_encode_parallel(const ts_tokenizer_t *t, const uint8_t *text, size_t n,
                                  int threads, struct ts_tok_ids *ids) {
+    return ts_tok_encode_pieces(t, text, n, threads, PIECE_BYTES, ids);
+}
+
+ts_status ts_tok_encode_pieces(const ts_tokenizer_t *t, const uint8_t *text, size_t n, int threads,
+                               size_t piece_bytes, struct ts_tok_ids *ids) {
+    if (piece_bytes == 0)
+        piece_bytes = PIECE_BYTES;
     if (threads <= 0) {
         long c = sysconf(_SC_NPROCESSORS_ONLN);
         threads = c > 0 ? (int)c : 1;
     }
-    int cap = (int)(n / PIECE_BYTES) + 2, np = 0;
+    if (n / piece_bytes > INT_MAX - 2)
+        return ts_error(TS_ERR_INVALID_ARG, "%zu bytes in pieces of %zu: too many pieces", n,
+                        piece_bytes);
+    int cap = (int)(n / piece_bytes) + 2, np = 0;
     struct piece *pieces = calloc((size_t)cap, sizeof(*pieces));
     if (pieces == NULL)
         return ts_error(TS_ERR_OOM, "out of memory splitting %zu bytes", n);
     for (size_t s = 0; s < n && np < cap; np++) {
         size_t e =
-            s + PIECE_BYTES >= n || np == cap - 1 ? n : ts_tok_safe_cut(text, n, s + PIECE_BYTES);
+            s + piece_bytes >= n || np == cap - 1 ? n : ts_tok_safe_cut(text, n, s + piece_bytes);
         pieces[np].start = s;
         pieces[np].end = e;
         s = e;

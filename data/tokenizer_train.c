@@ -44,7 +44,7 @@ static void bmap_free(struct bmap *m) {
 
 static ts_status bmap_grow(struct bmap *m) {
     struct bmap n = {0};
-    n.cap = m->cap ? m->cap * 2 : 1 << 12;
+    n.cap = m->cap ? m->cap * 2 : 1 << 8; /* small texts and vocabularies stay small */
     n.hash = calloc(n.cap, sizeof(uint64_t));
     n.val = malloc(n.cap * sizeof(int32_t));
     n.koff = malloc(n.cap * sizeof(int64_t));
@@ -144,9 +144,11 @@ struct ts_tok_trainer {
     int64_t *toff; /* (ntok + 1) */
     int32_t ntok, captok;
     struct bmap tokmap; /* token bytes -> id */
+    int64_t tbcap;      /* bytes allocated for tbytes */
     int32_t *mleft, *mright;
     int nmerges;
     int vocab_size;
+    int32_t id_of[256]; /* a byte's id: GPT-2's order */
 };
 
 ts_status ts_tok_trainer_create(ts_tok_trainer_t **out) {
@@ -159,6 +161,10 @@ ts_status ts_tok_trainer_create(ts_tok_trainer_t **out) {
         free(tr);
         return st;
     }
+    uint8_t order[256];
+    ts_tok_byte_order(order);
+    for (int i = 0; i < 256; i++)
+        tr->id_of[order[i]] = i;
     *out = tr;
     return TS_OK;
 }
@@ -229,17 +235,12 @@ static ts_status add_word(void *ctx, const uint8_t *s, size_t n) {
     TS_CHECK(grow((void **)&tr->wmark, &cw, tr->nwords + 1, sizeof(int32_t)));
     tr->capwords = cw;
     TS_CHECK(grow((void **)&tr->sym, &tr->capsym, tr->nsym + (int64_t)n, sizeof(int32_t)));
-    uint8_t order[256];
-    int32_t id_of[256];
-    ts_tok_byte_order(order);
-    for (int i = 0; i < 256; i++)
-        id_of[order[i]] = i;
     tr->wcount[id] = 1;
     tr->woff[id] = tr->nsym;
     tr->wlen[id] = (int32_t)n;
     tr->wmark[id] = -1;
     for (size_t i = 0; i < n; i++)
-        tr->sym[tr->nsym++] = id_of[s[i]];
+        tr->sym[tr->nsym++] = tr->id_of[s[i]];
     tr->nwords++;
     return TS_OK;
 }
@@ -255,7 +256,7 @@ ts_status ts_tok_trainer_feed(ts_tok_trainer_t *tr, const uint8_t *text, size_t 
 static ts_status pair_find(struct ts_tok_trainer *tr, int32_t a, int32_t b, int create,
                            int32_t *out) {
     if ((uint64_t)tr->npairs * 2 + 2 >= tr->pcap) {
-        uint64_t ncap = tr->pcap ? tr->pcap * 2 : 1 << 14;
+        uint64_t ncap = tr->pcap ? tr->pcap * 2 : 1 << 8;
         uint64_t *nk = calloc(ncap, sizeof(uint64_t));
         int32_t *ni = malloc(ncap * sizeof(int32_t));
         if (nk == NULL || ni == NULL) {
@@ -390,10 +391,7 @@ static ts_status add_token(struct ts_tok_trainer *tr, const uint8_t *s, int64_t 
     if (tr->ntok == 0)
         tr->toff[0] = 0;
     int64_t total = tr->toff[tr->ntok] + n;
-    uint8_t *nb = realloc(tr->tbytes, (size_t)total + 1);
-    if (nb == NULL)
-        return ts_error(TS_ERR_OOM, "out of memory for token bytes");
-    tr->tbytes = nb;
+    TS_CHECK(grow((void **)&tr->tbytes, &tr->tbcap, total + 1, 1));
     memcpy(tr->tbytes + tr->toff[tr->ntok], s, (size_t)n);
     tr->toff[tr->ntok + 1] = total;
     tr->ntok++;

@@ -161,3 +161,59 @@ Test(tokenizer_bpe, long_chunks_in_bounded_time, .timeout = 60) {
     free(text);
     ts_tokenizer_destroy(t);
 }
+
+/* The chunk cache starts small, doubles up to its maximum (131072 entries at half load) and is
+ * cleared when full: 150000 distinct words go through every growth and one clear, then again
+ * through the warm cache, and both encodes give the scan's ids. */
+Test(tokenizer_bpe, cache_growth_keeps_ids, .timeout = 120) {
+    ts_tokenizer_t *t = tok_need_gpt2();
+    const size_t words = 150000;
+    uint8_t *text = malloc(words * 7);
+    size_t n = 0;
+    for (size_t w = 0; w < words; w++) {
+        text[n++] = ' ';
+        for (size_t k = w, i = 0; i < 5; i++, k /= 26)
+            text[n++] = (uint8_t)("etaoinshrdlucmfwypvbgkjqxz"[k % 26]);
+    }
+    struct ts_tok_ids want = {0}, got = {0};
+    ref_encode(t, text, n, &want);
+    ts_tok_encoder_t *e = NULL;
+    cr_assert_eq(ts_tok_encoder_create(&e, t), TS_OK, "%s", ts_last_error());
+    for (int pass = 0; pass < 2; pass++) {
+        got.n = 0;
+        cr_assert_eq(ts_tok_encoder_encode(e, text, n, &got), TS_OK, "%s", ts_last_error());
+        cr_assert_eq(got.n, want.n, "pass %d: %lld ids, the scan gives %lld", pass,
+                     (long long)got.n, (long long)want.n);
+        cr_assert(memcmp(got.ids, want.ids, (size_t)want.n * sizeof(int32_t)) == 0,
+                  "pass %d: the ids differ from the scan's", pass);
+    }
+    ts_tok_encoder_destroy(e);
+    ts_tok_ids_free(&got);
+    ts_tok_ids_free(&want);
+    free(text);
+    ts_tokenizer_destroy(t);
+}
+
+/* The parallel encoder cut into pieces of a few bytes (wherever ts_tok_safe_cut allows) gives
+ * one encoder's ids: what fuzz_tok_encode checks on every input, here on fixed texts. */
+Test(tokenizer_bpe, small_pieces_equal_serial) {
+    ts_tokenizer_t *t = tok_need_gpt2();
+    static const char *texts[] = {
+        "a\nb\nc\n1\n2\nthe end.\nand then\n\n\nx\ny",
+        "line one\nline two\n  indented\nThird line, with words\n42\n",
+        "\n\n\na\n",
+    };
+    for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++)
+        for (size_t piece = 1; piece < 12; piece++) {
+            const size_t n = strlen(texts[i]);
+            struct ts_tok_ids a = {0}, b = {0};
+            tok_encode(t, (const uint8_t *)texts[i], n, &a);
+            cr_assert_eq(ts_tok_encode_pieces(t, (const uint8_t *)texts[i], n, 3, piece, &b), TS_OK,
+                         "%s", ts_last_error());
+            cr_assert(a.n == b.n && memcmp(a.ids, b.ids, (size_t)a.n * sizeof(int32_t)) == 0,
+                      "text %zu, pieces of %zu: parallel != serial", i, piece);
+            ts_tok_ids_free(&a);
+            ts_tok_ids_free(&b);
+        }
+    ts_tokenizer_destroy(t);
+}
