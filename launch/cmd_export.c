@@ -18,6 +18,7 @@
 
 #include "checkpoint/ckpt.h"
 #include "kernels/fs.h"
+#include "kernels/log.h"
 #include "launch/cli.h"
 #include "launch/commands.h"
 #include "launch/common.h"
@@ -199,8 +200,8 @@ static ts_status export_hf(const char *ckpt, const char *out) {
     TS_CHECK_GOTO(write_safetensors(path, w, n), st, exit);
     TS_CHECK_GOTO(ts_path_join(path, sizeof(path), out, "config.json"), st, exit);
     TS_CHECK_GOTO(write_config(path, &cfg), st, exit);
-    printf("exported %s (step %" PRId64 ", %d tensors, %d layers, vocab %d) to %s\n",
-           ts_ckpt_path(ck), ts_ckpt_meta(ck)->step, n, cfg.num_layers, cfg.vocab_size, out);
+    TS_LOG_I("exported %s (step %" PRId64 ", %d tensors, %d layers, vocab %d) to %s",
+             ts_ckpt_path(ck), ts_ckpt_meta(ck)->step, n, cfg.num_layers, cfg.vocab_size, out);
 exit:
     if (w != NULL)
         weights_free(w, n);

