@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # run.sh [SECONDS] [BUILD_DIR]: runs every libFuzzer harness of tests/fuzz for SECONDS (default
-# 20) on a copy of its seed corpus, with a memory and time limit per input (-rss_limit_mb,
-# -malloc_limit_mb, -timeout=1). Exits 1 on the first finding (crash, sanitizer report, leak,
-# timeout, out-of-memory, failed property), whose input is left in $FUZZ_ARTIFACTS (default
-# ./fuzz-artifacts). The build dir must be configured with CC=clang -Dfuzz=enabled (made here
+# 20) on a copy of its seed corpus, with a memory and time limit per input (limits.sh:
+# -rss_limit_mb, -malloc_limit_mb, -timeout=1, -max_len). Exits 1 on the first finding (crash,
+# sanitizer report, leak, timeout, out-of-memory, failed property), whose input is left in
+# $FUZZ_ARTIFACTS (default ./fuzz-artifacts). The build dir must be configured with CC=clang -Dfuzz=enabled (made here
 # as build-fuzz when missing).
 set -euo pipefail
 secs=${1:-20}
 src=$(cd "$(dirname "$0")/../.." && pwd)
 build=${2:-$src/build-fuzz}
+. "$src/tests/fuzz/limits.sh"
 if [ ! -f "$build/build.ninja" ]; then
   CC=clang meson setup "$build" "$src" -Dfuzz=enabled -Dcuda=disabled -Dtests=disabled \
     -Dmpi=disabled -Dbuildtype=debugoptimized >/dev/null
@@ -26,9 +27,9 @@ for corpus in "$src"/tests/fuzz/corpus/fuzz_*; do
   mkdir -p "$work"
   cp "$corpus"/* "$work"/
   log="$scratch/$name.log"
+  # shellcheck disable=SC2046 # the flags are words
   if TMPDIR=$scratch "$build/tests/fuzz/$name" "$work" -max_total_time="$secs" \
-      -rss_limit_mb=2048 -malloc_limit_mb=1024 -timeout=1 -max_len=65536 \
-      -artifact_prefix="$artifacts/$name-" -print_final_stats=1 >"$log" 2>&1; then
+      $(fuzz_flags "$name") -artifact_prefix="$artifacts/$name-" -print_final_stats=1 >"$log" 2>&1; then
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
     rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log")
     echo "fuzz: $name: $runs executions, $rate/s, no finding"
