@@ -131,7 +131,7 @@ static int64_t stop_step(const struct ts_train_settings *a) {
 
 static ts_status on_step(void *ctx, const struct ts_step_record *rec) {
     struct run *r = ctx;
-    const int done = rec->step + 1;
+    const int64_t done = rec->step + 1;
     if (rec->skipped && r->metrics != NULL) {
         ts_progress_close(&r->progress);
         TS_LOG_W("%s", ts_coord_detail(r->coord));
@@ -140,8 +140,9 @@ static ts_status on_step(void *ctx, const struct ts_step_record *rec) {
         ts_progress_draw(&r->progress, rec, r->a->steps, stop_step(r->a),
                          r->coord ? ts_coord_time_left(r->coord) : -1);
     else if (done == 1 || done % r->a->log_every == 0 || done == r->a->steps)
-        TS_LOG_I("step %5d/%d | loss %.6f | lr %.3e | norm %.4f | %.1f ms | %.0f tok/s", done,
-                 r->a->steps, (double)rec->loss, (double)rec->lr, (double)rec->grad_norm,
+        TS_LOG_I("step %5" PRId64 "/%" PRId64
+                 " | loss %.6f | lr %.3e | norm %.4f | %.1f ms | %.0f tok/s",
+                 done, r->a->steps, (double)rec->loss, (double)rec->lr, (double)rec->grad_norm,
                  rec->step_ms, rec->tok_per_s);
     return r->metrics ? ts_metrics_step(r->metrics, rec) : TS_OK;
 }
@@ -359,10 +360,11 @@ static void log_run(const struct run *r, const struct ts_gpt_config *mc,
              ts_trainer_num_buckets(r->trainer), (double)a->bucket_mb,
              a->no_overlap ? "reduced after backward" : "reduced during backward", a->zero,
              a->no_shuffle ? "in file order" : "shuffled each epoch");
-    TS_LOG_I("backend: %s (%s), %d threads, %s; lr %g, warmup %d, %s to %g at step %d", info.name,
-             info.detail, info.threads, mc->dtype == TS_DTYPE_BF16 ? "bf16" : "fp32", (double)a->lr,
-             tc->lr.warmup, ts_lr_kind_name(tc->lr.kind), (double)(a->lr * a->min_lr_frac),
-             a->steps);
+    TS_LOG_I("backend: %s (%s), %d threads, %s; lr %g, warmup %" PRId64
+             ", %s to %g at step %" PRId64,
+             info.name, info.detail, info.threads, mc->dtype == TS_DTYPE_BF16 ? "bf16" : "fp32",
+             (double)a->lr, tc->lr.warmup, ts_lr_kind_name(tc->lr.kind),
+             (double)(a->lr * a->min_lr_frac), a->steps);
     if (a->batch_ramp != NULL)
         TS_LOG_I("batch ramp %s: grad-accum grows from %d to %d over %" PRId64 " tokens",
                  a->batch_ramp, ts_batch_ramp_accum(&tc->ramp, a->grad_accum, 0), a->grad_accum,
@@ -753,7 +755,7 @@ static int train(struct ts_train_flags *flags, int *argc, char ***argv, double t
     if (coordinated)
         ts_signals_install();
     if (ts_trainer_steps_done(r.trainer) >= rc.stop)
-        TS_LOG_I("nothing to do: %d updates done, stopping at %" PRId64,
+        TS_LOG_I("nothing to do: %" PRId64 " updates done, stopping at %" PRId64,
                  ts_trainer_steps_done(r.trainer), rc.stop);
     struct ts_run_result res;
     if (r.ledger != NULL)

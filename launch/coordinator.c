@@ -6,6 +6,7 @@
  * fixed buffer. Two small collectives per step, none with one rank. */
 #include "launch/coordinator.h"
 
+#include <inttypes.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -419,7 +420,8 @@ ts_status ts_coord_gate(void *coord, const struct ts_step_record *rec, bool *ski
         m.z = (float)z;
         if (m.skip)
             snprintf(c->detail, sizeof(c->detail),
-                     "step %d: loss %.6g is a spike (z-score %.2f > --spike-z %g); update skipped",
+                     "step %" PRId64
+                     ": loss %.6g is a spike (z-score %.2f > --spike-z %g); update skipped",
                      rec->step + 1, (double)rec->loss, z, (double)c->cfg.spike_z);
         else if (isfinite(rec->loss))
             window_push(c, rec->loss);

@@ -113,7 +113,7 @@ ts_status ts_metrics_step(ts_metrics_t *m, const struct ts_step_record *r) {
     return emit(m, o, st);
 }
 
-ts_status ts_metrics_eval(ts_metrics_t *m, int step, double val_loss, int64_t val_tokens) {
+ts_status ts_metrics_eval(ts_metrics_t *m, int64_t step, double val_loss, int64_t val_tokens) {
     json_object *o = json_object_new_object();
     ts_status st = o == NULL ? TS_ERR_OOM : TS_OK;
     if (st == TS_OK)
@@ -125,7 +125,7 @@ ts_status ts_metrics_eval(ts_metrics_t *m, int step, double val_loss, int64_t va
     return emit(m, o, st);
 }
 
-ts_status ts_metrics_checkpoint(ts_metrics_t *m, int step, const char *path, double stall_s,
+ts_status ts_metrics_checkpoint(ts_metrics_t *m, int64_t step, const char *path, double stall_s,
                                 double save_s) {
     json_object *o = json_object_new_object();
     ts_status st = o == NULL ? TS_ERR_OOM : TS_OK;

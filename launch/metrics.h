@@ -20,13 +20,13 @@ void ts_metrics_close(ts_metrics_t *m);
  * comm_wait_ms is the gradient reduction time backward did not hide. */
 ts_status ts_metrics_step(ts_metrics_t *m, const struct ts_step_record *rec) TS_MUST_CHECK;
 /* {"step":..,"val_loss":..,"val_tokens":..} */
-ts_status ts_metrics_eval(ts_metrics_t *m, int step, double val_loss,
+ts_status ts_metrics_eval(ts_metrics_t *m, int64_t step, double val_loss,
                           int64_t val_tokens) TS_MUST_CHECK;
 
 /* {"step":..,"checkpoint":"<dir>","checkpoint_s":..,"save_s":..}: the checkpoint of update
  * step, committed: checkpoint_s is the training stall it cost (copying the state; with
  * --sync-save the whole save), save_s its own duration from begin to commit. */
-ts_status ts_metrics_checkpoint(ts_metrics_t *m, int step, const char *path, double stall_s,
+ts_status ts_metrics_checkpoint(ts_metrics_t *m, int64_t step, const char *path, double stall_s,
                                 double save_s) TS_MUST_CHECK;
 
 #endif

@@ -1,6 +1,7 @@
 /* progress.c: the live progress line (progress.h). */
 #include "launch/progress.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -31,9 +32,9 @@ static void format_seconds(double s, char *buf, size_t len) {
         snprintf(buf, len, "%dh%02dm", (int)(s / 3600), ((int)s % 3600) / 60);
 }
 
-void ts_progress_draw(struct ts_progress *p, const struct ts_step_record *rec, int steps,
+void ts_progress_draw(struct ts_progress *p, const struct ts_step_record *rec, int64_t steps,
                       int64_t stop, double time_left_s) {
-    const int done = rec->step + 1;
+    const int64_t done = rec->step + 1;
     const double now = ts_launch_now_s();
     if (now - p->drawn < 0.1 && done != steps) /* at most 10 a second */
         return;
@@ -41,8 +42,9 @@ void ts_progress_draw(struct ts_progress *p, const struct ts_step_record *rec, i
     char eta[32], left[32];
     format_seconds(per_step * (double)(stop - done), eta, sizeof(eta));
     format_seconds(time_left_s, left, sizeof(left));
-    fprintf(stderr, "\r\033[Kstep %d/%d | loss %.4f | %.0f tok/s | ETA %s | time left %s", done,
-            steps, (double)rec->loss, rec->tok_per_s, eta, left);
+    fprintf(stderr,
+            "\r\033[Kstep %" PRId64 "/%" PRId64 " | loss %.4f | %.0f tok/s | ETA %s | time left %s",
+            done, steps, (double)rec->loss, rec->tok_per_s, eta, left);
     fflush(stderr);
     p->line_open = true;
     p->drawn = now;

@@ -21,7 +21,7 @@ struct ts_progress {
 void ts_progress_init(struct ts_progress *p, bool root, int64_t first);
 /* Redraws after an update unless drawn less than 0.1 s ago (the last step always draws).
  * time_left_s < 0 prints "-". */
-void ts_progress_draw(struct ts_progress *p, const struct ts_step_record *rec, int steps,
+void ts_progress_draw(struct ts_progress *p, const struct ts_step_record *rec, int64_t steps,
                       int64_t stop, double time_left_s);
 /* Ends the line (a newline) when it is on screen. */
 void ts_progress_close(struct ts_progress *p);

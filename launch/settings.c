@@ -19,6 +19,7 @@
 #define S(field) offsetof(struct ts_train_settings, field)
 #define NOLIM 1.0, 0.0 /* min > max: no limits */
 #define BIG 2147483647.0
+#define STEPS ((double)TS_MAX_STEPS) /* exact in double */
 
 /* Per-launch settings (where the run starts, how many threads, the world layout) are neither
  * recorded nor adopted: a resume may run on another machine and another number of ranks. */
@@ -50,10 +51,10 @@ const struct ts_setting ts_train_settings_table[] = {
     {"batch", "batch", TS_SET_INT, S(batch), "4", 1, 1 << 20, "B", "sequences per micro-step", RUN},
     {"grad-accum", "grad_accum", TS_SET_INT, S(grad_accum), "1", 1, 1 << 20, "N",
      "micro-steps per update", RUN},
-    {"steps", "steps", TS_SET_INT, S(steps), "1000", 1, BIG, "N",
+    {"steps", "steps", TS_SET_I64, S(steps), "1000", 1, STEPS, "N",
      "optimizer updates (the schedule's horizon)", RUN},
     {"lr", "lr", TS_SET_FLOAT, S(lr), "6e-4", NOLIM, "LR", "peak learning rate", RUN},
-    {"warmup", "warmup", TS_SET_INT, S(warmup), "-1", -1, BIG, "N",
+    {"warmup", "warmup", TS_SET_I64, S(warmup), "-1", -1, STEPS, "N",
      "linear warmup steps (-1: 10% of --steps)", RUN},
     {"min-lr-frac", "min_lr_frac", TS_SET_FLOAT, S(min_lr_frac), "0.1", 0, 1, "F",
      "the schedule decays to this fraction of --lr", RUN},
@@ -71,11 +72,11 @@ const struct ts_setting ts_train_settings_table[] = {
     {"grad-clip", "grad_clip", TS_SET_FLOAT, S(grad_clip), "1", 0, 1e9, "N",
      "clip the global norm (0: off)", RUN},
     {"seed", "seed", TS_SET_U64, S(seed), "1337", NOLIM, "N", "initialisation seed", RUN},
-    {"eval-every", "eval_every", TS_SET_INT, S(eval_every), "0", 0, BIG, "N",
+    {"eval-every", "eval_every", TS_SET_I64, S(eval_every), "0", 0, STEPS, "N",
      "eval --val-data every N steps (0: end)", RUN},
     {"eval-batches", "eval_batches", TS_SET_INT, S(eval_batches), "8", 0, BIG, "N",
      "global batches per eval, the same windows on any layout (0: whole file)", RUN},
-    {"log-every", "log_every", TS_SET_INT, S(log_every), "10", 1, BIG, "N",
+    {"log-every", "log_every", TS_SET_I64, S(log_every), "10", 1, STEPS, "N",
      "print progress every N steps", RUN},
     {"device", "device", TS_SET_STRING, S(device), "cpu", NOLIM, "DEV",
      "cpu, cuda or auto (the GPU if there is one)", TS_SET_AGREE | TS_SET_RECORD},
@@ -96,14 +97,14 @@ const struct ts_setting ts_train_settings_table[] = {
      "read windows in file order", RUN},
     {"no-overlap", "no_overlap", TS_SET_BOOL, S(no_overlap), NULL, NOLIM, NULL,
      "reduce gradients only after backward (to measure the overlap)", TS_SET_AGREE},
-    {"ckpt-every", "ckpt_every", TS_SET_INT, S(ckpt_every), "0", 0, BIG, "N",
+    {"ckpt-every", "ckpt_every", TS_SET_I64, S(ckpt_every), "0", 0, STEPS, "N",
      "checkpoint every N steps (0: only at --stop-after and the end)", RUN},
     {"keep-last", "keep_last", TS_SET_INT, S(keep_last), "0", 0, BIG, "K",
      "keep the newest K checkpoints (0: all)", RUN},
     {"sync-save", "sync_save", TS_SET_BOOL, S(sync_save), NULL, NOLIM, NULL,
      "save checkpoints with training stopped (default: copy the state, write in the background)",
      TS_SET_AGREE},
-    {"stop-after", "stop_after", TS_SET_INT, S(stop_after), "0", 0, BIG, "N",
+    {"stop-after", "stop_after", TS_SET_I64, S(stop_after), "0", 0, STEPS, "N",
      "checkpoint and stop after update N; the schedule still ends at --steps (0: no)",
      TS_SET_AGREE},
     {"resume", "resume", TS_SET_BOOL, S(resume), NULL, NOLIM, NULL,
@@ -162,6 +163,8 @@ static size_t value_size(enum ts_setting_type t) {
     switch (t) {
     case TS_SET_INT:
         return sizeof(int);
+    case TS_SET_I64:
+        return sizeof(int64_t);
     case TS_SET_U64:
         return sizeof(uint64_t);
     case TS_SET_FLOAT:
@@ -185,6 +188,8 @@ static enum ts_flag_kind flag_kind(enum ts_setting_type t) {
     switch (t) {
     case TS_SET_INT:
         return TS_FLAG_INT;
+    case TS_SET_I64:
+        return TS_FLAG_I64;
     case TS_SET_U64:
         return TS_FLAG_U64;
     case TS_SET_FLOAT:
@@ -214,6 +219,9 @@ static void format_value(const struct ts_train_settings *s, const struct ts_sett
     switch (row->type) {
     case TS_SET_INT:
         snprintf(buf, len, "%d", *(const int *)p);
+        return;
+    case TS_SET_I64:
+        snprintf(buf, len, "%" PRId64, *(const int64_t *)p);
         return;
     case TS_SET_U64:
         snprintf(buf, len, "%" PRIu64, *(const uint64_t *)p);
@@ -264,6 +272,28 @@ static bool same_value(const struct ts_train_settings *a, const struct ts_train_
     return strcmp(x, y) == 0;
 }
 
+/* A step count beyond 64 bits fails in the flag parser, which names the int64 range; the limit a
+ * user can reach is the table's, so say that one (as check_limits does below it). */
+static ts_status steps_range_error(ts_status st) {
+    const char *e = ts_last_error();
+    for (int i = 0; i < NROWS; i++) {
+        const size_t n = strlen(ROWS[i].flag);
+        if (ROWS[i].max != STEPS || strncmp(e, "--", 2) != 0 ||
+            strncmp(e + 2, ROWS[i].flag, n) != 0 || strncmp(e + 2 + n, " must be in [", 13) != 0)
+            continue;
+        const char *got = strstr(e, "], got ");
+        char text[64];
+        snprintf(text, sizeof(text), "%s", got ? got + 7 : "?");
+        if (text[0] == '-')
+            return ts_error(TS_ERR_INVALID_ARG, "--%s must be >= %.0f, got %s", ROWS[i].flag,
+                            ROWS[i].min, text);
+        return ts_error(TS_ERR_INVALID_ARG,
+                        "--%s must be at most %lld steps (10^12, the most a run counts), got %s",
+                        ROWS[i].flag, TS_MAX_STEPS, text);
+    }
+    return st;
+}
+
 static void set_defaults(struct ts_train_settings *s) {
     memset(s, 0, sizeof(*s));
     for (int i = 0; i < NROWS; i++)
@@ -279,7 +309,9 @@ ts_status ts_train_flags_parse(struct ts_train_flags *f, int argc, char **argv, 
     make_flags(flags, &f->v);
     const char *pos[1];
     int npos = 0;
-    TS_CHECK(ts_cli_parse(flags, NROWS, argc, argv, first, pos, 0, &npos, help));
+    ts_status st = ts_cli_parse(flags, NROWS, argc, argv, first, pos, 0, &npos, help);
+    if (st != TS_OK)
+        return steps_range_error(st);
     for (int i = 0; i < NROWS; i++)
         f->given[i] = flags[i].seen;
     return TS_OK;
@@ -303,10 +335,13 @@ bool ts_train_flags_given(const struct ts_train_flags *f, const char *flag) {
 /* ---- checks ---- */
 
 static ts_status check_limits(const struct ts_train_settings *s, const struct ts_setting *row) {
-    if (row->min > row->max || (row->type != TS_SET_INT && row->type != TS_SET_FLOAT))
+    if (row->min > row->max || row->type == TS_SET_U64 || row->type == TS_SET_STRING ||
+        row->type == TS_SET_BOOL)
         return TS_OK;
-    const double v = row->type == TS_SET_INT ? (double)*(const int *)cfield(s, row)
-                                             : (double)*(const float *)cfield(s, row);
+    const void *p = cfield(s, row);
+    const double v = row->type == TS_SET_INT   ? (double)*(const int *)p
+                     : row->type == TS_SET_I64 ? (double)*(const int64_t *)p
+                                               : (double)*(const float *)p;
     if (v >= row->min && v <= row->max)
         return TS_OK;
     char got[64];
@@ -315,6 +350,10 @@ static ts_status check_limits(const struct ts_train_settings *s, const struct ts
         return ts_error(TS_ERR_INVALID_ARG, "--%s must be positive, got %s", row->flag, got);
     if (v < row->min)
         return ts_error(TS_ERR_INVALID_ARG, "--%s must be >= %g, got %s", row->flag, row->min, got);
+    if (row->max == STEPS)
+        return ts_error(TS_ERR_INVALID_ARG,
+                        "--%s must be at most %lld steps (10^12, the most a run counts), got %s",
+                        row->flag, TS_MAX_STEPS, got);
     return ts_error(TS_ERR_INVALID_ARG, "--%s must be at most %.10g, got %s", row->flag, row->max,
                     got);
 }
@@ -371,7 +410,8 @@ ts_status ts_train_settings_check(const struct ts_train_flags *f) {
                         a->channels);
     if (a->eval_every > 0 && a->val_data == NULL)
         return ts_error(TS_ERR_INVALID_ARG,
-                        "--eval-every %d needs --val-data (there is nothing to evaluate on)",
+                        "--eval-every %" PRId64
+                        " needs --val-data (there is nothing to evaluate on)",
                         a->eval_every);
     if (a->max_seq_len != 0 && a->max_seq_len < a->seq_len)
         return ts_error(TS_ERR_INVALID_ARG, "--max-seq-len %d is shorter than --seq-len %d",
@@ -443,6 +483,8 @@ static struct json_object *json_value(const struct ts_train_settings *s,
     switch (row->type) {
     case TS_SET_INT:
         return json_object_new_int(*(const int *)p);
+    case TS_SET_I64:
+        return json_object_new_int64(*(const int64_t *)p);
     case TS_SET_U64:
         return json_object_new_uint64(*(const uint64_t *)p);
     case TS_SET_FLOAT:

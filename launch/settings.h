@@ -29,7 +29,8 @@ struct ts_train_settings {
     /* the model */
     int vocab_size, layers, heads, channels, seq_len, max_seq_len;
     /* batch and schedule */
-    int batch, grad_accum, steps, warmup;
+    int batch, grad_accum;
+    int64_t steps, warmup; /* at most TS_MAX_STEPS (trainer/schedule.h) */
     float lr, min_lr_frac;
     const char *lr_schedule, *batch_ramp;
     float decay_frac;
@@ -37,7 +38,8 @@ struct ts_train_settings {
     float weight_decay, beta1, beta2, eps, grad_clip;
     uint64_t seed;
     /* eval, logging and checkpoints */
-    int eval_every, eval_batches, log_every, ckpt_every, keep_last, stop_after;
+    int64_t eval_every, log_every, ckpt_every, stop_after; /* steps */
+    int eval_batches, keep_last;
     /* where and how it runs */
     const char *device, *precision, *blas;
     int threads, zero, tp;
@@ -60,6 +62,7 @@ struct ts_train_settings {
 
 enum ts_setting_type {
     TS_SET_INT,    /* int */
+    TS_SET_I64,    /* int64_t: step counts */
     TS_SET_U64,    /* uint64_t */
     TS_SET_FLOAT,  /* float */
     TS_SET_STRING, /* const char * */

@@ -4,6 +4,7 @@
  * parameter table's offsets. The global norm is a single sum_squares over the whole gradient
  * buffer (each parameter counted once, in a fixed order); its one float crosses to the host to
  * decide the clip scale, which AdamW then applies to the gradient as it reads it. */
+#include <inttypes.h>
 #include <math.h>
 #include <stdlib.h>
 
@@ -17,7 +18,7 @@ struct ts_optim {
     struct ts_tensor m, v;    /* flat (end - begin) f32 */
     struct ts_tensor master;  /* flat (end - begin) f32 when the parameters are not f32 */
     struct ts_tensor norm_sq; /* (1) f32 */
-    int step;                 /* updates done */
+    int64_t step;             /* updates done */
 };
 
 struct ts_adamw_config ts_adamw_defaults(void) {
@@ -124,11 +125,12 @@ ts_status ts_optim_update(ts_optim_t *o, float lr, double norm) {
     const struct ts_tensor *params = ts_gpt_param_buffer(o->gpt);
     const struct ts_tensor *grads = ts_gpt_grad_buffer(o->gpt);
     if (!isfinite(lr) || lr < 0)
-        return ts_error(TS_ERR_INVALID_ARG, "optim step %d: learning rate %g is not >= 0", o->step,
-                        (double)lr);
+        return ts_error(TS_ERR_INVALID_ARG, "optim step %" PRId64 ": learning rate %g is not >= 0",
+                        o->step, (double)lr);
     if (!isfinite(norm))
         return ts_error(TS_ERR_INVALID_ARG,
-                        "non-finite gradient norm at step %d (%g): update skipped; the run "
+                        "non-finite gradient norm at step %" PRId64
+                        " (%g): update skipped; the run "
                         "diverged, lower the learning rate or resume from a checkpoint",
                         o->step, norm);
     /* torch.nn.utils.clip_grad_norm_'s rule: scale by clip / (norm + 1e-6) when that is < 1. */
@@ -139,6 +141,10 @@ ts_status ts_optim_update(ts_optim_t *o, float lr, double norm) {
             scale = (float)s;
     }
 
+    /* AdamW's bias corrections 1 - beta^t, t = step + 1, are 1 in float (and in double) for
+     * every t >= 2^30 and float beta < 1 (beta <= 1 - 2^-24, so beta^t <= e^-64): the kernels'
+     * int t stops there with exactly the same numbers for any 64-bit step. */
+    const int t = o->step + 1 < (1 << 30) ? (int)(o->step + 1) : 1 << 30;
     /* AdamW is elementwise, so a tensor cut by the range is updated on its cut part alone,
      * with the tensor's own decay. */
     int count;
@@ -157,10 +163,10 @@ ts_status ts_optim_update(ts_optim_t *o, float lr, double norm) {
         if (o->master.data != NULL) {
             const struct ts_tensor wt = flat_view(&o->master, o->begin, from, to);
             TS_CHECK(ts_op_adamw_master(be, &pt, &wt, &gt, &mt, &vt, lr, o->cfg.beta1, o->cfg.beta2,
-                                        o->cfg.eps, wd, scale, o->step + 1));
+                                        o->cfg.eps, wd, scale, t));
         } else {
             TS_CHECK(ts_op_adamw(be, &pt, &gt, &mt, &vt, lr, o->cfg.beta1, o->cfg.beta2, o->cfg.eps,
-                                 wd, scale, o->step + 1));
+                                 wd, scale, t));
         }
     }
     o->step++;
@@ -169,8 +175,8 @@ ts_status ts_optim_update(ts_optim_t *o, float lr, double norm) {
 
 ts_status ts_optim_step(ts_optim_t *o, float lr, float *grad_norm) {
     if (!isfinite(lr) || lr < 0)
-        return ts_error(TS_ERR_INVALID_ARG, "optim step %d: learning rate %g is not >= 0", o->step,
-                        (double)lr);
+        return ts_error(TS_ERR_INVALID_ARG, "optim step %" PRId64 ": learning rate %g is not >= 0",
+                        o->step, (double)lr);
     double sum_sq;
     TS_CHECK(ts_optim_sum_squares(o, &sum_sq));
     const double norm = sqrt(sum_sq);
@@ -179,14 +185,14 @@ ts_status ts_optim_step(ts_optim_t *o, float lr, float *grad_norm) {
     return ts_optim_update(o, lr, norm);
 }
 
-int ts_optim_step_count(const ts_optim_t *o) { return o->step; }
+int64_t ts_optim_step_count(const ts_optim_t *o) { return o->step; }
 
 void ts_optim_moments(const ts_optim_t *o, struct ts_tensor *m, struct ts_tensor *v) {
     *m = o->m;
     *v = o->v;
 }
 
-void ts_optim_set_step_count(ts_optim_t *o, int steps) { o->step = steps; }
+void ts_optim_set_step_count(ts_optim_t *o, int64_t steps) { o->step = steps; }
 
 bool ts_optim_master(const ts_optim_t *o, struct ts_tensor *master) {
     if (o->master.data == NULL)

@@ -50,12 +50,12 @@ ts_status ts_optim_step(ts_optim_t *opt, float lr, float *grad_norm) TS_MUST_CHE
 ts_status ts_optim_sum_squares(ts_optim_t *opt, double *sum_sq) TS_MUST_CHECK;
 ts_status ts_optim_update(ts_optim_t *opt, float lr, double norm) TS_MUST_CHECK;
 
-int ts_optim_step_count(const ts_optim_t *opt); /* updates done */
+int64_t ts_optim_step_count(const ts_optim_t *opt); /* updates done */
 
 /* For checkpoints (trainer/state.h): the moments m and v (flat f32 views over this optimizer's
  * range, in backend memory) and setting the update count AdamW's bias correction uses. */
 void ts_optim_moments(const ts_optim_t *opt, struct ts_tensor *m, struct ts_tensor *v);
-void ts_optim_set_step_count(ts_optim_t *opt, int steps);
+void ts_optim_set_step_count(ts_optim_t *opt, int64_t steps);
 /* The fp32 master weights of this optimizer's range (bf16 parameters); false when there are
  * none (fp32 parameters are their own master). */
 bool ts_optim_master(const ts_optim_t *opt, struct ts_tensor *master);

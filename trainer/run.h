@@ -41,10 +41,10 @@ struct ts_run_decision {
 struct ts_run_config {
     int64_t steps;        /* the schedule's horizon: updates in the whole run */
     int64_t stop;         /* stop after this update (<= steps; steps when not stopping early) */
-    int eval_every;       /* 0: only at the last update */
+    int64_t eval_every;   /* 0: only at the last update */
     int eval_batches;     /* per eval (0: the whole val file) */
     int eval_batch;       /* B of an eval batch */
-    int ckpt_every;       /* 0: only at stop */
+    int64_t ckpt_every;   /* 0: only at stop */
     int keep_last;        /* checkpoints kept (0: all) */
     const char *ckpt_dir; /* "<run>/checkpoints" */
     bool continues_dir;   /* --resume: ckpt_dir's checkpoints up to the start are this run's */

@@ -9,6 +9,7 @@
  * Batch ramp: grad_accum as an exact integer function of the tokens consumed before a step. */
 #include <ctype.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <math.h>
 #include <stdbool.h>
@@ -18,8 +19,8 @@
 #include "trainer/schedule.h"
 
 /* From max_lr at step `from` to min_lr at step total-1, linearly; min_lr when there is no room. */
-static double linear_down(double max_lr, double min_lr, int step, int from, int total) {
-    const int span = total - 1 - from;
+static double linear_down(double max_lr, double min_lr, int64_t step, int64_t from, int64_t total) {
+    const int64_t span = total - 1 - from;
     if (span <= 0 || step >= total - 1)
         return min_lr;
     const double ratio = (double)(step - from) / (double)span;
@@ -29,18 +30,18 @@ static double linear_down(double max_lr, double min_lr, int step, int from, int 
 /* WSD's decay length: decay_frac * total rounded to the nearest step, halves up, at least one
  * step, at most total. The product is a float one, so a decimal fraction lands where it was
  * written (0.9f * 15 is 13.5 in float, 13.4999996 in double) and rounds as expected. */
-static int wsd_decay_steps(const struct ts_lr_schedule *s) {
+static int64_t wsd_decay_steps(const struct ts_lr_schedule *s) {
     const float x = s->decay_frac * (float)s->total;
     const double d = floor((double)x + 0.5);
     if (!(d >= 1.0))
         return 1;
-    return d < (double)s->total ? (int)d : s->total;
+    return d < (double)s->total ? (int64_t)d : s->total;
 }
 
-float ts_lr_at(const struct ts_lr_schedule *s, int step) {
+float ts_lr_at(const struct ts_lr_schedule *s, int64_t step) {
     const double max_lr = s->max_lr;
     const double min_lr = max_lr * (double)s->min_lr_frac;
-    const int warmup = s->warmup > 0 ? s->warmup : 0;
+    const int64_t warmup = s->warmup > 0 ? s->warmup : 0;
     if (step < 0)
         step = 0;
     if (step < warmup)
@@ -51,7 +52,7 @@ float ts_lr_at(const struct ts_lr_schedule *s, int step) {
     case TS_LR_LINEAR:
         return (float)linear_down(max_lr, min_lr, step, warmup, s->total);
     case TS_LR_WSD: {
-        const int from = s->total - 1 - wsd_decay_steps(s);
+        const int64_t from = s->total - 1 - wsd_decay_steps(s);
         if (step <= from)
             return (float)max_lr;
         return (float)linear_down(max_lr, min_lr, step, from > warmup ? from : warmup, s->total);
@@ -60,7 +61,7 @@ float ts_lr_at(const struct ts_lr_schedule *s, int step) {
     default:
         break;
     }
-    const int span = s->total - 1 - warmup; /* steps from max_lr to min_lr */
+    const int64_t span = s->total - 1 - warmup; /* steps from max_lr to min_lr */
     if (span <= 0 || step >= s->total - 1)
         return (float)min_lr;
     const double ratio = (double)(step - warmup) / (double)span;
@@ -104,13 +105,19 @@ ts_status ts_lr_schedule_check(const struct ts_lr_schedule *s) {
                         "the peak learning rate must be positive and finite, got %g",
                         (double)s->max_lr);
     if (s->total < 1)
-        return ts_error(TS_ERR_INVALID_ARG, "the schedule's horizon must be >= 1 step, got %d",
-                        s->total);
+        return ts_error(TS_ERR_INVALID_ARG,
+                        "the schedule's horizon must be >= 1 step, got %" PRId64, s->total);
+    if (s->total > TS_MAX_STEPS)
+        return ts_error(TS_ERR_INVALID_ARG,
+                        "the schedule's horizon of %" PRId64 " steps is more than the %lld a run "
+                        "may count",
+                        s->total, TS_MAX_STEPS);
     if (s->warmup < 0)
-        return ts_error(TS_ERR_INVALID_ARG, "warmup must be >= 0 steps, got %d", s->warmup);
+        return ts_error(TS_ERR_INVALID_ARG, "warmup must be >= 0 steps, got %" PRId64, s->warmup);
     if (s->warmup > s->total)
         return ts_error(TS_ERR_INVALID_ARG,
-                        "warmup of %d steps is longer than the run's %d steps: the rate would "
+                        "warmup of %" PRId64 " steps is longer than the run's %" PRId64
+                        " steps: the rate would "
                         "never reach its peak; shorten the warmup or train longer",
                         s->warmup, s->total);
     if (!(s->min_lr_frac >= 0.0f && s->min_lr_frac <= 1.0f))
@@ -166,12 +173,18 @@ int ts_batch_ramp_accum(const struct ts_batch_ramp *r, int full_accum, int64_t t
 }
 
 int64_t ts_batch_ramp_tokens_before(const struct ts_batch_ramp *r, int full_accum,
-                                    int64_t tokens_per_accum, int step) {
+                                    int64_t tokens_per_accum, int64_t step) {
     int64_t tokens = 0;
-    for (int s = 0; s < step; s++) {
+    for (int64_t s = 0; s < step; s++) {
         const int64_t accum = ts_batch_ramp_accum(r, full_accum, tokens);
         if (tokens_per_accum > 0 && accum > (INT64_MAX - tokens) / tokens_per_accum)
             return INT64_MAX;
+        if (accum == full_accum) { /* the ramp is over: the remaining steps in one product */
+            const int64_t left = step - s, per = accum * tokens_per_accum;
+            if (per > 0 && left > (INT64_MAX - tokens) / per)
+                return INT64_MAX;
+            return tokens + left * per;
+        }
         tokens += accum * tokens_per_accum;
     }
     return tokens;

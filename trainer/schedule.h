@@ -20,10 +20,15 @@ enum ts_lr_kind {
     TS_LR_CONSTANT,   /* max_lr after warmup (min_lr_frac and decay_frac unused) */
 };
 
+/* The most updates a run may count (--steps, --warmup, --stop-after, a checkpoint's step): 10^12,
+ * far beyond any run, so that step counts, tokens (steps x tokens per step) and the schedule's
+ * double arithmetic stay exact in 64 bits. Steps are int64_t everywhere. */
+#define TS_MAX_STEPS 1000000000000LL
+
 struct ts_lr_schedule {
     float max_lr;
-    int warmup;        /* linear warmup over steps 0..warmup-1, reaching max_lr at step warmup-1 */
-    int total;         /* the horizon: every decaying kind reaches min_lr at step total-1 */
+    int64_t warmup;    /* linear warmup over steps 0..warmup-1, reaching max_lr at step warmup-1 */
+    int64_t total;     /* the horizon: every decaying kind reaches min_lr at step total-1 */
     float min_lr_frac; /* min_lr = max_lr * min_lr_frac (0.1 by default) */
     enum ts_lr_kind kind;
     float decay_frac; /* WSD only: the decay takes the last decay_frac * total steps, rounded */
@@ -42,7 +47,7 @@ struct ts_lr_schedule {
  * Decaying kinds give min_lr from step total-1 on, and from step warmup on when the horizon
  * leaves no room (total-1 <= warmup). Cosine's numbers are those of the first version, bit for
  * bit. An unknown kind (one ts_lr_schedule_check refuses) is treated as cosine. */
-float ts_lr_at(const struct ts_lr_schedule *s, int step);
+float ts_lr_at(const struct ts_lr_schedule *s, int64_t step);
 
 /* "cosine", "linear", "wsd", "constant" <-> the enum. Parse fails with TS_ERR_INVALID_ARG
  * naming the choices; name returns "unknown" for a value outside the enum. */
@@ -85,9 +90,10 @@ int ts_batch_ramp_accum(const struct ts_batch_ramp *r, int full_accum, int64_t t
 
 /* Tokens consumed by steps 0..step-1 under the ramp, each step taking accum * tokens_per_accum
  * tokens (tokens_per_accum = B * T * dp > 0): what a run resumed at `step` must have consumed,
- * i.e. its loader position times T. O(step); saturates at INT64_MAX. */
+ * i.e. its loader position times T. O(steps inside the ramp): the steps after it are one
+ * product. Saturates at INT64_MAX. */
 int64_t ts_batch_ramp_tokens_before(const struct ts_batch_ramp *r, int full_accum,
-                                    int64_t tokens_per_accum, int step);
+                                    int64_t tokens_per_accum, int64_t step);
 
 /* Parses "TOKENS:DIV". TOKENS is a positive whole number of tokens at most 1e15, written
  * 200000, 2e5, 1.5M or with a suffix k (1e3), M (1e6), G (1e9), T (1e12); DIV an integer >= 1.

@@ -217,7 +217,7 @@ ts_status ts_train_saver_begin(ts_train_saver_t *s, const struct ts_train_state_
     }
 
     snprintf(s->counters, sizeof(s->counters),
-             "steps_done=%d\noptim_steps=%d\nloader_position=%" PRId64 "\n",
+             "steps_done=%" PRId64 "\noptim_steps=%" PRId64 "\nloader_position=%" PRId64 "\n",
              ts_trainer_steps_done(tr), ts_optim_step_count(opt),
              ts_loader_position(ts_trainer_loader(tr)));
     struct ts_ckpt_blob blob = {.data = s->counters, .size = strlen(s->counters) + 1};
@@ -321,8 +321,8 @@ ts_status ts_gpt_load_checkpoint(ts_gpt_t *gpt, ts_ckpt_t *ck) {
     return st;
 }
 
-/* A counter of the trainer blob: digits only, at most max (the trainer counts updates in an
- * int: a larger count is refused, never cast to a smaller one). */
+/* A counter of the trainer blob: digits only, at most max (a larger count is refused, never
+ * cast to a smaller one). */
 static ts_status parse_counter(const char *text, const char *key, int64_t max, int64_t *out,
                                const char *where) {
     const char *at = strstr(text, key);
@@ -347,8 +347,8 @@ static ts_status parse_counter(const char *text, const char *key, int64_t max, i
 
 ts_status ts_train_state_parse_counters(const char *text, const char *where, int64_t *steps,
                                         int64_t *optim_steps, int64_t *position) {
-    TS_CHECK(parse_counter(text, "steps_done", INT32_MAX, steps, where));
-    TS_CHECK(parse_counter(text, "optim_steps", INT32_MAX, optim_steps, where));
+    TS_CHECK(parse_counter(text, "steps_done", TS_MAX_STEPS, steps, where));
+    TS_CHECK(parse_counter(text, "optim_steps", TS_MAX_STEPS, optim_steps, where));
     return parse_counter(text, "loader_position", INT64_MAX, position, where);
 }
 
@@ -387,8 +387,8 @@ ts_status ts_train_state_load(ts_trainer_t *tr, ts_ckpt_t *ck) {
     TS_CHECK_GOTO(
         ts_train_state_parse_counters(text, ts_ckpt_path(ck), &steps, &optim_steps, &position), st,
         exit);
-    ts_trainer_set_steps_done(tr, (int)steps);
-    ts_optim_set_step_count(opt, (int)optim_steps);
+    ts_trainer_set_steps_done(tr, steps);
+    ts_optim_set_step_count(opt, optim_steps);
     ts_loader_seek(ts_trainer_loader(tr), position);
 exit:
     free(host);

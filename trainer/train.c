@@ -49,7 +49,7 @@ struct ts_trainer {
     struct ts_train_config cfg;
     int dp, rank;
     int32_t *inputs, *targets; /* (B*T) host */
-    int steps;                 /* updates done */
+    int64_t steps;             /* updates done */
     ts_update_gate_fn gate;
     void *gate_ctx;
 
@@ -208,7 +208,7 @@ void ts_trainer_destroy(ts_trainer_t *tr) {
     free(tr);
 }
 
-int ts_trainer_steps_done(const ts_trainer_t *tr) { return tr->steps; }
+int64_t ts_trainer_steps_done(const ts_trainer_t *tr) { return tr->steps; }
 int ts_trainer_num_buckets(const ts_trainer_t *tr) { return tr->num_buckets; }
 
 void ts_trainer_shard(const ts_trainer_t *tr, int64_t *begin, int64_t *end) {
@@ -401,7 +401,7 @@ static ts_status update(struct ts_trainer *tr, struct ts_step_record *r) {
 ts_gpt_t *ts_trainer_gpt(const ts_trainer_t *tr) { return tr->gpt; }
 ts_optim_t *ts_trainer_optim(const ts_trainer_t *tr) { return tr->opt; }
 ts_loader_t *ts_trainer_loader(const ts_trainer_t *tr) { return tr->loader; }
-void ts_trainer_set_steps_done(ts_trainer_t *tr, int steps) { tr->steps = steps; }
+void ts_trainer_set_steps_done(ts_trainer_t *tr, int64_t steps) { tr->steps = steps; }
 void ts_trainer_set_update_gate(ts_trainer_t *tr, ts_update_gate_fn gate, void *ctx) {
     tr->gate = gate;
     tr->gate_ctx = ctx;

@@ -44,8 +44,8 @@ struct ts_gpt_tp ts_trainer_tp(ts_comm_t *tp);
 
 /* What one update did (what metrics.jsonl records). */
 struct ts_step_record {
-    int step;   /* 0-based index of the update just done */
-    float loss; /* mean training loss over the update's tokens (all ranks) */
+    int64_t step; /* 0-based index of the update just done */
+    float loss;   /* mean training loss over the update's tokens (all ranks) */
     float lr;
     float grad_norm; /* before clipping */
     int64_t tokens;  /* tokens processed by this update across all ranks */
@@ -82,7 +82,7 @@ void ts_trainer_destroy(ts_trainer_t *tr);
  * step counts, and rec->grad_norm carries the value so the caller (the coordinator) stops the
  * run without saving. */
 ts_status ts_trainer_step(ts_trainer_t *tr, struct ts_step_record *rec) TS_MUST_CHECK;
-int ts_trainer_steps_done(const ts_trainer_t *tr);
+int64_t ts_trainer_steps_done(const ts_trainer_t *tr);
 /* Installs (or with NULL removes) the gate asked before every update; borrowed. */
 void ts_trainer_set_update_gate(ts_trainer_t *tr, ts_update_gate_fn gate, void *ctx);
 int ts_trainer_num_buckets(const ts_trainer_t *tr);
@@ -94,7 +94,7 @@ void ts_trainer_shard(const ts_trainer_t *tr, int64_t *begin, int64_t *end);
 ts_gpt_t *ts_trainer_gpt(const ts_trainer_t *tr);
 ts_optim_t *ts_trainer_optim(const ts_trainer_t *tr);
 ts_loader_t *ts_trainer_loader(const ts_trainer_t *tr);
-void ts_trainer_set_steps_done(ts_trainer_t *tr, int steps);
+void ts_trainer_set_steps_done(ts_trainer_t *tr, int64_t steps);
 
 /* Mean loss (nats/token) over `batches` consecutive batches of B windows read from the start of
  * `loader` (its position is reset first, so the same file gives the same number every time,

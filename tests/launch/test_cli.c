@@ -62,8 +62,11 @@ Test(launch_cli, nonsense_model_flags) {
     expect_usage_error(&r, "--seq-len must be at most 65536");
     cli_run(&r, "train --data x --out y --layers 357913942");
     expect_usage_error(&r, "--layers must be at most 1024");
-    cli_run(&r, "train --data x --out y --steps 99999999999");
-    expect_usage_error(&r, "--steps must be in [-2147483648, 2147483647], got 99999999999");
+    /* steps are 64-bit up to 10^12; beyond it (and beyond 64 bits) the message names 10^12 */
+    cli_run(&r, "train --data x --out y --steps 2000000000000");
+    expect_usage_error(&r, "--steps must be at most 1000000000000 steps (10^12");
+    cli_run(&r, "train --data x --out y --stop-after 99999999999999999999");
+    expect_usage_error(&r, "--stop-after must be at most 1000000000000 steps (10^12");
     /* unsigned flags: strtoull read " -1" and "-1" as 2^64-1 */
     cli_run(&r, "train --data x --out y --seed ' -1'");
     expect_usage_error(&r, "--seed expects a non-negative integer, got ' -1'");
@@ -126,6 +129,14 @@ Test(launch_cli, misleading_inputs_named) {
     expect_usage_error(&r, "warmup of 10 steps is longer than the run's 5 steps");
     cli_run(&r, "train --data %s --out %s/run " TINY " --steps 5 --eval-every 2", path, dir);
     expect_usage_error(&r, "--eval-every 2 needs --val-data");
+    /* step counts past 2^31 (--steps 99999999999 said "expects an integer", later "must be in
+     * [-2147483648, 2147483647]"): accepted and checked, not run (--check-world) */
+    cli_run(&r,
+            "train --data %s --out %s/run " TINY " --steps 99999999999 --stop-after 3000000000 "
+            "--ckpt-every 2147483648 --log-every 4294967296 --check-world 1",
+            path, dir);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    cr_assert(strstr(r.err, "train check: ok") != NULL, "%s", r.err);
     /* --threads above the cores here is warned about */
     const long cores = sysconf(_SC_NPROCESSORS_ONLN);
     cli_run(&r, "train --data %s --out %s/run " TINY " --steps 1 --threads %ld", path, dir,

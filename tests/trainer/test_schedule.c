@@ -335,6 +335,28 @@ Test(trainer_schedule, ramp_tokens_before) {
     const struct ts_batch_ramp off = {0};
     cr_assert_eq(ts_batch_ramp_tokens_before(&off, 4, 100, 7), 2800);
     cr_assert_eq(ts_batch_ramp_tokens_before(&off, 4, INT64_MAX / 8, 3), INT64_MAX);
+    /* past the ramp, the steps are one product: 2^32 + 5 steps return at once, exactly */
+    const int64_t big = 4294967301LL;
+    cr_assert_eq(ts_batch_ramp_tokens_before(&r, 4, 100, big), 1900 + (big - 9) * 400);
+    cr_assert_eq(ts_batch_ramp_tokens_before(&off, 4, 100, big), big * 400);
+    cr_assert_eq(ts_batch_ramp_tokens_before(&off, 4, INT64_MAX / 1000, big), INT64_MAX);
+}
+
+/* 64-bit horizons: a schedule of 3e9 steps (an int wrapped to a negative count) reaches its
+ * peak, its midpoint and its floor where the formulas say. */
+Test(trainer_schedule, horizon_past_2_31) {
+    const struct ts_lr_schedule s = {
+        .max_lr = 1.0f, .warmup = 300000000, .total = 3000000001LL, .min_lr_frac = 0.1f};
+    cr_assert_eq(ts_lr_schedule_check(&s), TS_OK, "%s", ts_last_error());
+    cr_assert_float_eq(ts_lr_at(&s, 149999999), 0.5f, 1e-6f);
+    cr_assert_eq(ts_lr_at(&s, 299999999), 1.0f);
+    /* cosine midpoint: (max + min) / 2 at warmup + (total - 1 - warmup) / 2 */
+    cr_assert_float_eq(ts_lr_at(&s, 300000000 + 1350000000), 0.55f, 1e-6f);
+    cr_assert_float_eq(ts_lr_at(&s, 3000000000LL), 0.1f, 1e-7f);
+    cr_assert_float_eq(ts_lr_at(&s, 4294967301LL), 0.1f, 1e-7f);
+    struct ts_lr_schedule over = s;
+    over.total = TS_MAX_STEPS + 1;
+    cr_assert_eq(ts_lr_schedule_check(&over), TS_ERR_INVALID_ARG);
 }
 
 Test(trainer_schedule, ramp_parse) {

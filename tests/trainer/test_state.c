@@ -3,6 +3,7 @@
  * bit-identical; weights-only loads; a model of another shape refused naming the key; the
  * lineage's paths recorded whole or refused. */
 #include <criterion/criterion.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -146,6 +147,59 @@ Test(trainer_state, resume_is_bit_exact) { resume_bit_exact(TS_DTYPE_F32); }
 /* bf16 parameters with fp32 master weights (the CUDA path), on the bf16-storing CPU backend. */
 Test(trainer_state, resume_is_bit_exact_bf16) { resume_bit_exact(TS_DTYPE_BF16); }
 
+/* A run past 2^31 updates: the checkpoint records step 2^32 + 5 (it used to resume as 5, then
+ * was refused), a resume restores it in the trainer and the optimizer, and the next update is the
+ * same one the saving run makes (AdamW's bias correction and the schedule at a 64-bit step). */
+Test(trainer_state, step_past_2_31_resumes_as_itself) {
+    char *dir = test_mkdtemp();
+    uint16_t tok[3000];
+    test_random_tokens(tok, 3000, 300, 9);
+    char *shard = test_path(dir, "train.bin");
+    cr_assert_eq(ts_shard_write(shard, tok, 3000), TS_OK);
+    char *ckdir = test_path(dir, "checkpoints");
+    struct ts_gpt_config cfg = test_tiny_config();
+    cr_assert_eq(ts_gpt_config_finish(&cfg), TS_OK);
+    const int64_t big = 4294967301LL; /* 2^32 + 5 */
+    struct rig a, b;
+    struct ts_step_record ra, rb;
+    rig_open(&a, shard, &cfg);
+    cr_assert_eq(ts_trainer_step(a.tr, &ra), TS_OK, "%s", ts_last_error());
+    ts_trainer_set_steps_done(a.tr, big);
+    ts_optim_set_step_count(ts_trainer_optim(a.tr), big);
+    struct ts_train_state_info info = {.tokens_seen = 64, .global_batch = 4};
+    char path[4096];
+    cr_assert_eq(ts_train_state_save(a.tr, a.comm, &info, ckdir, 0, path, sizeof(path)), TS_OK,
+                 "%s", ts_last_error());
+    rig_open(&b, shard, &cfg);
+    ts_ckpt_t *ck = NULL;
+    cr_assert_eq(ts_ckpt_open(&ck, ckdir), TS_OK, "%s", ts_last_error());
+    cr_assert_eq(ts_ckpt_meta(ck)->step, big);
+    cr_assert_eq(ts_train_state_load(b.tr, ck), TS_OK, "%s", ts_last_error());
+    ts_ckpt_close(ck);
+    cr_assert_eq(ts_trainer_steps_done(b.tr), big);
+    cr_assert_eq(ts_optim_step_count(ts_trainer_optim(b.tr)), big);
+    cr_assert_eq(ts_trainer_step(a.tr, &ra), TS_OK, "%s", ts_last_error());
+    cr_assert_eq(ts_trainer_step(b.tr, &rb), TS_OK, "%s", ts_last_error());
+    cr_assert(ra.step == big && rb.step == big, "%lld, %lld", (long long)ra.step,
+              (long long)rb.step);
+    cr_assert_eq(ts_trainer_steps_done(b.tr), big + 1);
+    cr_assert_eq(memcmp(&ra.loss, &rb.loss, sizeof(float)), 0);
+    cr_assert_eq(memcmp(&ra.lr, &rb.lr, sizeof(float)), 0);
+    cr_assert_float_eq(rb.lr, 1e-4f, 1e-9f, "past the horizon: min_lr, got %g", (double)rb.lr);
+    const size_t bytes = (size_t)ts_gpt_num_params(a.gpt) * sizeof(float);
+    float *pa = host_params(&a), *pb = host_params(&b);
+    cr_assert_eq(memcmp(pa, pb, bytes), 0, "the update after the resume differs");
+    for (size_t i = 0; i < bytes / sizeof(float); i++)
+        cr_assert(isfinite(pb[i]), "weight %zu is %g after step 2^32+5", i, (double)pb[i]);
+    free(pa);
+    free(pb);
+    rig_close(&a);
+    rig_close(&b);
+    free(shard);
+    free(ckdir);
+    test_rmdir(dir);
+}
+
 Test(trainer_state, weights_only_and_model_mismatch) {
     char *dir = test_mkdtemp();
     uint16_t tok[3000];
@@ -252,11 +306,19 @@ Test(trainer_state, counters_never_truncated) {
                                                "ck", &s, &o, &p),
                  TS_OK, "%s", ts_last_error());
     cr_assert(s == 7 && o == 7 && p == 9);
-    /* 4294967301 = 2^32 + 5 resumed as step 5 */
-    cr_assert_eq(ts_train_state_parse_counters(
-                     "steps_done=4294967301\noptim_steps=5\nloader_position=0\n", "ck", &s, &o, &p),
-                 TS_ERR_FORMAT);
-    cr_assert(strstr(ts_last_error(), "more than the 2147483647") != NULL, "%s", ts_last_error());
+    /* 4294967301 = 2^32 + 5 resumed as step 5; then it was refused; steps are 64-bit now */
+    cr_assert_eq(ts_train_state_parse_counters("steps_done=4294967301\noptim_steps=4294967301\n"
+                                               "loader_position=0\n",
+                                               "ck", &s, &o, &p),
+                 TS_OK, "%s", ts_last_error());
+    cr_assert(s == 4294967301LL && o == 4294967301LL);
+    /* above the 10^12 steps a run counts (TS_MAX_STEPS): refused, never cast */
+    cr_assert_eq(
+        ts_train_state_parse_counters(
+            "steps_done=1000000000001\noptim_steps=5\nloader_position=0\n", "ck", &s, &o, &p),
+        TS_ERR_FORMAT);
+    cr_assert(strstr(ts_last_error(), "more than the 1000000000000") != NULL, "%s",
+              ts_last_error());
     cr_assert_eq(ts_train_state_parse_counters("steps_done=5\noptim_steps=5x\nloader_position=0\n",
                                                "ck", &s, &o, &p),
                  TS_ERR_FORMAT);
