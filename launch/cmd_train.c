@@ -793,16 +793,25 @@ fail:
     return code;
 }
 
-/* Whether a launcher started this process as a rank other than 0 (its environment, read before
- * MPI starts; launch/world.c sets the same log level once the world exists). */
-static bool launched_nonzero_rank(void) {
-    static const char *const vars[] = {"PMIX_RANK", "OMPI_COMM_WORLD_RANK", "SLURM_PROCID"};
-    for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++) {
-        const char *v = getenv(vars[i]);
-        if (v != NULL && strcmp(v, "0") != 0)
-            return true;
-    }
-    return false;
+/* Before MPI starts, the launcher's environment says which rank this process will be: the same
+ * log level and "[rank N] " prefix as launch/world.c sets once the world exists (a rank other
+ * than 0 logs warnings only), so the lines logged before it (the data line) look like the rest.
+ * The world size is OMPI_COMM_WORLD_SIZE or SLURM_NTASKS; unknown counts as several. */
+static void log_as_launched_rank(void) {
+    static const char *const ranks[] = {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "SLURM_PROCID"};
+    static const char *const sizes[] = {"OMPI_COMM_WORLD_SIZE", "SLURM_NTASKS"};
+    const char *rank = NULL, *size = NULL;
+    for (size_t i = 0; i < sizeof(ranks) / sizeof(ranks[0]) && rank == NULL; i++)
+        rank = getenv(ranks[i]);
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]) && size == NULL; i++)
+        size = getenv(sizes[i]);
+    if (rank == NULL || (size != NULL && strcmp(size, "1") == 0))
+        return;
+    char prefix[32];
+    snprintf(prefix, sizeof(prefix), "[rank %.12s] ", rank);
+    ts_log_set_prefix(prefix);
+    if (strcmp(rank, "0") != 0 && getenv("TS_LOG") == NULL)
+        ts_log_set_level(TS_LOG_WARN);
 }
 
 int ts_cmd_train(int argc, char **argv) {
@@ -815,9 +824,8 @@ int ts_cmd_train(int argc, char **argv) {
         ts_train_flags_print_help(usage, description);
         return TS_EXIT_OK;
     }
-    /* before the world exists, only the launcher's rank 0 logs (the data line, once) */
-    if (launched_nonzero_rank() && getenv("TS_LOG") == NULL)
-        ts_log_set_level(TS_LOG_WARN);
+    /* before the world exists, only the launcher's rank 0 logs (the data line, once, prefixed) */
+    log_as_launched_rank();
     if ((flags.v.data != NULL &&
          ts_data_manifest_vocab(flags.v.data, ts_train_flags_given(&flags, "vocab-size"), false,
                                 &flags.v.vocab_size) != TS_OK) ||

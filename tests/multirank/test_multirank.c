@@ -583,7 +583,7 @@ Test(multirank_slurm, launch_requeues_after_the_time_limit, .timeout = 900) {
 }
 
 /* Before the world exists each rank read the data manifest and printed its line, unprefixed:
- * only rank 0 logs it now. */
+ * only rank 0 logs it now, with its prefix like every other line. */
 Test(multirank_train, data_line_printed_once) {
     struct fixture fx;
     fixture_make(&fx);
@@ -606,5 +606,7 @@ Test(multirank_train, data_line_printed_once) {
     const char *first = strstr(r.out, "says tokenizer bytes");
     cr_assert_not_null(first, "%s", r.out);
     cr_assert_null(strstr(first + 1, "says tokenizer bytes"), "printed more than once:\n%s", r.out);
+    cr_assert_not_null(strstr(r.out, "[rank 0] data: "), "the data line lacks its prefix:\n%s",
+                       r.out);
     cli_rmdir(fx.dir);
 }
