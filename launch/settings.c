@@ -425,7 +425,18 @@ ts_status ts_train_settings_check(const struct ts_train_flags *f) {
     if (!(a->bucket_mb > 0.0f))
         return ts_error(TS_ERR_INVALID_ARG, "--bucket-mb must be in (0, 4096], got %g",
                         (double)a->bucket_mb);
-    TS_CHECK(check_schedule(a));
+    if (check_schedule(a) != TS_OK) {
+        /* a resume adopts the checkpoint's warmup as it ran (10% of the old --steps): say so when
+         * that, not a flag given here, is what no longer fits */
+        if (!resuming || ts_train_flags_given(f, "warmup") || a->warmup <= a->steps)
+            return TS_ERR_INVALID_ARG;
+        char why[512];
+        snprintf(why, sizeof(why), "%s", ts_last_error());
+        return ts_error(TS_ERR_INVALID_ARG,
+                        "%s (the warmup of %" PRId64
+                        " steps comes from the checkpoint; give --warmup with the new --steps)",
+                        why, a->warmup);
+    }
     if (a->walltime != NULL) {
         double w;
         TS_CHECK(ts_walltime_parse(a->walltime, &w));

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # limits.sh: the per-input limits of every harness, sourced by tests/fuzz/run.sh and
 # benchmarks/fuzz.sh. An input over its time or memory limit is a finding. -max_len caps the
 # inputs libFuzzer makes: the tokenizer harnesses train, load or encode in time proportional to

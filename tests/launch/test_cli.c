@@ -137,6 +137,14 @@ Test(launch_cli, misleading_inputs_named) {
             path, dir);
     cr_assert_eq(r.code, 0, "%s", r.err);
     cr_assert(strstr(r.err, "train check: ok") != NULL, "%s", r.err);
+    /* a resume with a shorter --steps blamed --warmup, which the user had not given */
+    cli_run(&r, "train --data %s --out %s/short " TINY " --steps 20 --stop-after 1", path, dir);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    cli_run(&r, "train --data %s --out %s/short --resume --steps 1", path, dir);
+    cr_expect_eq(r.code, 2, "%s", r.err); /* after the warning that --steps changed */
+    cr_expect_not_null(strstr(r.err, "the warmup of 2 steps comes from the checkpoint; give "
+                                     "--warmup"),
+                       "%s", r.err);
     /* --threads above the cores here is warned about */
     const long cores = sysconf(_SC_NPROCESSORS_ONLN);
     cli_run(&r, "train --data %s --out %s/run " TINY " --steps 1 --threads %ld", path, dir,
