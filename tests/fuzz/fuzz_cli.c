@@ -29,7 +29,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         fuzz_expect(v->layers >= 1 && v->layers <= TS_GPT_MAX_LAYERS, "layers");
         fuzz_expect(v->seq_len >= 1 && v->seq_len <= TS_GPT_MAX_SEQ_LEN, "seq_len");
         fuzz_expect(v->channels % v->heads == 0, "heads divide channels");
-        fuzz_expect(v->steps >= 1, "steps");
+        fuzz_expect(v->steps >= 1 && v->steps <= TS_MAX_STEPS, "steps");
+        fuzz_expect(v->warmup >= -1 && v->warmup <= v->steps, "warmup");
+        fuzz_expect(v->stop_after >= 0 && v->stop_after <= TS_MAX_STEPS, "stop_after");
+        fuzz_expect(v->eval_every >= 0 && v->eval_every <= TS_MAX_STEPS, "eval_every");
+        fuzz_expect(v->ckpt_every >= 0 && v->ckpt_every <= TS_MAX_STEPS, "ckpt_every");
+        fuzz_expect(v->log_every >= 1 && v->log_every <= TS_MAX_STEPS, "log_every");
     }
     free(buf);
     return 0;

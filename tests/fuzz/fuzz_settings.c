@@ -19,7 +19,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     memcpy(text, data, n);
     text[n] = '\0';
     int64_t s, o, p;
-    (void)ts_train_state_parse_counters(text, "fuzz", &s, &o, &p);
+    if (ts_train_state_parse_counters(text, "fuzz", &s, &o, &p) == TS_OK)
+        fuzz_expect(s >= 0 && s <= TS_MAX_STEPS && o >= 0 && o <= TS_MAX_STEPS && p >= 0,
+                    "counters in range");
     for (char *line = strtok(text, "\n"); line != NULL; line = strtok(NULL, "\n")) {
         const bool model = strncmp(line, "model:", 6) == 0;
         char *kv = model ? line + 6 : line, *eq = strchr(kv, '=');
