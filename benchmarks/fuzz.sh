@@ -62,7 +62,8 @@ for corpus in "$src"/tests/fuzz/corpus/fuzz_*; do
     n=$((n + ${m:-0}))
     [ "${r:-0}" -gt "$rss" ] && rss=${r:-0}
     [ $rc -eq 0 ] && break
-    unit=$(ls "$scratch/$name"-timeout-* 2>/dev/null | head -1)
+    unit=$(find "$scratch" -maxdepth 1 -name "$name-timeout-*" | head -1)
+    # shellcheck disable=SC2086 # the flags are words
     if [ -n "$unit" ] && grep -q "ERROR: libFuzzer: timeout" "$log" &&
       (for _ in 1 2 3; do "$build/tests/fuzz/$name" $flags "$unit" >/dev/null 2>&1 || exit 1; done); then
       spurious=$((spurious + 1))
