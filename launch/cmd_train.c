@@ -112,7 +112,7 @@ static void run_release(struct run *r) {
 static ts_status before_step(void *ctx, int64_t step) {
     const struct run *r = ctx;
     bool kill;
-    if (ts_world_fault_due(ts_comm_rank(r->comm), (int)step, &kill))
+    if (ts_world_fault_due(ts_comm_rank(r->comm), step, &kill))
         return ts_error(TS_ERR_IO,
                         "cannot read token shard %s (failure injected by TS_FAULT_INJECT)",
                         r->a->data);

@@ -6,6 +6,7 @@
  * environment and MPI is used only under mpirun or `srun --mpi=pmix`. */
 #include "launch/world.h"
 
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -159,11 +160,12 @@ int ts_world_fail(ts_comm_t *world, const char *cmd, int code) {
     return code;
 }
 
-bool ts_world_fault_due(int rank, int step, bool *kill) {
+bool ts_world_fault_due(int rank, int64_t step, bool *kill) {
     const char *spec = getenv("TS_FAULT_INJECT");
-    int r, s;
+    int r;
+    int64_t s;
     char kind[16] = {0};
-    if (spec == NULL || sscanf(spec, "%d:%d:%15s", &r, &s, kind) != 3)
+    if (spec == NULL || sscanf(spec, "%d:%" SCNd64 ":%15s", &r, &s, kind) != 3)
         return false;
     if (r != rank || s != step)
         return false;

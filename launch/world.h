@@ -32,6 +32,6 @@ int ts_world_fail(ts_comm_t *world, const char *cmd, int code);
  * this rank must fail before update STEP; *kill says whether to die by SIGKILL rather than return
  * an error. term, usr1 and int send this rank that signal before update STEP (as a scheduler
  * would) and return false. */
-bool ts_world_fault_due(int rank, int step, bool *kill);
+bool ts_world_fault_due(int rank, int64_t step, bool *kill);
 
 #endif
