@@ -166,7 +166,7 @@ static ts_status on_eval(void *ctx, int64_t step, double loss, int64_t tokens, d
     ts_progress_close(&r->progress);
     TS_LOG_I("eval  step %" PRId64 " | val loss %.6f | %" PRId64 " tokens | %.1f s", step, loss,
              tokens, seconds);
-    return ts_metrics_eval(r->metrics, (int)step, loss, tokens);
+    return ts_metrics_eval(r->metrics, step, loss, tokens);
 }
 
 static ts_status on_checkpoint(void *ctx, int64_t step, const char *path, double stall_s,
@@ -177,7 +177,7 @@ static ts_status on_checkpoint(void *ctx, int64_t step, const char *path, double
     ts_progress_close(&r->progress);
     TS_LOG_I("checkpoint: step %" PRId64 " saved to %s in %.2f s (training stalled %.2f s)", step,
              path, save_s, stall_s);
-    return r->metrics ? ts_metrics_checkpoint(r->metrics, (int)step, path, stall_s, save_s) : TS_OK;
+    return r->metrics ? ts_metrics_checkpoint(r->metrics, step, path, stall_s, save_s) : TS_OK;
 }
 
 /* <out>/exit.json: how the run ended, written (atomically) by rank 0 when train returns

@@ -401,27 +401,39 @@ static ts_status read_line(void *ctx, struct json_object *o, const char *type, i
     return TS_OK;
 }
 
+struct step_at {
+    int64_t step, line;
+};
+
+static int cmp_step_at(const void *a, const void *b) {
+    const struct step_at *x = a, *y = b;
+    if (x->step != y->step)
+        return x->step < y->step ? -1 : 1;
+    return (x->line > y->line) - (x->line < y->line);
+}
+
 /* What the job cost, from its segments and step lines. */
 static void compute(struct reader *r) {
     struct ts_ledger_summary *s = r->sum;
     s->segments = r->nsegs;
     s->restarts = r->nsegs > 0 ? r->nsegs - 1 : 0;
     s->step_lines = r->nsteps;
-    int64_t max_step = 0;
-    for (int64_t i = 0; i < r->nsteps; i++)
-        if (r->steps[i].step > max_step)
-            max_step = r->steps[i].step;
-    /* a redone step counts once: the last time it was trained */
-    int64_t *last = calloc((size_t)max_step + 1, sizeof(*last));
-    for (int64_t i = 0; last != NULL && i < r->nsteps; i++)
+    /* a redone step counts once: the last time it was trained. The lines sorted by (step, line)
+     * put each step's last line at the end of its run (a table indexed by step would need as
+     * many entries as the largest step, 64-bit since steps are). */
+    struct step_at *order = malloc((size_t)(r->nsteps > 0 ? r->nsteps : 1) * sizeof(*order));
+    int64_t n = 0;
+    for (int64_t i = 0; order != NULL && i < r->nsteps; i++)
         if (r->steps[i].step >= 0)
-            last[r->steps[i].step] = r->steps[i].tokens + 1; /* 0: never trained */
-    for (int64_t k = 0; last != NULL && k <= max_step; k++)
-        if (last[k] > 0) {
+            order[n++] = (struct step_at){r->steps[i].step, i};
+    if (order != NULL)
+        qsort(order, (size_t)n, sizeof(*order), cmp_step_at);
+    for (int64_t k = 0; k < n; k++)
+        if (k + 1 == n || order[k + 1].step != order[k].step) {
             s->steps++;
-            s->tokens += last[k] - 1;
+            s->tokens += r->steps[order[k].line].tokens;
         }
-    free(last);
+    free(order);
     double energy = 0, usd = 0;
     bool energy_all = true, energy_priced = true;
     double st_usd = 0, st_dev = 0, st_flops = 0, st_peak = 0;

@@ -148,6 +148,42 @@ Test(launch_ledger, restarts_count_lost_work_once_in_tokens) {
     cli_rmdir(dir);
 }
 
+/* Steps past 2^32 (a run resumed there): the summary counted distinct steps in a table indexed
+ * by step, 32 GB for step 4294967301, so the counts came out 0. A redone step still counts once. */
+Test(launch_ledger, steps_past_2_32_counted) {
+    char dir[256], path[320];
+    cli_tmpdir(dir, sizeof(dir));
+    snprintf(path, sizeof(path), "%s/ledger.jsonl", dir);
+    struct fake f = {.t = 100, .joules = 0, .measured = false};
+    const int64_t base = 4294967296LL; /* 2^32 */
+    struct ts_ledger_config c = config(&f, 1, 3.0, 0.5, base);
+    ts_ledger_t *l;
+    cr_assert_eq(ts_ledger_create(&l, path, &c), TS_OK, "%s", ts_last_error());
+    cr_assert_eq(ts_ledger_begin(l), TS_OK);
+    for (int64_t s = base + 1; s <= base + 5; s++) {
+        f.t += 1;
+        cr_assert_eq(ts_ledger_step(l, s, 100), TS_OK);
+    }
+    cr_assert_eq(ts_ledger_end(l, "preempted"), TS_OK);
+    ts_ledger_destroy(l);
+    c = config(&f, 1, 3.0, 0.5, base + 3); /* resumed from step base + 3: two redone */
+    cr_assert_eq(ts_ledger_create(&l, path, &c), TS_OK, "%s", ts_last_error());
+    cr_assert_eq(ts_ledger_begin(l), TS_OK);
+    for (int64_t s = base + 4; s <= base + 6; s++) {
+        f.t += 1;
+        cr_assert_eq(ts_ledger_step(l, s, 50), TS_OK);
+    }
+    cr_assert_eq(ts_ledger_end(l, "done"), TS_OK);
+    ts_ledger_destroy(l);
+    struct ts_ledger_summary s;
+    cr_assert_eq(ts_ledger_summarize(path, &s), TS_OK, "%s", ts_last_error());
+    cr_expect_eq(s.step_lines, 8);
+    cr_expect_eq(s.steps, 6);
+    cr_expect_eq(s.tokens, 3 * 100 + 3 * 50, "the last training of a redone step counts: %lld",
+                 (long long)s.tokens);
+    cli_rmdir(dir);
+}
+
 Test(launch_ledger, no_price_reports_hours_and_says_so) {
     char dir[256], path[320];
     cli_tmpdir(dir, sizeof(dir));
