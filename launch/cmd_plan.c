@@ -62,8 +62,7 @@ static ts_status cpu_device(int ranks_per_node, float mem_bw_gbs, struct ts_plan
                         "--device cpu: this machine's peak is unknown (%s); pass --peak-tflops",
                         peak.source);
     const double mem = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
-    ts_plan_device_cpu(peak.flops, mem, (double)mem_bw_gbs * 1e9, ranks_per_node, peak.source,
-                       out);
+    ts_plan_device_cpu(peak.flops, mem, (double)mem_bw_gbs * 1e9, ranks_per_node, peak.source, out);
     return TS_OK;
 }
 
@@ -135,8 +134,8 @@ static ts_status ledger_steps(const char *path, double *median, int *devices, bo
             st = ts_error(TS_ERR_FORMAT, "%s:%ld is not JSON", path, at);
             break;
         }
-        const char *type = json_object_object_get_ex(o, "type", &v) ? json_object_get_string(v)
-                                                                     : "";
+        const char *type =
+            json_object_object_get_ex(o, "type", &v) ? json_object_get_string(v) : "";
         if (strcmp(type, "segment_start") == 0) {
             get_int(o, "devices", devices);
             *cpu = json_object_object_get_ex(o, "device", &v) &&
@@ -233,7 +232,8 @@ static ts_status read_sample(const char *run, const struct flags *fl, const stru
     TS_CHECK_GOTO(ts_plan_model_parse(spec, &s->model), st, done);
     s->model.max_seq_len = maxT;
     /* the runs were measured on one host: every rank shares it */
-    const int per_node = cpu ? devices : (devices < fl->gpus_per_node ? devices : fl->gpus_per_node);
+    const int per_node =
+        cpu ? devices : (devices < fl->gpus_per_node ? devices : fl->gpus_per_node);
     TS_CHECK_GOTO(make_device(fl, tab, ntab, per_node, &s->cluster.dev), st, done);
     if (json_object_object_get_ex(train, "precision", &v))
         s->cluster.dev.bf16 = strcmp(json_object_get_string(v), "bf16") == 0;
@@ -332,8 +332,8 @@ static bool same_words(const char *a, const char *b) {
 }
 
 static void print_table(const struct ts_plan_row *rows, int n, int top, bool priced) {
-    printf("%4s %5s %4s %4s %6s %6s %9s %10s %12s %7s %11s %10s %11s\n", "rank", "dp", "tp",
-           "zero", "micro", "accum", "mem GiB", "step ms", "tokens/s", "MFU%",
+    printf("%4s %5s %4s %4s %6s %6s %9s %10s %12s %7s %11s %10s %11s\n", "rank", "dp", "tp", "zero",
+           "micro", "accum", "mem GiB", "step ms", "tokens/s", "MFU%",
            priced ? "$/1M tok" : "dev-s/1M", "time", priced ? "total $" : "");
     int shown = 0, refused = 0;
     for (int i = 0; i < n; i++) {

@@ -201,14 +201,14 @@ static struct cost ring_half(int n, double bytes, double bw, double lat) {
 
 int64_t ts_plan_params_per_rank(const struct ts_plan_model *m, int seq_len, int tp) {
     const int64_t C = m->channels, L = m->layers, t = tp > 0 ? tp : 1;
-    const int64_t layer = 2 * C                 /* ln_1 */
-                          + C * 3 * C / t       /* c_attn.weight (columns split) */
-                          + 3 * C / t           /* c_attn.bias */
-                          + C * C / t + C       /* attn.c_proj (rows split), its bias whole */
-                          + 2 * C               /* ln_2 */
-                          + C * 4 * C / t       /* c_fc.weight */
-                          + 4 * C / t           /* c_fc.bias */
-                          + 4 * C * C / t + C;  /* mlp.c_proj (rows split), its bias whole */
+    const int64_t layer = 2 * C                /* ln_1 */
+                          + C * 3 * C / t      /* c_attn.weight (columns split) */
+                          + 3 * C / t          /* c_attn.bias */
+                          + C * C / t + C      /* attn.c_proj (rows split), its bias whole */
+                          + 2 * C              /* ln_2 */
+                          + C * 4 * C / t      /* c_fc.weight */
+                          + 4 * C / t          /* c_fc.bias */
+                          + 4 * C * C / t + C; /* mlp.c_proj (rows split), its bias whole */
     const int64_t wpe = m->max_seq_len > 0 ? m->max_seq_len : seq_len;
     return (int64_t)m->padded_vocab * C + wpe * C + L * layer + 2 * C;
 }
@@ -231,33 +231,33 @@ static double arena_bytes(const struct ts_plan_model *m, const struct ts_plan_de
     const struct {
         int64_t numel, size, copies;
     } regions[] = {
-        {BT * C, s, 1},         /* encoded */
-        {BT * C, s, L},         /* ln1 */
-        {BT, 4, L},             /* ln1 mean */
-        {BT, 4, L},             /* ln1 rstd */
-        {BT * 3 * Cl, s, L},    /* qkv */
-        {BT * Cl, s, L},        /* atty */
-        {att, att_size, L},     /* att or lse */
-        {BT * C, s, L},         /* res2 */
-        {BT * C, s, L},         /* ln2 */
-        {BT, 4, L},             /* ln2 mean */
-        {BT, 4, L},             /* ln2 rstd */
-        {BT * 4 * Cl, s, L},    /* fch */
-        {BT * 4 * Cl, s, L},    /* fch_gelu */
-        {BT * C, s, L},         /* res3 */
-        {BT * C, s, 1},         /* proj */
-        {BT * C, s, 1},         /* lnf */
-        {BT, 4, 1},             /* lnf mean */
-        {BT, 4, 1},             /* lnf rstd */
+        {BT * C, s, 1},               /* encoded */
+        {BT * C, s, L},               /* ln1 */
+        {BT, 4, L},                   /* ln1 mean */
+        {BT, 4, L},                   /* ln1 rstd */
+        {BT * 3 * Cl, s, L},          /* qkv */
+        {BT * Cl, s, L},              /* atty */
+        {att, att_size, L},           /* att or lse */
+        {BT * C, s, L},               /* res2 */
+        {BT * C, s, L},               /* ln2 */
+        {BT, 4, L},                   /* ln2 mean */
+        {BT, 4, L},                   /* ln2 rstd */
+        {BT * 4 * Cl, s, L},          /* fch */
+        {BT * 4 * Cl, s, L},          /* fch_gelu */
+        {BT * C, s, L},               /* res3 */
+        {BT * C, s, 1},               /* proj */
+        {BT * C, s, 1},               /* lnf */
+        {BT, 4, 1},                   /* lnf mean */
+        {BT, 4, 1},                   /* lnf rstd */
         {BT * m->padded_vocab, s, 1}, /* logits */
-        {BT, 4, 1},             /* losses */
-        {BT * C, s, 1},         /* dres */
-        {BT * C, s, 1},         /* dln */
-        {BT * Cl, s, 1},        /* datty */
-        {BT * 3 * Cl, s, 1},    /* dqkv */
-        {att, att_size, 1},     /* datt */
-        {BT * 4 * Cl, s, 1},    /* dfch_gelu */
-        {BT * 4 * Cl, s, 1},    /* dfch */
+        {BT, 4, 1},                   /* losses */
+        {BT * C, s, 1},               /* dres */
+        {BT * C, s, 1},               /* dln */
+        {BT * Cl, s, 1},              /* datty */
+        {BT * 3 * Cl, s, 1},          /* dqkv */
+        {att, att_size, 1},           /* datt */
+        {BT * 4 * Cl, s, 1},          /* dfch_gelu */
+        {BT * 4 * Cl, s, 1},          /* dfch */
     };
     double total = 0;
     for (size_t i = 0; i < sizeof(regions) / sizeof(regions[0]); i++) {
@@ -280,8 +280,8 @@ static double shard_of(int64_t n, int dp, int zero) {
     return (double)most;
 }
 
-void ts_plan_memory_of(const struct ts_plan_model *m, const struct ts_plan_device *dev,
-                       int seq_len, const struct ts_plan_layout *lay, struct ts_plan_memory *out) {
+void ts_plan_memory_of(const struct ts_plan_model *m, const struct ts_plan_device *dev, int seq_len,
+                       const struct ts_plan_layout *lay, struct ts_plan_memory *out) {
     const int64_t n = ts_plan_params_per_rank(m, seq_len, lay->tp);
     const double shard = shard_of(n, lay->dp, lay->zero);
     const double s = dev->bf16 ? 2 : 4, BT = (double)lay->micro_batch * seq_len;
@@ -301,9 +301,9 @@ void ts_plan_memory_of(const struct ts_plan_model *m, const struct ts_plan_devic
 
 /* The linear pieces of a step (calibration fits their coefficients). */
 struct pieces {
-    double xc;     /* matmul FLOPs / peak */
-    double xm;     /* bytes / mem_bw */
-    double accum;  /* micro-steps per update */
+    double xc;    /* matmul FLOPs / peak */
+    double xm;    /* bytes / mem_bw */
+    double accum; /* micro-steps per update */
     struct cost dp, tp, gather;
     double sync_lat; /* the step's small world collectives, latency only */
 };
@@ -337,11 +337,12 @@ static void step_pieces(const struct ts_plan_model *m, const struct ts_plan_clus
     const double bw = dp_intra ? d->intra_bw : d->inter_bw;
     const double lat = dp_intra ? d->intra_lat : d->inter_lat;
     const double grad_bytes = (double)n * 4;
-    const double bucket = (double)(job->bucket_bytes > 0 ? job->bucket_bytes : DEFAULT_BUCKET_BYTES);
+    const double bucket =
+        (double)(job->bucket_bytes > 0 ? job->bucket_bytes : DEFAULT_BUCKET_BYTES);
     const double nb = ceil(grad_bytes / bucket);
     const double per = grad_bytes / nb;
-    const struct cost one = lay->zero == 1 ? ring_half(lay->dp, per, bw, lat)
-                                           : all_reduce(lay->dp, per, bw, lat);
+    const struct cost one =
+        lay->zero == 1 ? ring_half(lay->dp, per, bw, lat) : all_reduce(lay->dp, per, bw, lat);
     p->dp = (struct cost){nb * one.bw, nb * one.lat};
     p->gather = lay->zero == 1 ? ring_half(lay->dp, (double)n * s, bw, lat) : (struct cost){0, 0};
     /* Megatron: two all-reduces of (B,T,C) in each layer's forward, two in its backward */
@@ -373,8 +374,8 @@ static void fill_time(const struct pieces *p, const struct ts_plan_eff *eff,
     t->gather = p->gather.bw + lam * p->gather.lat;
     t->sync = lam * p->sync_lat;
     t->overhead = eff->overhead_s;
-    t->step = t->compute + t->memory + t->dp_exposed + t->tp_comm + t->gather + t->sync +
-              t->overhead;
+    t->step =
+        t->compute + t->memory + t->dp_exposed + t->tp_comm + t->gather + t->sync + t->overhead;
 }
 
 static bool refuse(struct ts_plan_row *r, const char *fmt, ...)
@@ -439,12 +440,11 @@ void ts_plan_predict(const struct ts_plan_model *m, const struct ts_plan_cluster
                ((double)cl->gpus * d->peak_flops);
     out->device_s_per_token = (double)cl->gpus / out->tokens_per_s;
     const bool priced = job->usd_per_gpu_hour >= 0;
-    out->usd_per_1m_tokens = priced ? job->usd_per_gpu_hour / 3600.0 * out->device_s_per_token * 1e6
-                                    : NAN;
+    out->usd_per_1m_tokens =
+        priced ? job->usd_per_gpu_hour / 3600.0 * out->device_s_per_token * 1e6 : NAN;
     out->total_s = job->tokens > 0 ? job->tokens / out->tokens_per_s : NAN;
-    out->total_usd = priced && job->tokens > 0
-                         ? job->usd_per_gpu_hour * cl->gpus * out->total_s / 3600.0
-                         : NAN;
+    out->total_usd =
+        priced && job->tokens > 0 ? job->usd_per_gpu_hour * cl->gpus * out->total_s / 3600.0 : NAN;
 }
 
 /* ---- enumeration ---- */
@@ -516,14 +516,14 @@ void ts_plan_explain(const struct ts_plan_row *rows, int n, char *out, size_t le
     const struct ts_plan_time *t = &w->time;
     char name[128];
     layout_name(&w->layout, name, sizeof(name));
-    int k = snprintf(out, len,
-                     "%s wins: a %.3f ms step of compute %.0f%%, memory-bound %.0f%%, exposed dp "
-                     "comm %.0f%%, tp comm %.0f%%, ZeRO gather %.0f%%, world syncs %.0f%%, "
-                     "overhead %.0f%%",
-                     name, t->step * 1e3, 100 * t->compute / t->step, 100 * t->memory / t->step,
-                     100 * t->dp_exposed / t->step, 100 * t->tp_comm / t->step,
-                     100 * t->gather / t->step, 100 * t->sync / t->step,
-                     100 * t->overhead / t->step);
+    int k =
+        snprintf(out, len,
+                 "%s wins: a %.3f ms step of compute %.0f%%, memory-bound %.0f%%, exposed dp "
+                 "comm %.0f%%, tp comm %.0f%%, ZeRO gather %.0f%%, world syncs %.0f%%, "
+                 "overhead %.0f%%",
+                 name, t->step * 1e3, 100 * t->compute / t->step, 100 * t->memory / t->step,
+                 100 * t->dp_exposed / t->step, 100 * t->tp_comm / t->step,
+                 100 * t->gather / t->step, 100 * t->sync / t->step, 100 * t->overhead / t->step);
     if (n < 2 || !rows[1].fits || k < 0 || (size_t)k >= len) {
         if (k >= 0 && (size_t)k < len)
             snprintf(out + k, len - (size_t)k, "; it is the only layout that fits.");
@@ -602,7 +602,7 @@ ts_status ts_plan_calibrate(const struct ts_plan_sample *s, int n, const struct 
                             struct ts_plan_eff *out, double *residual) {
     if (n < 1)
         return ts_error(TS_ERR_INVALID_ARG, "calibrate: no measured runs");
-    double (*x)[NU] = calloc((size_t)n, sizeof(*x));
+    double(*x)[NU] = calloc((size_t)n, sizeof(*x));
     double *y = calloc((size_t)n, sizeof(double));
     if (x == NULL || y == NULL) {
         free(x);

@@ -32,14 +32,14 @@ ts_status ts_plan_model_parse(const char *spec, struct ts_plan_model *out) TS_MU
 /* One device and the links between devices. Bandwidths in bytes/s, one direction, per device;
  * latencies in seconds per message hop. */
 struct ts_plan_device {
-    char name[16];          /* "h100", "h200", "a100", "cpu" */
-    bool cpu;               /* CPU ranks: fp32, tensor parallelism supported */
-    bool bf16;              /* parameters and activations in bf16 (fp32 master weights) */
-    bool flash;             /* attention keeps (B,NH,T) statistics, not (B,NH,T,T) */
-    double peak_flops;      /* dense peak of one device at its precision */
-    double mem_bw;          /* bytes/s of device memory */
-    double memory_bytes;    /* per device */
-    double reserve_bytes;   /* taken before Tessera allocates (CUDA context, cuBLAS, NCCL) */
+    char name[16];               /* "h100", "h200", "a100", "cpu" */
+    bool cpu;                    /* CPU ranks: fp32, tensor parallelism supported */
+    bool bf16;                   /* parameters and activations in bf16 (fp32 master weights) */
+    bool flash;                  /* attention keeps (B,NH,T) statistics, not (B,NH,T,T) */
+    double peak_flops;           /* dense peak of one device at its precision */
+    double mem_bw;               /* bytes/s of device memory */
+    double memory_bytes;         /* per device */
+    double reserve_bytes;        /* taken before Tessera allocates (CUDA context, cuBLAS, NCCL) */
     double intra_bw, inter_bw;   /* within a node, across nodes */
     double intra_lat, inter_lat; /* seconds */
     char source[192];            /* where the peak came from */
@@ -71,11 +71,11 @@ struct ts_plan_cluster {
 };
 
 struct ts_plan_job {
-    int seq_len;               /* T */
-    int64_t global_batch;      /* sequences per update */
-    double tokens;             /* to train (<= 0: not given) */
-    double usd_per_gpu_hour;   /* < 0: no price */
-    int64_t bucket_bytes;      /* gradient bucket (0: 25 MB, train.c's default) */
+    int seq_len;             /* T */
+    int64_t global_batch;    /* sequences per update */
+    double tokens;           /* to train (<= 0: not given) */
+    double usd_per_gpu_hour; /* < 0: no price */
+    int64_t bucket_bytes;    /* gradient bucket (0: 25 MB, train.c's default) */
 };
 
 struct ts_plan_layout {
@@ -101,20 +101,20 @@ struct ts_plan_time {
     double gather;     /* ZeRO-1's all-gather of the parameters after the update */
     double sync;       /* the step's small world collectives: loss, norm, coordinator */
     double overhead;
-    double step;       /* compute + memory + dp_exposed + tp_comm + gather + sync + overhead */
+    double step; /* compute + memory + dp_exposed + tp_comm + gather + sync + overhead */
 };
 
 struct ts_plan_row {
     struct ts_plan_layout layout;
     struct ts_plan_memory mem;
     struct ts_plan_time time;
-    bool fits;          /* supported by Tessera and fits in memory */
-    char reason[200];   /* why not, when !fits */
-    double tokens_per_s;        /* whole cluster */
-    double mfu;                 /* model FLOPs / (gpus x peak) */
-    double device_s_per_token;  /* gpus / tokens_per_s */
-    double usd_per_1m_tokens;   /* NaN without a price */
-    double total_s, total_usd;  /* for job.tokens (NaN when not given / no price) */
+    bool fits;                 /* supported by Tessera and fits in memory */
+    char reason[200];          /* why not, when !fits */
+    double tokens_per_s;       /* whole cluster */
+    double mfu;                /* model FLOPs / (gpus x peak) */
+    double device_s_per_token; /* gpus / tokens_per_s */
+    double usd_per_1m_tokens;  /* NaN without a price */
+    double total_s, total_usd; /* for job.tokens (NaN when not given / no price) */
 };
 
 /* ---- the formulas, exposed so tests can check them ---- */
@@ -135,8 +135,8 @@ int64_t ts_plan_params_per_rank(const struct ts_plan_model *m, int seq_len, int 
 double ts_plan_flops_per_token(const struct ts_plan_model *m, int seq_len);
 
 /* Memory per device of a layout. */
-void ts_plan_memory_of(const struct ts_plan_model *m, const struct ts_plan_device *dev,
-                       int seq_len, const struct ts_plan_layout *lay, struct ts_plan_memory *out);
+void ts_plan_memory_of(const struct ts_plan_model *m, const struct ts_plan_device *dev, int seq_len,
+                       const struct ts_plan_layout *lay, struct ts_plan_memory *out);
 
 /* The whole prediction for one layout: memory, time, throughput, cost; sets fits/reason. A
  * layout Tessera cannot run (tp on a GPU, tp not dividing NH or Vp or a node, dp x tp != gpus,
@@ -170,10 +170,10 @@ struct ts_plan_sample {
 
 /* Least squares of the step time over the samples, each weighted by 1/measured (relative
  * residuals): 1/matmul >= 1, 1/memory >= 1, 1 - overlap in [0, 1], overhead_s >= 0 and the
- * latency multiplier >= 0 are the unknowns (an active-set search over those bounds). Terms the samples cannot tell
- * apart (a column of zeros: no data parallelism measured) keep their value in *start. *out gets
- * the fit; residual[i] (n of them, may be NULL) = predicted / measured - 1. Fewer than 1 sample:
- * TS_ERR_INVALID_ARG. */
+ * latency multiplier >= 0 are the unknowns (an active-set search over those bounds). Terms the
+ * samples cannot tell apart (a column of zeros: no data parallelism measured) keep their value in
+ * *start. *out gets the fit; residual[i] (n of them, may be NULL) = predicted / measured - 1. Fewer
+ * than 1 sample: TS_ERR_INVALID_ARG. */
 ts_status ts_plan_calibrate(const struct ts_plan_sample *s, int n, const struct ts_plan_eff *start,
                             struct ts_plan_eff *out, double *residual) TS_MUST_CHECK;
 

@@ -64,8 +64,8 @@ static void check_memory(int L, int NH, int C, int V, int T, int B, int tp, int 
     struct ts_backend *be = NULL;
     const struct ts_cpu_options opt = {.threads = 1};
     cr_assert_eq(ts_cpu_backend_create(&be, &opt), TS_OK, "%s", ts_last_error());
-    struct ts_gpt_config cfg = {.max_seq_len = T, .vocab_size = V, .num_layers = L,
-                                .num_heads = NH, .channels = C};
+    struct ts_gpt_config cfg = {
+        .max_seq_len = T, .vocab_size = V, .num_layers = L, .num_heads = NH, .channels = C};
     const struct ts_gpt_tp group = {.size = tp, .rank = 0, .all_reduce = no_sum};
     ts_gpt_t *gpt = NULL;
     cr_assert_eq(ts_gpt_create_tp(&gpt, &cfg, be, B, T, &group), TS_OK, "%s", ts_last_error());
@@ -223,8 +223,8 @@ Test(launch_plan, json_rows_best_first) {
     cr_assert(arr != NULL && json_object_is_type(arr, json_type_array), "%s", r.out);
     const int n = (int)json_object_array_length(arr);
     cr_assert(n > 2);
-    const char *keys[] = {"dp", "tp", "zero", "micro_batch", "grad_accum", "tokens_per_s",
-                          "mfu", "memory_bytes", "usd_per_1m_tokens"};
+    const char *keys[] = {"dp",           "tp",  "zero",         "micro_batch",      "grad_accum",
+                          "tokens_per_s", "mfu", "memory_bytes", "usd_per_1m_tokens"};
     double last = 0;
     for (int i = 0; i < n; i++) {
         struct json_object *o = json_object_array_get_idx(arr, i), *v;
@@ -246,8 +246,8 @@ Test(launch_plan, json_rows_best_first) {
     cr_assert_eq(r.code, 0, "%s", r.err);
     arr = json_tokener_parse(r.out);
     struct json_object *v;
-    cr_assert(json_object_object_get_ex(json_object_array_get_idx(arr, 0), "usd_per_1m_tokens",
-                                        &v));
+    cr_assert(
+        json_object_object_get_ex(json_object_array_get_idx(arr, 0), "usd_per_1m_tokens", &v));
     cr_assert_null(v);
     json_object_put(arr);
 }
