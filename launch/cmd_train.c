@@ -317,9 +317,10 @@ static ts_status write_config_json(const char *path, const struct ts_gpt_config 
         return ts_error(TS_ERR_IO, "cannot write %s", path);
     fprintf(f,
             "{\"model\":{\"vocab_size\":%d,\"padded_vocab_size\":%d,\"max_seq_len\":%d,"
-            "\"num_layers\":%d,\"num_heads\":%d,\"channels\":%d},\n \"train\":",
+            "\"num_layers\":%d,\"num_heads\":%d,\"channels\":%d},\n \"layout\":{\"tp\":%d},"
+            "\n \"train\":",
             m->vocab_size, m->padded_vocab_size, m->max_seq_len, m->num_layers, m->num_heads,
-            m->channels);
+            m->channels, a->tp);
     ts_status st = ts_train_settings_write_json(a, f);
     fputs("}\n", f);
     if (fclose(f) != 0 && st == TS_OK)

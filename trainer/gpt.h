@@ -113,6 +113,8 @@ int64_t ts_gpt_num_flop_params(const ts_gpt_t *gpt);
  * dtype, gradients f32. */
 const struct ts_tensor *ts_gpt_param_buffer(const ts_gpt_t *gpt);
 const struct ts_tensor *ts_gpt_grad_buffer(const ts_gpt_t *gpt);
+/* Bytes of the activation arena allocated at create (what the planner, launch/plan.c, predicts). */
+int64_t ts_gpt_activation_bytes(const ts_gpt_t *gpt);
 
 /* GPT-2 initialisation from a seed: normal(0, 0.02), residual projections 0.02/sqrt(2L),
  * layernorm weights 1, biases 0, the padded rows of wte 0. Value i of the flat buffer is
