@@ -171,11 +171,12 @@ static ts_status slice_boxes(struct ts_ckpt_tensor *t, const struct ts_param_inf
     return TS_OK;
 }
 
-/* The largest tensor of the table (the scratch a split tensor is packed through). */
-static int64_t largest(const struct ts_param_info *t, int count) {
-    int64_t m = 1;
+/* Elements of the largest split tensor (the scratch one is packed through); 0 at tp 1. */
+static int64_t largest_split(const struct ts_param_info *t, int count) {
+    int64_t m = 0;
     for (int i = 0; i < count; i++)
-        m = t[i].numel > m ? t[i].numel : m;
+        if (t[i].split_dim >= 0 && t[i].numel > m)
+            m = t[i].numel;
     return m;
 }
 
@@ -293,9 +294,8 @@ ts_status ts_train_saver_begin(ts_train_saver_t *s, const struct ts_train_state_
     TS_CHECK(ts_ckpt_writer_poll(s->writer, true));
     /* a rank out of memory must not leave the others in the save's first collective: agree */
     double failed = 0;
-    ts_status st =
-        staging_alloc(s, n, e - b, owns_params, owns_moments, has_master,
-                      (size_t)count * (size_t)tables, tp_size > 1 ? largest(table, count) : 0);
+    ts_status st = staging_alloc(s, n, e - b, owns_params, owns_moments, has_master,
+                                 (size_t)count * (size_t)tables, largest_split(table, count));
     failed = st != TS_OK;
     ts_status ag = ts_comm_all_reduce_host(s->world, &failed, 1, TS_REDUCE_MAX);
     if (st != TS_OK)
@@ -412,7 +412,7 @@ static ts_status check_model(ts_gpt_t *gpt, const ts_ckpt_t *ck) {
 
 /* Reads every tensor of `table` meeting this rank's flat range [b, e) into host (indexed from
  * b): the boxes of the whole tensor that this rank's part covers, a split tensor's through
- * scratch (the largest tensor's floats) and out of box order into the rank's. */
+ * scratch (the largest split tensor's floats) and out of box order into the rank's. */
 static ts_status read_table(ts_ckpt_t *ck, const char *table_name, const struct ts_param_info *t,
                             int count, int tp_rank, int64_t b, int64_t e, float *host,
                             float *scratch) {
@@ -444,7 +444,7 @@ ts_status ts_gpt_load_checkpoint(ts_gpt_t *gpt, ts_ckpt_t *ck) {
     const struct ts_param_info *table = ts_gpt_params(gpt, &count);
     const int64_t n = ts_gpt_num_params(gpt);
     float *host = malloc((size_t)n * sizeof(float));
-    float *scratch = malloc((size_t)largest(table, count) * sizeof(float));
+    float *scratch = malloc((size_t)largest_split(table, count) * sizeof(float) + 1);
     ts_status st = TS_OK;
     if (host == NULL || scratch == NULL)
         st = ts_error(TS_ERR_OOM, "checkpoint load: out of memory for %" PRId64 " weights", n);
@@ -505,7 +505,7 @@ ts_status ts_train_state_load(ts_trainer_t *tr, ts_ckpt_t *ck) {
     ts_optim_moments(opt, &m, &v);
     const int r = ts_gpt_tp_rank(gpt);
     float *host = malloc((size_t)(e - b) * sizeof(float) + 1);
-    float *scratch = malloc((size_t)largest(table, count) * sizeof(float));
+    float *scratch = malloc((size_t)largest_split(table, count) * sizeof(float) + 1);
     ts_status st = TS_OK;
     if (host == NULL || scratch == NULL) {
         st = ts_error(TS_ERR_OOM, "checkpoint load: out of memory for the AdamW moments");
