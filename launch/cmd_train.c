@@ -149,8 +149,6 @@ static ts_status on_step(void *ctx, const struct ts_step_record *rec) {
 static ts_status decide(void *ctx, const struct ts_step_record *rec, struct ts_run_decision *d) {
     struct run *r = ctx;
     TS_CHECK(ts_coord_decide(r->coord, rec, d));
-    if (r->grid.tp_size > 1)
-        d->actions &= ~(unsigned)TS_RUN_CHECKPOINT; /* not written at tp > 1 yet (logged) */
     if (d->actions & (TS_RUN_EVAL | TS_RUN_CHECKPOINT | TS_RUN_STOP))
         ts_progress_close(&r->progress);
     return TS_OK;
@@ -197,6 +195,26 @@ static ts_status write_exit_file(const char *out, int code, const struct ts_run_
 }
 
 /* ---- setup ---- */
+
+/* A checkpoint read on another layout (dp, tp or ZeRO stage) is resharded through its boxes:
+ * say so, and on a resume what the global batch became on this layout. */
+static void log_layout_change(const struct run *r, const struct ts_ckpt_meta *m, bool resumed) {
+    const struct ts_ckpt_layout *was = &m->layout;
+    const int was_tp = was->tp > 0 ? was->tp : 1, was_dp = was->dp > 0 ? was->dp : 1;
+    if (was_dp == r->grid.dp_size && was_tp == r->grid.tp_size &&
+        (!resumed || was->zero_stage == r->a->zero))
+        return;
+    char batch[160] = "";
+    if (resumed)
+        snprintf(batch, sizeof(batch),
+                 "; the global batch of %" PRId64 " is batch %d x grad-accum %d x dp %d",
+                 r->info.global_batch, r->a->batch, r->a->grad_accum, r->grid.dp_size);
+    TS_LOG_I("%s: saved on world %d = dp %d x tp %d (ZeRO-%d), read on world %d = dp %d x tp %d "
+             "(ZeRO-%d): %s resharded from the checkpoint's boxes%s",
+             resumed ? "resume" : "init", was->world_size, was_dp, was_tp, was->zero_stage,
+             ts_comm_size(r->comm), r->grid.dp_size, r->grid.tp_size, r->a->zero,
+             resumed ? "parameters and AdamW state" : "parameters", batch);
+}
 
 /* Rank 0 decides where the run starts; every rank gets its decision (or its error). */
 static ts_status decide_start(ts_comm_t *world, const struct ts_train_settings *a,
@@ -612,14 +630,6 @@ static int train(struct ts_train_flags *flags, int *argc, char ***argv, double t
         goto fail;
     }
     TS_CHECK_GOTO(ts_grid_init(&r.grid, r.comm, a->tp), st, fail);
-    if (a->tp > 1 && (a->resume || a->resume_from != NULL || a->init_from != NULL ||
-                      a->ckpt_every > 0 || a->stop_after > 0)) {
-        ts_error(TS_ERR_UNSUPPORTED,
-                 "--tp %d: checkpoints are not written or read at tp > 1 yet (issue 14); drop "
-                 "--resume, --resume-from, --init-from, --ckpt-every and --stop-after",
-                 a->tp);
-        goto fail;
-    }
     TS_CHECK_GOTO(decide_start(r.comm, a, &start), st, fail);
     const bool resumed = start.kind == TS_START_RESUME;
     if (start.kind != TS_START_FRESH) {
@@ -675,9 +685,6 @@ static int train(struct ts_train_flags *flags, int *argc, char ***argv, double t
                      a->tp, mc.num_heads, mc.padded_vocab_size);
             goto fail;
         }
-        TS_LOG_W("--tp %d: this run writes no checkpoint and no model.h5 (not supported at "
-                 "tp > 1 yet)",
-                 a->tp);
         tc.tp = r.grid.tp;
     }
     const struct ts_gpt_tp gtp = ts_trainer_tp(a->tp > 1 ? r.grid.tp : NULL);
@@ -694,9 +701,11 @@ static int train(struct ts_train_flags *flags, int *argc, char ***argv, double t
     } else if (start.kind == TS_START_INIT) {
         TS_CHECK_GOTO(ts_gpt_load_checkpoint(r.gpt, r.start), st, fail);
     }
-    if (r.start != NULL)
+    if (r.start != NULL) {
         TS_LOG_I("%s %s (step %" PRId64 ")", resumed ? "resuming from" : "weights from", start.path,
                  ts_ckpt_meta(r.start)->step);
+        log_layout_change(&r, ts_ckpt_meta(r.start), resumed);
+    }
     ts_ckpt_close(r.start);
     r.start = NULL;
     if (root)

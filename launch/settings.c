@@ -86,7 +86,8 @@ const struct ts_setting ts_train_settings_table[] = {
     {"blas", "blas", TS_SET_STRING, S(blas), "auto", NOLIM, "NAME",
      "CPU matmul: auto, openblas or reference", 0},
     {"tp", "tp", TS_SET_INT, S(tp), "1", 1, 1024, "N",
-     "tensor-parallel size: groups of N adjacent ranks split each layer (CPU backend)",
+     "tensor-parallel size: groups of N adjacent ranks split each layer (CPU backend; per "
+     "launch: a resume may use another)",
      TS_SET_AGREE},
     {"zero", "zero", TS_SET_INT, S(zero), "0", 0, 1, "N",
      "ZeRO stage: 0, or 1 (shard AdamW state over dp)", RUN},
