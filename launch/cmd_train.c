@@ -678,11 +678,11 @@ static int train(struct ts_train_flags *flags, int *argc, char ***argv, double t
     TS_CHECK_GOTO(open_data(&r), st, fail);
     TS_CHECK_GOTO(fill_record(&r, (int64_t)a->batch * a->grad_accum * r.grid.dp_size), st, fail);
     if (a->tp > 1) {
-        if (mc.num_heads % a->tp != 0 || mc.padded_vocab_size % a->tp != 0) {
+        if (mc.num_heads % a->tp != 0) { /* the vocabulary is padded to fit (gpt.h) */
             ts_error(TS_ERR_INVALID_ARG,
-                     "--tp %d must divide --heads (%d) and the padded vocabulary (%d): each "
-                     "tensor-parallel rank holds heads/tp heads",
-                     a->tp, mc.num_heads, mc.padded_vocab_size);
+                     "--tp %d must divide --heads (%d): each tensor-parallel rank holds "
+                     "heads/tp heads",
+                     a->tp, mc.num_heads);
             goto fail;
         }
         tc.tp = r.grid.tp;

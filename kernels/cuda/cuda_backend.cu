@@ -312,6 +312,9 @@ static void fill_table(struct ts_backend *be) {
     be->gelu_backward = cuda_gelu_backward;
     be->residual_forward = cuda_residual_forward;
     be->softmax_xent = cuda_softmax_xent;
+    /* The vocabulary-parallel slots (encoder_*_slice, xent_slice_*, xent_from_stats) stay NULL:
+     * tensor parallelism runs on the CPU backend only until its collectives go over NCCL, and
+     * the model refuses tp > 1 on a backend without them. */
     be->adamw = cuda_adamw;
     be->sum_squares = cuda_sum_squares;
     be->cast = cuda_cast;
