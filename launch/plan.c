@@ -199,6 +199,19 @@ static struct cost ring_half(int n, double bytes, double bw, double lat) {
     return (struct cost){(double)(n - 1) / n * bytes / bw, (double)(n - 1) * lat};
 }
 
+/* The vocabulary padded for tp ranks: to a multiple of lcm(128, tp), as gpt.c pads it
+ * (ts_gpt_padded_vocab; the same as at tp 1 for every power of two up to 128). */
+static int64_t padded_vocab_at(const struct ts_plan_model *m, int tp) {
+    int64_t a = 128, b = tp < 1 ? 1 : tp;
+    while (b != 0) {
+        const int64_t r = a % b;
+        a = b;
+        b = r;
+    }
+    const int64_t q = 128 * (int64_t)(tp < 1 ? 1 : tp) / a;
+    return (m->vocab + q - 1) / q * q;
+}
+
 int64_t ts_plan_params_per_rank(const struct ts_plan_model *m, int seq_len, int tp) {
     const int64_t C = m->channels, L = m->layers, t = tp > 0 ? tp : 1;
     const int64_t layer = 2 * C                /* ln_1 */
@@ -210,7 +223,8 @@ int64_t ts_plan_params_per_rank(const struct ts_plan_model *m, int seq_len, int 
                           + 4 * C / t          /* c_fc.bias */
                           + 4 * C * C / t + C; /* mlp.c_proj (rows split), its bias whole */
     const int64_t wpe = m->max_seq_len > 0 ? m->max_seq_len : seq_len;
-    return (int64_t)m->padded_vocab * C + wpe * C + L * layer + 2 * C;
+    return padded_vocab_at(m, (int)t) / t * C /* wte: rows split over the vocabulary */
+           + wpe * C + L * layer + 2 * C;
 }
 
 double ts_plan_flops_per_token(const struct ts_plan_model *m, int seq_len) {
@@ -226,38 +240,41 @@ static double arena_bytes(const struct ts_plan_model *m, const struct ts_plan_de
                           int64_t B, int64_t T) {
     const int64_t C = m->channels, Cl = C / tp, NHl = m->heads / tp, BT = B * T;
     const int64_t L = m->layers, s = dev->bf16 ? 2 : 4, align = dev->bf16 ? 256 : 4;
+    const int64_t Vl = padded_vocab_at(m, tp) / tp, xstats = tp > 1 ? BT : 0;
     const int64_t att = dev->flash ? B * NHl * T : B * NHl * T * T;
     const int64_t att_size = dev->flash ? 4 : s;
     const struct {
         int64_t numel, size, copies;
     } regions[] = {
-        {BT * C, s, 1},               /* encoded */
-        {BT * C, s, L},               /* ln1 */
-        {BT, 4, L},                   /* ln1 mean */
-        {BT, 4, L},                   /* ln1 rstd */
-        {BT * 3 * Cl, s, L},          /* qkv */
-        {BT * Cl, s, L},              /* atty */
-        {att, att_size, L},           /* att or lse */
-        {BT * C, s, L},               /* res2 */
-        {BT * C, s, L},               /* ln2 */
-        {BT, 4, L},                   /* ln2 mean */
-        {BT, 4, L},                   /* ln2 rstd */
-        {BT * 4 * Cl, s, L},          /* fch */
-        {BT * 4 * Cl, s, L},          /* fch_gelu */
-        {BT * C, s, L},               /* res3 */
-        {BT * C, s, 1},               /* proj */
-        {BT * C, s, 1},               /* lnf */
-        {BT, 4, 1},                   /* lnf mean */
-        {BT, 4, 1},                   /* lnf rstd */
-        {BT * m->padded_vocab, s, 1}, /* logits */
-        {BT, 4, 1},                   /* losses */
-        {BT * C, s, 1},               /* dres */
-        {BT * C, s, 1},               /* dln */
-        {BT * Cl, s, 1},              /* datty */
-        {BT * 3 * Cl, s, 1},          /* dqkv */
-        {att, att_size, 1},           /* datt */
-        {BT * 4 * Cl, s, 1},          /* dfch_gelu */
-        {BT * 4 * Cl, s, 1},          /* dfch */
+        {BT * C, s, 1},      /* encoded */
+        {BT * C, s, L},      /* ln1 */
+        {BT, 4, L},          /* ln1 mean */
+        {BT, 4, L},          /* ln1 rstd */
+        {BT * 3 * Cl, s, L}, /* qkv */
+        {BT * Cl, s, L},     /* atty */
+        {att, att_size, L},  /* att or lse */
+        {BT * C, s, L},      /* res2 */
+        {BT * C, s, L},      /* ln2 */
+        {BT, 4, L},          /* ln2 mean */
+        {BT, 4, L},          /* ln2 rstd */
+        {BT * 4 * Cl, s, L}, /* fch */
+        {BT * 4 * Cl, s, L}, /* fch_gelu */
+        {BT * C, s, L},      /* res3 */
+        {BT * C, s, 1},      /* proj */
+        {BT * C, s, 1},      /* lnf */
+        {BT, 4, 1},          /* lnf mean */
+        {BT, 4, 1},          /* lnf rstd */
+        {BT * Vl, s, 1},     /* logits: this rank's vocabulary slice */
+        {xstats, 4, 1},      /* each row's max over the vocabulary (tp > 1) */
+        {2 * xstats, 4, 1},  /* sum of exponentials, target logit (tp > 1) */
+        {BT, 4, 1},          /* losses */
+        {BT * C, s, 1},      /* dres */
+        {BT * C, s, 1},      /* dln */
+        {BT * Cl, s, 1},     /* datty */
+        {BT * 3 * Cl, s, 1}, /* dqkv */
+        {att, att_size, 1},  /* datt */
+        {BT * 4 * Cl, s, 1}, /* dfch_gelu */
+        {BT * 4 * Cl, s, 1}, /* dfch */
     };
     double total = 0;
     for (size_t i = 0; i < sizeof(regions) / sizeof(regions[0]); i++) {
@@ -312,21 +329,22 @@ static void step_pieces(const struct ts_plan_model *m, const struct ts_plan_clus
                         const struct ts_plan_job *job, const struct ts_plan_layout *lay,
                         struct pieces *p) {
     const struct ts_plan_device *d = &cl->dev;
-    const double C = m->channels, L = m->layers, T = job->seq_len, Vp = m->padded_vocab;
+    const double C = m->channels, L = m->layers, T = job->seq_len;
+    const double Vl = (double)padded_vocab_at(m, lay->tp) / lay->tp; /* this rank's slice */
     const double NH = m->heads, tp = lay->tp, A = lay->grad_accum;
     const double s = d->bf16 ? 2 : 4;
     const double tokens = (double)lay->micro_batch * T * A; /* this device's, per update */
     const int64_t n = ts_plan_params_per_rank(m, job->seq_len, lay->tp);
     const double shard = shard_of(n, lay->dp, lay->zero);
 
-    /* matmuls as Tessera runs them: the blocks split over tp, the tied classifier (Vp x C)
-     * whole on every tp rank, attention's QK^T and AV over the whole T */
-    const double flops_tok = 6.0 * (L * 12.0 * C * C / tp) + 6.0 * C * Vp + 12.0 * L * C * T / tp;
+    /* matmuls as Tessera runs them: the blocks and the tied classifier (Vp/tp x C, vocabulary
+     * parallel) split over tp, attention's QK^T and AV over the whole T */
+    const double flops_tok = 6.0 * (L * 12.0 * C * C / tp) + 6.0 * C * Vl + 12.0 * L * C * T / tp;
     p->xc = tokens * flops_tok / d->peak_flops;
     /* elementwise traffic per token (layernorms, residual adds, GELU, softmax, cross-entropy;
      * backward twice forward) and per update (zero grads, accumulate, norm, AdamW) */
     const double att = d->flash ? 0 : 9.0 * NH * T / tp;
-    const double elems_tok = L * (30.0 * C + 24.0 * C / tp + att) + 10.0 * C + 3.0 * Vp;
+    const double elems_tok = L * (30.0 * C + 24.0 * C / tp + att) + 10.0 * C + 3.0 * Vl;
     const double adam = d->bf16 ? 30.0 : 28.0;
     const double bytes = tokens * elems_tok * s + (double)n * 4 * (1 + 2 * A) + shard * (4 + adam);
     p->xm = bytes / d->mem_bw;
@@ -345,10 +363,17 @@ static void step_pieces(const struct ts_plan_model *m, const struct ts_plan_clus
         lay->zero == 1 ? ring_half(lay->dp, per, bw, lat) : all_reduce(lay->dp, per, bw, lat);
     p->dp = (struct cost){nb * one.bw, nb * one.lat};
     p->gather = lay->zero == 1 ? ring_half(lay->dp, (double)n * s, bw, lat) : (struct cost){0, 0};
-    /* Megatron: two all-reduces of (B,T,C) in each layer's forward, two in its backward */
+    /* Megatron: two all-reduces of (B,T,C) in each layer's forward, two in its backward, plus
+     * the vocabulary-parallel embedding's and classifier input's (4L + 2 in all), and the
+     * cross-entropy's statistics: a max, then two floats per row (ts_gpt_tp_traffic) */
     const double act_bytes = (double)lay->micro_batch * T * C * s;
+    const double row_bytes = (double)lay->micro_batch * T * 4;
     const struct cost t1 = all_reduce(lay->tp, act_bytes, d->intra_bw, d->intra_lat);
-    p->tp = (struct cost){4.0 * L * A * t1.bw, 4.0 * L * A * t1.lat};
+    const struct cost tx1 = all_reduce(lay->tp, row_bytes, d->intra_bw, d->intra_lat);
+    const struct cost tx2 = all_reduce(lay->tp, 2 * row_bytes, d->intra_bw, d->intra_lat);
+    const double ars = 4.0 * L + 2.0;
+    p->tp =
+        (struct cost){A * (ars * t1.bw + tx1.bw + tx2.bw), A * (ars * t1.lat + tx1.lat + tx2.lat)};
     /* per step over the world: the loss sum, the norm's sum (ZeRO-1 or tp) and the
      * coordinator's decision, each a few bytes (a tree's latency) */
     const int world = lay->dp * lay->tp;
@@ -413,14 +438,12 @@ void ts_plan_predict(const struct ts_plan_model *m, const struct ts_plan_cluster
         refuse(out, "tp %d: Tessera's tensor parallelism runs on the CPU backend only", lay->tp);
     if (m->heads % lay->tp != 0)
         refuse(out, "tp %d does not divide the %d heads", lay->tp, m->heads);
-    if (m->padded_vocab % lay->tp != 0)
-        refuse(out, "tp %d does not divide the padded vocabulary %d", lay->tp, m->padded_vocab);
     if (cl->gpus_per_node % lay->tp != 0)
         refuse(out, "tp %d does not divide the %d devices of a node (tp groups stay in a node)",
                lay->tp, cl->gpus_per_node);
     /* the memory formulas need an exact split */
     struct ts_plan_layout safe = *lay;
-    if (m->heads % lay->tp != 0 || m->padded_vocab % lay->tp != 0 || m->channels % lay->tp != 0)
+    if (m->heads % lay->tp != 0 || m->channels % lay->tp != 0)
         safe.tp = 1;
     ts_plan_memory_of(m, d, job->seq_len, &safe, &out->mem);
     const double avail = d->memory_bytes - d->reserve_bytes;

@@ -496,7 +496,6 @@ void ts_gpt_destroy(ts_gpt_t *g) {
 }
 
 const struct ts_gpt_config *ts_gpt_config(const ts_gpt_t *g) { return &g->cfg; }
-int64_t ts_gpt_activation_bytes(const ts_gpt_t *g) { return ts_tensor_nbytes(&g->arena); }
 struct ts_backend *ts_gpt_backend(const ts_gpt_t *g) {
     return g->be;
 }

@@ -107,8 +107,6 @@ int ts_gpt_tp_rank(const ts_gpt_t *gpt);
 /* What this rank has handed the tp group since create: the number of all-reduces and their
  * payload in bytes (each rank's buffer, f32), forward and backward together. 0 at tp 1. */
 void ts_gpt_tp_traffic(const ts_gpt_t *gpt, int64_t *calls, int64_t *bytes);
-/* This rank's activation arena in bytes (for memory reports). */
-int64_t ts_gpt_activation_bytes(const ts_gpt_t *gpt);
 /* Sum of squared gradients over the flat range [begin, end) counting only the split tensors
  * (split true) or only the replicated ones (false); the caller sums the split part over tp. */
 ts_status ts_gpt_grad_sum_squares(ts_gpt_t *gpt, int64_t begin, int64_t end, bool split,
@@ -130,7 +128,8 @@ int64_t ts_gpt_num_flop_params(const ts_gpt_t *gpt);
  * dtype, gradients f32. */
 const struct ts_tensor *ts_gpt_param_buffer(const ts_gpt_t *gpt);
 const struct ts_tensor *ts_gpt_grad_buffer(const ts_gpt_t *gpt);
-/* Bytes of the activation arena allocated at create (what the planner, launch/plan.c, predicts). */
+/* This rank's activation arena in bytes, allocated at create (memory reports; what the
+ * planner, launch/plan.c, predicts). */
 int64_t ts_gpt_activation_bytes(const ts_gpt_t *gpt);
 
 /* GPT-2 initialisation from a seed: normal(0, 0.02), residual projections 0.02/sqrt(2L),

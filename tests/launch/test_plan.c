@@ -66,7 +66,8 @@ static void check_memory(int L, int NH, int C, int V, int T, int B, int tp, int 
     cr_assert_eq(ts_cpu_backend_create(&be, &opt), TS_OK, "%s", ts_last_error());
     struct ts_gpt_config cfg = {
         .max_seq_len = T, .vocab_size = V, .num_layers = L, .num_heads = NH, .channels = C};
-    const struct ts_gpt_tp group = {.size = tp, .rank = 0, .all_reduce = no_sum};
+    const struct ts_gpt_tp group = {
+        .size = tp, .rank = 0, .all_reduce = no_sum, .all_reduce_max = no_sum};
     ts_gpt_t *gpt = NULL;
     cr_assert_eq(ts_gpt_create_tp(&gpt, &cfg, be, B, T, &group), TS_OK, "%s", ts_last_error());
     const int64_t n = ts_gpt_num_params(gpt);
@@ -107,6 +108,8 @@ Test(launch_plan, memory_equals_what_the_model_allocates) {
     check_memory(3, 2, 48, 100, 32, 2, 1, 2, 1); /* ZeRO-1 at dp 2 */
     check_memory(2, 4, 64, 64, 16, 2, 1, 3, 1);  /* an uneven slice */
     check_memory(2, 4, 64, 64, 16, 2, 2, 1, 0);  /* tp 2: split tensors halved */
+    check_memory(2, 4, 64, 200, 16, 2, 4, 1, 0); /* tp 4: the vocabulary slices, the xent stats */
+    check_memory(2, 6, 48, 200, 16, 2, 3, 2, 1); /* tp 3 pads the vocabulary to 384 */
 }
 
 Test(launch_plan, zero1_bf16_optimizer_state_analytically) {
