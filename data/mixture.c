@@ -117,6 +117,8 @@ ts_status ts_data_mix_format(const struct ts_data_mix *m, char *text, size_t len
 ts_status ts_data_mix_from_args(const char *const *args, int n, char *text, size_t len) {
     if (n < 1)
         return ts_error(TS_ERR_INVALID_ARG, "--data is required");
+    if (n == 1 && strchr(args[0], '\n') != NULL) /* it would read back as a mixture */
+        return ts_error(TS_ERR_INVALID_ARG, "--data: a path with a newline in it is not supported");
     if (n == 1)
         return ts_path_fmt(text, len, "%s", args[0]);
     struct ts_data_mix m;

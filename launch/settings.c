@@ -34,7 +34,7 @@ const struct ts_setting ts_train_settings_table[] = {
      "PATH:WEIGHT sources (--data web/:0.7 --data code/:0.3)",
      RUN | TS_SET_REQUIRED},
     {"val-data", "val_data", TS_SET_STRING, S(val_data), NULL, NOLIM, "PATTERN",
-     "validation shards (optional)", RUN},
+     "validation shards (optional; a prepared directory means its val.bin)", RUN},
     {"out", "out", TS_SET_STRING, S(out), NULL, NOLIM, "DIR", "run directory",
      TS_SET_AGREE | TS_SET_REQUIRED},
     {"overwrite", "overwrite", TS_SET_BOOL, S(overwrite), NULL, NOLIM, NULL,

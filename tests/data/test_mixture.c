@@ -196,6 +196,8 @@ Test(data_mixture, spelling) {
     cr_assert_eq(ts_data_mix_parse(text, &m), TS_OK);
     cr_assert(m.n == 1 && strcmp(m.path[0], "web/:0.7") == 0);
     ts_data_mix_deinit(&m);
+    const char *newline[1] = {"we\nb/"};
+    cr_assert_eq(ts_data_mix_from_args(newline, 1, text, sizeof(text)), TS_ERR_INVALID_ARG);
     static const struct {
         const char *a, *b, *says;
     } bad[] = {
