@@ -67,13 +67,14 @@ struct ts_ckpt_blob {
 
 struct ts_ckpt_kv {
     char key[64];
-    char value[192];
+    char value[1024]; /* a data mixture's sources, absolute paths, fit */
 };
 
 struct ts_ckpt_data_file {
     char path[TS_PATH_MAX];
     uint64_t bytes;
-    char hash[96]; /* "<algorithm>:<hex>" */
+    char hash[96];    /* "<algorithm>:<hex>" */
+    int64_t mtime_ns; /* when hashed (0: unknown, earlier versions); a resume re-reads on change */
 };
 
 struct ts_ckpt_layout {

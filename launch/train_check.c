@@ -8,7 +8,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "data/data_manifest.h"
+#include "data/mixture.h"
 #include "data/shard.h"
+#include "kernels/fs.h"
 #include "kernels/log.h"
 #include "launch/cli.h"
 #include "launch/commands.h"
@@ -51,16 +54,18 @@ static ts_status check(struct ts_train_flags *flags, int world, char *what, size
                                .num_heads = a->heads,
                                .channels = a->channels};
     TS_CHECK_GOTO(ts_gpt_config_finish(&mc), st, exit);
-    if (mc.num_heads % a->tp != 0 || mc.padded_vocab_size % a->tp != 0) {
+    if (mc.num_heads % a->tp != 0) { /* the vocabulary pads to fit tp (ts_gpt_padded_vocab) */
         st = ts_error(TS_ERR_INVALID_ARG,
-                      "--tp %d must divide --heads (%d) and the padded vocabulary (%d): each "
-                      "tensor-parallel rank holds heads/tp heads",
-                      a->tp, mc.num_heads, mc.padded_vocab_size);
+                      "--tp %d must divide --heads (%d): each tensor-parallel rank holds heads/tp "
+                      "heads",
+                      a->tp, mc.num_heads);
         goto exit;
     }
-    TS_CHECK_GOTO(ts_loader_create(&train, a->data, a->seq_len, a->vocab_size), st, exit);
+    TS_CHECK_GOTO(ts_data_open(&train, a->data, a->seq_len, a->vocab_size), st, exit);
     if (a->val_data != NULL) {
-        TS_CHECK_GOTO(ts_loader_create(&val, a->val_data, a->seq_len, a->vocab_size), st, exit);
+        char pattern[TS_PATH_MAX];
+        TS_CHECK_GOTO(ts_data_resolve_val(a->val_data, pattern, sizeof(pattern)), st, exit);
+        TS_CHECK_GOTO(ts_loader_create(&val, pattern, a->seq_len, a->vocab_size), st, exit);
         if (ts_loader_num_windows(val) < a->batch) {
             st = ts_error(TS_ERR_INVALID_ARG,
                           "--val-data holds %" PRId64 " windows of %d tokens, fewer than one "

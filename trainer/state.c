@@ -192,7 +192,7 @@ struct ts_train_saver {
     float *scratch;                 /* a split tensor is packed through it (tp > 1) */
     struct ts_ckpt_tensor *tensors;
     struct ts_ckpt_meta meta;
-    char counters[256];
+    char counters[1024];
 };
 
 void ts_train_saver_destroy(ts_train_saver_t *s) {
@@ -336,10 +336,20 @@ ts_status ts_train_saver_begin(ts_train_saver_t *s, const struct ts_train_state_
         }
     }
 
-    snprintf(s->counters, sizeof(s->counters),
-             "steps_done=%d\noptim_steps=%d\nloader_position=%" PRId64 "\n",
-             ts_trainer_steps_done(tr), ts_optim_step_count(opt),
-             ts_loader_position(ts_trainer_loader(tr)));
+    int at = snprintf(s->counters, sizeof(s->counters),
+                      "steps_done=%d\noptim_steps=%d\nloader_position=%" PRId64 "\n",
+                      ts_trainer_steps_done(tr), ts_optim_step_count(opt),
+                      ts_loader_position(ts_trainer_loader(tr)));
+    const int nsrc = ts_loader_num_sources(ts_trainer_loader(tr));
+    if (nsrc > 1) { /* a mixture: the windows each source gave, so a resume need not recount */
+        int64_t counts[TS_LOADER_MAX_SOURCES];
+        ts_loader_source_counts(ts_trainer_loader(tr), counts);
+        at += snprintf(s->counters + at, sizeof(s->counters) - (size_t)at, "loader_sources=");
+        for (int i = 0; i < nsrc; i++)
+            at += snprintf(s->counters + at, sizeof(s->counters) - (size_t)at, "%s%" PRId64,
+                           i ? "," : "", counts[i]);
+        snprintf(s->counters + at, sizeof(s->counters) - (size_t)at, "\n");
+    }
     struct ts_ckpt_blob blob = {.data = s->counters, .size = strlen(s->counters) + 1};
     snprintf(blob.name, sizeof(blob.name), "%s", COUNTERS_BLOB);
 
@@ -492,6 +502,39 @@ ts_status ts_train_state_parse_counters(const char *text, const char *where, int
     return parse_counter(text, "loader_position", INT64_MAX, position, where);
 }
 
+/* The loader to the saved position; a mixture with the per-source counts the checkpoint kept
+ * ("loader_sources=c0,c1,..."), or recounted from 0 when it kept none or counts for another
+ * number of sources (a changed mixture, which the caller refuses or restarts). */
+static ts_status seek_loader(ts_loader_t *l, const char *text, int64_t position,
+                             const char *where) {
+    const int nsrc = ts_loader_num_sources(l);
+    const char *at = strstr(text, "loader_sources=");
+    if (nsrc == 1 || at == NULL) {
+        ts_loader_seek(l, position);
+        return TS_OK;
+    }
+    int64_t counts[TS_LOADER_MAX_SOURCES];
+    int n = 0;
+    at += strlen("loader_sources=");
+    while (n < TS_LOADER_MAX_SOURCES && *at >= '0' && *at <= '9') {
+        char *end = NULL;
+        errno = 0;
+        const long long v = strtoll(at, &end, 10);
+        if (errno == ERANGE)
+            return ts_error(TS_ERR_FORMAT, "checkpoint %s: loader_sources out of range", where);
+        counts[n++] = v;
+        at = *end == ',' ? end + 1 : end;
+        if (*end != ',')
+            break;
+    }
+    if (n != nsrc) {
+        ts_loader_seek(l, position);
+        return TS_OK;
+    }
+    const ts_status st = ts_loader_seek_counts(l, position, counts, n);
+    return st == TS_OK ? TS_OK : ts_error_wrap(st, "checkpoint %s", where);
+}
+
 ts_status ts_train_state_load(ts_trainer_t *tr, ts_ckpt_t *ck) {
     ts_gpt_t *gpt = ts_trainer_gpt(tr);
     ts_optim_t *opt = ts_trainer_optim(tr);
@@ -524,7 +567,7 @@ ts_status ts_train_state_load(ts_trainer_t *tr, ts_ckpt_t *ck) {
         TS_CHECK_GOTO(ts_op_upload(be, &master, host, (size_t)(e - b) * sizeof(float)), st, exit);
     }
 
-    char text[256] = "";
+    char text[1024] = "";
     size_t size = 0;
     TS_CHECK_GOTO(ts_ckpt_read_blob(ck, COUNTERS_BLOB, 0, text, sizeof(text) - 1, &size), st, exit);
     text[sizeof(text) - 1] = '\0';
@@ -534,7 +577,7 @@ ts_status ts_train_state_load(ts_trainer_t *tr, ts_ckpt_t *ck) {
         exit);
     ts_trainer_set_steps_done(tr, (int)steps);
     ts_optim_set_step_count(opt, (int)optim_steps);
-    ts_loader_seek(ts_trainer_loader(tr), position);
+    st = seek_loader(ts_trainer_loader(tr), text, position, ts_ckpt_path(ck));
 exit:
     free(scratch);
     free(host);
