@@ -144,9 +144,8 @@ static ts_status colsum_t(cuda_ctx *ctx, float *out0, float *out1, const void *d
         ctx->colsum_partials, (const T *)dout, (const T *)inp, mean, rstd, N, (int)C,
         ts_colsum_rows_per_chunk(N, chunks));
     CUDA_LAUNCHED(what);
-    colsum_final_kernel<<<grid_for(C, 256), 256, 0, ctx->stream>>>(out0, out1,
-                                                                   ctx->colsum_partials, chunks,
-                                                                   C, nout);
+    colsum_final_kernel<<<grid_for(C, 256), 256, 0, ctx->stream>>>(out0, out1, ctx->colsum_partials,
+                                                                   chunks, C, nout);
     CUDA_LAUNCHED(what);
     return TS_OK;
 }

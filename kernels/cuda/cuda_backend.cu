@@ -477,8 +477,7 @@ TS_EXPORT ts_status ts_cuda_plugin_create(struct ts_backend **out,
     STEP(cudaGetDeviceProperties(&ctx->prop, dev), "cudaGetDeviceProperties");
     STEP(cudaStreamCreateWithFlags(&ctx->stream, cudaStreamNonBlocking), "cudaStreamCreate");
     STEP(own_alloc(ctx, &ctx->workspace, ctx->workspace_bytes), "cuBLASLt workspace");
-    STEP(own_alloc(ctx, (void **)&ctx->partials, TS_NORM_BLOCKS * sizeof(double)),
-         "norm partials");
+    STEP(own_alloc(ctx, (void **)&ctx->partials, TS_NORM_BLOCKS * sizeof(double)), "norm partials");
     STEP(own_alloc(ctx, (void **)&ctx->colsum_partials, TS_COLSUM_PARTIAL_FLOATS * sizeof(float)),
          "column-sum partials");
     for (int i = 0; i < 2; i++)

@@ -33,11 +33,14 @@ static inline struct ts_grid3 ts_gemm_fallback_grid(int64_t m, int64_t n, int64_
 
 /* ---- the column sums (colsum.cu): tiles of TS_COLSUM_COLS columns by chunks of rows, each
  * block writing fixed partials, summed in chunk order by a second kernel ---- */
-#define TS_COLSUM_COLS 64       /* columns per block: 32 lanes x 2 */
-#define TS_COLSUM_GROUPS 8      /* row groups (warps) per block */
-#define TS_COLSUM_MIN_ROWS 128  /* rows per chunk at least (16 per row group) */
-#define TS_COLSUM_MAX_CHUNKS 64 /* with C 768: 12 x 64 blocks of 256 threads, one wave on 132 SMs */
-#define TS_COLSUM_PARTIAL_FLOATS (1 << 20) /* the partials buffer the backend allocates (4 MiB) */
+/* Columns per block (32 lanes x 2), row groups (warps) per block, rows per chunk at least (16
+ * per row group), chunks at most (with C 768: 12 x 64 blocks of 256 threads, one wave on 132
+ * SMs), and the partials buffer the backend allocates, in floats (4 MiB). */
+#define TS_COLSUM_COLS 64
+#define TS_COLSUM_GROUPS 8
+#define TS_COLSUM_MIN_ROWS 128
+#define TS_COLSUM_MAX_CHUNKS 64
+#define TS_COLSUM_PARTIAL_FLOATS (1 << 20)
 
 /* Chunks of rows for N rows of C columns and nout sums per column (1: a bias gradient; 2:
  * layernorm's dbias and dweight), given the partials buffer holds capacity floats: a pure
@@ -59,12 +62,15 @@ static inline int64_t ts_colsum_rows_per_chunk(int64_t N, int chunks) {
 }
 
 /* ---- the wte gradient by sorted positions (encoder.cu) ---- */
-#define TS_DWTE_SORT_BLOCK 1024      /* keys sorted per block in shared memory */
-#define TS_DWTE_SORT_THREADS 256     /* 4 keys per thread */
-#define TS_DWTE_MAX_POSITIONS (1 << 18) /* B T the preallocated buffers hold (B 256 at T 1024) */
-#define TS_DWTE_SUM_COLS 128         /* columns per summing block: 32 lanes x 4 */
-#define TS_DWTE_SUM_WARPS 8          /* row groups per summing block */
-#define TS_DWTE_SUM_BLOCKS 1024      /* summing blocks along x (they stride over the segments) */
+/* Keys sorted per block in shared memory (4 per thread), the B T the preallocated buffers hold
+ * (B 256 at T 1024), and the summing blocks: columns (32 lanes x 4), row groups (warps), and
+ * blocks along x, which stride over the segments. */
+#define TS_DWTE_SORT_BLOCK 1024
+#define TS_DWTE_SORT_THREADS 256
+#define TS_DWTE_MAX_POSITIONS (1 << 18)
+#define TS_DWTE_SUM_COLS 128
+#define TS_DWTE_SUM_WARPS 8
+#define TS_DWTE_SUM_BLOCKS 1024
 
 /* Global merge passes after the block sort: runs of TS_DWTE_SORT_BLOCK doubled until one run
  * holds all n keys. */

@@ -31,8 +31,8 @@ struct cuda_ctx {
     cublasLtHandle_t lt;
     void *workspace; /* cuBLASLt's, owned here */
     size_t workspace_bytes;
-    double *partials;         /* (TS_NORM_BLOCKS) for sum_squares */
-    float *colsum_partials;   /* (TS_COLSUM_PARTIAL_FLOATS) for the column sums (colsum.cu) */
+    double *partials;       /* (TS_NORM_BLOCKS) for sum_squares */
+    float *colsum_partials; /* (TS_COLSUM_PARTIAL_FLOATS) for the column sums (colsum.cu) */
     /* the wte gradient's sort (encoder.cu): (TS_DWTE_MAX_POSITIONS) keys twice, the segment
      * heads (+1) and their count */
     unsigned long long *dwte_keys[2];
@@ -45,9 +45,9 @@ struct cuda_ctx {
     bool warned_lt_launch;     /* a matmul cuBLASLt refused at launch was reported */
     bool lt_cache_on;          /* TS_CUBLASLT_CACHE (default 1): plans cached per shape */
     struct ts_lt_cache lt_cache;
-    bool colsum_legacy;        /* TS_CUDA_COLSUM=legacy: C/32 blocks, one pass (the old kernels) */
-    bool dwte_legacy;          /* TS_CUDA_DWTE=scan: one block per vocabulary row (the old one) */
-    bool warned_dwte_size;     /* B T past the sort buffers was reported */
+    bool colsum_legacy;       /* TS_CUDA_COLSUM=legacy: C/32 blocks, one pass (the old kernels) */
+    bool dwte_legacy;         /* TS_CUDA_DWTE=scan: one block per vocabulary row (the old one) */
+    bool warned_dwte_size;    /* B T past the sort buffers was reported */
     bool attention_reference; /* TS_ATTENTION=reference: the model keeps the materialised pair */
     bool warned_flash_hs;     /* a head size without flash kernels was reported */
     /* NVML, loaded at run time (libnvidia-ml.so.1) where it exists */

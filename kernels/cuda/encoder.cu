@@ -5,9 +5,9 @@
  * previous kernel below: dwte row v is owned by one block, which scans the tokens in order,
  * compacts the positions holding v into shared memory (ballot + prefix counts keep them in
  * order) and adds those rows of dout, in increasing (b,t) order, the CPU backend's order, so
- * fp32 results match it bit for bit (B T Vp reads: about a millisecond at GPT-2 size, B 8). Token ids outside [0, Vp) are data the
- * validation layer cannot see: forward writes NaN for them (a check fails loudly), backward
- * ignores them; the model checks ids on the host before upload. */
+ * fp32 results match it bit for bit (B T Vp reads: about a millisecond at GPT-2 size, B 8). Token
+ * ids outside [0, Vp) are data the validation layer cannot see: forward writes NaN for them (a
+ * check fails loudly), backward ignores them; the model checks ids on the host before upload. */
 #include "kernels/cuda/cuda_impl.h"
 
 #define ENC_THREADS 256

@@ -20,8 +20,9 @@ ts_status ts_lt_cache_init(struct ts_lt_cache *c, int capacity, ts_lt_create_fn 
                            ts_lt_destroy_fn destroy, void *user) {
     memset(c, 0, sizeof *c);
     if (capacity < 1 || !create || !destroy)
-        return ts_error(TS_ERR_INVALID_ARG, "cuBLASLt plan cache: capacity %d must be >= 1 and "
-                                            "create/destroy given",
+        return ts_error(TS_ERR_INVALID_ARG,
+                        "cuBLASLt plan cache: capacity %d must be >= 1 and "
+                        "create/destroy given",
                         capacity);
     c->entries = calloc((size_t)capacity, sizeof *c->entries);
     if (!c->entries)

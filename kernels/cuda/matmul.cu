@@ -118,9 +118,9 @@ static ts_status plan_create(const struct ts_lt_key *key, void *user, void **out
     LT_TRY(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &t2, sizeof t2),
            "transb");
     if (epi != CUBLASLT_EPILOGUE_DEFAULT)
-        LT_TRY(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi,
-                                              sizeof epi),
-               "epilogue");
+        LT_TRY(
+            cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi),
+            "epilogue");
     if (key->aux_ld) {
         const int64_t ld = key->aux_ld;
         LT_TRY(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &ld,
@@ -128,10 +128,9 @@ static ts_status plan_create(const struct ts_lt_key *key, void *user, void **out
                "aux ld");
     }
     if (key->has_bias)
-        LT_TRY(
-            cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &ct,
-                                           sizeof ct),
-            "bias type");
+        LT_TRY(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &ct,
+                                              sizeof ct),
+               "bias type");
     LT_TRY(make_layout(&p->la, abt, r1, c1, key->ldb, key->batch, key->stride_b), "layout B");
     LT_TRY(make_layout(&p->lb, abt, r2, c2, key->lda, key->batch, key->stride_a), "layout A");
     LT_TRY(make_layout(&p->lc, ct, (uint64_t)key->n, (uint64_t)key->m, key->ldc, key->batch,

@@ -31,7 +31,8 @@ struct ts_mem_account {
 
 /* Records an allocation of `bytes` at ptr (non-NULL, not already recorded). TS_ERR_OOM when the
  * table cannot grow; the account is then unchanged. */
-ts_status ts_mem_account_add(struct ts_mem_account *a, const void *ptr, uint64_t bytes) TS_MUST_CHECK;
+ts_status ts_mem_account_add(struct ts_mem_account *a, const void *ptr,
+                             uint64_t bytes) TS_MUST_CHECK;
 
 /* Forgets ptr and returns its size; 0 (and no change) for NULL or a pointer never recorded. */
 uint64_t ts_mem_account_remove(struct ts_mem_account *a, const void *ptr);

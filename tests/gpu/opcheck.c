@@ -464,8 +464,7 @@ static const struct opcase flash_cases[] = {
 static const struct opcase tall_cases[] = {
     {"matmul_forward_tall", false, 2e-5, 1e-2, sp_matmul_forward, run_matmul_forward},
     {"matmul_backward_tall", false, 2e-5, 1e-2, sp_matmul_backward, run_matmul_backward},
-    {"layernorm_backward_tall", false, 2e-5, 2e-2, sp_layernorm_backward,
-     run_layernorm_backward},
+    {"layernorm_backward_tall", false, 2e-5, 2e-2, sp_layernorm_backward, run_layernorm_backward},
     {"encoder_backward_tall", false, 1e-6, 1e-5, sp_encoder_backward, run_encoder_backward},
 };
 static const struct dims tall_shapes[] = {

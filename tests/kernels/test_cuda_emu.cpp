@@ -174,8 +174,8 @@ static void check_gemm(int m, int n, int k, int batch, bool ta, bool tb, int64_t
                   [&] { gemm_fallback_kernel<float, float>(g); });
     for (size_t i = 0; i < C.size(); i++)
         cr_assert(std::fabs(C[i] - ref[i]) <= 1e-5f * (1 + std::fabs(ref[i])),
-                  "m %d n %d batch %d: C[%zu] = %f, expected %f (rows past the grid unwritten?)",
-                  m, n, batch, i, (double)C[i], (double)ref[i]);
+                  "m %d n %d batch %d: C[%zu] = %f, expected %f (rows past the grid unwritten?)", m,
+                  n, batch, i, (double)C[i], (double)ref[i]);
 }
 
 Test(kernels_cuda_emu, fallback_grid_stays_within_limits) {
@@ -346,8 +346,7 @@ static void run_dwte(std::vector<float> &dwte, const std::vector<T> &dout,
     launch({1, 1, 1}, DWTE_HEAD_THREADS,
            [&] { dwte_heads_kernel(heads.data(), nheads.data(), k[cur].data(), n); });
     launch({sum_blocks, blocks_for(C, TS_DWTE_SUM_COLS), 1}, TS_DWTE_SUM_WARPS * 32, [&] {
-        dwte_sum_kernel<T>(dwte.data(), dout.data(), k[cur].data(), heads.data(), nheads.data(),
-                           C);
+        dwte_sum_kernel<T>(dwte.data(), dout.data(), k[cur].data(), heads.data(), nheads.data(), C);
     });
     if (sorted)
         *sorted = k[cur];

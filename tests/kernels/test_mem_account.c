@@ -50,7 +50,8 @@ Test(kernels_mem_account, many_allocations_through_growth_and_deletion) {
         total += i;
         if (i % 3 == 0) { /* free an earlier one */
             const uintptr_t j = i / 3;
-            cr_assert_eq(ts_mem_account_remove(&a, ptr(j * 256)), j, "size of %lu", (unsigned long)j);
+            cr_assert_eq(ts_mem_account_remove(&a, ptr(j * 256)), j, "size of %lu",
+                         (unsigned long)j);
             total -= j;
         }
         peak = total > peak ? total : peak;
