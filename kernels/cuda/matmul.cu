@@ -64,9 +64,10 @@ struct lt_plan {
     cublasLtMatmulDesc_t op;
     cublasLtMatrixLayout_t la, lb, lc;
     cublasLtMatmulAlgo_t algo;
-    bool found;  /* the heuristic offered an algorithm */
-    bool failed; /* cublasLtMatmul failed at launch once: this shape falls back from now on */
-    int heur;    /* the heuristic's status */
+    bool found; /* the heuristic offered an algorithm */
+    int launch; /* cublasLtMatmul's status at its last launch: not SUCCESS means this shape
+                 * falls back from now on */
+    int heur;   /* the heuristic's status */
 };
 
 static void plan_destroy(void *value, void *user) {
@@ -111,6 +112,7 @@ static ts_status plan_create(const struct ts_lt_key *key, void *user, void **out
     if (!p)
         return ts_error(TS_ERR_OOM, "cuBLASLt plan: out of host memory");
     p->heur = (int)CUBLAS_STATUS_SUCCESS;
+    p->launch = (int)CUBLAS_STATUS_SUCCESS;
 
     LT_TRY(cublasLtMatmulDescCreate(&p->op, CUBLAS_COMPUTE_32F, CUDA_R_32F), "matmul desc");
     LT_TRY(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &t1, sizeof t1),
@@ -238,7 +240,8 @@ static ts_status gemm_lt(cuda_ctx *ctx, const gemm_args *g, bool *found, int *he
     else
         TS_CHECK(plan_create(&key, ctx, (void **)&p));
     *heur = p->heur;
-    if (!p->found || p->failed)
+    *launch = p->launch;
+    if (!p->found || p->launch != (int)CUBLAS_STATUS_SUCCESS)
         goto exit;
     if (g->gelu_pre)
         LT_TRY(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER,
@@ -256,7 +259,7 @@ static ts_status gemm_lt(cuda_ctx *ctx, const gemm_args *g, bool *found, int *he
         /* refused at launch although the heuristic offered the algorithm: this shape falls back
          * from now on; a launch-configuration error it left is cleared (a sticky fault is not,
          * and the fallback's own launch check reports it) */
-        p->failed = true;
+        p->launch = (int)ls;
         *launch = (int)ls;
         (void)cudaGetLastError();
     }
