@@ -28,7 +28,7 @@ static const char description[] =
     "numbers of `tessera cost`). Reads RUN/ledger.jsonl, metrics.jsonl, config.json and\n"
     "exit.json. A line that cannot be read is skipped with a warning naming the file and line\n"
     "(the page lists them too); --strict refuses instead. --out - writes to stdout.\n"
-    "Every plotted point carries its exact value (data-x, data-y): see docs/operations.md.";
+    "Every plotted point carries its exact value (data-x, data-y): see docs/report.md.";
 
 #define MAX_RUNS 64
 
@@ -76,7 +76,7 @@ static double metric_value(const struct rp_metric_step *m, enum metric k) {
     return k == TRAIN_LOSS ? m->loss : k == LR ? m->lr : m->grad_norm;
 }
 
-/* A ledger series; tokens/s and $/1M are arithmetic on the step line (docs/operations.md). */
+/* A ledger series; tokens/s and $/1M are arithmetic on the step line (docs/report.md). */
 static double ledger_value(const struct rp_ledger_step *x, enum metric k) {
     switch (k) {
     case TOKENS_PER_S:
@@ -233,7 +233,8 @@ static const char *cfg(const struct rp_run *run, const char *section, const char
 }
 
 static void write_settings_table(FILE *f, const struct rp_run *runs, int nruns) {
-    fputs("<h2>Runs</h2>\n<table id=\"runs\">\n<tr><th>run</th><th>layers</th><th>heads</th>"
+    fputs("<h2>Runs</h2>\n<div class=\"wide\"><table "
+          "id=\"runs\">\n<tr><th>run</th><th>layers</th><th>heads</th>"
           "<th>channels</th><th>vocab</th><th>seq len</th><th>batch</th><th>grad accum</th>"
           "<th>lr</th><th>schedule</th><th>steps (done / set)</th><th>devices</th>"
           "<th>precision</th><th>tokens</th><th>segments</th><th>lost steps</th><th>exit</th>"
@@ -288,11 +289,12 @@ static void write_settings_table(FILE *f, const struct rp_run *runs, int nruns) 
         cell_num(f, "%.4f", best, "-");
         fputs("</tr>\n", f);
     }
-    fputs("</table>\n", f);
+    fputs("</table></div>\n", f);
 }
 
 static void write_cost_table(FILE *f, const struct rp_run *runs, int nruns) {
-    fputs("<h2>Cost</h2>\n<table id=\"cost\">\n<tr><th>run</th><th>wall</th><th>start-up</th>"
+    fputs("<h2>Cost</h2>\n<div class=\"wide\"><table "
+          "id=\"cost\">\n<tr><th>run</th><th>wall</th><th>start-up</th>"
           "<th>steps</th><th>eval</th><th>checkpoint</th><th>device-hours</th><th>$</th>"
           "<th>$ / 1M tokens (steady)</th><th>$ / 1M tokens (goodput)</th>"
           "<th>tokens/s/device</th><th>MFU</th><th>energy</th><th>prices</th></tr>\n",
@@ -333,7 +335,7 @@ static void write_cost_table(FILE *f, const struct rp_run *runs, int nruns) {
         cell(f, buf);
         fputs("</tr>\n", f);
     }
-    fputs("</table>\n", f);
+    fputs("</table></div>\n", f);
 }
 
 /* ---- the page ---- */
@@ -347,7 +349,7 @@ static const char css[] =
     "#legend button{margin:0 6px 6px 0;border:1px solid #aaa;background:#fff;cursor:pointer;"
     "font:inherit;padding:2px 8px}#legend button.off{opacity:.35}"
     ".row{display:flex;flex-wrap:wrap;gap:8px}"
-    "svg.plot{border:1px solid #ddd;background:#fff}"
+    "svg.plot{border:1px solid #ddd;background:#fff}.wide{overflow-x:auto}"
     ".plot .title{font-weight:600;font-size:13px}.plot .tick{font-size:10px;fill:#555}"
     ".plot .label{font-size:11px;fill:#333}.plot .note{font-size:10px;fill:#999}"
     ".plot .grid{stroke:#eee}.plot .box{fill:none;stroke:#bbb}"
@@ -357,7 +359,7 @@ static const char css[] =
     ".plot .marker.diverged text{fill:#d00}.plot .marker.killed line{stroke-dasharray:1 2}"
     ".hidden{display:none}.warn{color:#a40}";
 
-/* Clicking a run in the legend hides or shows its lines, markers and table rows. */
+/* Clicking a run in the legend hides or shows its lines and markers in every plot. */
 static const char script[] =
     "(function(){var bs=document.querySelectorAll('#legend button');"
     "for(var i=0;i<bs.length;i++){bs[i].addEventListener('click',function(ev){"

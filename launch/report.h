@@ -3,7 +3,7 @@
  * the page.
  *
  * Every plotted value is a value of the run's files (or arithmetic on them documented in
- * docs/operations.md, "Reports"), carried as a double from json-c to the page's data-x/data-y
+ * docs/report.md), carried as a double from json-c to the page's data-x/data-y
  * attributes (%.17g), so a reader of the page gets back the very doubles the files hold. */
 #ifndef TS_LAUNCH_REPORT_H
 #define TS_LAUNCH_REPORT_H

@@ -300,6 +300,8 @@ ts_status rp_plot_write_svg(FILE *f, const struct rp_plot *p, const char *const 
         xlo = fmin(xlo, p->markers[i].x);
         xhi = fmax(xhi, p->markers[i].x);
     }
+    if (p->x_time && !empty && xlo > 0)
+        xlo = 0; /* the job's start: the gap before the first step is its start-up */
     span(&xlo, &xhi);
     span(&ylo, &yhi);
     const double pad = (yhi - ylo) * 0.05;

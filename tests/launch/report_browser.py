@@ -149,7 +149,7 @@ def read_plots(root, nruns):
     return plots
 
 
-# ---- what the runs' files say (docs/operations.md, "Reports") ----
+# ---- what the runs' files say (docs/report.md) ----
 
 METRICS = ["train_loss", "val_loss", "lr", "grad_norm", "tokens_per_s", "mfu", "usd",
            "usd_per_1m_tokens"]

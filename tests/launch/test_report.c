@@ -342,7 +342,7 @@ static const char *jstr(struct json_object *o, const char *key) {
     return json_object_object_get_ex(o, key, &v) ? json_object_get_string(v) : "";
 }
 
-/* The values docs/operations.md says each plot shows, recomputed from the files: ledger series
+/* The values docs/report.md says each plot shows, recomputed from the files: ledger series
  * and the time of each step (the last time the ledger trained it). */
 struct truth {
     struct expect step[8], time[8]; /* by metric index below */
