@@ -17,6 +17,7 @@
 #define RIGHT 14
 #define TOP 30
 #define BOTTOM 46
+#define MAX_TICKS 12
 
 /* ---- series and markers ---- */
 
@@ -262,8 +263,12 @@ static void x_axis(const struct rp_plot *p, double lo, double hi, struct axis *a
 static void write_ticks(FILE *f, const struct frame *fr, const struct axis *xa,
                         enum rp_format yfmt) {
     char label[48];
+    /* v from an index, at most MAX_TICKS: a range tiny beside its values (1e16 .. 1e16 + 2)
+     * would never advance by adding the step */
     const double xs = nice_step((fr->x1 - fr->x0) / xa->unit, 5) * xa->unit;
-    for (double v = ceil(fr->x0 / xs) * xs; v <= fr->x1 + xs * 1e-9; v += xs) {
+    const double xfirst = ceil(fr->x0 / xs) * xs;
+    for (int i = 0; i < MAX_TICKS && xfirst + i * xs <= fr->x1 + xs * 1e-9; i++) {
+        const double v = xfirst + i * xs;
         const double x = px(fr, v);
         tick_label(label, sizeof(label), v / xa->unit, xs / xa->unit, RP_FMT_NUMBER);
         fprintf(f,
@@ -272,7 +277,9 @@ static void write_ticks(FILE *f, const struct frame *fr, const struct axis *xa,
                 x, TOP, x, H - BOTTOM, x, H - BOTTOM + 14, label);
     }
     const double ys = nice_step(fr->y1 - fr->y0, 5);
-    for (double v = ceil(fr->y0 / ys) * ys; v <= fr->y1 + ys * 1e-9; v += ys) {
+    const double yfirst = ceil(fr->y0 / ys) * ys;
+    for (int i = 0; i < MAX_TICKS && yfirst + i * ys <= fr->y1 + ys * 1e-9; i++) {
+        const double v = yfirst + i * ys;
         const double y = py(fr, v);
         tick_label(label, sizeof(label), v, ys, yfmt);
         fprintf(f,

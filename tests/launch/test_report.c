@@ -767,6 +767,39 @@ Test(launch_report, thinned_lines_keep_exact_points_and_spikes, .timeout = 60) {
     cli_rmdir(root);
 }
 
+/* Ranges that break naive axes: steps 1e16 and 1e16 + 2 (a tick step smaller than their
+ * spacing in doubles), losses of +-1e300, equal values, a single point:
+ * drawn, exact, in the frame, and no hang. */
+Test(launch_report, odd_ranges_are_drawn, .timeout = 60) {
+    char root[256], a[320], out[400];
+    cli_tmpdir(root, sizeof(root));
+    make_dir(a, sizeof(a), root, "odd");
+    write_file(a, "metrics.jsonl",
+               "{\"step\":10000000000000000,\"loss\":1e300,\"lr\":0,\"grad_norm\":2}\n"
+               "{\"step\":10000000000000002,\"loss\":-1e300,\"lr\":0,\"grad_norm\":2}\n"
+               "{\"step\":3,\"val_loss\":7}\n");
+    snprintf(out, sizeof(out), "%s/r.html", root);
+    struct cli_result r;
+    cli_run(&r, "report %s --out %s", a, out);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    struct page pg;
+    read_page(&pg, out);
+    static struct plot plots[32];
+    const int n = read_plots(&pg, plots, 32, 1);
+    const struct series *loss = &find_plot(plots, n, "train_loss", "step")->s[0];
+    cr_assert_eq(loss->n, 2);
+    cr_expect_eq(loss->pts[0].x, 1e16);
+    cr_expect_eq(loss->pts[1].x, 1e16 + 2);
+    cr_expect_eq(loss->pts[0].y, 1e300);
+    cr_expect_eq(loss->pts[1].y, -1e300);
+    cr_expect_eq(find_plot(plots, n, "grad_norm", "step")->s[0].n, 2);
+    cr_expect_eq(find_plot(plots, n, "lr", "step")->s[0].n, 2);
+    cr_expect_eq(find_plot(plots, n, "val_loss", "step")->s[0].n, 1);
+    plots_free(plots, n);
+    page_free(&pg);
+    cli_rmdir(root);
+}
+
 /* ---- a real run ---- */
 
 #define V 64
