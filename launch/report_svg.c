@@ -361,12 +361,14 @@ ts_status rp_plot_write_svg(FILE *f, const struct rp_plot *p, const char *const 
     for (int i = 0; i < p->nmarkers; i++) {
         const struct rp_marker *m = &p->markers[i];
         const double x = px(&fr, m->x);
+        const bool left = x > LEFT + (W - LEFT - RIGHT) * 0.7; /* its label left of the line */
         fprintf(f,
                 "<g class=\"marker %s\" data-run=\"%d\" data-x=\"%.17g\" stroke=\"%s\">"
                 "<line x1=\"%.2f\" y1=\"%d\" x2=\"%.2f\" y2=\"%d\"/>"
-                "<text x=\"%.2f\" y=\"%d\" fill=\"%s\">",
-                marker_class(m->kind), m->run, m->x, colours[m->run], x, TOP, x, H - BOTTOM, x + 3,
-                TOP + 11 + 11 * (i % 4), colours[m->run]);
+                "<text x=\"%.2f\" y=\"%d\" fill=\"%s\" text-anchor=\"%s\">",
+                marker_class(m->kind), m->run, m->x, colours[m->run], x, TOP, x, H - BOTTOM,
+                left ? x - 3 : x + 3, TOP + 11 + 11 * (i % 4), colours[m->run],
+                left ? "end" : "start");
         rp_html_escape(f, m->label);
         fputs("</text></g>\n", f);
     }
