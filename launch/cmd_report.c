@@ -357,15 +357,51 @@ static const char css[] =
     ".plot .marker line{stroke-width:1;stroke-dasharray:4 3}.plot .marker text{font-size:9px;"
     "stroke:none}.plot .marker.diverged line{stroke:#d00;stroke-dasharray:none;stroke-width:2}"
     ".plot .marker.diverged text{fill:#d00}.plot .marker.killed line{stroke-dasharray:1 2}"
-    ".hidden{display:none}.warn{color:#a40}";
+    ".hidden{display:none}.warn{color:#a40}#tip{position:absolute;display:none;background:#fff;"
+    "border:1px solid #888;padding:2px 6px;font-size:12px;pointer-events:none}";
 
-/* Clicking a run in the legend hides or shows its lines and markers in every plot. */
+/* Clicking a run in the legend hides or shows its lines and markers in every plot; the pointer
+ * over a plot shows the nearest point's run and exact values (read from data-x/data-y, placed by
+ * the frame's map). With #selftest in the URL the page points at the first point of every plot
+ * itself and keeps what the tip said in the plot's data-selftest (the browser test reads it). */
 static const char script[] =
     "(function(){var bs=document.querySelectorAll('#legend button');"
     "for(var i=0;i<bs.length;i++){bs[i].addEventListener('click',function(ev){"
     "var b=ev.currentTarget,off=b.classList.toggle('off'),r=b.getAttribute('data-toggle');"
     "var es=document.querySelectorAll('.plot [data-run=\"'+r+'\"]');"
     "for(var j=0;j<es.length;j++)es[j].classList.toggle('hidden',off);});}"
+    "var tip=document.createElement('div');tip.id='tip';document.body.appendChild(tip);"
+    "function nums(s){return s?s.trim().split(/\\s+/).map(Number):[];}"
+    "function frame(svg){var f=svg.querySelector('.frame'),m={};"
+    "['x0','x1','y0','y1','px0','px1','py0','py1'].forEach(function(k){"
+    "m[k]=Number(f.getAttribute('data-'+k));});return m;}"
+    "function at(m,x,y){return[m.px0+(x-m.x0)/(m.x1-m.x0)*(m.px1-m.px0),"
+    "m.py0+(y-m.y0)/(m.y1-m.y0)*(m.py1-m.py0)];}"
+    "function points(svg){var ps=[],ls=svg.querySelectorAll('.series polyline');"
+    "for(var j=0;j<ls.length;j++){var xs=nums(ls[j].getAttribute('data-x')),"
+    "ys=nums(ls[j].getAttribute('data-y'));"
+    "for(var k=0;k<xs.length;k++)ps.push([xs[k],ys[k],ls[j].parentNode]);}return ps;}"
+    "function hover(svg,ev){var m=frame(svg),r=svg.getBoundingClientRect(),"
+    "vb=svg.viewBox.baseVal,mx=(ev.clientX-r.left)*vb.width/r.width,"
+    "my=(ev.clientY-r.top)*vb.height/r.height,ps=points(svg),best=null,bd=400;"
+    "for(var k=0;k<ps.length;k++){if(ps[k][2].classList.contains('hidden'))continue;"
+    "var q=at(m,ps[k][0],ps[k][1]),d=(q[0]-mx)*(q[0]-mx)+(q[1]-my)*(q[1]-my);"
+    "if(d<bd){bd=d;best=ps[k];}}"
+    "if(best===null){tip.style.display='none';return '';}"
+    "tip.textContent=best[2].getAttribute('data-name')+': '+"
+    "(svg.getAttribute('data-axis')==='time'?best[0]+' s':'step '+best[0])+', '+best[1];"
+    "tip.style.display='block';tip.style.left=(ev.pageX+12)+'px';"
+    "tip.style.top=(ev.pageY+12)+'px';return tip.textContent;}"
+    "var svgs=document.querySelectorAll('svg.plot');"
+    "for(var i=0;i<svgs.length;i++){svgs[i].addEventListener('mousemove',function(ev){"
+    "hover(ev.currentTarget,ev);});svgs[i].addEventListener('mouseleave',function(){"
+    "tip.style.display='none';});}"
+    "if(location.hash==='#selftest'){for(var i=0;i<svgs.length;i++){var ps=points(svgs[i]);"
+    "if(!ps.length)continue;var q=at(frame(svgs[i]),ps[0][0],ps[0][1]),"
+    "r=svgs[i].getBoundingClientRect(),vb=svgs[i].viewBox.baseVal;"
+    "var ev=new MouseEvent('mousemove',{clientX:r.left+q[0]*r.width/vb.width,"
+    "clientY:r.top+q[1]*r.height/vb.height});"
+    "svgs[i].setAttribute('data-selftest',hover(svgs[i],ev));}}"
     "document.documentElement.setAttribute('data-ready','1');})();";
 
 static ts_status write_page(FILE *f, const char *title, const struct rp_run *runs, int nruns,

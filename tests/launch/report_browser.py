@@ -2,7 +2,8 @@
 """report_browser.py: a `tessera report` page opened in a real browser (Debian's chromium,
 headless): no console errors (a control page with an error is caught first, so the check
 can fail), the page's script ran, and every point of every plot read back from the rendered
-DOM equals the value of the runs' ledger and metrics, placed where the plot's frame maps it.
+DOM equals the value of the runs' ledger and metrics, placed where the plot's frame maps it;
+the page's hover tip, pointed at each plot's first point (#selftest), says that point's values.
 
 Two real `tessera train` runs: one priced, stopped at step 5 and resumed from its step-4
 checkpoint (a restart with one step redone), one without a price. Run by meson in the cpu
@@ -145,6 +146,16 @@ def read_plots(root, nruns):
             out.append({"missing": s.attrs.get("data-missing"), "points": pts})
         markers = [(m.cls()[1], int(m.attrs["data-run"]), float(m.attrs["data-x"]))
                    for m in svg.children if m.tag == "g" and "marker" in m.cls()]
+        # the page's own hover at its first point (#selftest): the tip names the run and says
+        # the point's exact values
+        first = next((p for s in out for p in s["points"]), None)
+        if first is not None:
+            name = next(s.attrs["data-name"] for s in series if s.attrs.get("data-missing") is None)
+            tip = svg.attrs.get("data-selftest", "")
+            m = re.match(r"^(.*): (?:step (\S+)|(\S+) s), (\S+)$", tip)
+            if not m or m.group(1) != name or \
+                    float(m.group(2) or m.group(3)) != first[0] or float(m.group(4)) != first[1]:
+                fail("%s: hovering its first point %r says %r" % (key, first, tip))
         plots[key] = {"series": out, "markers": markers}
     return plots
 
@@ -248,7 +259,7 @@ def check(build, exe, tmp):
     page = os.path.join(tmp, "report.html")
     tessera(build, "report", a, b, "--out", page)
 
-    dom, log = chromium(exe, "file://" + page, tmp)
+    dom, log = chromium(exe, "file://" + page + "#selftest", tmp)
     errors = console_lines(log)
     if errors:
         fail("console messages:\n" + "\n".join(errors))
