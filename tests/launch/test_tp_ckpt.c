@@ -39,7 +39,10 @@ static ts_status make_model(ts_gpt_t **gpt, struct ts_backend **be, int tp, int 
     const struct ts_gpt_config cfg = tp_config();
     const struct ts_cpu_options opt = {.threads = 1, .blas = TS_BLAS_AUTO};
     TS_CHECK(ts_cpu_backend_create(be, &opt));
-    const struct ts_gpt_tp g = {.size = tp, .rank = rank, .all_reduce = refuse_all_reduce};
+    const struct ts_gpt_tp g = {.size = tp,
+                                .rank = rank,
+                                .all_reduce = refuse_all_reduce,
+                                .all_reduce_max = refuse_all_reduce};
     TS_CHECK(ts_gpt_create_tp(gpt, &cfg, *be, 2, 16, &g));
     return ts_gpt_init(*gpt, SEED);
 }
