@@ -9,8 +9,14 @@
  * (2(n-1)/n for all-reduce, (n-1)/n for the others), which compares across rank counts.
  * `--dtype bf16` moves bf16 elements instead (values stay small integers, exact in bf16): MPI
  * has no bf16, so its sums run our user-defined op, and the all-gather is a 2-byte copy.
+ * `--transport nccl` moves device buffers of the CUDA backend (one GPU per rank, by local rank)
+ * over the NCCL communicator the trainer uses (comm_nccl.c in the plug-in, created over the MPI
+ * world); fill and check stay on the host, outside the timed region, and a timed operation ends
+ * when `wait` has seen NCCL's completion event, as the trainer's does. It needs one GPU per rank
+ * and a libnccl.so.2 (2.18 or newer); NCCL refuses two ranks on one GPU.
  *
- *   mpirun -np N bench_collectives [--max-mb M] [--iters K] [--dtype f32|bf16] */
+ *   mpirun -np N bench_collectives [--max-mb M] [--iters K] [--dtype f32|bf16]
+ *                                  [--transport mpi|nccl] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +25,8 @@
 
 #include "bench_util.h"
 #include "comm/comm_mpi.h"
+#include "comm/comm_nccl.h"
+#include "kernels/backend_load.h"
 #include "kernels/bf16.h"
 
 enum op { ALL_REDUCE, REDUCE_SCATTER, ALL_GATHER, ALL_REDUCE_BLOCKING, NUM_OPS };
@@ -78,18 +86,29 @@ static void from_buf(float *x, const void *buf, int64_t n, enum ts_dtype dtype) 
         x[i] = ts_f32_from_bf16(h[i]);
 }
 
-static ts_status run_op(ts_comm_t *c, enum op op, struct ts_tensor *t, const int *counts,
-                        const int *displs) {
+/* be: the CUDA backend whose device memory t is in (NCCL), NULL for host memory (MPI). */
+static ts_status run_op(ts_comm_t *c, struct ts_backend *be, enum op op, struct ts_tensor *t,
+                        const int *counts, const int *displs) {
     struct ts_comm_req req = {0};
     if (op == ALL_REDUCE_BLOCKING)
-        return ts_comm_all_reduce(c, NULL, t, TS_REDUCE_SUM, NULL);
+        return ts_comm_all_reduce(c, be, t, TS_REDUCE_SUM, NULL);
     if (op == ALL_REDUCE)
-        TS_CHECK(ts_comm_all_reduce_start(c, NULL, t, NULL, &req));
+        TS_CHECK(ts_comm_all_reduce_start(c, be, t, NULL, &req));
     else if (op == REDUCE_SCATTER)
-        TS_CHECK(ts_comm_reduce_scatter_start(c, NULL, t, counts, NULL, &req));
+        TS_CHECK(ts_comm_reduce_scatter_start(c, be, t, counts, NULL, &req));
     else
-        TS_CHECK(ts_comm_all_gather_start(c, NULL, t, counts, displs, NULL, &req));
+        TS_CHECK(ts_comm_all_gather_start(c, be, t, counts, displs, NULL, &req));
     return ts_comm_wait(c, &req);
+}
+
+/* The NCCL communicator over world on the GPU of this rank's local rank, and a device buffer. */
+static ts_status open_nccl(ts_comm_t *world, double timeout_s, size_t bytes, struct ts_backend **be,
+                           ts_comm_t **nc, void **dbuf) {
+    const struct ts_cuda_options o = {.device = ts_comm_local_rank(world)};
+    TS_CHECK(ts_cuda_backend_create(be, &o));
+    const struct ts_nccl_options no = {.timeout_s = timeout_s};
+    TS_CHECK(ts_comm_nccl_create(nc, world, *be, &no));
+    return (*be)->alloc(*be, bytes, dbuf);
 }
 
 int main(int argc, char **argv) {
@@ -101,6 +120,8 @@ int main(int argc, char **argv) {
     double max_mb = 256;
     int iters_arg = 0;
     enum ts_dtype dtype = TS_DTYPE_F32;
+    int nccl = 0;
+    double timeout_s = 300;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--max-mb") == 0)
             max_mb = atof(argv[i + 1]);
@@ -108,13 +129,27 @@ int main(int argc, char **argv) {
             iters_arg = atoi(argv[i + 1]);
         else if (strcmp(argv[i], "--dtype") == 0)
             dtype = strcmp(argv[i + 1], "bf16") == 0 ? TS_DTYPE_BF16 : TS_DTYPE_F32;
+        else if (strcmp(argv[i], "--transport") == 0)
+            nccl = strcmp(argv[i + 1], "nccl") == 0;
+        else if (strcmp(argv[i], "--comm-timeout") == 0)
+            timeout_s = atof(argv[i + 1]);
     }
     const int64_t esize = (int64_t)ts_dtype_size(dtype);
     const int rank = ts_comm_rank(c), P = ts_comm_size(c);
     struct utsname un;
     uname(&un);
     const int64_t max_bytes = (int64_t)(max_mb * 1024 * 1024);
-    void *buf = malloc((size_t)max_bytes);
+    void *buf = malloc((size_t)max_bytes); /* host: the MPI buffer, or NCCL's staging copy */
+    struct ts_backend *be = NULL;
+    ts_comm_t *nc = NULL;
+    void *dbuf = NULL;
+    if (nccl && open_nccl(c, timeout_s, (size_t)max_bytes, &be, &nc, &dbuf) != TS_OK) {
+        fprintf(stderr, "[rank %d] bench_collectives --transport nccl: %s\n", rank,
+                ts_last_error());
+        ts_comm_abort(c, 1);
+        return 1;
+    }
+    ts_comm_t *cc = nccl ? nc : c;                                     /* the communicator timed */
     float *vals = malloc((size_t)(max_bytes / esize) * sizeof(float)); /* fill and check */
     int *counts = malloc(sizeof(int) * (size_t)P), *displs = malloc(sizeof(int) * (size_t)P);
     int bad = 0;
@@ -124,7 +159,7 @@ int main(int argc, char **argv) {
             displs[r] = (int)(n * r / P);
             counts[r] = (int)(n * (r + 1) / P - n * r / P);
         }
-        struct ts_tensor t = ts_tensor_1d(buf, dtype, n);
+        struct ts_tensor t = ts_tensor_1d(nccl ? dbuf : buf, dtype, n);
         const int iters = iters_arg > 0 ? iters_arg : bytes >= (64 << 20) ? 5 : 20;
         for (int o = 0; o < NUM_OPS; o++) {
             const enum op op = (enum op)o;
@@ -133,14 +168,21 @@ int main(int argc, char **argv) {
             for (int it = -2; it < iters; it++) { /* two warm-ups */
                 fill(vals, n, rank, op, displs, counts);
                 to_buf(buf, vals, n, dtype);
-                if (ts_comm_barrier(c) != TS_OK)
+                if ((nccl && be->copy_h2d(be, dbuf, buf, (size_t)bytes) != TS_OK) ||
+                    ts_comm_barrier(c) != TS_OK) {
+                    fprintf(stderr, "[rank %d] %s\n", rank, ts_last_error());
                     return 1;
+                }
                 const double t0 = ts_bench_now_s();
-                if (run_op(c, op, &t, counts, displs) != TS_OK) {
+                if (run_op(cc, be, op, &t, counts, displs) != TS_OK) {
                     fprintf(stderr, "[rank %d] %s\n", rank, ts_last_error());
                     return 1;
                 }
                 const double dt = ts_bench_now_s() - t0;
+                if (nccl && be->copy_d2h(be, buf, dbuf, (size_t)bytes) != TS_OK) {
+                    fprintf(stderr, "[rank %d] %s\n", rank, ts_last_error());
+                    return 1;
+                }
                 from_buf(vals, buf, n, dtype);
                 correct &= check(vals, rank, P, op, displs, counts);
                 if (it >= 0)
@@ -162,12 +204,18 @@ int main(int argc, char **argv) {
                 printf("{\"bench\":\"collective\",\"op\":\"%s\",\"dtype\":\"%s\",\"ranks\":%d,"
                        "\"bytes\":%lld,\"iters\":%d,\"time_us\":%.1f,\"algbw_GBps\":%.3f,"
                        "\"busbw_GBps\":%.3f,\"correct\":%s,\"machine\":\"%s\","
-                       "\"transport\":\"mpi ob1/vader\"}\n",
+                       "\"transport\":\"%s\"}\n",
                        op_names[o], ts_dtype_name(dtype), P, (long long)bytes, iters, med * 1e6,
-                       algbw, algbw * factor, all_ok == P ? "true" : "false", un.nodename);
+                       algbw, algbw * factor, all_ok == P ? "true" : "false", un.nodename,
+                       nccl ? "nccl" : "mpi ob1/vader");
             fflush(stdout);
             free(times);
         }
+    }
+    if (nccl) {
+        ts_comm_destroy(nc);
+        be->free(be, dbuf);
+        ts_backend_destroy(be);
     }
     free(buf);
     free(vals);

@@ -30,7 +30,9 @@
 #include "kernels/tensor.h"
 
 #define TS_CKPT_FORMAT_VERSION 1
-#define TS_CKPT_MAX_BOXES 8 /* per tensor per rank: a flat slice of a 4-D tensor needs <= 7 */
+/* Boxes per tensor per rank: a flat slice of a 4-D tensor needs <= 7; a ZeRO-1 slice of a 2-D
+ * tensor split over tp in 3 column groups (c_attn's Q, K, V) up to 3 x 3 = 9. */
+#define TS_CKPT_MAX_BOXES 16
 #define TS_CKPT_MAX_KV 48
 #define TS_CKPT_NAME_LEN 96
 
@@ -65,13 +67,14 @@ struct ts_ckpt_blob {
 
 struct ts_ckpt_kv {
     char key[64];
-    char value[192];
+    char value[1024]; /* a data mixture's sources, absolute paths, fit */
 };
 
 struct ts_ckpt_data_file {
     char path[TS_PATH_MAX];
     uint64_t bytes;
-    char hash[96]; /* "<algorithm>:<hex>" */
+    char hash[96];    /* "<algorithm>:<hex>" */
+    int64_t mtime_ns; /* when hashed (0: unknown, earlier versions); a resume re-reads on change */
 };
 
 struct ts_ckpt_layout {

@@ -177,6 +177,45 @@ static void print_kv(FILE *out, const char *title, const struct ts_ckpt_kv *kv, 
     fprintf(out, "\n");
 }
 
+/* The boxes of the first table's tensors stored in more than one box (tensor-parallel blocks,
+ * ZeRO slices), a few of them: how the layout cut them. */
+static void describe_boxes(const Tessera__Ckpt__Manifest *m, FILE *out) {
+    enum { SHOWN = 6 };
+    if (m->n_tensors == 0)
+        return;
+    const char *first = m->tensors[0]->name;
+    const size_t plen = strcspn(first, "/");
+    size_t cut = 0, shown = 0;
+    for (size_t i = 0; i < m->n_tensors; i++) {
+        const Tessera__Ckpt__Tensor *t = m->tensors[i];
+        size_t boxes = 0;
+        for (size_t k = 0; k < t->n_shards; k++)
+            boxes += t->shards[k]->n_boxes;
+        if (strncmp(t->name, first, plen) != 0 || t->name[plen] != '/' || boxes <= 1)
+            continue;
+        if (cut++ == 0)
+            fprintf(out, "boxes of the %.*s tensors stored in more than one box:\n", (int)plen,
+                    first);
+        if (shown == SHOWN)
+            continue;
+        shown++;
+        char s1[80], s2[160];
+        fprintf(out, "  %s %s:", t->name + plen + 1,
+                ckpt_shape_str((int)t->n_shape, t->shape, s1, sizeof(s1)));
+        for (size_t k = 0; k < t->n_shards; k++) {
+            const Tessera__Ckpt__Shard *sh = t->shards[k];
+            struct ts_ckpt_box b[TS_CKPT_MAX_BOXES];
+            ckpt_shard_boxes(sh, b);
+            fprintf(out, "%s rank %u", k ? ";" : "", sh->rank);
+            for (size_t j = 0; j < sh->n_boxes; j++)
+                fprintf(out, " %s", ckpt_box_str(&b[j], (int)t->n_shape, s2, sizeof(s2)));
+        }
+        fprintf(out, "\n");
+    }
+    if (cut > shown)
+        fprintf(out, "  ... and %zu more\n", cut - shown);
+}
+
 void ts_ckpt_describe(const ts_ckpt_t *ck, FILE *out) {
     const Tessera__Ckpt__Manifest *m = ckpt_manifest_of(ck);
     const struct ts_ckpt_meta *meta = ts_ckpt_meta(ck);
@@ -225,7 +264,7 @@ void ts_ckpt_describe(const ts_ckpt_t *ck, FILE *out) {
                 strncmp(m->tensors[j]->name, name, plen) == 0 && m->tensors[j]->name[plen] == '/';
         if (seen || name[plen] != '/')
             continue;
-        size_t count = 0;
+        size_t count = 0, shards = 0, boxes = 0;
         int64_t elems = 0;
         const char *dtype = m->tensors[i]->dtype;
         for (size_t j = i; j < m->n_tensors; j++) {
@@ -234,10 +273,15 @@ void ts_ckpt_describe(const ts_ckpt_t *ck, FILE *out) {
                 continue;
             count++;
             elems += ckpt_shape_numel((int)t->n_shape, t->shape);
+            shards += t->n_shards;
+            for (size_t k = 0; k < t->n_shards; k++)
+                boxes += t->shards[k]->n_boxes;
         }
-        fprintf(out, "  %-10.*s %4zu tensors, %12" PRId64 " elements, %s\n", (int)plen, name, count,
-                elems, dtype);
+        fprintf(out,
+                "  %-10.*s %4zu tensors, %12" PRId64 " elements, %s, %zu boxes in %zu shards\n",
+                (int)plen, name, count, elems, dtype, boxes, shards);
     }
+    describe_boxes(m, out);
     fprintf(out, "state blobs:");
     for (size_t i = 0; i < m->n_blobs; i++)
         fprintf(out, " %s@%u (%" PRIu64 " B)", m->blobs[i]->name, m->blobs[i]->rank,

@@ -383,6 +383,7 @@ ts_status ckpt_meta_to_manifest(const struct ts_ckpt_meta *meta, Tessera__Ckpt__
         s->data[i].path = (char *)meta->data[i].path;
         s->data[i].bytes = meta->data[i].bytes;
         s->data[i].hash = (char *)meta->data[i].hash;
+        s->data[i].mtime_ns = meta->data[i].mtime_ns;
         m->data[i] = &s->data[i];
     }
     m->n_data = (size_t)meta->num_data;
@@ -469,6 +470,7 @@ ts_status ckpt_meta_from_manifest(const Tessera__Ckpt__Manifest *m, struct ts_ck
         TS_CHECK(copy_str(meta->data[i].hash, sizeof(meta->data[i].hash), m->data[i]->hash,
                           "a data hash", what));
         meta->data[i].bytes = m->data[i]->bytes;
+        meta->data[i].mtime_ns = m->data[i]->mtime_ns;
     }
     return TS_OK;
 }

@@ -68,14 +68,18 @@ static void *sym(void *h, const char *name, const char **missing) {
     return p;
 }
 
+/* TS_NCCL_LIBRARY names the library to open (a path, or a name the loader searches for);
+ * unset, the loader's search finds libnccl.so.2. */
 static ts_status load_api_locked(void) {
-    void *h = dlopen("libnccl.so.2", RTLD_NOW | RTLD_LOCAL);
+    const char *env = getenv("TS_NCCL_LIBRARY");
+    const char *lib = env != NULL && env[0] != '\0' ? env : "libnccl.so.2";
+    void *h = dlopen(lib, RTLD_NOW | RTLD_LOCAL);
     if (h == NULL) {
         const char *e = dlerror();
         snprintf(api_error, sizeof api_error,
-                 "NCCL is not available: dlopen(libnccl.so.2): %s (install NCCL or add its lib "
-                 "directory to LD_LIBRARY_PATH)",
-                 e != NULL ? e : "failed");
+                 "NCCL is not available: dlopen(%s): %s (install NCCL, add its lib directory to "
+                 "LD_LIBRARY_PATH, or set TS_NCCL_LIBRARY to the library's path)",
+                 lib, e != NULL ? e : "failed");
         return TS_ERR_UNSUPPORTED;
     }
     const char *missing = NULL;
@@ -102,14 +106,13 @@ static ts_status load_api_locked(void) {
 #undef LOAD
     if (missing != NULL) {
         snprintf(api_error, sizeof api_error,
-                 "NCCL is not usable: libnccl.so.2 lacks %s (NCCL 2.18 or newer is needed)",
-                 missing);
+                 "NCCL is not usable: %s lacks %s (NCCL 2.18 or newer is needed)", lib, missing);
         dlclose(h);
         return TS_ERR_UNSUPPORTED;
     }
     if (api.GetVersion(&api.version) != ncclSuccess || api.version < MIN_VERSION) {
         snprintf(api_error, sizeof api_error,
-                 "NCCL is not usable: libnccl.so.2 is version %d, 2.18 (21800) or newer is needed",
+                 "NCCL is not usable: %s is version %d, 2.18 (21800) or newer is needed", lib,
                  api.version);
         dlclose(h);
         return TS_ERR_UNSUPPORTED;

@@ -35,3 +35,12 @@ void ts_grid_deinit(struct ts_grid *g) {
     ts_comm_destroy(g->tp);
     g->dp = g->tp = NULL;
 }
+
+int ts_grid_tp_group_across_hosts(const char *hosts, size_t stride, int n, int tp) {
+    if (hosts == NULL || tp < 1)
+        return -1;
+    for (int w = 0; w < n; w++)
+        if (strcmp(hosts + (size_t)w * stride, hosts + (size_t)(w / tp * tp) * stride) != 0)
+            return w / tp;
+    return -1;
+}

@@ -2,9 +2,10 @@
  *
  * World rank w sits at (dp_rank, tp_rank) = (w / tp, w % tp): a tensor-parallel group is tp
  * consecutive ranks (on one host when ranks are placed by host, as mpirun and srun do), a
- * data-parallel group is the ranks with the same tp_rank. Tensor parallelism is not used yet
- * (tp = 1), but the groups exist so the trainer already reduces gradients over `dp`, not the
- * world. */
+ * data-parallel group is the ranks with the same tp_rank. `tp` (--tp, 1 by default) carries the
+ * model's per-layer all-reduces (trainer/gpt.c: Megatron's column and row splits and the
+ * vocabulary-parallel embedding and classifier); `dp` the gradient buckets, the overlap and
+ * ZeRO-1, never the world. */
 #ifndef TS_GRID_H
 #define TS_GRID_H
 
@@ -21,5 +22,10 @@ struct ts_grid {
 /* Collective over world. tp must divide the world size. */
 ts_status ts_grid_init(struct ts_grid *g, ts_comm_t *world, int tp) TS_MUST_CHECK;
 void ts_grid_deinit(struct ts_grid *g);
+
+/* The first tensor-parallel group (w / tp) whose ranks are on more than one host, or -1 when
+ * every group is on one host. hosts: n names in world rank order, `stride` bytes apart (each
+ * NUL-terminated). tp's all-reduces run on every layer and want one node's interconnect. */
+int ts_grid_tp_group_across_hosts(const char *hosts, size_t stride, int n, int tp);
 
 #endif

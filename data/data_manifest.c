@@ -276,7 +276,8 @@ static ts_status check_against(const struct ts_data_manifest *m, const char *mpa
     return st;
 }
 
-ts_status ts_data_resolve(const char *data, char *pattern, size_t len) {
+/* val: a directory names its val.bin (eval, --val-data) rather than its train shards. */
+static ts_status resolve(const char *data, char *pattern, size_t len, bool val) {
     char mpath[4300];
     bool found = false, full = false;
     int w;
@@ -284,8 +285,8 @@ ts_status ts_data_resolve(const char *data, char *pattern, size_t len) {
         size_t n = strlen(data);
         while (n > 1 && data[n - 1] == '/')
             n--;
-        w = snprintf(pattern, len, "%.*s/train_*.bin", (int)n, data);
-        full = true;
+        w = snprintf(pattern, len, "%.*s/%s", (int)n, data, val ? "val.bin" : "train_*.bin");
+        full = !val;
     } else {
         /* a copy, not snprintf("%s"): GCC's sanitizer build warns it could be NULL */
         const size_t n = strlen(data);
@@ -309,8 +310,21 @@ ts_status ts_data_resolve(const char *data, char *pattern, size_t len) {
     ts_data_manifest_init(&m);
     TS_CHECK(ts_data_manifest_read(&m, mpath));
     ts_status st = TS_OK;
-    if (m.num_shards > 0 || m.train_tokens == 0) /* version 1 manifests list no shards */
+    if (val && is_dir(data) && m.val_tokens == 0)
+        st = ts_error(TS_ERR_INVALID_ARG,
+                      "%s holds no validation split (%s says 0 val tokens: prepared with "
+                      "--val-fraction 0?); give a glob of shards to evaluate on",
+                      data, mpath);
+    else if (m.num_shards > 0 || m.train_tokens == 0) /* version 1 manifests list no shards */
         st = check_against(&m, mpath, pattern, full);
     ts_data_manifest_deinit(&m);
     return st;
+}
+
+ts_status ts_data_resolve(const char *data, char *pattern, size_t len) {
+    return resolve(data, pattern, len, false);
+}
+
+ts_status ts_data_resolve_val(const char *data, char *pattern, size_t len) {
+    return resolve(data, pattern, len, true);
 }

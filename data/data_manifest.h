@@ -72,6 +72,9 @@ ts_status ts_data_manifest_find(const char *pattern, char *out, size_t len,
  * (for a directory or DIR/train_*.bin) a listed shard that is missing is TS_ERR_INVALID_ARG
  * naming the file and the difference; val.bin is checked against val_tokens. */
 ts_status ts_data_resolve(const char *data, char *pattern, size_t len) TS_MUST_CHECK;
+/* The same for data to evaluate on (`tessera eval --data`, `train --val-data`): a prepared
+ * directory names its DIR/val.bin (an error when its manifest says it has no val tokens). */
+ts_status ts_data_resolve_val(const char *data, char *pattern, size_t len) TS_MUST_CHECK;
 
 /* The vocabulary size for shards named by `data` (a path or glob) from the manifest.json beside
  * them, when there is one. given: whether the user passed --vocab-size (*vocab_size holds it);

@@ -1,7 +1,9 @@
 /* lineage.c: the data files of a run and their hashes, the manifest beside them (lineage.h).
  *
- * Shards are hashed with checkpoint/'s CRC32C (about 10 GB/s), up to 4 GiB in all, since every
- * start reads them once more; the manifest, small, by its sha256. */
+ * Shards are hashed with checkpoint/'s CRC32C (about 10 GB/s), up to 4 GiB in all per start;
+ * on a resume a file whose size and modification time equal what the checkpoint recorded keeps
+ * its recorded hash unread, so an untouched corpus costs a stat per file. The manifest, small,
+ * by its sha256. */
 #include "data/lineage.h"
 
 #include <errno.h>
@@ -17,6 +19,8 @@
 
 #include "data/data_manifest.h"
 #include "data/sha256.h"
+#include "data/shard.h"
+#include "kernels/fs.h"
 
 #define HASH_BUDGET (UINT64_C(4) << 30)
 
@@ -43,42 +47,74 @@ static ts_status hash_file(const char *path, uint32_t *crc) {
     return TS_OK;
 }
 
-ts_status ts_data_files(const char *pattern, struct ts_ckpt_data_file **files, int *n) {
-    *files = NULL;
-    *n = 0;
+/* A recorded file with this path (rec[hint] first: the lists are usually in the same order). */
+static const struct ts_ckpt_data_file *find_recorded(const struct ts_ckpt_data_file *rec, int nrec,
+                                                     int hint, const char *path) {
+    if (hint >= 0 && hint < nrec && strcmp(rec[hint].path, path) == 0)
+        return &rec[hint];
+    for (int i = 0; i < nrec; i++)
+        if (strcmp(rec[i].path, path) == 0)
+            return &rec[i];
+    return NULL;
+}
+
+ts_status ts_data_files_add(struct ts_data_files *fs, const char *path,
+                            const struct ts_ckpt_data_file *rec, int nrec) {
+    if (fs->n == fs->cap) {
+        const int cap = fs->cap ? 2 * fs->cap : 16;
+        struct ts_ckpt_data_file *grown = realloc(fs->files, (size_t)cap * sizeof(*grown));
+        if (grown == NULL)
+            return ts_error(TS_ERR_OOM, "out of memory listing the data files");
+        fs->files = grown;
+        fs->cap = cap;
+    }
+    struct ts_ckpt_data_file *f = &fs->files[fs->n];
+    memset(f, 0, sizeof(*f));
+    TS_CHECK(ts_path_fmt(f->path, sizeof(f->path), "%s", path));
+    struct stat sb;
+    if (stat(path, &sb) != 0)
+        return ts_error(TS_ERR_IO, "cannot stat data file %s: %s", path, strerror(errno));
+    f->bytes = (uint64_t)sb.st_size;
+    f->mtime_ns = (int64_t)sb.st_mtim.tv_sec * 1000000000 + (int64_t)sb.st_mtim.tv_nsec;
+    const struct ts_ckpt_data_file *r = find_recorded(rec, nrec, fs->n, path);
+    if (r != NULL && r->bytes == f->bytes && r->mtime_ns != 0 && r->mtime_ns == f->mtime_ns &&
+        strcmp(r->hash, "unhashed") != 0) {
+        /* unchanged by size and mtime: its recorded hash stands, the file is not read */
+        snprintf(f->hash, sizeof(f->hash), "%s", r->hash);
+        fs->reused++;
+        fs->n++;
+        return TS_OK;
+    }
+    if (fs->hashed_bytes + f->bytes > HASH_BUDGET) {
+        snprintf(f->hash, sizeof(f->hash), "unhashed");
+        fs->n++;
+        return TS_OK;
+    }
+    uint32_t crc = 0;
+    TS_CHECK(hash_file(f->path, &crc));
+    snprintf(f->hash, sizeof(f->hash), "crc32c:%08x", crc);
+    fs->hashed++;
+    fs->hashed_bytes += f->bytes;
+    fs->n++;
+    return TS_OK;
+}
+
+ts_status ts_data_files_add_glob(struct ts_data_files *fs, const char *pattern,
+                                 const struct ts_ckpt_data_file *rec, int nrec) {
     glob_t g;
     if (glob(pattern, 0, NULL, &g) != 0)
         return ts_error(TS_ERR_IO, "no file matches --data %s", pattern);
-    struct ts_ckpt_data_file *out = calloc(g.gl_pathc + 1, sizeof(*out));
-    if (out == NULL) {
-        globfree(&g);
-        return ts_error(TS_ERR_OOM, "out of memory listing %s", pattern);
-    }
-    uint64_t hashed = 0;
+    ts_shard_sort_paths(g.gl_pathv, g.gl_pathc); /* the loader's order */
     ts_status st = TS_OK;
-    for (size_t i = 0; i < g.gl_pathc && st == TS_OK; i++) {
-        struct ts_ckpt_data_file *f = &out[i];
-        struct stat sb;
-        snprintf(f->path, sizeof(f->path), "%s", g.gl_pathv[i]);
-        f->bytes = stat(f->path, &sb) == 0 ? (uint64_t)sb.st_size : 0;
-        uint32_t crc = 0;
-        if (hashed + f->bytes > HASH_BUDGET) {
-            snprintf(f->hash, sizeof(f->hash), "unhashed");
-            continue;
-        }
-        st = hash_file(f->path, &crc);
-        hashed += f->bytes;
-        snprintf(f->hash, sizeof(f->hash), "crc32c:%08x", crc);
-    }
-    *n = (int)g.gl_pathc;
+    for (size_t i = 0; i < g.gl_pathc && st == TS_OK; i++)
+        st = ts_data_files_add(fs, g.gl_pathv[i], rec, nrec);
     globfree(&g);
-    if (st != TS_OK) {
-        free(out);
-        *n = 0;
-        return st;
-    }
-    *files = out;
-    return TS_OK;
+    return st;
+}
+
+void ts_data_files_deinit(struct ts_data_files *fs) {
+    free(fs->files);
+    memset(fs, 0, sizeof(*fs));
 }
 
 ts_status ts_data_lineage(const char *pattern, char *path, size_t path_len, char *hash,

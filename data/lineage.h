@@ -9,15 +9,31 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "checkpoint/ckpt.h"
 #include "kernels/status.h"
 
-/* The files a --data pattern matches, in the loader's (sorted) order, each with its size and
- * "crc32c:<hex>" of its contents (read once, at start; files past 4 GiB in total are recorded
- * with their size only, hash "unhashed"). *files is malloc'ed. */
-ts_status ts_data_files(const char *pattern, struct ts_ckpt_data_file **files,
-                        int *n) TS_MUST_CHECK;
+/* The data files of a run, in the loader's order, each with its size, modification time and
+ * "crc32c:<hex>" of its contents. Hashing reads at most 4 GiB per start (files past it are
+ * recorded "unhashed"). With what a checkpoint recorded (rec, nrec; NULL, 0 for none), a file
+ * whose path, size and modification time equal a recorded one's (with a known mtime and a hash)
+ * takes that hash without being read: the trade-off is that a file rewritten to the same size
+ * with its mtime set back (touch -d) is not noticed. hashed/reused count the two kinds. */
+struct ts_data_files {
+    struct ts_ckpt_data_file *files; /* malloc'ed, n of cap */
+    int n, cap;
+    int hashed, reused;
+    uint64_t hashed_bytes;
+};
+
+/* Appends one file. */
+ts_status ts_data_files_add(struct ts_data_files *fs, const char *path,
+                            const struct ts_ckpt_data_file *rec, int nrec) TS_MUST_CHECK;
+/* Appends the files a --data pattern matches (ts_shard_name_cmp order, as the loader reads). */
+ts_status ts_data_files_add_glob(struct ts_data_files *fs, const char *pattern,
+                                 const struct ts_ckpt_data_file *rec, int nrec) TS_MUST_CHECK;
+void ts_data_files_deinit(struct ts_data_files *fs);
 
 /* The data manifest beside the --data shards (manifest.json from `tessera prepare`: tokenizer,
  * vocabulary hash, sources and their sha256) and "sha256:<hex>" of the file, for lineage; both

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <glob.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -131,10 +132,66 @@ ts_status ts_shard_write(const char *path, const uint16_t *tokens, int64_t n) {
     return TS_OK;
 }
 
+/* ---- the order of shard names ---- */
+
+/* Names compare character by character, except that runs of digits compare as numbers
+ * (leading zeros ignored, then the longer run first among equal numbers), so train_999.bin
+ * comes before train_1000.bin; equal names under that rule fall back to strcmp. */
+int ts_shard_name_cmp(const char *a, const char *b) {
+    const char *x = a, *y = b;
+    while (*x != '\0' && *y != '\0') {
+        const bool dx = *x >= '0' && *x <= '9', dy = *y >= '0' && *y <= '9';
+        if (!dx || !dy) {
+            if (*x != *y)
+                return (unsigned char)*x < (unsigned char)*y ? -1 : 1;
+            x++;
+            y++;
+            continue;
+        }
+        const char *sx = x, *sy = y;
+        while (*sx == '0')
+            sx++;
+        while (*sy == '0')
+            sy++;
+        const char *ex = sx, *ey = sy;
+        while (*ex >= '0' && *ex <= '9')
+            ex++;
+        while (*ey >= '0' && *ey <= '9')
+            ey++;
+        if (ex - sx != ey - sy) /* more significant digits: a larger number */
+            return ex - sx < ey - sy ? -1 : 1;
+        const int c = strncmp(sx, sy, (size_t)(ex - sx));
+        if (c != 0)
+            return c < 0 ? -1 : 1;
+        if (ex - x != ey - y) /* the same number: more leading zeros first */
+            return ex - x > ey - y ? -1 : 1;
+        x = ex;
+        y = ey;
+    }
+    if (*x != *y)
+        return *x == '\0' ? -1 : 1;
+    return strcmp(a, b);
+}
+
+static int path_cmp(const void *a, const void *b) {
+    return ts_shard_name_cmp(*(char *const *)a, *(char *const *)b);
+}
+
+void ts_shard_sort_paths(char **paths, size_t n) {
+    if (n > 1)
+        qsort(paths, n, sizeof(*paths), path_cmp);
+}
+
 /* ---- the loader ---- */
 
 struct ts_loader {
     int T;
+    /* a mixture: its sources (plain loaders) and weights; 0 sources for a plain loader */
+    int num_sources;
+    ts_loader_t **sources;
+    double weight[TS_LOADER_MAX_SOURCES];  /* normalised to sum 1 */
+    uint64_t cut[TS_LOADER_MAX_SOURCES];   /* source s takes draws u < cut[s] (u in [0, 2^53)) */
+    int64_t counts[TS_LOADER_MAX_SOURCES]; /* windows each source gave before `position` */
     int num_shards;
     struct ts_shard *shards;
     int64_t *first_window; /* num_shards + 1 prefix sums of windows per shard */
@@ -176,6 +233,7 @@ ts_status ts_loader_create(ts_loader_t **out, const char *pattern, int T, int vo
     }
     if (rc != 0)
         return ts_error(TS_ERR_OOM, "cannot expand '%s': out of memory", pattern);
+    ts_shard_sort_paths(gl.gl_pathv, gl.gl_pathc);
 
     ts_status st = TS_OK;
     struct ts_loader *l = calloc(1, sizeof(*l));
@@ -214,6 +272,9 @@ fail:
 void ts_loader_destroy(ts_loader_t *l) {
     if (l == NULL)
         return;
+    for (int i = 0; i < l->num_sources; i++)
+        ts_loader_destroy(l->sources[i]);
+    free(l->sources);
     for (int i = 0; i < l->num_shards; i++)
         ts_shard_close(&l->shards[i]);
     free(l->shards);
@@ -221,14 +282,26 @@ void ts_loader_destroy(ts_loader_t *l) {
     free(l);
 }
 
-int ts_loader_num_shards(const ts_loader_t *l) { return l->num_shards; }
+int ts_loader_num_shards(const ts_loader_t *l) {
+    int n = l->num_shards;
+    for (int i = 0; i < l->num_sources; i++)
+        n += ts_loader_num_shards(l->sources[i]);
+    return n;
+}
 int ts_loader_seq_len(const ts_loader_t *l) { return l->T; }
-int64_t ts_loader_num_windows(const ts_loader_t *l) { return l->first_window[l->num_shards]; }
+int64_t ts_loader_num_windows(const ts_loader_t *l) {
+    int64_t n = l->first_window[l->num_shards];
+    for (int i = 0; i < l->num_sources; i++)
+        n += ts_loader_num_windows(l->sources[i]);
+    return n;
+}
 
 int64_t ts_loader_num_tokens(const ts_loader_t *l) {
     int64_t n = 0;
     for (int i = 0; i < l->num_shards; i++)
         n += l->shards[i].num_tokens;
+    for (int i = 0; i < l->num_sources; i++)
+        n += ts_loader_num_tokens(l->sources[i]);
     return n;
 }
 
@@ -249,6 +322,8 @@ static int shard_of(const ts_loader_t *l, int64_t w) {
 void ts_loader_set_shuffle(ts_loader_t *l, bool on, uint64_t seed) {
     l->shuffle = on;
     l->seed = seed;
+    for (int i = 0; i < l->num_sources; i++) /* each source in the order it would have alone */
+        ts_loader_set_shuffle(l->sources[i], on, seed);
     const int64_t n = ts_loader_num_windows(l);
     l->half_bits = 1;
     while (l->half_bits < 31 && ((int64_t)1 << (2 * l->half_bits)) < n)
@@ -276,8 +351,9 @@ static uint64_t feistel(uint64_t x, int h, uint64_t seed, uint64_t epoch) {
     return (left << h) | right;
 }
 
-int64_t ts_loader_window_at(const ts_loader_t *l, int64_t g) {
-    const int64_t n = ts_loader_num_windows(l);
+/* The window of a plain loader that global index g reads. */
+static int64_t plain_window_at(const ts_loader_t *l, int64_t g) {
+    const int64_t n = l->first_window[l->num_shards];
     if (g < 0)
         g = 0;
     const int64_t i = g % n;
@@ -293,6 +369,133 @@ int64_t ts_loader_window_at(const ts_loader_t *l, int64_t g) {
     return (int64_t)x;
 }
 
+/* ---- mixtures ---- */
+
+ts_status ts_loader_create_mix(ts_loader_t **out, const char *const *patterns,
+                               const double *weights, int n, int T, int vocab_size) {
+    if (out == NULL)
+        return ts_error(TS_ERR_INVALID_ARG, "loader create: out is NULL");
+    *out = NULL;
+    if (patterns == NULL || weights == NULL || n < 2 || n > TS_LOADER_MAX_SOURCES)
+        return ts_error(TS_ERR_INVALID_ARG, "a data mixture has 2 to %d sources, got %d",
+                        TS_LOADER_MAX_SOURCES, n);
+    double total = 0;
+    for (int i = 0; i < n; i++) {
+        if (!(weights[i] > 0) || weights[i] > 1e300)
+            return ts_error(TS_ERR_INVALID_ARG, "data mixture: source %s has weight %g, not > 0",
+                            patterns[i], weights[i]);
+        total += weights[i];
+    }
+    ts_status st = TS_OK;
+    struct ts_loader *l = calloc(1, sizeof(*l));
+    if (l == NULL)
+        return ts_error(TS_ERR_OOM, "loader create: out of memory");
+    l->T = T;
+    l->sources = calloc((size_t)n, sizeof(*l->sources));
+    l->first_window = calloc(1, sizeof(*l->first_window));
+    if (l->sources == NULL || l->first_window == NULL) {
+        st = ts_error(TS_ERR_OOM, "loader create: out of memory");
+        goto fail;
+    }
+    double cum = 0;
+    for (int i = 0; i < n; i++) {
+        TS_CHECK_GOTO(ts_loader_create(&l->sources[i], patterns[i], T, vocab_size), st, fail);
+        l->num_sources++;
+        l->weight[i] = weights[i] / total;
+        cum += weights[i];
+        /* thresholds in integers, so the choice is exact arithmetic after this line */
+        l->cut[i] = i == n - 1 ? (UINT64_C(1) << 53) : (uint64_t)ldexp(cum / total, 53);
+    }
+    *out = l;
+    return TS_OK;
+fail:
+    ts_loader_destroy(l);
+    return st;
+}
+
+int ts_loader_num_sources(const ts_loader_t *l) { return l->num_sources > 0 ? l->num_sources : 1; }
+
+const ts_loader_t *ts_loader_source(const ts_loader_t *l, int i) {
+    return l->num_sources > 0 ? l->sources[i] : l;
+}
+
+double ts_loader_source_weight(const ts_loader_t *l, int i) {
+    return l->num_sources > 0 ? l->weight[i] : 1.0;
+}
+
+int ts_loader_source_at(const ts_loader_t *l, int64_t g) {
+    if (l->num_sources == 0)
+        return 0;
+    /* 53 bits of a hash of (seed, g): the draw of global window g, independent of the layout */
+    const uint64_t u = splitmix64(splitmix64(l->seed ^ 0x6d69787475726573ull) + (uint64_t)g) >> 11;
+    int s = 0;
+    while (s < l->num_sources - 1 && u >= l->cut[s])
+        s++;
+    return s;
+}
+
+/* counts (at global index *at) moved on to global index to: every draw in between counted. */
+static void scan_counts(const ts_loader_t *l, int64_t at, int64_t to, int64_t *counts) {
+    for (int64_t g = at; g < to; g++)
+        counts[ts_loader_source_at(l, g)]++;
+}
+
+/* The counts at global index g, from the loader's own (forward) or from 0 (backward). */
+static void counts_at(const ts_loader_t *l, int64_t g, int64_t *counts) {
+    if (g >= l->position) {
+        if (counts != l->counts)
+            memcpy(counts, l->counts, sizeof(l->counts));
+        scan_counts(l, l->position, g, counts);
+    } else {
+        memset(counts, 0, sizeof(l->counts));
+        scan_counts(l, 0, g, counts);
+    }
+}
+
+void ts_loader_source_counts(const ts_loader_t *l, int64_t *counts) {
+    if (l->num_sources == 0)
+        counts[0] = l->position;
+    else
+        memcpy(counts, l->counts, (size_t)l->num_sources * sizeof(*counts));
+}
+
+ts_status ts_loader_seek_counts(ts_loader_t *l, int64_t position, const int64_t *counts, int n) {
+    if (n != ts_loader_num_sources(l))
+        return ts_error(TS_ERR_INVALID_ARG,
+                        "loader state: %d source counts for a loader of %d source(s)", n,
+                        ts_loader_num_sources(l));
+    int64_t sum = 0;
+    for (int i = 0; i < n; i++) {
+        if (counts[i] < 0 || counts[i] > position)
+            return ts_error(TS_ERR_INVALID_ARG, "loader state: source %d count %lld out of range",
+                            i, (long long)counts[i]);
+        sum += counts[i];
+    }
+    if (sum != position || position < 0)
+        return ts_error(TS_ERR_INVALID_ARG,
+                        "loader state: source counts sum to %lld, not the position %lld",
+                        (long long)sum, (long long)position);
+    l->position = position;
+    if (l->num_sources > 0)
+        memcpy(l->counts, counts, (size_t)n * sizeof(*counts));
+    return TS_OK;
+}
+
+/* ---- reading ---- */
+
+int64_t ts_loader_window_at(const ts_loader_t *l, int64_t g) {
+    if (l->num_sources == 0)
+        return plain_window_at(l, g);
+    /* a mixture: the window in the concatenation of its sources */
+    int64_t counts[TS_LOADER_MAX_SOURCES];
+    counts_at(l, g < 0 ? 0 : g, counts);
+    const int s = ts_loader_source_at(l, g < 0 ? 0 : g);
+    int64_t before = 0;
+    for (int i = 0; i < s; i++)
+        before += ts_loader_num_windows(l->sources[i]);
+    return before + plain_window_at(l->sources[s], counts[s]);
+}
+
 static void copy_window(const ts_loader_t *l, int64_t w, int32_t *in, int32_t *tg) {
     const int si = shard_of(l, w);
     const int T = l->T;
@@ -303,16 +506,38 @@ static void copy_window(const ts_loader_t *l, int64_t w, int32_t *in, int32_t *t
     }
 }
 
+/* Window w of the concatenation of a mixture's sources (eval's file order). */
+static void copy_mix_window(const ts_loader_t *l, int64_t w, int32_t *in, int32_t *tg) {
+    int s = 0;
+    while (w >= ts_loader_num_windows(l->sources[s])) {
+        w -= ts_loader_num_windows(l->sources[s]);
+        s++;
+    }
+    copy_window(l->sources[s], w, in, tg);
+}
+
 ts_status ts_loader_read(const ts_loader_t *l, int64_t first, int B, bool in_order, int32_t *inputs,
                          int32_t *targets) {
     if (B < 1 || inputs == NULL || targets == NULL || first < 0)
         return ts_error(TS_ERR_INVALID_ARG,
                         "loader read: need B >= 1 (got %d), first >= 0 and buffers", B);
     const int64_t nw = ts_loader_num_windows(l);
+    int64_t counts[TS_LOADER_MAX_SOURCES];
+    if (l->num_sources > 0 && !in_order)
+        counts_at(l, first, counts);
     for (int b = 0; b < B; b++) {
         const int64_t g = first + b;
-        const int64_t w = in_order ? g % nw : ts_loader_window_at(l, g);
-        copy_window(l, w, inputs + (int64_t)b * l->T, targets + (int64_t)b * l->T);
+        int32_t *in = inputs + (int64_t)b * l->T, *tg = targets + (int64_t)b * l->T;
+        if (l->num_sources == 0) {
+            copy_window(l, in_order ? g % nw : plain_window_at(l, g), in, tg);
+        } else if (in_order) {
+            copy_mix_window(l, g % nw, in, tg);
+        } else {
+            /* draw g goes to source s, which reads its own next window in its own order */
+            const int s = ts_loader_source_at(l, g);
+            const ts_loader_t *src = l->sources[s];
+            copy_window(src, plain_window_at(src, counts[s]++), in, tg);
+        }
     }
     return TS_OK;
 }
@@ -321,12 +546,15 @@ ts_status ts_loader_next(ts_loader_t *l, int B, int32_t *inputs, int32_t *target
     if (B < 1 || inputs == NULL || targets == NULL)
         return ts_error(TS_ERR_INVALID_ARG, "loader next: need B >= 1 (got %d) and buffers", B);
     TS_CHECK(ts_loader_read(l, l->position, B, false, inputs, targets));
-    l->position += B;
+    ts_loader_seek(l, l->position + B);
     return TS_OK;
 }
 
 int64_t ts_loader_position(const ts_loader_t *l) { return l->position; }
 
 void ts_loader_seek(ts_loader_t *l, int64_t windows_consumed) {
-    l->position = windows_consumed > 0 ? windows_consumed : 0;
+    const int64_t p = windows_consumed > 0 ? windows_consumed : 0;
+    if (l->num_sources > 0)
+        counts_at(l, p, l->counts);
+    l->position = p;
 }

@@ -49,7 +49,7 @@ struct ts_backend_info {
 /* Bumped whenever struct ts_backend or ts_backend_info changes, or the plug-in's exported functions
  * or the comm table they fill (comm/comm.h, comm/comm_nccl.h): a plug-in built against another
  * layout is refused at load time instead of calling through the wrong slot. */
-#define TS_BACKEND_ABI 6
+#define TS_BACKEND_ABI 7
 
 /* An opaque point in a backend's stream of work (backend_load.h, the slots below). */
 typedef struct ts_event ts_event_t;
@@ -93,6 +93,19 @@ struct ts_backend {
     ts_status (*encoder_backward)(struct ts_backend *be, const struct ts_tensor *dwte,
                                   const struct ts_tensor *dwpe, const struct ts_tensor *dout,
                                   const struct ts_tensor *tokens);
+    /* The vocabulary-parallel embedding (tensor parallelism): wte (Vl,C) holds rows
+     * [vocab_begin, vocab_begin + Vl) of the whole table. out (B,T,C) = (wte[tok - vocab_begin]
+     * if the token is in that range, else 0) + (wpe[t] if wpe is not NULL, else 0); summing out
+     * over the ranks that hold the other rows (one of them passing wpe) gives encoder_forward's.
+     * Optional (NULL: the model refuses tensor parallelism on this backend). */
+    ts_status (*encoder_forward_slice)(struct ts_backend *be, const struct ts_tensor *out,
+                                       const struct ts_tensor *tokens, const struct ts_tensor *wte,
+                                       const struct ts_tensor *wpe, int64_t vocab_begin);
+    /* dwte (Vl,C) += dout's rows of the tokens in [vocab_begin, vocab_begin + Vl) (others are
+     * skipped); dwpe += (if not NULL); deterministic (no float atomics). Optional, as above. */
+    ts_status (*encoder_backward_slice)(struct ts_backend *be, const struct ts_tensor *dwte,
+                                        const struct ts_tensor *dwpe, const struct ts_tensor *dout,
+                                        const struct ts_tensor *tokens, int64_t vocab_begin);
     /* out (N,C) = ; mean (N) = ; rstd (N) = ; weight, bias (C); eps 1e-5 */
     ts_status (*layernorm_forward)(struct ts_backend *be, const struct ts_tensor *out,
                                    const struct ts_tensor *mean, const struct ts_tensor *rstd,
@@ -174,6 +187,29 @@ struct ts_backend {
     ts_status (*softmax_xent)(struct ts_backend *be, const struct ts_tensor *losses,
                               const struct ts_tensor *logits, const struct ts_tensor *targets,
                               int vocab, float dloss, bool with_grad);
+    /* softmax_xent over a vocabulary split across ranks (tensor parallelism), in three steps
+     * with two all-reduces between them; each rank holds logits (N,Vl) of the vocabulary columns
+     * [vocab_begin, vocab_begin + Vl), of which the first `valid` (0 <= valid <= Vl) are real
+     * tokens (the rest are padding and never take part). Optional, all three or none (NULL: the
+     * model refuses tensor parallelism on this backend).
+     * xent_slice_max: rowmax (N) f32 = the max of each row's first `valid` logits (-inf when
+     * valid is 0); the caller takes the max over the ranks. */
+    ts_status (*xent_slice_max)(struct ts_backend *be, const struct ts_tensor *rowmax,
+                                const struct ts_tensor *logits, int valid);
+    /* stats (N,2) f32 = [sum of exp(logit - rowmax) over the row's first `valid` logits, the
+     * logit of targets[n] if this slice holds it (vocab_begin <= target < vocab_begin + valid)
+     * else 0]; rowmax (N) is the max over all ranks. The caller sums stats over the ranks. */
+    ts_status (*xent_slice_sumexp)(struct ts_backend *be, const struct ts_tensor *stats,
+                                   const struct ts_tensor *logits, const struct ts_tensor *rowmax,
+                                   const struct ts_tensor *targets, int valid, int64_t vocab_begin);
+    /* From the summed stats: losses (N) = log(stats[n,0]) + rowmax[n] - stats[n,1] (the same on
+     * every rank). When with_grad: logits[n,v] = dloss * (exp(logit - rowmax) / stats[n,0] -
+     * [vocab_begin + v == target]) for v < valid and 0 for the padded columns: this rank's part of
+     * softmax_xent's dlogits, in place. */
+    ts_status (*xent_from_stats)(struct ts_backend *be, const struct ts_tensor *losses,
+                                 const struct ts_tensor *logits, const struct ts_tensor *targets,
+                                 const struct ts_tensor *rowmax, const struct ts_tensor *stats,
+                                 int valid, int64_t vocab_begin, float dloss, bool with_grad);
 
     /* ---- optimizer ---- */
     /* AdamW on one tensor (all fp32, same numel). g = grad * grad_scale;

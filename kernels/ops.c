@@ -314,6 +314,54 @@ ts_status ts_op_encoder_backward(struct ts_backend *be, const struct ts_tensor *
     return be->encoder_backward(be, dwte, dwpe, dout, tokens);
 }
 
+/* The slice ops: check_encoder with wpe optional (a tp rank other than 0 passes none). */
+static ts_status check_encoder_slice(const char *op, const struct ts_tensor *out,
+                                     const char *out_name, enum ts_dtype out_dt,
+                                     const struct ts_tensor *tokens, const struct ts_tensor *wte,
+                                     const char *wte_name, const struct ts_tensor *wpe,
+                                     const char *wpe_name, enum ts_dtype w_dt,
+                                     int64_t vocab_begin) {
+    if (wpe != NULL)
+        TS_CHECK(
+            check_encoder(op, out, out_name, out_dt, tokens, wte, wte_name, wpe, wpe_name, w_dt));
+    else
+        TS_CHECK(
+            check_encoder(op, out, out_name, out_dt, tokens, wte, wte_name, wte, wte_name, w_dt));
+    if (vocab_begin < 0)
+        return ts_error(TS_ERR_INVALID_ARG, "%s: vocab_begin = %lld must be >= 0", op,
+                        (long long)vocab_begin);
+    return TS_OK;
+}
+
+ts_status ts_op_encoder_forward_slice(struct ts_backend *be, const struct ts_tensor *out,
+                                      const struct ts_tensor *tokens, const struct ts_tensor *wte,
+                                      const struct ts_tensor *wpe, int64_t vocab_begin) {
+    const char *op = "encoder_forward_slice";
+    TS_CHECK(need_backend(op, be, be && be->encoder_forward_slice));
+    enum ts_dtype dt = TS_DTYPE_F32;
+    TS_CHECK(compute_dtype(op, be, "wte", wte, &dt));
+    TS_CHECK(
+        check_encoder_slice(op, out, "out", dt, tokens, wte, "wte", wpe, "wpe", dt, vocab_begin));
+    TS_CHECK(need_disjoint(op, "out", out, "wte", wte));
+    TS_CHECK(need_disjoint(op, "out", out, "wpe", wpe));
+    return be->encoder_forward_slice(be, out, tokens, wte, wpe, vocab_begin);
+}
+
+ts_status ts_op_encoder_backward_slice(struct ts_backend *be, const struct ts_tensor *dwte,
+                                       const struct ts_tensor *dwpe, const struct ts_tensor *dout,
+                                       const struct ts_tensor *tokens, int64_t vocab_begin) {
+    const char *op = "encoder_backward_slice";
+    TS_CHECK(need_backend(op, be, be && be->encoder_backward_slice));
+    enum ts_dtype dt = TS_DTYPE_F32;
+    TS_CHECK(compute_dtype(op, be, "dout", dout, &dt));
+    TS_CHECK(check_encoder_slice(op, dout, "dout", dt, tokens, dwte, "dwte", dwpe, "dwpe",
+                                 TS_DTYPE_F32, vocab_begin));
+    TS_CHECK(need_disjoint(op, "dwte", dwte, "dwpe", dwpe));
+    TS_CHECK(need_disjoint(op, "dwte", dwte, "dout", dout));
+    TS_CHECK(need_disjoint(op, "dwpe", dwpe, "dout", dout));
+    return be->encoder_backward_slice(be, dwte, dwpe, dout, tokens, vocab_begin);
+}
+
 /* ---- layernorm ---- */
 
 ts_status ts_op_layernorm_forward(struct ts_backend *be, const struct ts_tensor *out,
@@ -723,6 +771,76 @@ ts_status ts_op_softmax_xent(struct ts_backend *be, const struct ts_tensor *loss
     TS_CHECK(need_numel(op, "targets", targets, N, "logits has N"));
     TS_CHECK(need_disjoint(op, "losses", losses, "logits", logits));
     return be->softmax_xent(be, losses, logits, targets, vocab, dloss, with_grad);
+}
+
+/* The vocabulary-parallel cross-entropy's common checks: logits (N,Vl) in the compute dtype,
+ * 0 <= valid <= Vl, and an f32 (N)-sized vector. */
+static ts_status check_xent_slice(const char *op, struct ts_backend *be,
+                                  const struct ts_tensor *logits, int valid, const char *vec_name,
+                                  const struct ts_tensor *vec, int64_t *N) {
+    enum ts_dtype dt = TS_DTYPE_F32;
+    TS_CHECK(compute_dtype(op, be, "logits", logits, &dt));
+    TS_CHECK(need(op, "logits", logits, dt));
+    *N = rows(logits);
+    if (valid < 0 || valid > last_dim(logits))
+        return ts_error(TS_ERR_INVALID_ARG, "%s: valid = %d but logits has shape %s (Vl = %lld)",
+                        op, valid, shape_of(logits).s, (long long)last_dim(logits));
+    TS_CHECK(need(op, vec_name, vec, TS_DTYPE_F32));
+    TS_CHECK(need_numel(op, vec_name, vec, *N, "logits has N"));
+    return need_disjoint(op, vec_name, vec, "logits", logits);
+}
+
+static ts_status check_xent_stats(const char *op, const struct ts_tensor *stats,
+                                  const struct ts_tensor *targets, int64_t N, int64_t vocab_begin) {
+    TS_CHECK(need(op, "stats", stats, TS_DTYPE_F32));
+    TS_CHECK(need_rows(op, "stats", stats, N, 2, "logits"));
+    TS_CHECK(need(op, "targets", targets, TS_DTYPE_I32));
+    TS_CHECK(need_numel(op, "targets", targets, N, "logits has N"));
+    if (vocab_begin < 0)
+        return ts_error(TS_ERR_INVALID_ARG, "%s: vocab_begin = %lld must be >= 0", op,
+                        (long long)vocab_begin);
+    return TS_OK;
+}
+
+ts_status ts_op_xent_slice_max(struct ts_backend *be, const struct ts_tensor *rowmax,
+                               const struct ts_tensor *logits, int valid) {
+    const char *op = "xent_slice_max";
+    TS_CHECK(need_backend(op, be, be && be->xent_slice_max));
+    int64_t N;
+    TS_CHECK(check_xent_slice(op, be, logits, valid, "rowmax", rowmax, &N));
+    return be->xent_slice_max(be, rowmax, logits, valid);
+}
+
+ts_status ts_op_xent_slice_sumexp(struct ts_backend *be, const struct ts_tensor *stats,
+                                  const struct ts_tensor *logits, const struct ts_tensor *rowmax,
+                                  const struct ts_tensor *targets, int valid, int64_t vocab_begin) {
+    const char *op = "xent_slice_sumexp";
+    TS_CHECK(need_backend(op, be, be && be->xent_slice_sumexp));
+    int64_t N;
+    TS_CHECK(check_xent_slice(op, be, logits, valid, "rowmax", rowmax, &N));
+    TS_CHECK(check_xent_stats(op, stats, targets, N, vocab_begin));
+    TS_CHECK(need_disjoint(op, "stats", stats, "logits", logits));
+    TS_CHECK(need_disjoint(op, "stats", stats, "rowmax", rowmax));
+    return be->xent_slice_sumexp(be, stats, logits, rowmax, targets, valid, vocab_begin);
+}
+
+ts_status ts_op_xent_from_stats(struct ts_backend *be, const struct ts_tensor *losses,
+                                const struct ts_tensor *logits, const struct ts_tensor *targets,
+                                const struct ts_tensor *rowmax, const struct ts_tensor *stats,
+                                int valid, int64_t vocab_begin, float dloss, bool with_grad) {
+    const char *op = "xent_from_stats";
+    TS_CHECK(need_backend(op, be, be && be->xent_from_stats));
+    int64_t N;
+    TS_CHECK(check_xent_slice(op, be, logits, valid, "rowmax", rowmax, &N));
+    TS_CHECK(check_xent_stats(op, stats, targets, N, vocab_begin));
+    TS_CHECK(need(op, "losses", losses, TS_DTYPE_F32));
+    TS_CHECK(need_numel(op, "losses", losses, N, "logits has N"));
+    TS_CHECK(need_disjoint(op, "losses", losses, "logits", logits));
+    TS_CHECK(need_disjoint(op, "losses", losses, "rowmax", rowmax));
+    TS_CHECK(need_disjoint(op, "losses", losses, "stats", stats));
+    TS_CHECK(need_disjoint(op, "stats", stats, "logits", logits));
+    return be->xent_from_stats(be, losses, logits, targets, rowmax, stats, valid, vocab_begin,
+                               dloss, with_grad);
 }
 
 /* ---- optimizer ---- */

@@ -31,6 +31,14 @@ ts_status ts_op_encoder_forward(struct ts_backend *be, const struct ts_tensor *o
 ts_status ts_op_encoder_backward(struct ts_backend *be, const struct ts_tensor *dwte,
                                  const struct ts_tensor *dwpe, const struct ts_tensor *dout,
                                  const struct ts_tensor *tokens) TS_MUST_CHECK;
+ts_status ts_op_encoder_forward_slice(struct ts_backend *be, const struct ts_tensor *out,
+                                      const struct ts_tensor *tokens, const struct ts_tensor *wte,
+                                      const struct ts_tensor *wpe,
+                                      int64_t vocab_begin) TS_MUST_CHECK;
+ts_status ts_op_encoder_backward_slice(struct ts_backend *be, const struct ts_tensor *dwte,
+                                       const struct ts_tensor *dwpe, const struct ts_tensor *dout,
+                                       const struct ts_tensor *tokens,
+                                       int64_t vocab_begin) TS_MUST_CHECK;
 ts_status ts_op_layernorm_forward(struct ts_backend *be, const struct ts_tensor *out,
                                   const struct ts_tensor *mean, const struct ts_tensor *rstd,
                                   const struct ts_tensor *inp, const struct ts_tensor *weight,
@@ -84,6 +92,17 @@ ts_status ts_op_residual_forward(struct ts_backend *be, const struct ts_tensor *
 ts_status ts_op_softmax_xent(struct ts_backend *be, const struct ts_tensor *losses,
                              const struct ts_tensor *logits, const struct ts_tensor *targets,
                              int vocab, float dloss, bool with_grad) TS_MUST_CHECK;
+ts_status ts_op_xent_slice_max(struct ts_backend *be, const struct ts_tensor *rowmax,
+                               const struct ts_tensor *logits, int valid) TS_MUST_CHECK;
+ts_status ts_op_xent_slice_sumexp(struct ts_backend *be, const struct ts_tensor *stats,
+                                  const struct ts_tensor *logits, const struct ts_tensor *rowmax,
+                                  const struct ts_tensor *targets, int valid,
+                                  int64_t vocab_begin) TS_MUST_CHECK;
+ts_status ts_op_xent_from_stats(struct ts_backend *be, const struct ts_tensor *losses,
+                                const struct ts_tensor *logits, const struct ts_tensor *targets,
+                                const struct ts_tensor *rowmax, const struct ts_tensor *stats,
+                                int valid, int64_t vocab_begin, float dloss,
+                                bool with_grad) TS_MUST_CHECK;
 ts_status ts_op_adamw(struct ts_backend *be, const struct ts_tensor *param,
                       const struct ts_tensor *grad, const struct ts_tensor *m,
                       const struct ts_tensor *v, float lr, float beta1, float beta2, float eps,

@@ -2,7 +2,8 @@
  *
  * --ckpt takes a run directory (its latest checkpoint), a checkpoint directory, or, for runs of
  * earlier versions, a run directory holding model.bin or that file. Reads consecutive windows
- * from the start of the data, so the same file and flags give the same number every time. With
+ * from the start of the data, so the same file and flags give the same number every time; a
+ * directory from `tessera prepare` means its val.bin. With
  * --json the output ends with one JSON line whose "loss" is the mean cross-entropy in nats per
  * token. */
 #include <inttypes.h>
@@ -46,8 +47,10 @@ static int eval(const struct eval_args *a) {
         goto fail;
     }
     TS_CHECK_GOTO(ts_data_manifest_vocab(a->data, true, true, &cfg.vocab_size), st, fail);
+    char pattern[TS_PATH_MAX];
+    TS_CHECK_GOTO(ts_data_resolve_val(a->data, pattern, sizeof(pattern)), st, fail);
     TS_CHECK_GOTO(ts_launch_backend(&be, a->device, a->blas, a->threads), st, fail);
-    TS_CHECK_GOTO(ts_loader_create(&loader, a->data, T, cfg.vocab_size), st, fail);
+    TS_CHECK_GOTO(ts_loader_create(&loader, pattern, T, cfg.vocab_size), st, fail);
     int64_t windows = ts_loader_num_windows(loader);
     int64_t need = (int64_t)a->batch * (a->batches > 0 ? a->batches : 1);
     if (windows < need) {
@@ -93,7 +96,9 @@ int ts_cmd_eval(int argc, char **argv) {
     struct ts_flag flags[NFLAGS] = {
         {"ckpt", TS_FLAG_STRING, &a.ckpt, "PATH", "a run or checkpoint directory (or a model.bin)",
          true},
-        {"data", TS_FLAG_STRING, &a.data, "PATTERN", "token shards to evaluate on", true},
+        {"data", TS_FLAG_STRING, &a.data, "PATTERN",
+         "token shards to evaluate on: a path, a glob, or a prepared directory (its val.bin)",
+         true},
         {"batch", TS_FLAG_INT, &a.batch, "B", "sequences per batch"},
         {"seq-len", TS_FLAG_INT, &a.seq_len, "T", "tokens per sequence (0: the model's maximum)"},
         {"batches", TS_FLAG_INT, &a.batches, "N", "batches to average (0: the whole file)"},

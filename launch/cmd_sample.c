@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "data/data_manifest.h"
+#include "data/mixture.h"
 #include "data/tokenizer.h"
 #include "kernels/fs.h"
 #include "launch/cli.h"
@@ -55,9 +56,12 @@ static ts_status run_tokenizer(const char *ckpt, char *out, size_t len) {
     }
     char manifest_path[TS_PATH_MAX];
     bool found = false;
-    TS_CHECK_GOTO(ts_data_manifest_find(json_object_get_string(data), manifest_path,
-                                        sizeof(manifest_path), &found),
-                  st, done);
+    /* a mixture's sources share a vocabulary (train checked it): the first one's manifest */
+    struct ts_data_mix mix;
+    TS_CHECK_GOTO(ts_data_mix_parse(json_object_get_string(data), &mix), st, done);
+    st = ts_data_manifest_find(mix.path[0], manifest_path, sizeof(manifest_path), &found);
+    ts_data_mix_deinit(&mix);
+    TS_CHECK_GOTO(st, st, done);
     if (!found) {
         st = ts_error(TS_ERR_INVALID_ARG,
                       "the run's shards (%s) have no %s naming their tokenizer; pass --tokenizer",

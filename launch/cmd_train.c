@@ -20,6 +20,7 @@
 #include "comm/grid.h"
 #include "data/data_manifest.h"
 #include "data/lineage.h"
+#include "data/mixture.h"
 #include "kernels/fs.h"
 #include "kernels/log.h"
 #include "launch/cli.h"
@@ -43,10 +44,13 @@
 #define TS_VERSION "unknown"
 #endif
 
-static const char usage[] = "tessera train --data PATTERN --out DIR [flags]";
+static const char usage[] =
+    "tessera train --data PATTERN [--data PATH:WEIGHT ...] --out DIR [flags]";
 static const char description[] =
     "Trains a GPT-2 style model on token shards (llm.c format: 256 x int32 header, uint16 ids).\n"
     "The global batch is batch x grad-accum x data-parallel size sequences of seq-len tokens.\n"
+    "--data repeated is a mixture: --data web/:0.7 --data code/:0.3 draws each sequence from\n"
+    "one source with those weights (split at the last ':'; a single --data is always a path).\n"
     "Under `mpirun -np N` or `srun --mpi=pmix -n N` the N ranks train one model together.\n"
     "Rank 0 writes DIR/metrics.jsonl (one line per step, eval and checkpoint) and "
     "DIR/config.json;\n"
@@ -84,7 +88,7 @@ struct run {
     ts_ckpt_t *start; /* the checkpoint a resume or --init-from reads, closed once read */
     struct ts_train_state_info info; /* what every checkpoint of this run records */
     struct ts_ckpt_kv kv[TS_CKPT_MAX_KV];
-    struct ts_ckpt_data_file *data; /* rank 0 only */
+    struct ts_data_files data; /* rank 0 only: the data files, hashes and mtimes */
     char parent[TS_PATH_MAX];
     char data_manifest[TS_PATH_MAX], data_manifest_hash[96];  /* rank 0 only */
     char data_pattern[TS_PATH_MAX], val_pattern[TS_PATH_MAX]; /* --data, --val-data as globs */
@@ -93,7 +97,7 @@ struct run {
 
 static void run_release(struct run *r) {
     ts_ckpt_close(r->start);
-    free(r->data);
+    ts_data_files_deinit(&r->data);
     ts_metrics_close(r->metrics);
     ts_coord_destroy(r->coord);
     ts_ledger_destroy(r->ledger);
@@ -150,8 +154,6 @@ static ts_status on_step(void *ctx, const struct ts_step_record *rec) {
 static ts_status decide(void *ctx, const struct ts_step_record *rec, struct ts_run_decision *d) {
     struct run *r = ctx;
     TS_CHECK(ts_coord_decide(r->coord, rec, d));
-    if (r->grid.tp_size > 1)
-        d->actions &= ~(unsigned)TS_RUN_CHECKPOINT; /* not written at tp > 1 yet (logged) */
     if (d->actions & (TS_RUN_EVAL | TS_RUN_CHECKPOINT | TS_RUN_STOP))
         ts_progress_close(&r->progress);
     return TS_OK;
@@ -199,6 +201,26 @@ static ts_status write_exit_file(const char *out, int code, const struct ts_run_
 
 /* ---- setup ---- */
 
+/* A checkpoint read on another layout (dp, tp or ZeRO stage) is resharded through its boxes:
+ * say so, and on a resume what the global batch became on this layout. */
+static void log_layout_change(const struct run *r, const struct ts_ckpt_meta *m, bool resumed) {
+    const struct ts_ckpt_layout *was = &m->layout;
+    const int was_tp = was->tp > 0 ? was->tp : 1, was_dp = was->dp > 0 ? was->dp : 1;
+    if (was_dp == r->grid.dp_size && was_tp == r->grid.tp_size &&
+        (!resumed || was->zero_stage == r->a->zero))
+        return;
+    char batch[160] = "";
+    if (resumed)
+        snprintf(batch, sizeof(batch),
+                 "; the global batch of %" PRId64 " is batch %d x grad-accum %d x dp %d",
+                 r->info.global_batch, r->a->batch, r->a->grad_accum, r->grid.dp_size);
+    TS_LOG_I("%s: saved on world %d = dp %d x tp %d (ZeRO-%d), read on world %d = dp %d x tp %d "
+             "(ZeRO-%d): %s resharded from the checkpoint's boxes%s",
+             resumed ? "resume" : "init", was->world_size, was_dp, was_tp, was->zero_stage,
+             ts_comm_size(r->comm), r->grid.dp_size, r->grid.tp_size, r->a->zero,
+             resumed ? "parameters and AdamW state" : "parameters", batch);
+}
+
 /* Rank 0 decides where the run starts; every rank gets its decision (or its error). */
 static ts_status decide_start(ts_comm_t *world, const struct ts_train_settings *a,
                               struct ts_start *start) {
@@ -239,25 +261,94 @@ static ts_status check_out_free(struct run *r, const struct ts_start *start) {
     return TS_OK;
 }
 
+/* Rank 0's record of the data: every source's files in the loader's order (a mixture's
+ * manifests among them), hashed unless a resumed checkpoint recorded them with the same size and
+ * mtime; the manifest beside a single dataset. */
+static ts_status record_data(struct run *r, const struct ts_data_mix *mix) {
+    const struct ts_ckpt_meta *m = r->start != NULL ? ts_ckpt_meta(r->start) : NULL;
+    const struct ts_ckpt_data_file *rec = m != NULL ? m->data : NULL;
+    const int nrec = m != NULL ? m->num_data : 0;
+    for (int i = 0; i < mix->n; i++) {
+        TS_CHECK(ts_data_files_add_glob(&r->data, mix->path[i], rec, nrec));
+        if (mix->n == 1)
+            break;
+        char mpath[TS_PATH_MAX];
+        bool found = false;
+        TS_CHECK(ts_data_manifest_find(mix->path[i], mpath, sizeof(mpath), &found));
+        if (found)
+            TS_CHECK(ts_data_files_add(&r->data, mpath, rec, nrec));
+    }
+    r->info.num_data = r->data.n;
+    TS_LOG_I("data: %d file(s): hashed %d (%.1f MB read), %d kept the checkpoint's hash (same "
+             "size and mtime; not read again)",
+             r->data.n, r->data.hashed, (double)r->data.hashed_bytes / 1e6, r->data.reused);
+    if (mix->n > 1)
+        return TS_OK;
+    return ts_data_lineage(mix->path[0], r->data_manifest, sizeof(r->data_manifest),
+                           r->data_manifest_hash, sizeof(r->data_manifest_hash));
+}
+
 static ts_status open_data(struct run *r) {
     const struct ts_train_settings *a = r->a;
-    TS_CHECK(ts_data_resolve(a->data, r->data_pattern, sizeof(r->data_pattern)));
-    TS_CHECK(ts_loader_create(&r->train, r->data_pattern, a->seq_len, a->vocab_size));
-    ts_loader_set_shuffle(r->train, !a->no_shuffle, a->seed);
-    if (a->val_data != NULL) {
-        TS_CHECK(ts_data_resolve(a->val_data, r->val_pattern, sizeof(r->val_pattern)));
-        TS_CHECK(ts_loader_create(&r->val, r->val_pattern, a->seq_len, a->vocab_size));
+    struct ts_data_mix mix;
+    TS_CHECK(ts_data_mix_parse(a->data, &mix));
+    ts_status st = ts_data_mix_resolve(&mix);
+    if (st == TS_OK && mix.n == 1) {
+        st = ts_path_fmt(r->data_pattern, sizeof(r->data_pattern), "%s", mix.path[0]);
+        if (st == TS_OK)
+            st = ts_loader_create(&r->train, r->data_pattern, a->seq_len, a->vocab_size);
+    } else if (st == TS_OK) {
+        st = ts_loader_create_mix(&r->train, (const char *const *)mix.path, mix.weight, mix.n,
+                                  a->seq_len, a->vocab_size);
     }
-    if (r->val != NULL && ts_loader_num_windows(r->val) < a->batch)
-        return ts_error(TS_ERR_INVALID_ARG,
-                        "--val-data holds %" PRId64 " windows of %d tokens, fewer than one "
-                        "batch of %d",
-                        ts_loader_num_windows(r->val), a->seq_len + 1, a->batch);
-    if (ts_comm_rank(r->comm) != 0)
-        return TS_OK;
-    TS_CHECK(ts_data_files(r->data_pattern, &r->data, &r->info.num_data));
-    return ts_data_lineage(r->data_pattern, r->data_manifest, sizeof(r->data_manifest),
-                           r->data_manifest_hash, sizeof(r->data_manifest_hash));
+    if (st == TS_OK)
+        ts_loader_set_shuffle(r->train, !a->no_shuffle, a->seed);
+    if (st == TS_OK && a->val_data != NULL) {
+        st = ts_data_resolve_val(a->val_data, r->val_pattern, sizeof(r->val_pattern));
+        if (st == TS_OK)
+            st = ts_loader_create(&r->val, r->val_pattern, a->seq_len, a->vocab_size);
+    }
+    if (st == TS_OK && r->val != NULL && ts_loader_num_windows(r->val) < a->batch)
+        st = ts_error(TS_ERR_INVALID_ARG,
+                      "--val-data holds %" PRId64 " windows of %d tokens, fewer than one "
+                      "batch of %d",
+                      ts_loader_num_windows(r->val), a->seq_len + 1, a->batch);
+    if (st == TS_OK && ts_comm_rank(r->comm) == 0)
+        st = record_data(r, &mix);
+    ts_data_mix_deinit(&mix);
+    return st;
+}
+
+/* How a mixture's weights changed since the checkpoint ("" when they did not, or for a single
+ * dataset on both sides). */
+static void compare_mixture(const char *then, const char *now, char *diff, size_t len) {
+    diff[0] = '\0';
+    if (!ts_data_is_mix(then) && !ts_data_is_mix(now))
+        return;
+    struct ts_data_mix a, b;
+    if (ts_data_mix_parse(then, &a) != TS_OK) {
+        snprintf(diff, len, "the recorded data mixture does not read: %s", ts_last_error());
+        return;
+    }
+    if (ts_data_mix_parse(now, &b) != TS_OK) {
+        ts_data_mix_deinit(&a);
+        snprintf(diff, len, "the data mixture does not read: %s", ts_last_error());
+        return;
+    }
+    bool same = a.n == b.n;
+    for (int i = 0; same && i < a.n; i++)
+        same = a.weight[i] == b.weight[i];
+    if (!same) {
+        size_t at = (size_t)snprintf(diff, len, "the mixture's weights were");
+        for (int i = 0; i < a.n && at < len; i++)
+            at += (size_t)snprintf(diff + at, len - at, "%s %.9g", i ? "," : "", a.weight[i]);
+        if (at < len)
+            at += (size_t)snprintf(diff + at, len - at, ", now");
+        for (int i = 0; i < b.n && at < len; i++)
+            at += (size_t)snprintf(diff + at, len - at, "%s %.9g", i ? "," : "", b.weight[i]);
+    }
+    ts_data_mix_deinit(&a);
+    ts_data_mix_deinit(&b);
 }
 
 /* A resume on other data than the checkpoint recorded is refused unless --data-changed; rank 0
@@ -268,7 +359,14 @@ static ts_status check_resumed_data(struct run *r, bool *changed) {
     if (ts_comm_rank(r->comm) == 0) {
         const struct ts_ckpt_meta *m = ts_ckpt_meta(r->start);
         bool same = true;
-        ts_data_compare(m->data, m->num_data, r->data, r->info.num_data, &same, diff, sizeof(diff));
+        ts_data_compare(m->data, m->num_data, r->data.files, r->data.n, &same, diff, sizeof(diff));
+        const char *then = ts_ckpt_kv_get(m->train, m->num_train, "data");
+        char mixdiff[600];
+        compare_mixture(then != NULL ? then : "", r->a->data, mixdiff, sizeof(mixdiff));
+        if (same && mixdiff[0] != '\0') {
+            same = false;
+            snprintf(diff, sizeof(diff), "%s", mixdiff);
+        }
         if (same && m->data_manifest_hash[0] != '\0' &&
             strcmp(m->data_manifest_hash, r->data_manifest_hash) != 0) {
             same = false;
@@ -303,7 +401,7 @@ static ts_status fill_record(struct run *r, int64_t global_batch) {
                                         .tp = r->grid.tp_size,
                                         .zero_stage = r->a->zero};
     i->train = r->kv;
-    i->data = r->data;
+    i->data = r->data.files;
     i->parent = r->parent;
     i->data_manifest = r->data_manifest;
     i->data_manifest_hash = r->data_manifest_hash;
@@ -318,9 +416,10 @@ static ts_status write_config_json(const char *path, const struct ts_gpt_config 
         return ts_error(TS_ERR_IO, "cannot write %s", path);
     fprintf(f,
             "{\"model\":{\"vocab_size\":%d,\"padded_vocab_size\":%d,\"max_seq_len\":%d,"
-            "\"num_layers\":%d,\"num_heads\":%d,\"channels\":%d},\n \"train\":",
+            "\"num_layers\":%d,\"num_heads\":%d,\"channels\":%d},\n \"layout\":{\"tp\":%d},"
+            "\n \"train\":",
             m->vocab_size, m->padded_vocab_size, m->max_seq_len, m->num_layers, m->num_heads,
-            m->channels);
+            m->channels, a->tp);
     ts_status st = ts_train_settings_write_json(a, f);
     fputs("}\n", f);
     if (fclose(f) != 0 && st == TS_OK)
@@ -352,6 +451,14 @@ static void log_run(const struct run *r, const struct ts_gpt_config *mc,
     TS_LOG_I("data: %d shard(s), %" PRId64 " tokens, %" PRId64 " windows of %d per epoch",
              ts_loader_num_shards(r->train), ts_loader_num_tokens(r->train),
              ts_loader_num_windows(r->train), a->seq_len + 1);
+    const int nsrc = ts_loader_num_sources(r->train);
+    for (int i = 0; nsrc > 1 && i < nsrc; i++) {
+        const ts_loader_t *src = ts_loader_source(r->train, i);
+        TS_LOG_I("data: mixture source %d: weight %.4g, %d shard(s), %" PRId64 " windows per "
+                 "epoch of its own",
+                 i, ts_loader_source_weight(r->train, i), ts_loader_num_shards(src),
+                 ts_loader_num_windows(src));
+    }
     TS_LOG_I("global batch %" PRId64 " sequences = batch %d x grad-accum %d x dp %d (%" PRId64
              " tokens per step); world size %d",
              r->info.global_batch, a->batch, a->grad_accum, r->grid.dp_size,
@@ -578,9 +685,26 @@ static ts_status use_nccl(struct run *r) {
 /* --data and --val-data as absolute paths, so what config.json and every checkpoint record works
  * from any working directory (eval, sample, a resume started elsewhere). */
 static ts_status absolute_data_paths(struct ts_train_settings *a) {
-    static char data[TS_PATH_MAX], val[TS_PATH_MAX];
+    static char data[8192], val[TS_PATH_MAX];
     if (a->data != NULL && a->data != data) {
-        TS_CHECK(ts_launch_abs_path(a->data, data, sizeof(data)));
+        struct ts_data_mix m;
+        TS_CHECK(ts_data_mix_parse(a->data, &m));
+        ts_status st = TS_OK;
+        char abs[TS_PATH_MAX];
+        for (int i = 0; i < m.n && st == TS_OK; i++) {
+            st = ts_launch_abs_path(m.path[i], abs, sizeof(abs));
+            char *copy = st == TS_OK ? strdup(abs) : NULL;
+            if (st == TS_OK && copy == NULL)
+                st = ts_error(TS_ERR_OOM, "out of memory reading --data");
+            if (copy != NULL) {
+                free(m.path[i]);
+                m.path[i] = copy;
+            }
+        }
+        if (st == TS_OK)
+            st = ts_data_mix_format(&m, data, sizeof(data));
+        ts_data_mix_deinit(&m);
+        TS_CHECK(st);
         a->data = data;
     }
     if (a->val_data != NULL && a->val_data != val) {
@@ -613,14 +737,6 @@ static int train(struct ts_train_flags *flags, int *argc, char ***argv, double t
         goto fail;
     }
     TS_CHECK_GOTO(ts_grid_init(&r.grid, r.comm, a->tp), st, fail);
-    if (a->tp > 1 && (a->resume || a->resume_from != NULL || a->init_from != NULL ||
-                      a->ckpt_every > 0 || a->stop_after > 0)) {
-        ts_error(TS_ERR_UNSUPPORTED,
-                 "--tp %d: checkpoints are not written or read at tp > 1 yet (issue 14); drop "
-                 "--resume, --resume-from, --init-from, --ckpt-every and --stop-after",
-                 a->tp);
-        goto fail;
-    }
     TS_CHECK_GOTO(decide_start(r.comm, a, &start), st, fail);
     const bool resumed = start.kind == TS_START_RESUME;
     if (start.kind != TS_START_FRESH) {
@@ -669,16 +785,13 @@ static int train(struct ts_train_flags *flags, int *argc, char ***argv, double t
     TS_CHECK_GOTO(open_data(&r), st, fail);
     TS_CHECK_GOTO(fill_record(&r, (int64_t)a->batch * a->grad_accum * r.grid.dp_size), st, fail);
     if (a->tp > 1) {
-        if (mc.num_heads % a->tp != 0 || mc.padded_vocab_size % a->tp != 0) {
+        if (mc.num_heads % a->tp != 0) { /* the vocabulary is padded to fit (gpt.h) */
             ts_error(TS_ERR_INVALID_ARG,
-                     "--tp %d must divide --heads (%d) and the padded vocabulary (%d): each "
-                     "tensor-parallel rank holds heads/tp heads",
-                     a->tp, mc.num_heads, mc.padded_vocab_size);
+                     "--tp %d must divide --heads (%d): each tensor-parallel rank holds "
+                     "heads/tp heads",
+                     a->tp, mc.num_heads);
             goto fail;
         }
-        TS_LOG_W("--tp %d: this run writes no checkpoint and no model.h5 (not supported at "
-                 "tp > 1 yet)",
-                 a->tp);
         tc.tp = r.grid.tp;
     }
     const struct ts_gpt_tp gtp = ts_trainer_tp(a->tp > 1 ? r.grid.tp : NULL);
@@ -695,9 +808,11 @@ static int train(struct ts_train_flags *flags, int *argc, char ***argv, double t
     } else if (start.kind == TS_START_INIT) {
         TS_CHECK_GOTO(ts_gpt_load_checkpoint(r.gpt, r.start), st, fail);
     }
-    if (r.start != NULL)
+    if (r.start != NULL) {
         TS_LOG_I("%s %s (step %" PRId64 ")", resumed ? "resuming from" : "weights from", start.path,
                  ts_ckpt_meta(r.start)->step);
+        log_layout_change(&r, ts_ckpt_meta(r.start), resumed);
+    }
     ts_ckpt_close(r.start);
     r.start = NULL;
     if (root)
@@ -827,8 +942,8 @@ int ts_cmd_train(int argc, char **argv) {
     /* before the world exists, only the launcher's rank 0 logs (the data line, once, prefixed) */
     log_as_launched_rank();
     if ((flags.v.data != NULL &&
-         ts_data_manifest_vocab(flags.v.data, ts_train_flags_given(&flags, "vocab-size"), false,
-                                &flags.v.vocab_size) != TS_OK) ||
+         ts_data_vocab(flags.v.data, ts_train_flags_given(&flags, "vocab-size"), false,
+                       &flags.v.vocab_size) != TS_OK) ||
         ts_train_settings_check(&flags) != TS_OK)
         return ts_launch_fail("train", TS_EXIT_USAGE);
     if (flags.v.check_world > 0)

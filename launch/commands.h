@@ -14,6 +14,8 @@ int ts_cmd_ckpt(int argc, char **argv);
 int ts_cmd_export(int argc, char **argv);
 int ts_cmd_launch(int argc, char **argv);
 int ts_cmd_cost(int argc, char **argv);
+int ts_cmd_plan(int argc, char **argv);
+int ts_cmd_report(int argc, char **argv);
 
 /* `tessera train --check-world N` (train_check.c): the job's checks for N ranks, no job. */
 struct ts_train_flags;

@@ -25,6 +25,8 @@ static void print_help(void) {
            "  info      the build, backends, GPUs, and why a backend is unavailable\n"
            "  ckpt      inspect or verify a checkpoint\n"
            "  cost      what runs cost (tokens, device-hours, $, MFU) from their ledgers\n"
+           "  plan      the cheapest layout per token for a model on a cluster, before renting it\n"
+           "  report    one offline HTML page of runs: loss, throughput, MFU and cost plots\n"
            "  export    a checkpoint as a Hugging Face GPT-2 model (export hf CKPT OUT)\n"
            "  help      this text, or `tessera help <command>`\n"
            "  version   print the version\n\n"
@@ -84,6 +86,10 @@ int main(int argc, char **argv) {
         return ts_cmd_ckpt(argc, argv);
     if (strcmp(cmd, "cost") == 0)
         return ts_cmd_cost(argc, argv);
+    if (strcmp(cmd, "plan") == 0)
+        return ts_cmd_plan(argc, argv);
+    if (strcmp(cmd, "report") == 0)
+        return ts_cmd_report(argc, argv);
     if (strcmp(cmd, "export") == 0)
         return ts_cmd_export(argc, argv);
     if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "data/mixture.h"
 #include "kernels/log.h"
 #include "launch/cli.h"
 #include "launch/walltime.h"
@@ -20,6 +21,7 @@
 #define NOLIM 1.0, 0.0 /* min > max: no limits */
 #define BIG 2147483647.0
 #define STEPS ((double)TS_MAX_STEPS) /* exact in double */
+#define TS_SETTING_TEXT 8192 /* a value as text: paths, a data mixture */
 
 /* Per-launch settings (where the run starts, how many threads, the world layout) are neither
  * recorded nor adopted: a resume may run on another machine and another number of ranks. */
@@ -29,9 +31,11 @@
 
 const struct ts_setting ts_train_settings_table[] = {
     {"data", "data", TS_SET_STRING, S(data), NULL, NOLIM, "PATTERN",
-     "training shards: a path or a glob", RUN | TS_SET_REQUIRED},
+     "training shards: a prepared directory, a path or a glob; repeated, a mixture of "
+     "PATH:WEIGHT sources (--data web/:0.7 --data code/:0.3)",
+     RUN | TS_SET_REQUIRED},
     {"val-data", "val_data", TS_SET_STRING, S(val_data), NULL, NOLIM, "PATTERN",
-     "validation shards (optional)", RUN},
+     "validation shards (optional; a prepared directory means its val.bin)", RUN},
     {"out", "out", TS_SET_STRING, S(out), NULL, NOLIM, "DIR", "run directory",
      TS_SET_AGREE | TS_SET_REQUIRED},
     {"overwrite", "overwrite", TS_SET_BOOL, S(overwrite), NULL, NOLIM, NULL,
@@ -87,7 +91,8 @@ const struct ts_setting ts_train_settings_table[] = {
     {"blas", "blas", TS_SET_STRING, S(blas), "auto", NOLIM, "NAME",
      "CPU matmul: auto, openblas or reference", 0},
     {"tp", "tp", TS_SET_INT, S(tp), "1", 1, 1024, "N",
-     "tensor-parallel size: groups of N adjacent ranks split each layer (CPU backend)",
+     "tensor-parallel size: groups of N adjacent ranks split each layer (CPU backend; per "
+     "launch: a resume may use another)",
      TS_SET_AGREE},
     {"zero", "zero", TS_SET_INT, S(zero), "0", 0, 1, "N",
      "ZeRO stage: 0, or 1 (shard AdamW state over dp)", RUN},
@@ -266,7 +271,7 @@ static ts_status parse_into(struct ts_train_settings *s, const struct ts_setting
 
 static bool same_value(const struct ts_train_settings *a, const struct ts_train_settings *b,
                        const struct ts_setting *row) {
-    char x[256], y[256];
+    char x[TS_SETTING_TEXT], y[TS_SETTING_TEXT];
     format_value(a, row, x, sizeof(x));
     format_value(b, row, y, sizeof(y));
     return strcmp(x, y) == 0;
@@ -307,6 +312,11 @@ ts_status ts_train_flags_parse(struct ts_train_flags *f, int argc, char **argv, 
     set_defaults(&f->v);
     struct ts_flag flags[sizeof(f->given) / sizeof(f->given[0])];
     make_flags(flags, &f->v);
+    /* --data accumulates: one value is a path, several a mixture */
+    const int data_row = row_index("data");
+    struct ts_flag_list data = {f->data_args, 0, TS_LOADER_MAX_SOURCES};
+    flags[data_row].kind = TS_FLAG_LIST;
+    flags[data_row].dest = &data;
     const char *pos[1];
     int npos = 0;
     ts_status st = ts_cli_parse(flags, NROWS, argc, argv, first, pos, 0, &npos, help);
@@ -314,6 +324,11 @@ ts_status ts_train_flags_parse(struct ts_train_flags *f, int argc, char **argv, 
         return steps_range_error(st);
     for (int i = 0; i < NROWS; i++)
         f->given[i] = flags[i].seen;
+    f->num_data_args = data.n;
+    if (data.n > 0 && !*help) {
+        TS_CHECK(ts_data_mix_from_args(f->data_args, data.n, f->data_text, sizeof(f->data_text)));
+        f->v.data = f->data_text;
+    }
     return TS_OK;
 }
 
@@ -458,7 +473,7 @@ ts_status ts_train_settings_canonical(const struct ts_train_settings *s, char *b
     for (int i = 0; i < NROWS; i++) {
         if (!(ROWS[i].flags & TS_SET_AGREE))
             continue;
-        char v[256];
+        char v[TS_SETTING_TEXT];
         format_value(s, &ROWS[i], v, sizeof(v));
         const int n = snprintf(buf + at, len - at, "%s=%s\n", ROWS[i].flag, v);
         if (n < 0 || (size_t)n >= len - at)
@@ -476,7 +491,7 @@ ts_status ts_train_settings_record(const struct ts_train_settings *s, struct ts_
     for (int i = 0; i < NROWS; i++) {
         if (!(ROWS[i].flags & TS_SET_RECORD) || (ROWS[i].flags & TS_SET_MODEL))
             continue;
-        char v[256];
+        char v[TS_SETTING_TEXT];
         format_value(s, &ROWS[i], v, sizeof(v));
         if (strlen(v) >= sizeof(kv[0].value))
             return ts_error(TS_ERR_INVALID_ARG,
@@ -556,7 +571,7 @@ static ts_status adopt_row(struct ts_train_flags *f, const struct ts_setting *ro
     const int i = (int)(row - ROWS);
     if (same_value(&theirs, &f->v, row))
         return TS_OK;
-    char mine[256], saved[256];
+    char mine[TS_SETTING_TEXT], saved[TS_SETTING_TEXT];
     format_value(&f->v, row, mine, sizeof(mine));
     format_value(&theirs, row, saved, sizeof(saved));
     if ((row->flags & TS_SET_SCHEDULE) && resume && f->given[i] && !f->v.change_schedule)
@@ -583,7 +598,9 @@ static ts_status adopt_row(struct ts_train_flags *f, const struct ts_setting *ro
         /* the checkpoint's record is closed before the run ends: keep a copy */
         if (f->num_held >= (int)(sizeof(f->held) / sizeof(f->held[0])))
             return ts_error(TS_ERR_INTERNAL, "settings: too many adopted strings");
-        snprintf(f->held[f->num_held], sizeof(f->held[0]), "%s", saved);
+        if (strlen(saved) >= sizeof(f->held[0])) /* a record holds less: never here */
+            return ts_error(TS_ERR_INTERNAL, "settings: an adopted %s is too long", row->key);
+        memcpy(f->held[f->num_held], saved, strlen(saved) + 1);
         *(const char **)field(&f->v, row) = f->held[f->num_held++];
         return TS_OK;
     }

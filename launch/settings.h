@@ -17,6 +17,7 @@
 #include <stdio.h>
 
 #include "checkpoint/ckpt.h"
+#include "data/shard.h"
 #include "kernels/status.h"
 #include "trainer/schedule.h"
 
@@ -101,14 +102,19 @@ extern const int ts_train_settings_count;
 /* The values with what the user gave, so adoption knows what was not given. */
 struct ts_train_flags {
     struct ts_train_settings v;
-    bool given[64];    /* per table row */
-    char held[8][256]; /* strings adopted from a checkpoint */
+    bool given[64];     /* per table row */
+    char held[8][1024]; /* strings adopted from a checkpoint */
     int num_held;
+    /* --data may repeat (a mixture, data/mixture.h): the values, and v.data's canonical text */
+    const char *data_args[TS_LOADER_MAX_SOURCES];
+    int num_data_args;
+    char data_text[8192];
 };
 
 /* Fills f with the table's defaults and parses argv[first..argc): `--name value`,
- * `--name=value`, the last of a repeated flag wins. *help is set by --help (parsing stops).
- * TS_ERR_INVALID_ARG names the flag. */
+ * `--name=value`, the last of a repeated flag wins, except --data: repeated, it is a mixture
+ * (each PATH:WEIGHT), and v.data is its canonical text (data/mixture.h). *help is set by --help
+ * (parsing stops). TS_ERR_INVALID_ARG names the flag. */
 ts_status ts_train_flags_parse(struct ts_train_flags *f, int argc, char **argv, int first,
                                bool *help) TS_MUST_CHECK;
 void ts_train_flags_print_help(const char *usage, const char *description);

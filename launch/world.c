@@ -80,6 +80,13 @@ ts_status ts_world_log_layout(ts_comm_t *world, const struct ts_grid *grid) {
                  (int)locals[r]);
     if (n > 64)
         TS_LOG_I("  ... %d more ranks", n - 64);
+    const int across = ts_grid_tp_group_across_hosts(hosts, HOST_STRIDE, n, grid->tp_size);
+    if (across >= 0 && ts_comm_rank(world) == 0)
+        TS_LOG_W("--tp %d: tensor-parallel group %d (ranks %d..%d) spans more than one host; its "
+                 "all-reduces run on every layer and are meant for one node's interconnect: place "
+                 "%d consecutive ranks on each host",
+                 grid->tp_size, across, across * grid->tp_size, (across + 1) * grid->tp_size - 1,
+                 grid->tp_size);
 exit:
     free(hosts);
     free(locals);

@@ -98,8 +98,11 @@ echo "== 6/6 sample: 200 tokens after \"And God said\" (temperature 0.8, top-k 4
 "$tessera" sample --ckpt "$out/run" --prompt "And God said" --max-tokens 200 \
   --temperature 0.8 --top-k 40 --seed 1
 echo
+"$tessera" report "$out/run" --out "$out/report.html" --title "Tessera demo"
+echo
 echo "demo: done in $((SECONDS - t0)) s. Everything is under $out/:"
 echo "  tokenizer/ (encoder.json, vocab.bpe)  data/ (shards, manifest.json)  run/ (metrics.jsonl, config.json, checkpoints/)"
+echo "  report.html: the run's plots and cost, opened offline (docs/report.md)"
 echo "next:"
 echo "  # more text from the model, another seed each time"
 echo "  $tessera sample --ckpt $out/run --prompt 'And the LORD' --max-tokens 300 --seed 2"

@@ -16,6 +16,7 @@ packages=(
   python3 python3-torch python3-numpy               # the PyTorch oracle
   clang-format                                      # the format check
   clang libclang-rt-14-dev                          # the libFuzzer harnesses (tests/fuzz)
+  chromium                                          # tessera report's test in a real browser
 )
 
 # node and npm run the tokenizer tests' oracle (js-tiktoken) and `tessera tokenizer fetch gpt2`.

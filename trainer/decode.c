@@ -76,6 +76,11 @@ static ts_status alloc2(struct ts_backend *be, struct ts_tensor *t, enum ts_dtyp
 ts_status ts_decoder_create(ts_decoder_t **out, ts_gpt_t *gpt, int max_len) {
     *out = NULL;
     const struct ts_gpt_config *cfg = ts_gpt_config(gpt);
+    if (ts_gpt_tp_size(gpt) > 1)
+        return ts_error(TS_ERR_INVALID_ARG,
+                        "decoder: the model is split over %d tensor-parallel ranks; decode from "
+                        "a whole model on one process",
+                        ts_gpt_tp_size(gpt));
     if (max_len < 1 || max_len > cfg->max_seq_len)
         return ts_error(TS_ERR_INVALID_ARG,
                         "decoder: length %d outside [1, %d] (the model's "

@@ -52,7 +52,9 @@ enum act {
     A_LNF,       /* (B,T,C) */
     A_LNF_MEAN,  /* (B,T) */
     A_LNF_RSTD,  /* (B,T) */
-    A_LOGITS,    /* (B,T,Vp); dlogits in place after softmax_xent with a gradient */
+    A_LOGITS,    /* (B,T,Vl); dlogits in place after softmax_xent with a gradient */
+    A_XMAX,      /* (B,T) f32: each row's max over the vocabulary (tp > 1 only) */
+    A_XSTATS,    /* (B,T,2) f32: sum of exponentials, target logit (tp > 1 only) */
     A_LOSSES,    /* (B,T) */
     A_DRES,      /* (B,T,C) gradient of the residual stream */
     A_DLN,       /* (B,T,C) gradient of a layernorm's output */
@@ -72,10 +74,13 @@ struct ts_gpt {
      * arena keeps each row's log-sum-exp instead of the (T,T) probabilities. */
     bool flash;
     /* Tensor parallelism (tp.size 1: none). Cl = C/tp channels and NHl = NH/tp heads are this
-     * rank's share of attention; FCl = 4C/tp of the MLP. */
+     * rank's share of attention; FCl = 4C/tp of the MLP. Vl = Vp/tp rows of wte from row
+     * vocab_begin, of which the first `valid` are real tokens. */
     struct ts_gpt_tp tp;
-    int64_t Cl, NHl;
+    int64_t Cl, NHl, Vl, vocab_begin;
+    int valid;
     ts_event_t *tp_ready;
+    int64_t tp_calls, tp_bytes; /* what this rank handed the group (ts_gpt_tp_traffic) */
 
     struct ts_param_info *table; /* num_tensors entries */
     int num_tensors;
@@ -120,8 +125,19 @@ ts_status ts_gpt_config_finish(struct ts_gpt_config *cfg) {
     if (cfg->dtype != TS_DTYPE_F32 && cfg->dtype != TS_DTYPE_BF16)
         return ts_error(TS_ERR_INVALID_ARG, "gpt config: dtype must be f32 or bf16, got %s",
                         ts_dtype_name(cfg->dtype));
-    cfg->padded_vocab_size = (cfg->vocab_size + 127) / 128 * 128;
+    cfg->padded_vocab_size = ts_gpt_padded_vocab(cfg->vocab_size, 1);
     return TS_OK;
+}
+
+int ts_gpt_padded_vocab(int vocab_size, int tp) {
+    int a = 128, b = tp < 1 ? 1 : tp; /* lcm(128, tp) = 128 * tp / gcd */
+    while (b != 0) {
+        const int r = a % b;
+        a = b;
+        b = r;
+    }
+    const int64_t m = 128 * (int64_t)(tp < 1 ? 1 : tp) / a;
+    return (int)((vocab_size + m - 1) / m * m);
 }
 
 /* Within the limits above these cannot overflow (Vp*C <= 2^32, 12*L*C*C < 2^46), but the
@@ -187,7 +203,7 @@ static void build_table(struct ts_gpt *g) {
     struct ts_param_info *t = g->table;
     int64_t off = 0;
     char name[64];
-    add_param(t++, &off, "wte.weight", 2, c->padded_vocab_size, C, true, std, 0, -1, 1, tp);
+    add_param(t++, &off, "wte.weight", 2, c->padded_vocab_size, C, true, std, 0, 0, 1, tp);
     add_param(t++, &off, "wpe.weight", 2, c->max_seq_len, C, true, std, 0, -1, 1, tp);
     for (int l = 0; l < L; l++) {
 #define LAYER_PARAM(suffix, ndim, d0, d1, decay, s, v, split, groups)                              \
@@ -291,7 +307,11 @@ static int64_t act_numel(const struct ts_gpt *g, int a, int64_t B, int64_t T) {
     case A_DATT:
         return g->flash ? B * NH * T : B * NH * T * T;
     case A_LOGITS:
-        return BT * g->cfg.padded_vocab_size;
+        return BT * g->Vl;
+    case A_XMAX:
+        return g->tp.size > 1 ? BT : 0;
+    case A_XSTATS:
+        return g->tp.size > 1 ? 2 * BT : 0;
     default:
         return BT * C;
     }
@@ -307,6 +327,8 @@ static enum ts_dtype act_dtype(const struct ts_gpt *g, int a) {
     case A_LNF_MEAN:
     case A_LNF_RSTD:
     case A_LOSSES:
+    case A_XMAX:
+    case A_XSTATS:
         return TS_DTYPE_F32;
     case A_ATT:
     case A_DATT:
@@ -389,7 +411,8 @@ ts_status ts_gpt_create_tp(ts_gpt_t **out, const struct ts_gpt_config *cfg, stru
     const struct ts_gpt_tp one = {.size = 1, .rank = 0};
     if (tp == NULL || tp->size == 1)
         tp = &one;
-    if (tp->size < 1 || tp->rank < 0 || tp->rank >= tp->size || (tp->size > 1 && !tp->all_reduce))
+    if (tp->size < 1 || tp->rank < 0 || tp->rank >= tp->size ||
+        (tp->size > 1 && (!tp->all_reduce || !tp->all_reduce_max)))
         return ts_error(TS_ERR_INVALID_ARG, "gpt create: bad tensor-parallel group (rank %d of %d)",
                         tp->rank, tp->size);
     if (c.num_heads % tp->size != 0)
@@ -397,10 +420,13 @@ ts_status ts_gpt_create_tp(ts_gpt_t **out, const struct ts_gpt_config *cfg, stru
                         "gpt create: --tp %d does not divide the %d attention heads (each "
                         "tensor-parallel rank holds NH/tp heads)",
                         tp->size, c.num_heads);
-    if (c.padded_vocab_size % tp->size != 0)
-        return ts_error(TS_ERR_INVALID_ARG,
-                        "gpt create: --tp %d does not divide the padded vocabulary %d", tp->size,
-                        c.padded_vocab_size);
+    if (tp->size > 1 && (!be->encoder_forward_slice || !be->encoder_backward_slice ||
+                         !be->xent_slice_max || !be->xent_slice_sumexp || !be->xent_from_stats))
+        return ts_error(TS_ERR_UNSUPPORTED,
+                        "gpt create: backend '%s' has no vocabulary-parallel embedding and "
+                        "cross-entropy, which --tp %d needs; use the CPU backend",
+                        be->name ? be->name : "?", tp->size);
+    c.padded_vocab_size = ts_gpt_padded_vocab(c.vocab_size, tp->size);
 
     ts_status st = TS_OK;
     struct ts_gpt *g = calloc(1, sizeof(*g));
@@ -413,6 +439,10 @@ ts_status ts_gpt_create_tp(ts_gpt_t **out, const struct ts_gpt_config *cfg, stru
     g->tp = *tp;
     g->Cl = c.channels / tp->size;
     g->NHl = c.num_heads / tp->size;
+    g->Vl = c.padded_vocab_size / tp->size;
+    g->vocab_begin = tp->rank * g->Vl;
+    const int64_t valid = c.vocab_size - g->vocab_begin;
+    g->valid = (int)(valid < 0 ? 0 : valid > g->Vl ? g->Vl : valid);
     g->flash = ts_op_flash_attention_usable(be, c.channels / c.num_heads, c.dtype);
     int64_t arena_bytes = 0;
     TS_CHECK_GOTO(plan_arena(g, &arena_bytes), st, fail);
@@ -479,10 +509,22 @@ const struct ts_param_info *ts_gpt_params(const ts_gpt_t *g, int *count) {
 int64_t ts_gpt_num_params(const ts_gpt_t *g) { return g->num_params; }
 
 int64_t ts_gpt_num_flop_params(const ts_gpt_t *g) {
+    int64_t whole = 0;
+    for (int i = 0; i < g->num_tensors; i++) {
+        const struct ts_param_info *p = &g->table[i];
+        whole += p->global_shape[0] * (p->ndim == 2 ? p->global_shape[1] : 1);
+    }
     const int64_t C = g->cfg.channels;
-    return g->num_params - (int64_t)g->cfg.max_seq_len * C -
+    return whole - (int64_t)g->cfg.max_seq_len * C -
            (int64_t)(g->cfg.padded_vocab_size - g->cfg.vocab_size) * C;
 }
+
+void ts_gpt_tp_traffic(const ts_gpt_t *g, int64_t *calls, int64_t *bytes) {
+    *calls = g->tp_calls;
+    *bytes = g->tp_bytes;
+}
+
+int64_t ts_gpt_activation_bytes(const ts_gpt_t *g) { return (int64_t)ts_tensor_nbytes(&g->arena); }
 
 const struct ts_tensor *ts_gpt_param_buffer(const ts_gpt_t *g) { return &g->params; }
 int ts_gpt_tp_size(const ts_gpt_t *g) { return g->tp.size; }
@@ -536,7 +578,9 @@ ts_status ts_gpt_init(ts_gpt_t *g, uint64_t seed) {
     int64_t global_offset = 0;
     for (int i = 0; i < g->num_tensors; i++) {
         const struct ts_param_info *p = &g->table[i];
-        const int64_t whole = p->global_shape[0] * (p->ndim == 2 ? p->global_shape[1] : 1);
+        int64_t whole = p->global_shape[0] * (p->ndim == 2 ? p->global_shape[1] : 1);
+        if (i == 0) /* wte's tp-1 size: a tp that pads the vocabulary further moves no counter */
+            whole = (int64_t)ts_gpt_padded_vocab(g->cfg.vocab_size, 1) * g->cfg.channels;
         if (p->split_dim >= 0 && p->init_std > 0) {
             struct init_ctx c = {g, p, global_offset, seed, TS_OK};
             ts_gpt_tensor_runs(g, i, init_run, &c);
@@ -550,11 +594,12 @@ ts_status ts_gpt_init(ts_gpt_t *g, uint64_t seed) {
             TS_CHECK(ts_op_fill(g->be, &g->pview[i], p->init_value));
         global_offset += whole;
     }
-    /* The padded rows of wte never meet a real token; keep them 0 so they stay inert. */
-    const int64_t C = g->cfg.channels, V = g->cfg.vocab_size, Vp = g->cfg.padded_vocab_size;
-    if (Vp > V) {
-        struct ts_tensor pad =
-            shaped(elem_at(&g->params, g->table[0].offset + V * C), 2, Vp - V, C, 1, 1);
+    /* The padded rows of wte (this rank's rows from `valid` on) never meet a real token; keep
+     * them 0 so they stay inert. */
+    const int64_t C = g->cfg.channels;
+    if (g->Vl > g->valid) {
+        struct ts_tensor pad = shaped(elem_at(&g->params, g->table[0].offset + g->valid * C), 2,
+                                      g->Vl - g->valid, C, 1, 1);
         TS_CHECK(ts_op_zero(g->be, &pad));
     }
     return TS_OK;
@@ -573,10 +618,29 @@ static ts_status check_ids(const int32_t *ids, int64_t n, int V, const char *wha
 
 /* Megatron's g (forward) and f (backward): the sum over the tp group of a row-parallel matmul's
  * output or a column-parallel input's gradient. Never called at tp 1. */
-static ts_status tp_sum(ts_gpt_t *g, const struct ts_tensor *t) {
+static ts_status tp_reduce(ts_gpt_t *g, const struct ts_tensor *t, bool max) {
     TS_CHECK(ts_op_event_record(g->be, g->tp_ready));
     TS_CHECK(ts_op_event_sync(g->be, g->tp_ready));
-    return g->tp.all_reduce(g->tp.ctx, g->be, t);
+    g->tp_calls++;
+    g->tp_bytes += (int64_t)ts_tensor_nbytes(t);
+    return (max ? g->tp.all_reduce_max : g->tp.all_reduce)(g->tp.ctx, g->be, t);
+}
+
+static ts_status tp_sum(ts_gpt_t *g, const struct ts_tensor *t) { return tp_reduce(g, t, false); }
+
+/* The vocabulary-parallel cross-entropy: softmax_xent over this rank's columns with the row max
+ * and the (sum of exponentials, target logit) pairs all-reduced in between. */
+static ts_status xent_tp(ts_gpt_t *g, int B, int T, const struct ts_tensor *losses,
+                         const struct ts_tensor *logits, const struct ts_tensor *tgt, float dloss,
+                         bool with_grad) {
+    struct ts_backend *be = g->be;
+    const struct ts_tensor rowmax = ACT1(A_XMAX, 0), stats = ACT2(A_XSTATS, 0, 2);
+    TS_CHECK(ts_op_xent_slice_max(be, &rowmax, logits, g->valid));
+    TS_CHECK(tp_reduce(g, &rowmax, true));
+    TS_CHECK(ts_op_xent_slice_sumexp(be, &stats, logits, &rowmax, tgt, g->valid, g->vocab_begin));
+    TS_CHECK(tp_sum(g, &stats));
+    return ts_op_xent_from_stats(be, losses, logits, tgt, &rowmax, &stats, g->valid, g->vocab_begin,
+                                 dloss, with_grad);
 }
 
 static ts_status block_forward(ts_gpt_t *g, int l, int B, int T) {
@@ -626,7 +690,7 @@ static ts_status forward(ts_gpt_t *g, const int32_t *inputs, const int32_t *targ
                          float dloss, const struct ts_tensor *losses) {
     struct ts_backend *be = g->be;
     const int L = g->cfg.num_layers, V = g->cfg.vocab_size;
-    const int64_t C = g->cfg.channels, Vp = g->cfg.padded_vocab_size;
+    const int64_t C = g->cfg.channels, Vl = g->Vl;
     g->grad_ready = false;
     if (inputs == NULL)
         return ts_error(TS_ERR_INVALID_ARG, "gpt forward: inputs are NULL");
@@ -644,14 +708,21 @@ static ts_status forward(ts_gpt_t *g, const int32_t *inputs, const int32_t *targ
     const struct ts_tensor tokens = shaped(g->tokens, 2, B, T, 1, 1);
     TS_CHECK(ts_op_upload(be, &tokens, inputs, (size_t)BT * sizeof(int32_t)));
     const struct ts_tensor encoded = ACT3(A_ENCODED, 0, C);
-    TS_CHECK(ts_op_encoder_forward(be, &encoded, &tokens, &g->pview[0], &g->pview[1]));
+    if (g->tp.size > 1) { /* this rank's rows (wpe added once, by tp rank 0), summed over tp */
+        const struct ts_tensor *wpe = g->tp.rank == 0 ? &g->pview[1] : NULL;
+        TS_CHECK(
+            ts_op_encoder_forward_slice(be, &encoded, &tokens, &g->pview[0], wpe, g->vocab_begin));
+        TS_CHECK(tp_sum(g, &encoded));
+    } else {
+        TS_CHECK(ts_op_encoder_forward(be, &encoded, &tokens, &g->pview[0], &g->pview[1]));
+    }
     for (int l = 0; l < L; l++)
         TS_CHECK(block_forward(g, l, B, T));
 
     const struct ts_tensor *w = &g->pview[2 + P_PER_LAYER * L];
     const struct ts_tensor last = ACT2(A_RES3, L - 1, C), lnf = ACT2(A_LNF, 0, C);
     const struct ts_tensor lnf_mean = ACT1(A_LNF_MEAN, 0), lnf_rstd = ACT1(A_LNF_RSTD, 0);
-    const struct ts_tensor logits = ACT2(A_LOGITS, 0, Vp);
+    const struct ts_tensor logits = ACT2(A_LOGITS, 0, Vl);
     TS_CHECK(ts_op_layernorm_forward(be, &lnf, &lnf_mean, &lnf_rstd, &last, &w[0], &w[1]));
     TS_CHECK(ts_op_matmul_forward(be, &logits, &lnf, &g->pview[0], NULL, TS_W_OUT_IN));
     g->fwd_B = B;
@@ -662,7 +733,10 @@ static ts_status forward(ts_gpt_t *g, const int32_t *inputs, const int32_t *targ
     const struct ts_tensor tgt = shaped(g->targets, 1, BT, 1, 1, 1);
     const bool with_grad = dloss != 0.0f;
     TS_CHECK(ts_op_upload(be, &tgt, targets, (size_t)BT * sizeof(int32_t)));
-    TS_CHECK(ts_op_softmax_xent(be, losses, &logits, &tgt, V, dloss, with_grad));
+    if (g->tp.size > 1)
+        TS_CHECK(xent_tp(g, B, T, losses, &logits, &tgt, dloss, with_grad));
+    else
+        TS_CHECK(ts_op_softmax_xent(be, losses, &logits, &tgt, V, dloss, with_grad));
     g->grad_ready = with_grad;
     return TS_OK;
 }
@@ -755,16 +829,18 @@ ts_status ts_gpt_backward(ts_gpt_t *g) {
     g->grad_ready = false; /* dlogits are consumed; a second backward would double-count */
     struct ts_backend *be = g->be;
     const int B = g->fwd_B, T = g->fwd_T, L = g->cfg.num_layers;
-    const int64_t C = g->cfg.channels, Vp = g->cfg.padded_vocab_size;
+    const int64_t C = g->cfg.channels;
     const struct ts_tensor *w = &g->pview[2 + P_PER_LAYER * L];
     const struct ts_tensor *dw = &g->gview[2 + P_PER_LAYER * L];
-    const struct ts_tensor dlogits = ACT2(A_LOGITS, 0, Vp), lnf = ACT2(A_LNF, 0, C);
+    const struct ts_tensor dlogits = ACT2(A_LOGITS, 0, g->Vl), lnf = ACT2(A_LNF, 0, C);
     const struct ts_tensor lnf_mean = ACT1(A_LNF_MEAN, 0), lnf_rstd = ACT1(A_LNF_RSTD, 0);
     const struct ts_tensor last = ACT2(A_RES3, L - 1, C);
     const struct ts_tensor dres = ACT2(A_DRES, 0, C), dln = ACT2(A_DLN, 0, C);
 
     TS_CHECK(ts_op_matmul_backward(be, &dln, &g->gview[0], NULL, &dlogits, &lnf, &g->pview[0],
                                    TS_W_OUT_IN));
+    if (g->tp.size > 1) /* each rank's vocabulary columns contribute to lnf's gradient */
+        TS_CHECK(tp_sum(g, &dln));
     TS_CHECK(ts_op_zero(be, &dres));
     TS_CHECK(ts_op_layernorm_backward(be, &dres, &dw[0], &dw[1], &dln, &last, &w[0], &lnf_mean,
                                       &lnf_rstd));
@@ -777,7 +853,11 @@ ts_status ts_gpt_backward(ts_gpt_t *g) {
     }
     const struct ts_tensor tokens = shaped(g->tokens, 2, B, T, 1, 1);
     const struct ts_tensor dres3 = ACT3(A_DRES, 0, C);
-    TS_CHECK(ts_op_encoder_backward(be, &g->gview[0], &g->gview[1], &dres3, &tokens));
+    if (g->tp.size > 1) /* this rank's rows of dwte; dwpe whole (replicated) on every rank */
+        TS_CHECK(ts_op_encoder_backward_slice(be, &g->gview[0], &g->gview[1], &dres3, &tokens,
+                                              g->vocab_begin));
+    else
+        TS_CHECK(ts_op_encoder_backward(be, &g->gview[0], &g->gview[1], &dres3, &tokens));
     if (g->hook != NULL)
         TS_CHECK(g->hook(g->hook_ctx, 0));
     return TS_OK;
@@ -792,7 +872,7 @@ ts_status ts_gpt_logits(const ts_gpt_t *g, struct ts_tensor *out) {
     if (g->fwd_B == 0)
         return ts_error(TS_ERR_INVALID_ARG, "gpt logits: no forward has run yet");
     const int B = g->fwd_B, T = g->fwd_T;
-    *out = ACT3(A_LOGITS, 0, g->cfg.padded_vocab_size);
+    *out = ACT3(A_LOGITS, 0, g->Vl);
     return TS_OK;
 }
 

@@ -19,7 +19,8 @@
 struct ts_gpt_config {
     int max_seq_len;       /* wpe rows; 1024 for GPT-2 */
     int vocab_size;        /* V: real tokens */
-    int padded_vocab_size; /* Vp: set by ts_gpt_config_finish (V rounded up to 128) */
+    int padded_vocab_size; /* Vp: set by ts_gpt_config_finish (V rounded up to 128); a model
+                              split over tp ranks rounds up to lcm(128, tp) (ts_gpt_padded_vocab) */
     int num_layers;        /* L */
     int num_heads;         /* NH */
     int channels;          /* C */
@@ -41,6 +42,11 @@ struct ts_gpt_config {
 /* Checks a user's config (one clear message per mistake, naming the limit) and sets
  * padded_vocab_size. */
 ts_status ts_gpt_config_finish(struct ts_gpt_config *cfg) TS_MUST_CHECK;
+
+/* The padded vocabulary of a model split over tp ranks: V rounded up to a multiple of
+ * lcm(128, tp), so every rank holds Vp/tp rows of wte. At tp 1, and at any power of two up to
+ * 128, it is the 128-multiple ts_gpt_config_finish sets, so those layouts share one whole wte. */
+int ts_gpt_padded_vocab(int vocab_size, int tp);
 
 /* Elements of the flat parameter buffer a (finished) config needs: what a model file's size is
  * checked against before anything is allocated. */
@@ -73,12 +79,13 @@ ts_status ts_gpt_create(ts_gpt_t **out, const struct ts_gpt_config *cfg, struct 
                         int max_batch, int max_seq) TS_MUST_CHECK;
 void ts_gpt_destroy(ts_gpt_t *gpt);
 
-/* The tensor-parallel group as the model sees it: its size, this rank, and an in-place sum over
- * the group of a tensor in the model's backend memory (synchronous on return). The model core
- * links no communicator; the trainer supplies one (ts_trainer_tp, train.h). */
+/* The tensor-parallel group as the model sees it: its size, this rank, and an in-place sum and
+ * max over the group of an f32 tensor in the model's backend memory (synchronous on return). The
+ * model core links no communicator; the trainer supplies one (ts_trainer_tp, train.h). */
 struct ts_gpt_tp {
     int size, rank;
     ts_status (*all_reduce)(void *ctx, struct ts_backend *be, const struct ts_tensor *buf);
+    ts_status (*all_reduce_max)(void *ctx, struct ts_backend *be, const struct ts_tensor *buf);
     void *ctx;
 };
 
@@ -86,13 +93,20 @@ struct ts_gpt_tp {
  * NULL or size 1: exactly ts_gpt_create). Each rank of the group holds NH/tp heads: c_attn
  * and mlp.c_fc split by columns, attn.c_proj and mlp.c_proj by rows; one all-reduce over tp in
  * the forward after each row-parallel matmul and one in the backward on each column-parallel
- * input's gradient. Embeddings, layernorms and the row-parallel biases are replicated. The
- * parameter table and flat buffers hold this rank's part only. Host memory collectives (the
- * CPU backend under MPI). */
+ * input's gradient. wte is split by rows over the vocabulary (padded to ts_gpt_padded_vocab):
+ * the embedding looks up this rank's rows and sums over tp, the classifier computes this rank's
+ * (B,T,Vp/tp) logits and the cross-entropy all-reduces each row's max and (sum of exponentials,
+ * target logit), so no rank holds a whole row of logits; the classifier's input gradient is
+ * summed over tp. wpe, layernorms and the row-parallel biases are replicated. The parameter
+ * table and flat buffers hold this rank's part only. Host memory collectives (the CPU backend
+ * under MPI); a backend without the vocabulary-parallel ops (backend.h) is refused. */
 ts_status ts_gpt_create_tp(ts_gpt_t **out, const struct ts_gpt_config *cfg, struct ts_backend *be,
                            int max_batch, int max_seq, const struct ts_gpt_tp *tp) TS_MUST_CHECK;
 int ts_gpt_tp_size(const ts_gpt_t *gpt);
 int ts_gpt_tp_rank(const ts_gpt_t *gpt);
+/* What this rank has handed the tp group since create: the number of all-reduces and their
+ * payload in bytes (each rank's buffer, f32), forward and backward together. 0 at tp 1. */
+void ts_gpt_tp_traffic(const ts_gpt_t *gpt, int64_t *calls, int64_t *bytes);
 /* Sum of squared gradients over the flat range [begin, end) counting only the split tensors
  * (split true) or only the replicated ones (false); the caller sums the split part over tp. */
 ts_status ts_gpt_grad_sum_squares(ts_gpt_t *gpt, int64_t begin, int64_t end, bool split,
@@ -107,12 +121,16 @@ struct ts_backend *ts_gpt_backend(const ts_gpt_t *gpt);
 /* The parameter table, in the flat buffer's order. */
 const struct ts_param_info *ts_gpt_params(const ts_gpt_t *gpt, int *count);
 int64_t ts_gpt_num_params(const ts_gpt_t *gpt); /* elements of the flat buffer (with padding) */
-/* Parameters a FLOP count should use: everything except wpe and the padded rows of wte. */
+/* Parameters a FLOP count should use: everything except wpe and the padded rows of wte, of the
+ * whole model (the same at every tp). */
 int64_t ts_gpt_num_flop_params(const ts_gpt_t *gpt);
 /* The whole flat buffers (1-D tensors of ts_gpt_num_params elements): parameters in the model's
  * dtype, gradients f32. */
 const struct ts_tensor *ts_gpt_param_buffer(const ts_gpt_t *gpt);
 const struct ts_tensor *ts_gpt_grad_buffer(const ts_gpt_t *gpt);
+/* This rank's activation arena in bytes, allocated at create (memory reports; what the
+ * planner, launch/plan.c, predicts). */
+int64_t ts_gpt_activation_bytes(const ts_gpt_t *gpt);
 
 /* GPT-2 initialisation from a seed: normal(0, 0.02), residual projections 0.02/sqrt(2L),
  * layernorm weights 1, biases 0, the padded rows of wte 0. Value i of the flat buffer is
@@ -138,7 +156,8 @@ ts_status ts_gpt_forward(ts_gpt_t *gpt, const int32_t *inputs, const int32_t *ta
 ts_status ts_gpt_forward_losses(ts_gpt_t *gpt, const int32_t *inputs, const int32_t *targets, int B,
                                 int T, float dloss, const struct ts_tensor *losses) TS_MUST_CHECK;
 
-/* The logits of the last forward, (B, T, Vp) f32 in backend memory (read with ts_op_download).
+/* The logits of the last forward, (B, T, Vp) f32 in backend memory (read with ts_op_download);
+ * at tp > 1 this rank's columns only, (B, T, Vp/tp) from column rank * Vp/tp.
  * Valid after a forward without targets; a forward with a gradient overwrites them with dlogits. */
 ts_status ts_gpt_logits(const ts_gpt_t *gpt, struct ts_tensor *out) TS_MUST_CHECK;
 

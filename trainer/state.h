@@ -1,13 +1,17 @@
 /* state.h: a training run's whole state as a checkpoint, and back.
  *
- * What trainer/ hands checkpoint/: the parameters as tensors "params/<Hugging Face name>"
- * (saved by rank 0, where every rank holds them whole; model.h5 is exported from this table
- * with wte cropped to V rows), the AdamW moments "adam_m/<name>" and "adam_v/<name>" as the
- * boxes of this rank's optimizer range (a ZeRO-1 slice of the flat buffer, or all of it on
- * rank 0 without ZeRO), with bf16 parameters the optimizer's fp32 master weights "master/<name>"
- * the same way (model.h5 is then exported from them), and per rank the blob "trainer" with the
- * counters (updates done, optimizer steps, loader position in global windows) as "key=value"
- * lines. The learning rate
+ * What trainer/ hands checkpoint/: the parameters as tensors "params/<Hugging Face name>" of
+ * the whole (global) shape (saved by data-parallel rank 0 of each tensor-parallel rank: its tp
+ * part of split tensors, and on tp rank 0 the replicated ones; model.h5 is exported from this
+ * table with wte cropped to V rows), the AdamW moments "adam_m/<name>" and "adam_v/<name>" as
+ * the boxes of this rank's optimizer range (a ZeRO-1 slice of its flat buffer, or all of it on
+ * dp rank 0 without ZeRO), with bf16 parameters the optimizer's fp32 master weights
+ * "master/<name>" the same way (model.h5 is then exported from them), and per rank the blob
+ * "trainer" with the counters (updates done, optimizer steps, loader position in global
+ * windows) as "key=value" lines. A tp rank's part of a split tensor is one box per group of the
+ * split dimension (c_attn: Q, K, V) and piece of its range, in global coordinates, so loads at
+ * any tp and dp read the boxes they need (world rank w is (dp, tp) = (w / tp, w % tp), as
+ * comm/grid.h lays it out). The learning rate
  * is a pure function of the step and there is no other randomness in a step, so these restore
  * a run bit-exactly. Tensors cross the backend through staging host buffers: a saver keeps them
  * for the run and saves through a checkpoint writer (in the background or not); every rank of
@@ -60,10 +64,12 @@ ts_status ts_train_state_parse_counters(const char *text, const char *where, int
                                         int64_t *optim_steps, int64_t *position) TS_MUST_CHECK;
 
 /* Restores weights, moments and counters (the loader is sought to the saved position) from a
- * checkpoint of the same model (counters of rank 0: they agree on every rank). */
+ * checkpoint of the same model saved at any dp, tp and ZeRO stage (counters of rank 0: they
+ * agree on every rank). */
 ts_status ts_train_state_load(ts_trainer_t *tr, ts_ckpt_t *ck) TS_MUST_CHECK;
 
-/* Weights only (eval, sample, --init-from): every params/ tensor, whole. */
+/* Weights only (eval, sample, --init-from): this rank's part (all of it at tp 1) of every
+ * params/ tensor (master/ for an fp32 model where a bf16 run saved them). */
 ts_status ts_gpt_load_checkpoint(ts_gpt_t *gpt, ts_ckpt_t *ck) TS_MUST_CHECK;
 
 /* The model config a checkpoint records (its "model" keys), finished (Vp set). */

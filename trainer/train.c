@@ -347,11 +347,18 @@ static ts_status tp_all_reduce(void *ctx, struct ts_backend *be, const struct ts
     return ts_comm_all_reduce(ctx, be, buf, TS_REDUCE_SUM, NULL);
 }
 
+static ts_status tp_all_reduce_max(void *ctx, struct ts_backend *be, const struct ts_tensor *buf) {
+    return ts_comm_all_reduce(ctx, be, buf, TS_REDUCE_MAX, NULL);
+}
+
 struct ts_gpt_tp ts_trainer_tp(ts_comm_t *tp) {
     if (tp == NULL)
         return (struct ts_gpt_tp){.size = 1, .rank = 0};
-    return (struct ts_gpt_tp){
-        .size = ts_comm_size(tp), .rank = ts_comm_rank(tp), .all_reduce = tp_all_reduce, .ctx = tp};
+    return (struct ts_gpt_tp){.size = ts_comm_size(tp),
+                              .rank = ts_comm_rank(tp),
+                              .all_reduce = tp_all_reduce,
+                              .all_reduce_max = tp_all_reduce_max,
+                              .ctx = tp};
 }
 
 /* Tensor parallelism: the split tensors' squares summed over the tp group, the replicated ones

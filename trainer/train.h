@@ -39,7 +39,7 @@ struct ts_train_config {
 };
 
 /* The model's view of a tensor-parallel communicator (ts_gpt_create_tp): its size, rank and a
- * blocking in-place sum over it. `tp` is borrowed and must outlive the model. */
+ * blocking in-place sum and max over it. `tp` is borrowed and must outlive the model. */
 struct ts_gpt_tp ts_trainer_tp(ts_comm_t *tp);
 
 /* What one update did (what metrics.jsonl records). */

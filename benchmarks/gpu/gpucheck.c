@@ -21,7 +21,7 @@
 
 enum { EXIT_PASS = 0, EXIT_FAILED = 1, EXIT_USAGE = 2, EXIT_NO_GPU = 3, EXIT_NO_PLUGIN = 4 };
 
-#define MAX_OPS 32
+#define MAX_OPS 48
 
 struct op_row {
     char op[32];

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # run.sh [BUNDLE]: everything a GPU machine runs to check the CUDA backend, in one call of under
-# seven minutes, ending with one table. BUNDLE holds tessera-gpucheck, tessera-attention-dev and
+# eight minutes, ending with one table. BUNDLE holds tessera-gpucheck, tessera-attention-dev and
 # libtessera_cuda.so
 # (default: this script's own folder, i.e. build/gpu-bundle after `meson compile`, which the
 # device tool carries). Steps, each under its own time limit:
 #   1. every op, fp32 then bf16, against the CPU backend on fresh random inputs (the flash
 #      attention pair among them), and 20 training steps of a small model against the CPU backend
 #      (fp32 and bf16, each run twice on the GPU), then the same training with the materialised
-#      attention (TS_ATTENTION=reference);
+#      attention (TS_ATTENTION=reference); the small op checks with the previous kernels
+#      (TS_CUDA_COLSUM=legacy TS_CUDA_DWTE=scan TS_CUBLASLT_CACHE=0) and the tall ones (B T past
+#      65,535) with the plain matmul kernel (TS_CUDA_GEMM=fallback);
 #   2. compute-sanitizer (memcheck) over the small op checks, where the machine has it, with the
 #      plain matmul kernel instead of cuBLASLt (TS_CUDA_GEMM=fallback: instrumenting cuBLASLt's
 #      kernels would take most of the time budget; wrong cuBLASLt arguments show up in step 1);
@@ -16,7 +18,7 @@
 #      124M's shape, checked against the CPU and timed, plus flash at T 4096 with large logits,
 #      head size 128, and fp32 at odd T.
 # Logs go to $OUT (the device tool's result folder) when set, else /tmp/tessera-gpucheck.
-# Limits 150 + 30 + 60 + 75 + 90 s (SIGKILL 5 s after each SIGTERM): about seven minutes at worst.
+# Limits 150 + 30 + 30 + 30 + 60 + 75 + 90 s (SIGKILL 5 s after each SIGTERM): under eight minutes.
 # Exit: 0 when every step passed, else 1 (3 from the check itself means "no GPU").
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -57,6 +59,17 @@ rc=${PIPESTATUS[0]}
 echo "== 1b. training with the materialised attention (TS_ATTENTION=reference)"
 TS_ATTENTION=reference timeout -k 5 30 "$check" --train --seed "$seed" 2>&1 | tee "$out/train_reference.log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+
+echo "== 1c. the previous kernels, and the fallback matmul past 65,535 rows"
+# each new kernel's switch back (kernels/cuda/README.md) over the small op checks, then the tall
+# op checks (B T 70,000 and 270,000) with the plain matmul kernel instead of cuBLASLt
+TS_CUDA_COLSUM=legacy TS_CUDA_DWTE=scan TS_CUBLASLT_CACHE=0 timeout -k 5 30 "$check" --ops --small \
+  --seed "$seed" >"$out/previous_kernels.log" 2>&1
+[ $? -eq 0 ] && previous="pass" || { previous="FAIL (see previous_kernels.log)"; status=1; }
+TS_CUDA_GEMM=fallback timeout -k 5 30 "$check" --ops --filter _tall --seed "$seed" \
+  >"$out/fallback_tall.log" 2>&1
+[ $? -eq 0 ] && tall="pass" || { tall="FAIL (see fallback_tall.log)"; status=1; }
+echo "previous kernels: $previous; fallback matmul, tall: $tall"
 
 echo "== 2. compute-sanitizer"
 san=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1)
@@ -112,6 +125,8 @@ else
   grep -E '^(FAIL|ERROR)' "$out/checks.log" | head -20
   tail -n 5 "$out/checks.log"
 fi
+echo "previous kernels (TS_CUDA_COLSUM=legacy TS_CUDA_DWTE=scan TS_CUBLASLT_CACHE=0), small op checks: $previous"
+echo "fallback matmul (TS_CUDA_GEMM=fallback), tall op checks (B T 70,000 and 270,000): $tall"
 echo "compute-sanitizer: $sanitizer"
 grep -E '^GPT-2 124M|^ERROR' "$out/bench.log" || echo "GPT-2 124M timing: did not finish"
 grep -E '^(step|ERROR)' "$out/train_reference.log" | tail -n 2 | sed 's/^/training, TS_ATTENTION=reference: /'

@@ -174,6 +174,8 @@ ts_status ts_cpu_backend_create(struct ts_backend **out, const struct ts_cpu_opt
     be->fill_normal = ts_cpu_fill_normal;
     be->encoder_forward = ts_cpu_encoder_forward;
     be->encoder_backward = ts_cpu_encoder_backward;
+    be->encoder_forward_slice = ts_cpu_encoder_forward_slice;
+    be->encoder_backward_slice = ts_cpu_encoder_backward_slice;
     be->layernorm_forward = ts_cpu_layernorm_forward;
     be->layernorm_backward = ts_cpu_layernorm_backward;
     be->matmul_forward = ts_cpu_matmul_forward;
@@ -189,6 +191,9 @@ ts_status ts_cpu_backend_create(struct ts_backend **out, const struct ts_cpu_opt
     be->gelu_backward = ts_cpu_gelu_backward;
     be->residual_forward = ts_cpu_residual_forward;
     be->softmax_xent = ts_cpu_softmax_xent;
+    be->xent_slice_max = ts_cpu_xent_slice_max;
+    be->xent_slice_sumexp = ts_cpu_xent_slice_sumexp;
+    be->xent_from_stats = ts_cpu_xent_from_stats;
     be->adamw = ts_cpu_adamw;
     be->sum_squares = ts_cpu_sum_squares;
     be->cast = ts_cpu_cast;

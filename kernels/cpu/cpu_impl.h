@@ -55,6 +55,23 @@ ts_status ts_cpu_softmax_xent(struct ts_backend *be, const struct ts_tensor *los
 ts_status ts_cpu_cast(struct ts_backend *be, const struct ts_tensor *dst,
                       const struct ts_tensor *src);
 
+/* cpu_vocab.c */
+ts_status ts_cpu_encoder_forward_slice(struct ts_backend *be, const struct ts_tensor *out,
+                                       const struct ts_tensor *tokens, const struct ts_tensor *wte,
+                                       const struct ts_tensor *wpe, int64_t vocab_begin);
+ts_status ts_cpu_encoder_backward_slice(struct ts_backend *be, const struct ts_tensor *dwte,
+                                        const struct ts_tensor *dwpe, const struct ts_tensor *dout,
+                                        const struct ts_tensor *tokens, int64_t vocab_begin);
+ts_status ts_cpu_xent_slice_max(struct ts_backend *be, const struct ts_tensor *rowmax,
+                                const struct ts_tensor *logits, int valid);
+ts_status ts_cpu_xent_slice_sumexp(struct ts_backend *be, const struct ts_tensor *stats,
+                                   const struct ts_tensor *logits, const struct ts_tensor *rowmax,
+                                   const struct ts_tensor *targets, int valid, int64_t vocab_begin);
+ts_status ts_cpu_xent_from_stats(struct ts_backend *be, const struct ts_tensor *losses,
+                                 const struct ts_tensor *logits, const struct ts_tensor *targets,
+                                 const struct ts_tensor *rowmax, const struct ts_tensor *stats,
+                                 int valid, int64_t vocab_begin, float dloss, bool with_grad);
+
 /* cpu_attention.c */
 ts_status ts_cpu_attention_forward(struct ts_backend *be, const struct ts_tensor *out,
                                    const struct ts_tensor *att, const struct ts_tensor *qkv,

@@ -19,12 +19,8 @@
 
 /* ---- memory and copies ---- */
 
-static void note_usage(cuda_ctx *ctx) {
-    size_t free_b = 0, total_b = 0;
-    if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess && total_b - free_b > ctx->peak_bytes)
-        ctx->peak_bytes = total_b - free_b;
-}
-
+/* The backend's own allocations are counted in ctx->mem (mem_account.h): info.peak_bytes is
+ * their high-water mark, whatever else runs on the device. */
 static ts_status cu_alloc(struct ts_backend *be, size_t bytes, void **out) {
     cuda_ctx *ctx = cuda_ctx_of(be);
     *out = NULL;
@@ -42,13 +38,19 @@ static ts_status cu_alloc(struct ts_backend *be, size_t bytes, void **out) {
         cudaFree(p);
         return ts_error(TS_ERR_CUDA, "cudaMemsetAsync: %s", cudaGetErrorString(e));
     }
-    note_usage(ctx);
+    ts_status st = ts_mem_account_add(&ctx->mem, p, bytes);
+    if (st != TS_OK) {
+        cudaFree(p);
+        return st;
+    }
     *out = p;
     return TS_OK;
 }
 
 static void cu_free(struct ts_backend *be, void *p) {
-    (void)be;
+    if (!p)
+        return;
+    ts_mem_account_remove(&cuda_ctx_of(be)->mem, p);
     cudaFree(p); /* synchronises the device: no op still uses p */
 }
 
@@ -227,6 +229,12 @@ static void cu_destroy(struct ts_backend *be) {
             cudaStreamSynchronize(ctx->stream);
         cudaFree(ctx->workspace);
         cudaFree(ctx->partials);
+        cudaFree(ctx->colsum_partials);
+        cudaFree(ctx->dwte_keys[0]);
+        cudaFree(ctx->dwte_keys[1]);
+        cudaFree(ctx->dwte_heads);
+        cudaFree(ctx->dwte_nheads);
+        ts_lt_cache_deinit(&ctx->lt_cache); /* before the handle its plans were made with */
         if (ctx->lt)
             cublasLtDestroy(ctx->lt);
         if (ctx->stream)
@@ -235,6 +243,7 @@ static void cu_destroy(struct ts_backend *be) {
             ctx->nvml_shutdown();
             dlclose(ctx->nvml_lib);
         }
+        ts_mem_account_deinit(&ctx->mem);
         free(ctx);
     }
     free(be);
@@ -251,13 +260,15 @@ static void cu_info(struct ts_backend *be, struct ts_backend_info *out) {
              ctx->device, ctx->prop.major, ctx->prop.minor, ctx->prop.multiProcessorCount,
              rt / 1000, (rt % 1000) / 10, cublasLtGetVersion(),
              ctx->nvml_lib ? ", NVML energy" : "",
-             ctx->force_fallback_gemm ? ", fallback matmul (TS_CUDA_GEMM)" : "");
+             ctx->force_fallback_gemm ? ", fallback matmul (TS_CUDA_GEMM)"
+             : ctx->lt_cache_on       ? ""
+                                      : ", uncached cuBLASLt plans (TS_CUBLASLT_CACHE=0)");
     out->threads = 1;
     out->memory_bytes = ctx->prop.totalGlobalMem;
     out->sm_count = ctx->prop.multiProcessorCount;
     out->cc_major = ctx->prop.major;
     out->cc_minor = ctx->prop.minor;
-    out->peak_bytes = ctx->peak_bytes;
+    out->peak_bytes = ctx->mem.peak;
     out->has_energy = ctx->nvml_lib != NULL;
 }
 
@@ -312,6 +323,9 @@ static void fill_table(struct ts_backend *be) {
     be->gelu_backward = cuda_gelu_backward;
     be->residual_forward = cuda_residual_forward;
     be->softmax_xent = cuda_softmax_xent;
+    /* The vocabulary-parallel slots (encoder_*_slice, xent_slice_*, xent_from_stats) stay NULL:
+     * tensor parallelism runs on the CPU backend only until its collectives go over NCCL, and
+     * the model refuses tp > 1 on a backend without them. */
     be->adamw = cuda_adamw;
     be->sum_squares = cuda_sum_squares;
     be->cast = cuda_cast;
@@ -326,6 +340,39 @@ static void fill_table(struct ts_backend *be) {
     be->event_sync = cu_event_sync;
     be->event_elapsed_ms = cu_event_elapsed_ms;
     be->energy_mj = cu_energy_mj;
+}
+
+/* A buffer the backend keeps for itself (created with it), counted in info.peak_bytes. */
+static cudaError_t own_alloc(cuda_ctx *ctx, void **p, size_t bytes) {
+    cudaError_t e = cudaMalloc(p, bytes);
+    if (e != cudaSuccess) {
+        *p = NULL;
+        return e;
+    }
+    if (ts_mem_account_add(&ctx->mem, *p, bytes) != TS_OK) {
+        cudaFree(*p);
+        *p = NULL;
+        return cudaErrorMemoryAllocation;
+    }
+    return cudaSuccess;
+}
+
+/* A two-valued knob read once at creation: unset or empty or `dflt` leaves *alt false, `alt`
+ * sets it; anything else is refused with *err saying what is expected. */
+static bool env_choice(const char *name, const char *dflt, const char *alt, bool *is_alt,
+                       const char **err) {
+    static char msg[192];
+    const char *v = getenv(name);
+    *is_alt = false;
+    if (!v || !*v || strcmp(v, dflt) == 0)
+        return true;
+    if (strcmp(v, alt) == 0) {
+        *is_alt = true;
+        return true;
+    }
+    snprintf(msg, sizeof msg, "%s=%.40s; expected %s (the default) or %s", name, v, dflt, alt);
+    *err = msg;
+    return false;
 }
 
 /* ---- the plug-in's entry points ---- */
@@ -397,6 +444,21 @@ TS_EXPORT ts_status ts_cuda_plugin_create(struct ts_backend **out,
                         att);
     }
     ctx->attention_reference = att && strcmp(att, "reference") == 0;
+    const char *knob_err = NULL;
+    if (!env_choice("TS_CUBLASLT_CACHE", "1", "0", &ctx->lt_cache_on, &knob_err) ||
+        !env_choice("TS_CUDA_COLSUM", "blocks", "legacy", &ctx->colsum_legacy, &knob_err) ||
+        !env_choice("TS_CUDA_DWTE", "sorted", "scan", &ctx->dwte_legacy, &knob_err)) {
+        free(be);
+        free(ctx);
+        return ts_error(TS_ERR_INVALID_ARG, "cuda backend: %s", knob_err);
+    }
+    ctx->lt_cache_on = !ctx->lt_cache_on; /* env_choice set it for "0" */
+    ts_log(TS_LOG_INFO,
+           "cuda: cuBLASLt plans %s; column sums %s; wte gradient %s (kernels/cuda/README.md)",
+           ctx->lt_cache_on ? "cached per shape" : "rebuilt per call (TS_CUBLASLT_CACHE=0)",
+           ctx->colsum_legacy ? "single pass (TS_CUDA_COLSUM=legacy)" : "over many blocks",
+           ctx->dwte_legacy ? "scanned per vocabulary row (TS_CUDA_DWTE=scan)"
+                            : "by positions sorted by id");
     ts_log(TS_LOG_INFO, "cuda: attention: %s",
            ctx->attention_reference
                ? "materialised (TS_ATTENTION=reference)"
@@ -417,9 +479,21 @@ TS_EXPORT ts_status ts_cuda_plugin_create(struct ts_backend **out,
     STEP(cudaSetDevice(dev), "cudaSetDevice");
     STEP(cudaGetDeviceProperties(&ctx->prop, dev), "cudaGetDeviceProperties");
     STEP(cudaStreamCreateWithFlags(&ctx->stream, cudaStreamNonBlocking), "cudaStreamCreate");
-    STEP(cudaMalloc(&ctx->workspace, ctx->workspace_bytes), "cuBLASLt workspace");
-    STEP(cudaMalloc((void **)&ctx->partials, TS_NORM_BLOCKS * sizeof(double)), "norm partials");
+    STEP(own_alloc(ctx, &ctx->workspace, ctx->workspace_bytes), "cuBLASLt workspace");
+    STEP(own_alloc(ctx, (void **)&ctx->partials, TS_NORM_BLOCKS * sizeof(double)), "norm partials");
+    STEP(own_alloc(ctx, (void **)&ctx->colsum_partials, TS_COLSUM_PARTIAL_FLOATS * sizeof(float)),
+         "column-sum partials");
+    for (int i = 0; i < 2; i++)
+        STEP(own_alloc(ctx, (void **)&ctx->dwte_keys[i],
+                       TS_DWTE_MAX_POSITIONS * sizeof(unsigned long long)),
+             "wte gradient sort keys");
+    STEP(own_alloc(ctx, (void **)&ctx->dwte_heads, (TS_DWTE_MAX_POSITIONS + 1) * sizeof(int)),
+         "wte gradient segments");
+    STEP(own_alloc(ctx, (void **)&ctx->dwte_nheads, sizeof(int)), "wte gradient segment count");
 #undef STEP
+    st = cuda_lt_cache_init(ctx);
+    if (st != TS_OK)
+        goto fail;
     ls = cublasLtCreate(&ctx->lt);
     if (ls != CUBLAS_STATUS_SUCCESS) {
         ctx->lt = NULL;
@@ -427,7 +501,6 @@ TS_EXPORT ts_status ts_cuda_plugin_create(struct ts_backend **out,
         goto fail;
     }
     nvml_open(ctx);
-    note_usage(ctx);
     *out = be;
     return TS_OK;
 fail:

@@ -15,9 +15,14 @@
 
 #include "kernels/backend.h"
 #include "kernels/backend_load.h"
+#include "kernels/cuda/cuda_geom.h"
+#include "kernels/cuda/lt_cache.h"
+#include "kernels/cuda/mem_account.h"
 
 /* sum_squares: fixed partial count, so the summation order depends only on numel. */
 #define TS_NORM_BLOCKS 512
+/* cuBLASLt plans kept (matmul.cu); GPT-2 training uses about 30 shapes. */
+#define TS_LT_CACHE_ENTRIES 128
 
 struct cuda_ctx {
     int device;
@@ -26,11 +31,23 @@ struct cuda_ctx {
     cublasLtHandle_t lt;
     void *workspace; /* cuBLASLt's, owned here */
     size_t workspace_bytes;
-    double *partials;         /* (TS_NORM_BLOCKS) for sum_squares */
-    uint64_t peak_bytes;      /* device memory in use, high-water mark (sampled at each alloc) */
-    bool force_fallback_gemm; /* TS_CUDA_GEMM=fallback: the plain kernel instead of cuBLASLt */
-    bool warned_fallback;     /* the fallback for an oddly aligned matmul was reported */
-    int unexpected_fallbacks; /* fallbacks for 16-byte aligned matmuls (reported up to 5) */
+    double *partials;       /* (TS_NORM_BLOCKS) for sum_squares */
+    float *colsum_partials; /* (TS_COLSUM_PARTIAL_FLOATS) for the column sums (colsum.cu) */
+    /* the wte gradient's sort (encoder.cu): (TS_DWTE_MAX_POSITIONS) keys twice, the segment
+     * heads (+1) and their count */
+    unsigned long long *dwte_keys[2];
+    int *dwte_heads;
+    int *dwte_nheads;
+    struct ts_mem_account mem; /* the backend's own device allocations: info.peak_bytes */
+    bool force_fallback_gemm;  /* TS_CUDA_GEMM=fallback: the plain kernel instead of cuBLASLt */
+    bool warned_fallback;      /* the fallback for an oddly aligned matmul was reported */
+    int unexpected_fallbacks;  /* fallbacks for 16-byte aligned matmuls (reported up to 5) */
+    bool warned_lt_launch;     /* a matmul cuBLASLt refused at launch was reported */
+    bool lt_cache_on;          /* TS_CUBLASLT_CACHE (default 1): plans cached per shape */
+    struct ts_lt_cache lt_cache;
+    bool colsum_legacy;       /* TS_CUDA_COLSUM=legacy: C/32 blocks, one pass (the old kernels) */
+    bool dwte_legacy;         /* TS_CUDA_DWTE=scan: one block per vocabulary row (the old one) */
+    bool warned_dwte_size;    /* B T past the sort buffers was reported */
     bool attention_reference; /* TS_ATTENTION=reference: the model keeps the materialised pair */
     bool warned_flash_hs;     /* a head size without flash kernels was reported */
     /* NVML, loaded at run time (libnvidia-ml.so.1) where it exists */
@@ -110,6 +127,26 @@ struct gemm_args {
     void *gelu_pre;   /* non-NULL: C = gelu(.), and gelu_pre (m, n; ld ldc) gets its input */
 };
 ts_status cuda_gemm(cuda_ctx *ctx, const gemm_args *g);
+/* The plain kernel for the same contract (gemm_fallback.cu); any m and batch. */
+ts_status cuda_gemm_fallback(cuda_ctx *ctx, const gemm_args *g);
+/* The plan cache's create/destroy bound to ctx (matmul.cu); at backend creation. */
+ts_status cuda_lt_cache_init(cuda_ctx *ctx);
+
+/* ---- the wte gradient by sorted positions (dwte_sort.cu) ---- */
+
+/* dwte (Vp, C) += dout rows by token id; *done false (nothing issued) when n = B T exceeds the
+ * preallocated sort buffers: the caller runs the scan kernel. */
+ts_status cuda_dwte_sorted(cuda_ctx *ctx, enum ts_dtype dt, float *dwte, const void *dout,
+                           const int32_t *tok, int64_t n, int64_t C, int64_t Vp, bool *done);
+
+/* ---- column sums (colsum.cu) ---- */
+
+/* out0 (C) += column sums of dout (N, C); with inp, mean, rstd (layernorm's backward) also
+ * out1 (C) += column sums of (inp - mean) rstd dout. Deterministic (fixed partials, summed in a
+ * fixed order); TS_CUDA_COLSUM=legacy runs the single-pass kernels. dout and inp are T. */
+ts_status cuda_colsum(cuda_ctx *ctx, enum ts_dtype dt, float *out0, float *out1, const void *dout,
+                      const void *inp, const float *mean, const float *rstd, int64_t N, int64_t C,
+                      const char *what);
 
 /* One (unbatched) gemm with alpha 1, no bias; callers set batching, alpha or bias after. */
 static inline gemm_args cuda_gemm_args(bool ta, bool tb, int m, int n, int k, const void *a,

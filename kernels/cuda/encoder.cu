@@ -1,12 +1,13 @@
 /* encoder.cu: token + position embeddings, forward and a deterministic backward.
  *
  * Backward without float atomics: dwpe[t] sums dout[b,t] over b in order (one thread per
- * (t, c)); dwte row v is owned by one block, which scans the tokens in order, compacts the
- * positions holding v into shared memory (ballot + prefix counts keep them in order) and adds
- * those rows of dout. Every element is thus summed in increasing (b,t) order, the CPU
- * backend's order, so fp32 results match it bit for bit. Token ids outside [0, Vp) are data the
- * validation layer cannot see: forward writes NaN for them (a check fails loudly), backward
- * ignores them; the model checks ids on the host before upload. */
+ * (t, c)); dwte by positions sorted by token id (dwte_sort.cu), or with TS_CUDA_DWTE=scan by the
+ * previous kernel below: dwte row v is owned by one block, which scans the tokens in order,
+ * compacts the positions holding v into shared memory (ballot + prefix counts keep them in
+ * order) and adds those rows of dout, in increasing (b,t) order, the CPU backend's order, so
+ * fp32 results match it bit for bit (B T Vp reads: about a millisecond at GPT-2 size, B 8). Token
+ * ids outside [0, Vp) are data the validation layer cannot see: forward writes NaN for them (a
+ * check fails loudly), backward ignores them; the model checks ids on the host before upload. */
 #include "kernels/cuda/cuda_impl.h"
 
 #define ENC_THREADS 256
@@ -101,6 +102,12 @@ static ts_status encoder_backward_t(cuda_ctx *ctx, const struct ts_tensor *dwte,
     encoder_backward_wpe_kernel<T><<<grid_for(T_ * C, 256), 256, 0, ctx->stream>>>(
         (float *)dwpe->data, (const T *)dout->data, B, T_, C);
     CUDA_LAUNCHED("encoder_backward (wpe)");
+    bool done = false;
+    if (!ctx->dwte_legacy)
+        TS_CHECK(cuda_dwte_sorted(ctx, dout->dtype, (float *)dwte->data, dout->data,
+                                  (const int32_t *)tokens->data, B * T_, C, Vp, &done));
+    if (done)
+        return TS_OK;
     encoder_backward_wte_kernel<T><<<(unsigned)Vp, ENC_THREADS, 0, ctx->stream>>>(
         (float *)dwte->data, (const T *)dout->data, (const int32_t *)tokens->data, B * T_, C);
     CUDA_LAUNCHED("encoder_backward (wte)");

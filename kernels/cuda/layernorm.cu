@@ -2,9 +2,8 @@
  *
  * One warp per row for the row-wise parts (statistics in float, mean first then the variance
  * of the centred values, as the CPU backend does). dweight and dbias are column sums over all
- * rows: each column is owned by one thread column of a block, which sums a fixed set of rows in
- * order and combines the 32 row groups in order, so the sums repeat bit for bit without
- * atomics. */
+ * rows, by colsum.cu's many-block kernels (fixed partials summed in a fixed order), so the sums
+ * repeat bit for bit without atomics. */
 #include "kernels/cuda/cuda_impl.h"
 
 #define LN_WARPS 8 /* rows per block */
@@ -65,36 +64,6 @@ __global__ void layernorm_backward_dinp_kernel(T *dinp, const T *dout, const T *
     }
 }
 
-/* dweight += sum_n norm * dout, dbias += sum_n dout; block (32 columns, 32 row groups). */
-template <typename T>
-__global__ void layernorm_backward_params_kernel(float *dweight, float *dbias, const T *dout,
-                                                 const T *inp, const float *mean, const float *rstd,
-                                                 int64_t N, int C) {
-    __shared__ float sw[32][33], sb[32][33];
-    int tx = threadIdx.x & 31, ty = threadIdx.x >> 5;
-    int c = blockIdx.x * 32 + tx;
-    float aw = 0.0f, ab = 0.0f;
-    if (c < C) {
-        for (int64_t n = ty; n < N; n += 32) {
-            float d = tof(dout[n * C + c]);
-            ab += d;
-            aw += (tof(inp[n * C + c]) - mean[n]) * rstd[n] * d;
-        }
-    }
-    sw[ty][tx] = aw;
-    sb[ty][tx] = ab;
-    __syncthreads();
-    if (ty == 0 && c < C) {
-        float w = 0.0f, b = 0.0f;
-        for (int k = 0; k < 32; k++) {
-            w += sw[k][tx];
-            b += sb[k][tx];
-        }
-        dweight[c] += w;
-        dbias[c] += b;
-    }
-}
-
 template <typename T>
 static ts_status layernorm_forward_t(cuda_ctx *ctx, const struct ts_tensor *out,
                                      const struct ts_tensor *mean, const struct ts_tensor *rstd,
@@ -119,11 +88,9 @@ static ts_status layernorm_backward_t(cuda_ctx *ctx, const struct ts_tensor *din
         (T *)dinp->data, (const T *)dout->data, (const T *)inp->data, (const T *)weight->data,
         (const float *)mean->data, (const float *)rstd->data, N, (int)C);
     CUDA_LAUNCHED("layernorm_backward (dinp)");
-    layernorm_backward_params_kernel<T><<<grid_for(C, 32), 1024, 0, ctx->stream>>>(
-        (float *)dweight->data, (float *)dbias->data, (const T *)dout->data, (const T *)inp->data,
-        (const float *)mean->data, (const float *)rstd->data, N, (int)C);
-    CUDA_LAUNCHED("layernorm_backward (dweight, dbias)");
-    return TS_OK;
+    return cuda_colsum(ctx, inp->dtype, (float *)dbias->data, (float *)dweight->data, dout->data,
+                       inp->data, (const float *)mean->data, (const float *)rstd->data, N, C,
+                       "layernorm_backward (dweight, dbias)");
 }
 
 static ts_status need_int_c(const char *op, const struct ts_tensor *inp) {

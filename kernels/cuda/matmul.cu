@@ -1,5 +1,5 @@
 /* matmul.cu: matmuls through cuBLASLt (fp32 or bf16 inputs, fp32 accumulation, bias epilogue),
- * with a plain kernel as the fallback, and the deterministic bias gradient.
+ * with a plain kernel as the fallback; the bias gradient is colsum.cu's.
  *
  * cuda_gemm takes the CPU backend's row-major contract and maps it onto cuBLASLt's column-major
  * one: row-major C (m,n) = op(A) op(B) is column-major C^T (n,m) = op(B)^T op(A)^T, so B is
@@ -7,9 +7,15 @@
  * a vector along the column-major rows, i.e. one value per row-major column (per output
  * feature). cuBLASLt's heuristics assume 256-byte aligned matrices unless told, so the real
  * alignment of each pointer, stride and leading dimension is passed; where no algorithm fits
- * (or TS_CUDA_GEMM=fallback) the plain kernel computes the same contract. No algorithm with an
- * in-place (atomic) reduction is accepted, so results repeat. */
+ * (or TS_CUDA_GEMM=fallback) the plain kernel (gemm_fallback.cu) computes the same contract, and
+ * so it does for a shape whose matmul cuBLASLt refuses at launch (said once). No algorithm with
+ * an in-place (atomic) reduction is accepted, so results repeat.
+ *
+ * Plans (descriptor, layouts, the heuristic's algorithm) are cached per shape (lt_cache.h), so
+ * a step's ~725 matmuls run the heuristic only for the ~30 shapes it has; TS_CUBLASLT_CACHE=0
+ * makes and destroys them at every call, as before. */
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "kernels/cuda/cuda_impl.h"
 #include "kernels/log.h"
@@ -22,47 +28,6 @@
             goto exit;                                                                             \
         }                                                                                          \
     } while (0)
-
-/* ---- the fallback: one thread per element of C, float accumulation ---- */
-
-template <typename TA, typename TC> __global__ void gemm_fallback_kernel(gemm_args g) {
-    int64_t j = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; /* column of C */
-    int64_t i = blockIdx.y;                                     /* row of C */
-    int64_t z = blockIdx.z;                                     /* batch */
-    if (j >= g.n)
-        return;
-    const TA *A = (const TA *)g.a + z * g.stride_a;
-    const TA *B = (const TA *)g.b + z * g.stride_b;
-    TC *C = (TC *)g.c + z * g.stride_c;
-    float acc = 0.0f;
-    for (int64_t p = 0; p < g.k; p++) {
-        float a = tof(g.ta ? A[p * g.lda + i] : A[i * g.lda + p]);
-        float b = tof(g.tb ? B[j * g.ldb + p] : B[p * g.ldb + j]);
-        acc += a * b;
-    }
-    float out = g.alpha * acc;
-    if (g.beta != 0.0f)
-        out += g.beta * tof(C[i * g.ldc + j]);
-    if (g.bias)
-        out += tof(((const TC *)g.bias)[j]);
-    C[i * g.ldc + j] = fromf<TC>(out);
-}
-
-static ts_status gemm_fallback(cuda_ctx *ctx, const gemm_args *g) {
-    if (g->m > 65535 || g->batch > 65535)
-        return ts_error(TS_ERR_UNSUPPORTED, "fallback gemm: m = %d or batch = %d exceeds 65535",
-                        g->m, g->batch);
-    dim3 grid(grid_for(g->n, 128), (unsigned)g->m, (unsigned)g->batch);
-    bool ab16 = g->ab_type == CUDA_R_16BF, c16 = g->c_type == CUDA_R_16BF;
-    if (ab16 && c16)
-        gemm_fallback_kernel<__nv_bfloat16, __nv_bfloat16><<<grid, 128, 0, ctx->stream>>>(*g);
-    else if (ab16)
-        gemm_fallback_kernel<__nv_bfloat16, float><<<grid, 128, 0, ctx->stream>>>(*g);
-    else
-        gemm_fallback_kernel<float, float><<<grid, 128, 0, ctx->stream>>>(*g);
-    CUDA_LAUNCHED("fallback gemm");
-    return TS_OK;
-}
 
 /* ---- cuBLASLt ---- */
 
@@ -93,74 +58,86 @@ static cublasStatus_t make_layout(cublasLtMatrixLayout_t *out, cudaDataType_t t,
                                             &stride, sizeof stride);
 }
 
-/* TS_OK with *found false when cuBLASLt has no algorithm for these arguments; *heur gets the
- * heuristic's status (not SUCCESS or NOT_SUPPORTED: more likely a wrong descriptor). */
-static ts_status gemm_lt(cuda_ctx *ctx, const gemm_args *g, bool *found, int *heur) {
+/* A plan: what cuBLASLt needs for one shape (lt_cache.h's value). Pointers (bias, GELU aux)
+ * are set on the descriptor at each call; everything else depends only on the key. */
+struct lt_plan {
+    cublasLtMatmulDesc_t op;
+    cublasLtMatrixLayout_t la, lb, lc;
+    cublasLtMatmulAlgo_t algo;
+    bool found; /* the heuristic offered an algorithm */
+    int launch; /* cublasLtMatmul's status at its last launch: not SUCCESS means this shape
+                 * falls back from now on */
+    int heur;   /* the heuristic's status */
+};
+
+static void plan_destroy(void *value, void *user) {
+    (void)user;
+    lt_plan *p = (lt_plan *)value;
+    if (!p)
+        return;
+    if (p->lc)
+        cublasLtMatrixLayoutDestroy(p->lc);
+    if (p->lb)
+        cublasLtMatrixLayoutDestroy(p->lb);
+    if (p->la)
+        cublasLtMatrixLayoutDestroy(p->la);
+    if (p->op)
+        cublasLtMatmulDescDestroy(p->op);
+    free(p);
+}
+
+/* The descriptor, layouts and the heuristic's choice for key (lt_cache.h's create function).
+ * A plan with found false when cuBLASLt has no algorithm; p->heur says why (not SUCCESS or
+ * NOT_SUPPORTED: more likely a wrong descriptor). */
+static ts_status plan_create(const struct ts_lt_key *key, void *user, void **out) {
+    cuda_ctx *ctx = (cuda_ctx *)user;
     ts_status st = TS_OK;
-    cublasLtMatmulDesc_t op = NULL;
-    cublasLtMatrixLayout_t la = NULL, lb = NULL, lc = NULL;
     cublasLtMatmulPreference_t pref = NULL;
     cublasLtMatmulHeuristicResult_t heur_r;
     int count = 0;
     cublasStatus_t hs;
+    const cudaDataType_t abt = (cudaDataType_t)key->ab_type, ct = (cudaDataType_t)key->c_type;
+    const cublasLtEpilogue_t epi = (cublasLtEpilogue_t)key->epilogue;
     /* cuBLASLt operand 1 is our B, operand 2 our A (see the file comment). */
-    cublasOperation_t t1 = g->tb ? CUBLAS_OP_T : CUBLAS_OP_N;
-    cublasOperation_t t2 = g->ta ? CUBLAS_OP_T : CUBLAS_OP_N;
-    uint64_t r1 = g->tb ? g->k : g->n, c1 = g->tb ? g->n : g->k; /* stored B, column-major */
-    uint64_t r2 = g->ta ? g->m : g->k, c2 = g->ta ? g->k : g->m; /* stored A, column-major */
-    size_t es = type_size(g->ab_type), cs = type_size(g->c_type);
-    uint32_t al1 = align_of(g->b, g->ldb, g->batch > 1 ? g->stride_b : 0, es);
-    uint32_t al2 = align_of(g->a, g->lda, g->batch > 1 ? g->stride_a : 0, es);
-    uint32_t alc = align_of(g->c, g->ldc, g->batch > 1 ? g->stride_c : 0, cs);
-    uint32_t reduction = CUBLASLT_REDUCTION_SCHEME_NONE | CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE |
-                         CUBLASLT_REDUCTION_SCHEME_OUTPUT_TYPE;
-    *found = false;
-    *heur = (int)CUBLAS_STATUS_SUCCESS;
+    const cublasOperation_t t1 = key->tb ? CUBLAS_OP_T : CUBLAS_OP_N;
+    const cublasOperation_t t2 = key->ta ? CUBLAS_OP_T : CUBLAS_OP_N;
+    const uint64_t r1 = key->tb ? key->k : key->n, c1 = key->tb ? key->n : key->k; /* stored B */
+    const uint64_t r2 = key->ta ? key->m : key->k, c2 = key->ta ? key->k : key->m; /* stored A */
+    const uint32_t al1 = key->align_b, al2 = key->align_a, alc = key->align_c;
+    const uint32_t reduction = CUBLASLT_REDUCTION_SCHEME_NONE |
+                               CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE |
+                               CUBLASLT_REDUCTION_SCHEME_OUTPUT_TYPE;
+    lt_plan *p = (lt_plan *)calloc(1, sizeof *p);
+    *out = NULL;
+    if (!p)
+        return ts_error(TS_ERR_OOM, "cuBLASLt plan: out of host memory");
+    p->heur = (int)CUBLAS_STATUS_SUCCESS;
+    p->launch = (int)CUBLAS_STATUS_SUCCESS;
 
-    LT_TRY(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F), "matmul desc");
-    LT_TRY(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &t1, sizeof t1),
+    LT_TRY(cublasLtMatmulDescCreate(&p->op, CUBLAS_COMPUTE_32F, CUDA_R_32F), "matmul desc");
+    LT_TRY(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &t1, sizeof t1),
            "transa");
-    LT_TRY(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &t2, sizeof t2),
+    LT_TRY(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &t2, sizeof t2),
            "transb");
-    if (g->gelu_pre) {
-        /* GELU with its input kept for backward (the aux matrix, laid out like C) */
-        cublasLtEpilogue_t epi =
-            g->bias ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS : CUBLASLT_EPILOGUE_GELU_AUX;
-        int64_t ld = g->ldc;
-        if (ld % 8 != 0 || g->batch != 1)
-            goto exit; /* cuBLASLt's rule for the aux leading dimension: not found */
-        LT_TRY(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi),
-               "epilogue");
-        LT_TRY(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER,
-                                              &g->gelu_pre, sizeof g->gelu_pre),
-               "aux pointer");
-        LT_TRY(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &ld,
+    if (epi != CUBLASLT_EPILOGUE_DEFAULT)
+        LT_TRY(
+            cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi),
+            "epilogue");
+    if (key->aux_ld) {
+        const int64_t ld = key->aux_ld;
+        LT_TRY(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &ld,
                                               sizeof ld),
                "aux ld");
-        uint32_t ala = align_of(g->gelu_pre, g->ldc, 0, cs);
-        alc = alc < ala ? alc : ala;
     }
-    if (g->bias) {
-        cublasLtEpilogue_t epi =
-            g->gelu_pre ? (g->bias ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS : CUBLASLT_EPILOGUE_GELU_AUX)
-                        : CUBLASLT_EPILOGUE_BIAS;
-        cudaDataType_t bt = g->c_type;
-        LT_TRY(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi),
-               "epilogue");
-        LT_TRY(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g->bias,
-                                              sizeof g->bias),
-               "bias pointer");
-        LT_TRY(
-            cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt),
-            "bias type");
-        uint32_t alb = align_of(g->bias, 0, 0, cs);
-        alc = alc < alb ? alc : alb;
-    }
-    LT_TRY(make_layout(&la, g->ab_type, r1, c1, g->ldb, g->batch, g->stride_b), "layout B");
-    LT_TRY(make_layout(&lb, g->ab_type, r2, c2, g->lda, g->batch, g->stride_a), "layout A");
-    LT_TRY(
-        make_layout(&lc, g->c_type, (uint64_t)g->n, (uint64_t)g->m, g->ldc, g->batch, g->stride_c),
-        "layout C");
+    if (key->has_bias)
+        LT_TRY(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &ct,
+                                              sizeof ct),
+               "bias type");
+    LT_TRY(make_layout(&p->la, abt, r1, c1, key->ldb, key->batch, key->stride_b), "layout B");
+    LT_TRY(make_layout(&p->lb, abt, r2, c2, key->lda, key->batch, key->stride_a), "layout A");
+    LT_TRY(make_layout(&p->lc, ct, (uint64_t)key->n, (uint64_t)key->m, key->ldc, key->batch,
+                       key->stride_c),
+           "layout C");
     LT_TRY(cublasLtMatmulPreferenceCreate(&pref), "preference");
     LT_TRY(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
                                                 &ctx->workspace_bytes, sizeof ctx->workspace_bytes),
@@ -180,25 +157,115 @@ static ts_status gemm_lt(cuda_ctx *ctx, const gemm_args *g, bool *found, int *he
     LT_TRY(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES,
                                                 &alc, sizeof alc),
            "alignment D");
-    hs = cublasLtMatmulAlgoGetHeuristic(ctx->lt, op, la, lb, lc, lc, pref, 1, &heur_r, &count);
-    *heur = (int)hs;
-    if (hs != CUBLAS_STATUS_SUCCESS || count == 0)
-        goto exit; /* not found: the caller falls back */
-    LT_TRY(cublasLtMatmul(ctx->lt, op, &g->alpha, g->b, la, g->a, lb, &g->beta, g->c, lc, g->c, lc,
-                          &heur_r.algo, ctx->workspace, ctx->workspace_bytes, ctx->stream),
-           "matmul");
-    *found = true;
+    hs = cublasLtMatmulAlgoGetHeuristic(ctx->lt, p->op, p->la, p->lb, p->lc, p->lc, pref, 1,
+                                        &heur_r, &count);
+    p->heur = (int)hs;
+    if (hs == CUBLAS_STATUS_SUCCESS && count > 0) {
+        p->algo = heur_r.algo;
+        p->found = true;
+    }
 exit:
     if (pref)
         cublasLtMatmulPreferenceDestroy(pref);
-    if (lc)
-        cublasLtMatrixLayoutDestroy(lc);
-    if (lb)
-        cublasLtMatrixLayoutDestroy(lb);
-    if (la)
-        cublasLtMatrixLayoutDestroy(la);
-    if (op)
-        cublasLtMatmulDescDestroy(op);
+    if (st != TS_OK) {
+        plan_destroy(p, NULL);
+        return st;
+    }
+    *out = p;
+    return TS_OK;
+}
+
+ts_status cuda_lt_cache_init(cuda_ctx *ctx) {
+    return ts_lt_cache_init(&ctx->lt_cache, TS_LT_CACHE_ENTRIES, plan_create, plan_destroy, ctx);
+}
+
+/* The key of g: every argument of the plan, with the true alignment of each operand. */
+static struct ts_lt_key key_of(const gemm_args *g) {
+    const size_t es = type_size(g->ab_type), cs = type_size(g->c_type);
+    struct ts_lt_key k = ts_lt_key_zero();
+    k.m = g->m;
+    k.n = g->n;
+    k.k = g->k;
+    k.batch = g->batch;
+    k.ta = g->ta;
+    k.tb = g->tb;
+    k.ab_type = (int32_t)g->ab_type;
+    k.c_type = (int32_t)g->c_type;
+    k.has_bias = g->bias != NULL;
+    k.lda = g->lda;
+    k.ldb = g->ldb;
+    k.ldc = g->ldc;
+    if (g->batch > 1) {
+        k.stride_a = g->stride_a;
+        k.stride_b = g->stride_b;
+        k.stride_c = g->stride_c;
+    }
+    k.align_a = align_of(g->a, g->lda, k.stride_a, es);
+    k.align_b = align_of(g->b, g->ldb, k.stride_b, es);
+    k.align_c = align_of(g->c, g->ldc, k.stride_c, cs);
+    cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_DEFAULT;
+    if (g->gelu_pre) {
+        /* GELU with its input kept for backward (the aux matrix, laid out like C) */
+        epi = g->bias ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS : CUBLASLT_EPILOGUE_GELU_AUX;
+        k.aux_ld = g->ldc;
+        const uint32_t ala = align_of(g->gelu_pre, g->ldc, 0, cs);
+        k.align_c = k.align_c < ala ? k.align_c : ala;
+    } else if (g->bias) {
+        epi = CUBLASLT_EPILOGUE_BIAS;
+    }
+    if (g->bias) {
+        const uint32_t alb = align_of(g->bias, 0, 0, cs);
+        k.align_c = k.align_c < alb ? k.align_c : alb;
+    }
+    k.epilogue = (int32_t)epi;
+    return k;
+}
+
+/* Runs g through cuBLASLt. TS_OK with *found false when there is no algorithm (*heur: the
+ * heuristic's status) or when the matmul failed at launch (*launch: its status, else SUCCESS):
+ * the caller falls back. The plan comes from the cache (TS_CUBLASLT_CACHE=0: made and destroyed
+ * for this call). */
+static ts_status gemm_lt(cuda_ctx *ctx, const gemm_args *g, bool *found, int *heur, int *launch) {
+    ts_status st = TS_OK;
+    lt_plan *p = NULL;
+    cublasStatus_t ls;
+    *found = false;
+    *heur = (int)CUBLAS_STATUS_SUCCESS;
+    *launch = (int)CUBLAS_STATUS_SUCCESS;
+    if (g->gelu_pre && (g->ldc % 8 != 0 || g->batch != 1))
+        return TS_OK; /* cuBLASLt's rule for the aux leading dimension: not found */
+    const struct ts_lt_key key = key_of(g);
+    if (ctx->lt_cache_on)
+        TS_CHECK(ts_lt_cache_get(&ctx->lt_cache, &key, (void **)&p));
+    else
+        TS_CHECK(plan_create(&key, ctx, (void **)&p));
+    *heur = p->heur;
+    *launch = p->launch;
+    if (!p->found || p->launch != (int)CUBLAS_STATUS_SUCCESS)
+        goto exit;
+    if (g->gelu_pre)
+        LT_TRY(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER,
+                                              &g->gelu_pre, sizeof g->gelu_pre),
+               "aux pointer");
+    if (g->bias)
+        LT_TRY(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g->bias,
+                                              sizeof g->bias),
+               "bias pointer");
+    ls = cublasLtMatmul(ctx->lt, p->op, &g->alpha, g->b, p->la, g->a, p->lb, &g->beta, g->c, p->lc,
+                        g->c, p->lc, &p->algo, ctx->workspace, ctx->workspace_bytes, ctx->stream);
+    if (ls == CUBLAS_STATUS_SUCCESS) {
+        *found = true;
+    } else {
+        /* refused at launch although the heuristic offered the algorithm: this shape falls back
+         * from now on; a launch-configuration error it left is cleared (a sticky fault is not,
+         * and the fallback's own launch check reports it) */
+        p->launch = (int)ls;
+        *launch = (int)ls;
+        (void)cudaGetLastError();
+    }
+exit:
+    if (!ctx->lt_cache_on)
+        plan_destroy(p, NULL);
     return st;
 }
 
@@ -208,10 +275,20 @@ ts_status cuda_gemm(cuda_ctx *ctx, const gemm_args *g) {
                                          "cuda_matmul_forward_gelu");
     if (!ctx->force_fallback_gemm) {
         bool found = false;
-        int heur = 0;
-        TS_CHECK(gemm_lt(ctx, g, &found, &heur));
+        int heur = 0, launch = 0;
+        TS_CHECK(gemm_lt(ctx, g, &found, &heur, &launch));
         if (found)
             return TS_OK;
+        if (launch != (int)CUBLAS_STATUS_SUCCESS) {
+            if (!ctx->warned_lt_launch)
+                ts_log(TS_LOG_WARN,
+                       "cuBLASLt matmul failed at launch (status %d) for a (%d x %d x %d, batch "
+                       "%d) matmul; that shape uses the slow fallback kernel from now on (said "
+                       "once)",
+                       launch, g->m, g->n, g->k, g->batch);
+            ctx->warned_lt_launch = true;
+            return cuda_gemm_fallback(ctx, g);
+        }
         /* odd (under 16-byte) alignments are expected to fall back, once said; an aligned
          * matmul without an algorithm is a surprise (a wrong descriptor, or a slow run ahead)
          * and is said each time, up to a few */
@@ -227,30 +304,10 @@ ts_status cuda_gemm(cuda_ctx *ctx, const gemm_args *g) {
                    g->m, g->n, g->k, g->batch, aligned ? "16-byte aligned" : "odd alignment", heur);
         }
     }
-    return gemm_fallback(ctx, g);
+    return cuda_gemm_fallback(ctx, g);
 }
 
 /* ---- the linear layer ---- */
-
-/* dbias (OC) += column sums of dout (N, OC): block (32 columns, 32 row groups), fixed order. */
-template <typename T>
-__global__ void bias_grad_kernel(float *dbias, const T *dout, int64_t N, int64_t OC) {
-    __shared__ float sh[32][33];
-    int tx = threadIdx.x & 31, ty = threadIdx.x >> 5;
-    int64_t c = (int64_t)blockIdx.x * 32 + tx;
-    float acc = 0.0f;
-    if (c < OC)
-        for (int64_t n = ty; n < N; n += 32)
-            acc += tof(dout[n * OC + c]);
-    sh[ty][tx] = acc;
-    __syncthreads();
-    if (ty == 0 && c < OC) {
-        float s = 0.0f;
-        for (int k = 0; k < 32; k++)
-            s += sh[k][tx];
-        dbias[c] += s;
-    }
-}
 
 static ts_status dims(const char *op, const struct ts_tensor *inp, const struct ts_tensor *weight,
                       enum ts_wlayout layout, int *n, int *ic, int *oc) {
@@ -297,11 +354,18 @@ ts_status cuda_matmul_forward_gelu(struct ts_backend *be, const struct ts_tensor
      * precision, and cuBLASLt's GELU need not be the exact tanh form the CPU oracle computes. */
     if (!ctx->force_fallback_gemm && inp->dtype == TS_DTYPE_BF16) {
         bool found = false;
-        int heur = 0;
+        int heur = 0, launch = 0;
         g.gelu_pre = pre->data;
-        TS_CHECK(gemm_lt(ctx, &g, &found, &heur));
+        TS_CHECK(gemm_lt(ctx, &g, &found, &heur, &launch));
         if (found)
             return TS_OK;
+        if (launch != (int)CUBLAS_STATUS_SUCCESS && !ctx->warned_lt_launch) {
+            ts_log(TS_LOG_WARN,
+                   "cuBLASLt's GELU epilogue failed at launch (status %d) for a (%d x %d x %d) "
+                   "matmul; the matmul and the GELU kernel run apart from now on (said once)",
+                   launch, g.m, g.n, g.k);
+            ctx->warned_lt_launch = true;
+        }
     }
     g.gelu_pre = NULL;
     g.c = pre->data;
@@ -338,14 +402,8 @@ ts_status cuda_matmul_backward(struct ts_backend *be, const struct ts_tensor *di
                            CUDA_R_32F);
         TS_CHECK(cuda_gemm(ctx, &g));
     }
-    if (dbias) {
-        if (inp->dtype == TS_DTYPE_BF16)
-            bias_grad_kernel<<<grid_for(OC, 32), 1024, 0, ctx->stream>>>(
-                (float *)dbias->data, (const __nv_bfloat16 *)d, N, OC);
-        else
-            bias_grad_kernel<<<grid_for(OC, 32), 1024, 0, ctx->stream>>>((float *)dbias->data,
-                                                                         (const float *)d, N, OC);
-        CUDA_LAUNCHED("matmul_backward (dbias)");
-    }
+    if (dbias) /* dbias (OC) += column sums of dout (N, OC) */
+        TS_CHECK(cuda_colsum(ctx, inp->dtype, (float *)dbias->data, NULL, d, NULL, NULL, NULL, N,
+                             OC, "matmul_backward (dbias)"));
     return TS_OK;
 }

@@ -2,6 +2,7 @@
  * argument checks every backend shares (through a fake host transport), and the launcher
  * cross-check (environment only). */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -151,6 +152,20 @@ Test(comm_grid, one_process_grid) {
     cr_assert_eq(ts_grid_init(&g, c, 2), TS_ERR_INVALID_ARG);
     cr_assert(strstr(ts_last_error(), "does not divide") != NULL, "%s", ts_last_error());
     ts_comm_destroy(c);
+}
+
+/* tp groups are consecutive ranks; one that straddles two hosts is named (for the warning). */
+Test(comm_grid, tp_group_across_hosts_is_found) {
+    char hosts[8][16];
+    for (int w = 0; w < 8; w++)
+        snprintf(hosts[w], sizeof(hosts[w]), "node%d", w / 4);
+    cr_assert_eq(ts_grid_tp_group_across_hosts(hosts[0], 16, 8, 1), -1);
+    cr_assert_eq(ts_grid_tp_group_across_hosts(hosts[0], 16, 8, 2), -1);
+    cr_assert_eq(ts_grid_tp_group_across_hosts(hosts[0], 16, 8, 4), -1);
+    cr_assert_eq(ts_grid_tp_group_across_hosts(hosts[0], 16, 8, 8), 0, "8 ranks on 2 hosts");
+    snprintf(hosts[5], sizeof(hosts[5]), "node9"); /* a scheduler's odd placement */
+    cr_assert_eq(ts_grid_tp_group_across_hosts(hosts[0], 16, 8, 2), 2);
+    cr_assert_eq(ts_grid_tp_group_across_hosts(hosts[0], 16, 8, 4), 1);
 }
 
 Test(comm_launcher, detects_the_launcher) {

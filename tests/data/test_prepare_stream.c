@@ -500,3 +500,123 @@ Test(data_prepare, train_checks_data_against_manifest_and_checkpoint, .timeout =
     free(s3);
     tok_rmdir(dir);
 }
+
+/* A resume reads a data file again only when its size or modification time changed: an
+ * untouched file keeps the checkpoint's hash unread; the trade-off is that a file rewritten to the
+ * same size with its mtime set back (touch -d) is not noticed, while any mtime change is
+ * re-hashed and a changed content refused. Counted by train's "data: ... hashed N" line. */
+Test(data_prepare, resume_rehashes_only_files_whose_size_or_mtime_changed, .timeout = 300) {
+    char *dir = tok_mkdtemp();
+    char txt[4200], out[4300], path[8600];
+    snprintf(txt, sizeof(txt), "%s/c.txt", dir);
+    char text[30000];
+    for (size_t i = 0; i < sizeof(text); i++)
+        text[i] = (char)('a' + (i * 11) % 26);
+    tok_write_file(txt, text, sizeof(text));
+    snprintf(out, sizeof(out), "%s/shards", dir);
+    char *log = NULL;
+    cr_assert_eq(tok_run_tessera(&log,
+                                 "prepare --tokenizer bytes --input %s --out %s --shard-tokens "
+                                 "8000 --val-fraction 0 --quiet",
+                                 txt, out),
+                 0, "%s", log);
+    free(log);
+    cr_assert_eq(tok_run_tessera(&log, "train --data %s %s --steps 8 --stop-after 2 --out %s/r",
+                                 out, model, dir),
+                 0, "%s", log);
+    cr_assert(strstr(log, "data: 4 file(s): hashed 4 ") != NULL, "%s", log);
+    free(log);
+    /* untouched: nothing is read again */
+    cr_assert_eq(tok_run_tessera(&log, "train --resume --out %s/r --threads 1 --stop-after 3", dir),
+                 0, "%s", log);
+    cr_assert(strstr(log, "hashed 0 (0.0 MB read), 4 kept the checkpoint's hash") != NULL, "%s",
+              log);
+    free(log);
+    /* one byte of train_001.bin changed, its size and mtime restored: not re-read, not noticed */
+    snprintf(path, sizeof(path), "%s/train_001.bin", out);
+    char cmd[17500];
+    snprintf(cmd, sizeof(cmd), "touch -r %s %s/stamp", path, dir);
+    cr_assert_eq(system(cmd), 0);
+    size_t n = 0;
+    char *s1 = tok_read_file(path, &n);
+    s1[3000] ^= 1;
+    tok_write_file(path, s1, n);
+    snprintf(cmd, sizeof(cmd), "touch -r %s/stamp %s", dir, path);
+    cr_assert_eq(system(cmd), 0);
+    cr_assert_eq(tok_run_tessera(&log, "train --resume --out %s/r --threads 1 --stop-after 4", dir),
+                 0, "%s", log);
+    cr_assert(strstr(log, "hashed 0 (0.0 MB read), 4 kept the checkpoint's hash") != NULL, "%s",
+              log);
+    cr_assert(strstr(log, "the data differs") == NULL, "%s", log);
+    free(log);
+    /* the same file with a new mtime: re-read, the change found and refused */
+    snprintf(cmd, sizeof(cmd), "touch -d '2001-01-01 00:00:00' %s", path);
+    cr_assert_eq(system(cmd), 0);
+    cr_assert_eq(tok_run_tessera(&log, "train --resume --out %s/r --threads 1 --stop-after 5", dir),
+                 2, "%s", log);
+    cr_assert(strstr(log, "hashed 1 (") != NULL && strstr(log, "3 kept") != NULL, "%s", log);
+    cr_assert(strstr(log, "train_001.bin had crc32c:") && strstr(log, "--data-changed"), "%s", log);
+    free(log);
+    /* a new mtime on unchanged content: re-read, found equal, resumed */
+    s1[3000] ^= 1;
+    tok_write_file(path, s1, n);
+    cr_assert_eq(tok_run_tessera(&log, "train --resume --out %s/r --threads 1 --stop-after 5", dir),
+                 0, "%s", log);
+    cr_assert(strstr(log, "hashed 1 (") != NULL && strstr(log, "3 kept") != NULL, "%s", log);
+    free(log);
+    free(s1);
+    tok_rmdir(dir);
+}
+
+/* `tessera eval --data DIR` evaluates on the prepared directory's val.bin (the same number as
+ * naming val.bin); a directory prepared without a val split is refused, saying so. */
+Test(data_prepare, eval_takes_a_prepared_directory, .timeout = 300) {
+    char *dir = tok_mkdtemp();
+    char txt[4200], out[4300], none[4300];
+    snprintf(txt, sizeof(txt), "%s/c.txt", dir);
+    char text[60000];
+    for (size_t i = 0; i < sizeof(text); i++)
+        text[i] = (char)('a' + (i * 5 + i / 7) % 26);
+    tok_write_file(txt, text, sizeof(text));
+    snprintf(out, sizeof(out), "%s/shards", dir);
+    snprintf(none, sizeof(none), "%s/noval", dir);
+    char *log = NULL;
+    cr_assert_eq(tok_run_tessera(&log,
+                                 "prepare --tokenizer bytes --input %s --out %s --val-fraction 0.2 "
+                                 "--quiet",
+                                 txt, out),
+                 0, "%s", log);
+    free(log);
+    cr_assert_eq(tok_run_tessera(&log,
+                                 "prepare --tokenizer bytes --input %s --out %s --val-fraction 0 "
+                                 "--quiet",
+                                 txt, none),
+                 0, "%s", log);
+    free(log);
+    cr_assert_eq(tok_run_tessera(&log, "train --data %s --val-data %s %s --steps 2 --out %s/r", out,
+                                 out, model, dir),
+                 0, "%s", log);
+    free(log);
+    char *a = NULL, *b = NULL;
+    cr_assert_eq(tok_run_tessera(&a,
+                                 "eval --ckpt %s/r --data %s --batch 2 --batches 3 --json "
+                                 "--threads 1",
+                                 dir, out),
+                 0, "%s", a);
+    cr_assert_eq(tok_run_tessera(&b,
+                                 "eval --ckpt %s/r --data %s/val.bin --batch 2 --batches 3 "
+                                 "--json --threads 1",
+                                 dir, out),
+                 0, "%s", b);
+    cr_assert(strstr(a, "{\"loss\":") &&
+                  strcmp(strstr(a, "{\"loss\":"), strstr(b, "{\"loss\":")) == 0,
+              "DIR: %s\nDIR/val.bin: %s", a, b);
+    free(a);
+    free(b);
+    cr_assert_eq(
+        tok_run_tessera(&log, "eval --ckpt %s/r --data %s --batch 2 --threads 1", dir, none), 2,
+        "%s", log);
+    cr_assert(strstr(log, "holds no validation split"), "%s", log);
+    free(log);
+    tok_rmdir(dir);
+}

@@ -74,6 +74,16 @@ static ts_status e_enc_b(struct ts_backend *be, const struct ts_tensor *dwte,
                          const struct ts_tensor *tok) {
     CALL(inner(be)->encoder_backward(inner(be), dwte, dwpe, W(c, dout), tok));
 }
+static ts_status e_enc_fs(struct ts_backend *be, const struct ts_tensor *o,
+                          const struct ts_tensor *tok, const struct ts_tensor *wte,
+                          const struct ts_tensor *wpe, int64_t begin) {
+    CALL(inner(be)->encoder_forward_slice(inner(be), W(c, o), tok, W(c, wte), W(c, wpe), begin));
+}
+static ts_status e_enc_bs(struct ts_backend *be, const struct ts_tensor *dwte,
+                          const struct ts_tensor *dwpe, const struct ts_tensor *dout,
+                          const struct ts_tensor *tok, int64_t begin) {
+    CALL(inner(be)->encoder_backward_slice(inner(be), dwte, dwpe, W(c, dout), tok, begin));
+}
 static ts_status e_ln_f(struct ts_backend *be, const struct ts_tensor *o, const struct ts_tensor *m,
                         const struct ts_tensor *r, const struct ts_tensor *x,
                         const struct ts_tensor *w, const struct ts_tensor *b) {
@@ -140,6 +150,21 @@ static ts_status e_xent(struct ts_backend *be, const struct ts_tensor *l,
                         bool g) {
     CALL(inner(be)->softmax_xent(inner(be), l, W(c, lg), t, v, dl, g));
 }
+static ts_status e_xmax(struct ts_backend *be, const struct ts_tensor *mx,
+                        const struct ts_tensor *lg, int valid) {
+    CALL(inner(be)->xent_slice_max(inner(be), mx, W(c, lg), valid));
+}
+static ts_status e_xsum(struct ts_backend *be, const struct ts_tensor *st,
+                        const struct ts_tensor *lg, const struct ts_tensor *mx,
+                        const struct ts_tensor *t, int valid, int64_t begin) {
+    CALL(inner(be)->xent_slice_sumexp(inner(be), st, W(c, lg), mx, t, valid, begin));
+}
+static ts_status e_xfin(struct ts_backend *be, const struct ts_tensor *l,
+                        const struct ts_tensor *lg, const struct ts_tensor *t,
+                        const struct ts_tensor *mx, const struct ts_tensor *st, int valid,
+                        int64_t begin, float dl, bool g) {
+    CALL(inner(be)->xent_from_stats(inner(be), l, W(c, lg), t, mx, st, valid, begin, dl, g));
+}
 static ts_status e_ss(struct ts_backend *be, const struct ts_tensor *o, const struct ts_tensor *x) {
     CALL(inner(be)->sum_squares(inner(be), o, W(c, x)));
 }
@@ -194,6 +219,8 @@ ts_status bf16emu_create(struct ts_backend **out) {
     be->fill_normal = e_fill_normal;
     be->encoder_forward = e_enc_f;
     be->encoder_backward = e_enc_b;
+    be->encoder_forward_slice = e_enc_fs;
+    be->encoder_backward_slice = e_enc_bs;
     be->layernorm_forward = e_ln_f;
     be->layernorm_backward = e_ln_b;
     be->matmul_forward = e_mm_f;
@@ -207,6 +234,9 @@ ts_status bf16emu_create(struct ts_backend **out) {
     be->gelu_backward = e_gelu_b;
     be->residual_forward = e_res;
     be->softmax_xent = e_xent;
+    be->xent_slice_max = e_xmax;
+    be->xent_slice_sumexp = e_xsum;
+    be->xent_from_stats = e_xfin;
     be->sum_squares = e_ss;
     be->cast = e_cast;
     be->adamw = e_adamw;

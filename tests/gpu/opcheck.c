@@ -457,6 +457,21 @@ static const struct opcase flash_cases[] = {
      run_flash_attention_backward},
 };
 
+/* Tall cases: B T past 65,535 rows (the fallback gemm's old grid.y limit; run.sh also runs them
+ * with TS_CUDA_GEMM=fallback), the column sums over their 64 chunks, and the wte gradient with
+ * seven ids over 70,000 positions (segments of ~10,000 rows, seven merge passes) and past the
+ * sort buffers' 262,144 positions (the scan kernel). Narrow rows keep the CPU reference fast. */
+static const struct opcase tall_cases[] = {
+    {"matmul_forward_tall", false, 2e-5, 1e-2, sp_matmul_forward, run_matmul_forward},
+    {"matmul_backward_tall", false, 2e-5, 1e-2, sp_matmul_backward, run_matmul_backward},
+    {"layernorm_backward_tall", false, 2e-5, 2e-2, sp_layernorm_backward, run_layernorm_backward},
+    {"encoder_backward_tall", false, 1e-6, 1e-5, sp_encoder_backward, run_encoder_backward},
+};
+static const struct dims tall_shapes[] = {
+    {1, 70000, 8, 1, 50, 64, 0},
+    {1, 270000, 8, 1, 50, 64, 0},
+};
+
 /* Each group: its cases on its shapes (the first nsmall of them with `small`). */
 struct group {
     const struct opcase *cases;
@@ -468,6 +483,8 @@ static const struct group groups[] = {
     {cases, (int)(sizeof cases / sizeof cases[0]), shapes, (int)(sizeof shapes / sizeof shapes[0]),
      N_SMALL},
     {flash_cases, (int)(sizeof flash_cases / sizeof flash_cases[0]), flash_shapes, N_FLASH, 3},
+    {tall_cases, (int)(sizeof tall_cases / sizeof tall_cases[0]), tall_shapes,
+     (int)(sizeof tall_shapes / sizeof tall_shapes[0]), 0},
 };
 
 /* ---- the harness ---- */

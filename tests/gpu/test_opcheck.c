@@ -47,6 +47,20 @@ Test(gpu_opcheck, cpu_against_itself_passes_every_op) {
     ts_backend_destroy(b);
 }
 
+/* The tall cases (B T past 65,535 and past the sorted wte gradient's buffers) are not among the
+ * small shapes: their setup runs here, CPU against CPU, with zero error. */
+Test(gpu_opcheck, tall_cases_run_cpu_against_itself) {
+    struct ts_backend *a = cpu(), *b = cpu();
+    struct tally t = {0};
+    int fails = -1;
+    cr_assert_eq(ts_opcheck_run(a, b, TS_DTYPE_F32, "_tall", false, 7, count, &t, &fails), TS_OK,
+                 "%s", ts_last_error());
+    cr_assert_eq(fails, 0, "failed: %s", t.failed_ops);
+    cr_assert_eq(t.runs, 4 * 2, "%d checks ran", t.runs);
+    ts_backend_destroy(a);
+    ts_backend_destroy(b);
+}
+
 Test(gpu_opcheck, bf16_is_refused_by_an_fp32_backend) {
     struct ts_backend *a = cpu(), *b = cpu();
     int fails = 0;

@@ -95,3 +95,62 @@ Test(gpu_plugin, the_nccl_table_is_filled_and_refuses_cleanly_without_a_gpu) {
     cr_assert(strstr(ts_last_error(), "no GPU") != NULL, "%s", ts_last_error());
     ts_comm_destroy(host);
 }
+
+/* Where NCCL is missing or unusable, asking for it says why and names the library tried; these
+ * are the refusals `tessera train` with several ranks on GPUs turns into its message. Each test
+ * is its own process, so the plug-in's once-per-process loader starts fresh in each. */
+static void open_built_plugin(void) {
+    const char *build = getenv("TS_BUILD_DIR");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/kernels/cuda/libtessera_cuda.so", build ? build : ".");
+    if (access(path, R_OK) != 0)
+        cr_skip_test("this build has no CUDA plug-in (%s)", path);
+    setenv("TS_CUDA_PLUGIN", path, 1);
+}
+
+static void use_nccl_library(const char *name) {
+    const char *build = getenv("TS_BUILD_DIR");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tests/gpu/%s", build ? build : ".", name);
+    cr_assert_eq(access(path, R_OK), 0, "%s was not built", path);
+    setenv("TS_NCCL_LIBRARY", path, 1);
+}
+
+Test(gpu_plugin, an_absent_nccl_is_refused_naming_the_library) {
+    open_built_plugin();
+    setenv("TS_NCCL_LIBRARY", "/nonexistent/libnccl.so.2", 1);
+    int version = -1;
+    cr_assert_eq(ts_comm_nccl_version(&version), TS_ERR_UNSUPPORTED);
+    cr_assert_eq(version, 0);
+    const char *e = ts_last_error();
+    cr_assert(strstr(e, "NCCL is not available") != NULL, "%s", e);
+    cr_assert(strstr(e, "/nonexistent/libnccl.so.2") != NULL, "%s", e);
+    cr_assert(strstr(e, "TS_NCCL_LIBRARY") != NULL, "%s", e);
+    /* the communicator is refused the same way, before any device is touched */
+    ts_comm_t *host = NULL;
+    cr_assert_eq(ts_comm_create_single(&host), TS_OK);
+    ts_comm_t *c = (ts_comm_t *)1;
+    cr_assert_eq(ts_comm_nccl_create(&c, host, NULL, NULL), TS_ERR_UNSUPPORTED);
+    cr_assert_null(c);
+    cr_assert(strstr(ts_last_error(), "/nonexistent/libnccl.so.2") != NULL, "%s", ts_last_error());
+    ts_comm_destroy(host);
+}
+
+Test(gpu_plugin, an_nccl_older_than_2_18_is_refused_with_its_version) {
+    open_built_plugin();
+    use_nccl_library("libfake_nccl_old.so");
+    int version = -1;
+    cr_assert_eq(ts_comm_nccl_version(&version), TS_ERR_UNSUPPORTED);
+    const char *e = ts_last_error();
+    cr_assert(strstr(e, "is version 21003, 2.18 (21800) or newer is needed") != NULL, "%s", e);
+    cr_assert(strstr(e, "libfake_nccl_old.so") != NULL, "%s", e);
+}
+
+Test(gpu_plugin, an_nccl_lacking_an_entry_point_is_refused_naming_it) {
+    open_built_plugin();
+    use_nccl_library("libfake_nccl_partial.so");
+    int version = -1;
+    cr_assert_eq(ts_comm_nccl_version(&version), TS_ERR_UNSUPPORTED);
+    const char *e = ts_last_error();
+    cr_assert(strstr(e, "lacks ncclGetUniqueId") != NULL, "%s", e);
+}

@@ -137,6 +137,37 @@ Test(kernels_validation, attention_encoder_xent_and_the_rest) {
     expect_invalid(ts_op_softmax_xent(be, &losses, &logits, &tg_f, 10, 1.0f, false), "softmax_xent",
                    "targets");
 
+    /* the vocabulary-parallel cross-entropy: logits (4, 16) are one rank's slice */
+    struct ts_tensor rowmax = ts_tensor_1d(mem2 + 50, F32, 4);
+    struct ts_tensor rowmax3 = ts_tensor_1d(mem2 + 50, F32, 3);
+    struct ts_tensor stats = ts_tensor_2d(mem2 + 100, F32, 4, 2);
+    struct ts_tensor stats3 = ts_tensor_2d(mem2 + 100, F32, 4, 3);
+    cr_assert_eq(ts_op_xent_slice_max(be, &rowmax, &logits, 16), TS_OK, "%s", ts_last_error());
+    expect_invalid(ts_op_xent_slice_max(be, &rowmax, &logits, 17), "xent_slice_max", "valid");
+    expect_invalid(ts_op_xent_slice_max(be, &rowmax, &logits, -1), "xent_slice_max", "valid");
+    expect_invalid(ts_op_xent_slice_max(be, &rowmax3, &logits, 3), "xent_slice_max", "rowmax");
+    expect_invalid(ts_op_xent_slice_sumexp(be, &stats3, &logits, &rowmax, &tg, 16, 0),
+                   "xent_slice_sumexp", "stats");
+    expect_invalid(ts_op_xent_slice_sumexp(be, &stats, &logits, &rowmax, &tg, 16, -4),
+                   "xent_slice_sumexp", "vocab_begin");
+    expect_invalid(ts_op_xent_slice_sumexp(be, &stats, &logits, &rowmax, &tg3, 16, 0),
+                   "xent_slice_sumexp", "targets");
+    expect_invalid(
+        ts_op_xent_from_stats(be, &tg3, &logits, &tg, &rowmax, &stats, 16, 0, 1.0f, true),
+        "xent_from_stats", "losses");
+    struct ts_tensor stats_on_logits = ts_tensor_2d(mem + 8, F32, 4, 2);
+    expect_invalid(ts_op_xent_from_stats(be, &losses, &logits, &tg, &rowmax, &stats_on_logits, 16,
+                                         0, 1.0f, true),
+                   "xent_from_stats", "overlap");
+
+    /* the vocabulary-parallel embedding: wpe may be NULL, vocab_begin may not be negative */
+    cr_assert_eq(ts_op_encoder_forward_slice(be, &eout, &tok, &wte, NULL, 8), TS_OK, "%s",
+                 ts_last_error());
+    expect_invalid(ts_op_encoder_forward_slice(be, &eout, &tok, &wte, NULL, -1),
+                   "encoder_forward_slice", "vocab_begin");
+    expect_invalid(ts_op_encoder_backward_slice(be, &wte, &wpe, &eout, &tok, 0),
+                   "encoder_backward_slice", "dwpe");
+
     /* pointwise, optimizer */
     struct ts_tensor a = ts_tensor_1d(mem, F32, 10), b9 = ts_tensor_1d(mem + 100, F32, 9);
     expect_invalid(ts_op_residual_forward(be, &a, &a, &b9), "residual_forward", "b");

@@ -422,3 +422,84 @@ Test(trainer_gpt, param_count_from_config) {
     cr_assert(strstr(ts_last_error(), "overflow") != NULL, "%s", ts_last_error());
     ts_backend_destroy(be);
 }
+
+/* ---- tensor parallelism: sizes and initialisation, no collectives ---- */
+
+static ts_status no_collective(void *ctx, struct ts_backend *be, const struct ts_tensor *t) {
+    (void)ctx, (void)be, (void)t;
+    return ts_error(TS_ERR_INTERNAL, "this test runs no forward");
+}
+
+Test(trainer_gpt, padded_vocab_divides_by_tp_and_keeps_tp_1) {
+    cr_assert_eq(ts_gpt_padded_vocab(50257, 1), 50304);
+    cr_assert_eq(ts_gpt_padded_vocab(50257, 2), 50304, "a power of two keeps tp 1's padding");
+    cr_assert_eq(ts_gpt_padded_vocab(50257, 8), 50304);
+    cr_assert_eq(ts_gpt_padded_vocab(50257, 3), 50304, "393 = 3 x 131 blocks of 128");
+    cr_assert_eq(ts_gpt_padded_vocab(200, 3), 384, "lcm(128, 3) = 384");
+    cr_assert_eq(ts_gpt_padded_vocab(64, 256), 256, "lcm(128, 256) = 256");
+    cr_assert_eq(ts_gpt_padded_vocab(128, 1), 128);
+}
+
+struct same_ctx {
+    const float *split, *whole;
+    int64_t split_off, whole_off, bad;
+};
+
+static void same_run(void *ctx, int64_t local, int64_t global, int64_t len) {
+    struct same_ctx *c = ctx;
+    for (int64_t k = 0; k < len; k++)
+        c->bad += c->split[c->split_off + local + k] != c->whole[c->whole_off + global + k];
+}
+
+/* Every rank of tp 2 and 4 holds 1/tp of each split tensor (wte by vocabulary rows), the same
+ * replicated ones, a smaller activation arena, and exactly tp 1's initial values in global
+ * coordinates. */
+Test(trainer_gpt, tp_ranks_hold_their_share_of_the_tp_1_model) {
+    struct ts_backend *be = test_backend(1);
+    struct ts_gpt_config cfg = {
+        .max_seq_len = 16, .vocab_size = 200, .num_layers = 2, .num_heads = 4, .channels = 32};
+    ts_gpt_t *one = NULL;
+    cr_assert_eq(ts_gpt_create(&one, &cfg, be, 2, 16), TS_OK, "%s", ts_last_error());
+    cr_assert_eq(ts_gpt_init(one, 5), TS_OK);
+    float *whole = malloc((size_t)ts_gpt_num_params(one) * sizeof(float));
+    cr_assert_eq(ts_gpt_params_to_host(one, whole), TS_OK);
+    int count = 0;
+    const struct ts_param_info *t1 = ts_gpt_params(one, &count);
+    for (int tp = 2; tp <= 4; tp *= 2)
+        for (int r = 0; r < tp; r++) {
+            struct ts_gpt_tp group = {.size = tp,
+                                      .rank = r,
+                                      .all_reduce = no_collective,
+                                      .all_reduce_max = no_collective};
+            ts_gpt_t *g = NULL;
+            cr_assert_eq(ts_gpt_create_tp(&g, &cfg, be, 2, 16, &group), TS_OK, "%s",
+                         ts_last_error());
+            cr_assert_eq(ts_gpt_init(g, 5), TS_OK);
+            const struct ts_param_info *t = ts_gpt_params(g, NULL);
+            cr_assert_eq(t[0].split_dim, 0, "wte is split by rows");
+            cr_assert_eq(t[0].shape[0], 256 / tp);
+            cr_assert_eq(t[0].global_shape[0], 256);
+            int64_t split = 0, split1 = 0, repl = 0, repl1 = 0;
+            for (int i = 0; i < count; i++) {
+                (t[i].split_dim >= 0 ? &split : &repl)[0] += t[i].numel;
+                (t[i].split_dim >= 0 ? &split1 : &repl1)[0] += t1[i].numel;
+            }
+            cr_assert_eq(split * tp, split1, "tp %d: split tensors hold 1/tp", tp);
+            cr_assert_eq(repl, repl1, "tp %d: replicated tensors are whole", tp);
+            cr_assert_lt(ts_gpt_activation_bytes(g), ts_gpt_activation_bytes(one));
+            cr_assert_eq(ts_gpt_num_flop_params(g), ts_gpt_num_flop_params(one));
+            float *mine = malloc((size_t)ts_gpt_num_params(g) * sizeof(float));
+            cr_assert_eq(ts_gpt_params_to_host(g, mine), TS_OK);
+            for (int i = 0; i < count; i++) {
+                struct same_ctx c = {mine, whole, t[i].offset, t1[i].offset, 0};
+                ts_gpt_tensor_runs(g, i, same_run, &c);
+                cr_assert_eq(c.bad, 0, "tp %d rank %d: %s differs from tp 1 at %lld elements", tp,
+                             r, t[i].name, (long long)c.bad);
+            }
+            free(mine);
+            ts_gpt_destroy(g);
+        }
+    free(whole);
+    ts_gpt_destroy(one);
+    ts_backend_destroy(be);
+}
