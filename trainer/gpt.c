@@ -684,10 +684,28 @@ static ts_status block_forward(ts_gpt_t *g, int l, int B, int T) {
     return TS_OK;
 }
 
+/* The ids (and targets, when given) into the model's token buffers. Without an event each copy
+ * waits for the stream (any host memory); with one, both copies are queued from host_alloc'd
+ * memory and `uploaded` is recorded after them, so the host never waits here. Either way the
+ * copies follow the previous micro-step's backward on the stream, which still reads g->tokens. */
+static ts_status upload_ids(ts_gpt_t *g, const struct ts_tensor *tokens, const int32_t *inputs,
+                            const struct ts_tensor *tgt, const int32_t *targets,
+                            ts_event_t *uploaded) {
+    const size_t bytes = ts_tensor_nbytes(tokens);
+    if (uploaded == NULL) {
+        TS_CHECK(ts_op_upload(g->be, tokens, inputs, bytes));
+        return targets ? ts_op_upload(g->be, tgt, targets, bytes) : TS_OK;
+    }
+    TS_CHECK(ts_op_upload_async(g->be, tokens, inputs, bytes));
+    if (targets != NULL)
+        TS_CHECK(ts_op_upload_async(g->be, tgt, targets, bytes));
+    return ts_op_event_record(g->be, uploaded);
+}
+
 /* The forward both entry points share. With targets, the per-token losses go to `losses`
- * ((B*T) f32 in backend memory); nothing is downloaded. */
+ * ((B*T) f32 in backend memory); nothing is downloaded. `uploaded`: upload_ids'. */
 static ts_status forward(ts_gpt_t *g, const int32_t *inputs, const int32_t *targets, int B, int T,
-                         float dloss, const struct ts_tensor *losses) {
+                         float dloss, const struct ts_tensor *losses, ts_event_t *uploaded) {
     struct ts_backend *be = g->be;
     const int L = g->cfg.num_layers, V = g->cfg.vocab_size;
     const int64_t C = g->cfg.channels, Vl = g->Vl;
@@ -706,7 +724,8 @@ static ts_status forward(ts_gpt_t *g, const int32_t *inputs, const int32_t *targ
         TS_CHECK(check_ids(targets, BT, V, "target"));
 
     const struct ts_tensor tokens = shaped(g->tokens, 2, B, T, 1, 1);
-    TS_CHECK(ts_op_upload(be, &tokens, inputs, (size_t)BT * sizeof(int32_t)));
+    const struct ts_tensor tgt = shaped(g->targets, 1, BT, 1, 1, 1);
+    TS_CHECK(upload_ids(g, &tokens, inputs, &tgt, targets, uploaded));
     const struct ts_tensor encoded = ACT3(A_ENCODED, 0, C);
     if (g->tp.size > 1) { /* this rank's rows (wpe added once, by tp rank 0), summed over tp */
         const struct ts_tensor *wpe = g->tp.rank == 0 ? &g->pview[1] : NULL;
@@ -730,9 +749,7 @@ static ts_status forward(ts_gpt_t *g, const int32_t *inputs, const int32_t *targ
     if (targets == NULL)
         return TS_OK;
 
-    const struct ts_tensor tgt = shaped(g->targets, 1, BT, 1, 1, 1);
     const bool with_grad = dloss != 0.0f;
-    TS_CHECK(ts_op_upload(be, &tgt, targets, (size_t)BT * sizeof(int32_t)));
     if (g->tp.size > 1)
         TS_CHECK(xent_tp(g, B, T, losses, &logits, &tgt, dloss, with_grad));
     else
@@ -744,7 +761,7 @@ static ts_status forward(ts_gpt_t *g, const int32_t *inputs, const int32_t *targ
 ts_status ts_gpt_forward(ts_gpt_t *g, const int32_t *inputs, const int32_t *targets, int B, int T,
                          float dloss, float *mean_loss) {
     const struct ts_tensor losses = ACT1(A_LOSSES, 0);
-    TS_CHECK(forward(g, inputs, targets, B, T, dloss, &losses));
+    TS_CHECK(forward(g, inputs, targets, B, T, dloss, &losses, NULL));
     if (targets != NULL && mean_loss != NULL) {
         const int64_t BT = (int64_t)B * T;
         TS_CHECK(ts_op_download(g->be, g->host_losses, &losses, (size_t)BT * sizeof(float)));
@@ -757,7 +774,8 @@ ts_status ts_gpt_forward(ts_gpt_t *g, const int32_t *inputs, const int32_t *targ
 }
 
 ts_status ts_gpt_forward_losses(ts_gpt_t *g, const int32_t *inputs, const int32_t *targets, int B,
-                                int T, float dloss, const struct ts_tensor *losses) {
+                                int T, float dloss, const struct ts_tensor *losses,
+                                ts_event_t *uploaded) {
     g->grad_ready = false;
     if (targets == NULL || losses == NULL)
         return ts_error(TS_ERR_INVALID_ARG, "gpt forward_losses: targets and losses are required");
@@ -767,7 +785,7 @@ ts_status ts_gpt_forward_losses(ts_gpt_t *g, const int32_t *inputs, const int32_
                         (long long)B * T, (long long)ts_tensor_numel(losses),
                         ts_dtype_name(losses->dtype));
     const struct ts_tensor flat = shaped(*losses, 1, (int64_t)B * T, 1, 1, 1);
-    return forward(g, inputs, targets, B, T, dloss, &flat);
+    return forward(g, inputs, targets, B, T, dloss, &flat, uploaded);
 }
 
 /* ---- backward ---- */

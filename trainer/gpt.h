@@ -152,9 +152,14 @@ ts_status ts_gpt_forward(ts_gpt_t *gpt, const int32_t *inputs, const int32_t *ta
  * per-token losses (f32, in (B,T) order) are written to `losses`, B*T f32 elements in the
  * model's backend memory that the caller owns (the trainer passes row a of its (grad_accum,
  * B*T) buffer and downloads all rows once per step). Nothing comes back to the host, so the
- * call is asynchronous on a device: the losses are there for work issued after it. */
+ * call is asynchronous on a device: the losses are there for work issued after it.
+ * uploaded NULL: inputs and targets may be any host memory and are copied before the call
+ * returns (each copy waits for the stream). An event of the model's backend: inputs and targets
+ * must come from ts_op_host_alloc; their copies are queued and `uploaded` is recorded after them,
+ * and the caller leaves both buffers untouched until that event has completed. */
 ts_status ts_gpt_forward_losses(ts_gpt_t *gpt, const int32_t *inputs, const int32_t *targets, int B,
-                                int T, float dloss, const struct ts_tensor *losses) TS_MUST_CHECK;
+                                int T, float dloss, const struct ts_tensor *losses,
+                                ts_event_t *uploaded) TS_MUST_CHECK;
 
 /* The logits of the last forward, (B, T, Vp) f32 in backend memory (read with ts_op_download);
  * at tp > 1 this rank's columns only, (B, T, Vp/tp) from column rank * Vp/tp.

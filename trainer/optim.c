@@ -120,6 +120,19 @@ ts_status ts_optim_sum_squares(ts_optim_t *o, double *sum_sq) {
     return TS_OK;
 }
 
+ts_status ts_optim_sum_squares_async(ts_optim_t *o, float *host) {
+    if (host == NULL)
+        return ts_error(TS_ERR_INVALID_ARG, "optim sum_squares_async: host is NULL");
+    if (o->end == o->begin) {
+        *host = 0;
+        return TS_OK;
+    }
+    struct ts_backend *be = ts_gpt_backend(o->gpt);
+    const struct ts_tensor g = flat_view(ts_gpt_grad_buffer(o->gpt), 0, o->begin, o->end);
+    TS_CHECK(ts_op_sum_squares(be, &o->norm_sq, &g));
+    return ts_op_download_async(be, host, &o->norm_sq, sizeof(float));
+}
+
 ts_status ts_optim_update(ts_optim_t *o, float lr, double norm) {
     struct ts_backend *be = ts_gpt_backend(o->gpt);
     const struct ts_tensor *params = ts_gpt_param_buffer(o->gpt);

@@ -48,6 +48,10 @@ ts_status ts_optim_step(ts_optim_t *opt, float lr, float *grad_norm) TS_MUST_CHE
  * *sum_sq = sum of squared gradients over this optimizer's range; then an update given the
  * global norm (clip and AdamW over the range; a non-finite norm is the same error). */
 ts_status ts_optim_sum_squares(ts_optim_t *opt, double *sum_sq) TS_MUST_CHECK;
+/* ts_optim_sum_squares without the wait: the sum (f32, the same bits) is queued for download to
+ * *host, which must come from ts_op_host_alloc; it is there once an event recorded after this
+ * call has completed ((double)*host is what ts_optim_sum_squares returns). */
+ts_status ts_optim_sum_squares_async(ts_optim_t *opt, float *host) TS_MUST_CHECK;
 ts_status ts_optim_update(ts_optim_t *opt, float lr, double norm) TS_MUST_CHECK;
 
 int64_t ts_optim_step_count(const ts_optim_t *opt); /* updates done */

@@ -4,9 +4,17 @@
  * reading global windows [p + (a*dp + r)*B, +B) of the step's global batch at loader position p
  * (so 1 rank x grad-accum 2 and 2 ranks x grad-accum 1 see the same windows); each token's loss
  * is weighted 1/(B*T*grad_accum*dp) so a plain sum over ranks gives the mean's gradient. Micro-
- * step a leaves its per-token losses in row a of a (grad_accum, B*T) buffer in backend memory;
- * one asynchronous download after the last micro-step brings them all back, so the host reads
- * losses once per step, not once per micro-step, with the same arithmetic as before.
+ * step a leaves its per-token losses in row a of a (grad_accum, B*T) buffer in backend memory.
+ *
+ * Host waits: the token ids go up from two pinned (host_alloc) buffers used in turn, each copy
+ * queued asynchronously with an event after it, so the host reads micro-step a+1's batch and
+ * queues its upload while the device still runs micro-step a; a buffer is waited for only when
+ * it comes round again with its previous upload possibly in flight (micro-steps 2, 3, ... of a
+ * step). After the last micro-step (and the reduction) the losses and the squared norm are
+ * downloaded asynchronously into pinned memory and the host waits once for both: one read-back
+ * per step, then the final sync that ends the step. At tensor parallel > 1 the norm is summed
+ * per tensor class with its own downloads (tp_sum_squares). The arithmetic is what it was, so
+ * the CPU backend (whose async copies are plain copies) gives the same bits.
  *
  * Gradient reduction goes by buckets: fixed ranges of the flat gradient buffer cut from its end
  * (backward produces gradients from the end of the buffer towards its start), so the boundaries
@@ -48,15 +56,19 @@ struct ts_trainer {
     ts_optim_t *opt;
     struct ts_train_config cfg;
     int dp, rank;
-    int32_t *inputs, *targets; /* (B*T) host */
-    int64_t steps;             /* updates done */
+    int32_t *ids[2];         /* (2, B*T) each, host_alloc: inputs then targets; used in turn */
+    ts_event_t *uploaded[2]; /* after the upload from ids[k] */
+    bool in_flight[2];       /* uploaded[k] recorded and not yet known complete */
+    int next_ids;            /* the buffer the next micro-step fills */
+    int64_t steps;           /* updates done */
     ts_update_gate_fn gate;
     void *gate_ctx;
 
-    struct ts_tensor losses;  /* (grad_accum, B*T) f32 in backend memory: row a = micro-step a */
-    float *host_losses;       /* (grad_accum * B*T), from host_alloc (the async download's) */
-    ts_event_t *losses_ready; /* after the download of host_losses */
-    ts_event_t *ready;        /* dp > 1: after the work producing the buffer a collective moves */
+    struct ts_tensor losses; /* (grad_accum, B*T) f32 in backend memory: row a = micro-step a */
+    float *host_losses;      /* (grad_accum * B*T), from host_alloc (the async download's) */
+    float *host_norm_sq;     /* (1), from host_alloc: the squared gradient norm (tp 1) */
+    ts_event_t *read_back;   /* after the downloads of host_losses and host_norm_sq */
+    ts_event_t *ready;       /* dp > 1: after the work producing the buffer a collective moves */
 
     struct bucket *buckets; /* buckets[0] ends the buffer; posted in index order */
     int num_buckets, next_bucket;
@@ -160,18 +172,20 @@ ts_status ts_trainer_create(ts_trainer_t **out, ts_gpt_t *gpt, ts_loader_t *load
     tr->dp = ts_comm_size(comm);
     tr->rank = ts_comm_rank(comm);
     const size_t bt = (size_t)cfg->batch * (size_t)cfg->seq_len;
-    tr->inputs = malloc(bt * sizeof(int32_t));
-    tr->targets = malloc(bt * sizeof(int32_t));
-    if (tr->inputs == NULL || tr->targets == NULL) {
-        st = ts_error(TS_ERR_OOM, "trainer create: out of memory for the token buffers");
-        goto fail;
+    for (int k = 0; k < 2; k++) {
+        void *ids = NULL;
+        TS_CHECK_GOTO(ts_op_host_alloc(tr->be, 2 * bt * sizeof(int32_t), &ids), st, fail);
+        tr->ids[k] = ids;
+        TS_CHECK_GOTO(ts_op_event_create(tr->be, &tr->uploaded[k]), st, fail);
     }
     const int64_t loss_shape[2] = {cfg->grad_accum, (int64_t)bt};
     TS_CHECK_GOTO(ts_op_alloc(tr->be, &tr->losses, TS_DTYPE_F32, 2, loss_shape), st, fail);
-    void *host_losses = NULL;
-    TS_CHECK_GOTO(ts_op_host_alloc(tr->be, ts_tensor_nbytes(&tr->losses), &host_losses), st, fail);
-    tr->host_losses = host_losses;
-    TS_CHECK_GOTO(ts_op_event_create(tr->be, &tr->losses_ready), st, fail);
+    void *host = NULL;
+    TS_CHECK_GOTO(ts_op_host_alloc(tr->be, ts_tensor_nbytes(&tr->losses), &host), st, fail);
+    tr->host_losses = host;
+    TS_CHECK_GOTO(ts_op_host_alloc(tr->be, sizeof(float), &host), st, fail);
+    tr->host_norm_sq = host;
+    TS_CHECK_GOTO(ts_op_event_create(tr->be, &tr->read_back), st, fail);
     if (tr->dp > 1) {
         TS_CHECK_GOTO(ts_comm_check_backend(comm, tr->be), st, fail);
         TS_CHECK_GOTO(ts_op_event_create(tr->be, &tr->ready), st, fail);
@@ -196,15 +210,18 @@ void ts_trainer_destroy(ts_trainer_t *tr) {
     ts_gpt_set_grad_hook(tr->gpt, NULL, NULL);
     ts_optim_destroy(tr->opt);
     ts_op_event_destroy(tr->be, tr->ready);
-    ts_op_event_destroy(tr->be, tr->losses_ready);
+    ts_op_event_destroy(tr->be, tr->read_back);
+    ts_op_host_free(tr->be, tr->host_norm_sq);
     ts_op_host_free(tr->be, tr->host_losses);
+    for (int k = 0; k < 2; k++) {
+        ts_op_event_destroy(tr->be, tr->uploaded[k]);
+        ts_op_host_free(tr->be, tr->ids[k]);
+    }
     ts_op_free(tr->be, &tr->losses);
     free(tr->buckets);
     free(tr->rs_counts);
     free(tr->shard_counts);
     free(tr->shard_displs);
-    free(tr->inputs);
-    free(tr->targets);
     free(tr);
 }
 
@@ -294,9 +311,20 @@ static ts_status cancel_buckets(struct ts_trainer *tr) {
     return st;
 }
 
+/* The next pinned id buffer, free to fill: waits for its previous upload only if that may still
+ * be in flight. */
+static ts_status take_ids(struct ts_trainer *tr, int *k) {
+    *k = tr->next_ids;
+    tr->next_ids ^= 1;
+    if (tr->in_flight[*k])
+        TS_CHECK(ts_op_event_sync(tr->be, tr->uploaded[*k]));
+    tr->in_flight[*k] = false;
+    return TS_OK;
+}
+
 /* The forwards and backwards of one update (accum micro-steps: the batch ramp's for this step);
  * row a of tr->losses gets micro-step a's per-token losses, and their download to
- * tr->host_losses is queued after the last (losses_ready). */
+ * tr->host_losses is queued after the last. */
 static ts_status micro_steps(struct ts_trainer *tr, int accum, double *data_ms) {
     const int B = tr->cfg.batch, T = tr->cfg.seq_len, dp = tr->dp;
     const float dloss = (float)(1.0 / ((double)B * T * accum * dp));
@@ -305,10 +333,15 @@ static ts_status micro_steps(struct ts_trainer *tr, int accum, double *data_ms) 
         const int64_t first = pos + ((int64_t)a * dp + tr->rank) * B;
         struct ts_tensor row;
         TS_CHECK(ts_tensor_view(&row, &tr->losses, a * BT, 1, &BT));
+        int k;
+        TS_CHECK(take_ids(tr, &k));
+        int32_t *inputs = tr->ids[k], *targets = tr->ids[k] + BT;
         const double t0 = now_ms();
-        TS_CHECK(ts_loader_read(tr->loader, first, B, false, tr->inputs, tr->targets));
+        TS_CHECK(ts_loader_read(tr->loader, first, B, false, inputs, targets));
         *data_ms += now_ms() - t0;
-        TS_CHECK(ts_gpt_forward_losses(tr->gpt, tr->inputs, tr->targets, B, T, dloss, &row));
+        tr->in_flight[k] = true; /* from here on the upload may be queued */
+        TS_CHECK(
+            ts_gpt_forward_losses(tr->gpt, inputs, targets, B, T, dloss, &row, tr->uploaded[k]));
         const bool last = a == accum - 1;
         if (last && !tr->cfg.no_overlap && dp > 1)
             ts_gpt_set_grad_hook(tr->gpt, on_grads_final, tr);
@@ -321,16 +354,25 @@ static ts_status micro_steps(struct ts_trainer *tr, int accum, double *data_ms) 
     const int64_t n = (int64_t)accum * BT;
     struct ts_tensor rows;
     TS_CHECK(ts_tensor_view(&rows, &tr->losses, 0, 1, &n));
-    TS_CHECK(ts_op_download_async(tr->be, tr->host_losses, &rows, ts_tensor_nbytes(&rows)));
-    return ts_op_event_record(tr->be, tr->losses_ready);
+    return ts_op_download_async(tr->be, tr->host_losses, &rows, ts_tensor_nbytes(&rows));
+}
+
+/* After the reduction: the squared norm's download joins the losses' (at tp 1), and the host
+ * waits once for both. Every upload was queued before, so no id buffer is in flight after. */
+static ts_status read_back(struct ts_trainer *tr) {
+    if (ts_gpt_tp_size(tr->gpt) == 1)
+        TS_CHECK(ts_optim_sum_squares_async(tr->opt, tr->host_norm_sq));
+    TS_CHECK(ts_op_event_record(tr->be, tr->read_back));
+    TS_CHECK(ts_op_event_sync(tr->be, tr->read_back));
+    tr->in_flight[0] = tr->in_flight[1] = false;
+    return TS_OK;
 }
 
 /* The sum over micro-steps of each one's mean loss, in exactly the arithmetic of a per-micro-step
  * ts_gpt_forward (a double sum of B*T floats, divided, rounded to float), so losses stay
- * bit-identical to that. */
-static ts_status sum_losses(struct ts_trainer *tr, int accum, double *loss_sum) {
+ * bit-identical to that. After read_back. */
+static void sum_losses(struct ts_trainer *tr, int accum, double *loss_sum) {
     const int64_t BT = (int64_t)tr->cfg.batch * tr->cfg.seq_len;
-    TS_CHECK(ts_op_event_sync(tr->be, tr->losses_ready));
     *loss_sum = 0;
     for (int a = 0; a < accum; a++) {
         const float *row = tr->host_losses + (size_t)a * (size_t)BT;
@@ -340,7 +382,6 @@ static ts_status sum_losses(struct ts_trainer *tr, int accum, double *loss_sum) 
         const float loss = (float)(sum / (double)BT);
         *loss_sum += loss;
     }
-    return TS_OK;
 }
 
 static ts_status tp_all_reduce(void *ctx, struct ts_backend *be, const struct ts_tensor *buf) {
@@ -376,14 +417,15 @@ static ts_status tp_sum_squares(struct ts_trainer *tr, bool sharded, double *sum
     return TS_OK;
 }
 
-/* Norm over the reduced gradients, the gate, then the update (and the all-gather with ZeRO-1). */
+/* Norm over the reduced gradients (at tp 1 read back already), the gate, then the update (and
+ * the all-gather with ZeRO-1). */
 static ts_status update(struct ts_trainer *tr, struct ts_step_record *r) {
     const bool sharded = tr->cfg.zero_stage == 1 && tr->dp > 1;
     double sum_sq;
     if (ts_gpt_tp_size(tr->gpt) > 1) {
         TS_CHECK(tp_sum_squares(tr, sharded, &sum_sq));
     } else {
-        TS_CHECK(ts_optim_sum_squares(tr->opt, &sum_sq));
+        sum_sq = (double)*tr->host_norm_sq;
         if (sharded)
             TS_CHECK(ts_comm_all_reduce_host(tr->comm, &sum_sq, 1, TS_REDUCE_SUM));
     }
@@ -432,11 +474,12 @@ ts_status ts_trainer_step(ts_trainer_t *tr, struct ts_step_record *rec) {
     if (st == TS_OK)
         st = finish_buckets(tr, &r);
     if (st == TS_OK)
-        st = sum_losses(tr, accum, &loss_sum);
+        st = read_back(tr);
     if (st != TS_OK) {
         TS_CHECK_KEEP(st, cancel_buckets(tr));
         return st;
     }
+    sum_losses(tr, accum, &loss_sum);
     double loss = loss_sum;
     if (tr->dp > 1)
         TS_CHECK(ts_comm_all_reduce_host(tr->comm, &loss, 1, TS_REDUCE_SUM));

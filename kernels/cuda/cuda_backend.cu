@@ -447,18 +447,21 @@ TS_EXPORT ts_status ts_cuda_plugin_create(struct ts_backend **out,
     const char *knob_err = NULL;
     if (!env_choice("TS_CUBLASLT_CACHE", "1", "0", &ctx->lt_cache_on, &knob_err) ||
         !env_choice("TS_CUDA_COLSUM", "blocks", "legacy", &ctx->colsum_legacy, &knob_err) ||
-        !env_choice("TS_CUDA_DWTE", "sorted", "scan", &ctx->dwte_legacy, &knob_err)) {
+        !env_choice("TS_CUDA_DWTE", "sorted", "scan", &ctx->dwte_legacy, &knob_err) ||
+        !env_choice("TS_CUDA_VECTOR", "1", "0", &ctx->vector_off, &knob_err)) {
         free(be);
         free(ctx);
         return ts_error(TS_ERR_INVALID_ARG, "cuda backend: %s", knob_err);
     }
     ctx->lt_cache_on = !ctx->lt_cache_on; /* env_choice set it for "0" */
     ts_log(TS_LOG_INFO,
-           "cuda: cuBLASLt plans %s; column sums %s; wte gradient %s (kernels/cuda/README.md)",
+           "cuda: cuBLASLt plans %s; column sums %s; wte gradient %s; elementwise kernels %s "
+           "(kernels/cuda/README.md)",
            ctx->lt_cache_on ? "cached per shape" : "rebuilt per call (TS_CUBLASLT_CACHE=0)",
            ctx->colsum_legacy ? "single pass (TS_CUDA_COLSUM=legacy)" : "over many blocks",
            ctx->dwte_legacy ? "scanned per vocabulary row (TS_CUDA_DWTE=scan)"
-                            : "by positions sorted by id");
+                            : "by positions sorted by id",
+           ctx->vector_off ? "one element per thread (TS_CUDA_VECTOR=0)" : "16-byte vectorised");
     ts_log(TS_LOG_INFO, "cuda: attention: %s",
            ctx->attention_reference
                ? "materialised (TS_ATTENTION=reference)"

@@ -81,4 +81,29 @@ static inline int ts_dwte_merge_passes(int64_t n) {
     return p;
 }
 
+/* ---- the vectorised elementwise kernels (vec16.h): k elements per thread through 16-byte
+ * loads and stores (k = 16 / the smallest element size: 4 f32, 8 bf16), the n % k tail one
+ * element per thread in the same launch ---- */
+
+/* Threads for n elements at k per thread: one per full group of k, and at least one per tail
+ * element (the tail's n % k < k elements go to threads 0 .. n % k - 1). */
+static inline int64_t ts_vec_threads(int64_t n, int k) {
+    if (n <= 0 || k <= 0)
+        return 0;
+    const int64_t groups = n / k, tail = n % k;
+    return groups > tail ? groups : tail;
+}
+
+/* Whether the 16-byte kernels may run: not switched off (TS_CUDA_VECTOR=0) and every pointer
+ * 16-byte aligned (NULL, an absent operand, counts as aligned). A misaligned view (a ZeRO slice
+ * at an odd offset) runs the one-element-per-thread kernel instead. */
+static inline int ts_vec_usable(int switched_off, const void *const *ptrs, int nptrs) {
+    if (switched_off)
+        return 0;
+    for (int i = 0; i < nptrs; i++)
+        if (((uintptr_t)ptrs[i] & 15u) != 0)
+            return 0;
+    return 1;
+}
+
 #endif

@@ -48,6 +48,7 @@ struct cuda_ctx {
     bool colsum_legacy;       /* TS_CUDA_COLSUM=legacy: C/32 blocks, one pass (the old kernels) */
     bool dwte_legacy;         /* TS_CUDA_DWTE=scan: one block per vocabulary row (the old one) */
     bool warned_dwte_size;    /* B T past the sort buffers was reported */
+    bool vector_off;          /* TS_CUDA_VECTOR=0: elementwise kernels one element per thread */
     bool attention_reference; /* TS_ATTENTION=reference: the model keeps the materialised pair */
     bool warned_flash_hs;     /* a head size without flash kernels was reported */
     /* NVML, loaded at run time (libnvidia-ml.so.1) where it exists */

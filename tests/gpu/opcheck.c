@@ -393,6 +393,73 @@ static ts_status run_cast(struct ts_backend *be, const struct ts_tensor *t, cons
     return ts_op_cast(be, &t[0], &t[1]);
 }
 
+/* The elementwise ops on views one element into their buffers (a ZeRO slice at an odd offset):
+ * 4 or 2 bytes past 16-byte alignment, so the CUDA backend takes its one-element-per-thread
+ * kernels even with the 16-byte ones on (kernels/cuda/vec16.h). Every tensor holds one element
+ * more than the op sees and outputs are in-out, so the untouched first element matches too. */
+static struct ts_tensor skip1(const struct ts_tensor *t) {
+    struct ts_tensor v;
+    const int64_t n = ts_tensor_numel(t) - 1;
+    if (ts_tensor_view(&v, t, 1, 1, &n) != TS_OK)
+        v = *t; /* cannot happen: the view lies inside t; the op check then fails loudly */
+    return v;
+}
+
+static int sp_elementwise_offset(const struct dims *d, struct spec *s) {
+    const int64_t n = vec_len(d) + 1;
+    s[0] = S("out", R_ACT, K_INOUT, G_UNIFORM, -1, 1, 1, n, 1, 1, 1);
+    s[1] = IN("a", R_ACT, -4, 4, 1, n, 1, 1, 1);
+    s[2] = IN("b", R_ACT, -1, 1, 1, n, 1, 1, 1);
+    return 3;
+}
+static ts_status run_residual_offset(struct ts_backend *be, const struct ts_tensor *t,
+                                     const struct dims *d) {
+    (void)d;
+    const struct ts_tensor o = skip1(&t[0]), a = skip1(&t[1]), b = skip1(&t[2]);
+    return ts_op_residual_forward(be, &o, &a, &b);
+}
+static ts_status run_gelu_forward_offset(struct ts_backend *be, const struct ts_tensor *t,
+                                         const struct dims *d) {
+    (void)d;
+    const struct ts_tensor o = skip1(&t[0]), a = skip1(&t[1]);
+    return ts_op_gelu_forward(be, &o, &a);
+}
+static ts_status run_gelu_backward_offset(struct ts_backend *be, const struct ts_tensor *t,
+                                          const struct dims *d) {
+    (void)d;
+    const struct ts_tensor o = skip1(&t[0]), a = skip1(&t[1]), b = skip1(&t[2]);
+    return ts_op_gelu_backward(be, &o, &a, &b);
+}
+
+static int sp_cast_to_offset(const struct dims *d, struct spec *s) {
+    s[0] = S("dst", R_ACT, K_INOUT, G_UNIFORM, -1, 1, 1, vec_len(d) + 1, 1, 1, 1);
+    s[1] = IN("src", R_F32, -3, 3, 1, vec_len(d) + 1, 1, 1, 1);
+    return 2;
+}
+static ts_status run_cast_offset(struct ts_backend *be, const struct ts_tensor *t,
+                                 const struct dims *d) {
+    (void)d;
+    const struct ts_tensor o = skip1(&t[0]), a = skip1(&t[1]);
+    return ts_op_cast(be, &o, &a);
+}
+
+static int sp_adamw_master_offset(const struct dims *d, struct spec *s) {
+    const int64_t n = vec_len(d) + 1;
+    s[0] = S("param", R_ACT, K_INOUT, G_UNIFORM, -1, 1, 1, n, 1, 1, 1);
+    s[1] = S("master", R_F32, K_INOUT, G_UNIFORM, -1, 1, 1, n, 1, 1, 1);
+    s[2] = IN("grad", R_F32, -1, 1, 1, n, 1, 1, 1);
+    s[3] = S("m", R_F32, K_INOUT, G_UNIFORM, -0.1f, 0.1f, 1, n, 1, 1, 1);
+    s[4] = S("v", R_F32, K_INOUT, G_UNIFORM, 0, 0.01f, 1, n, 1, 1, 1);
+    return 5;
+}
+static ts_status run_adamw_master_offset(struct ts_backend *be, const struct ts_tensor *t,
+                                         const struct dims *d) {
+    (void)d;
+    const struct ts_tensor p = skip1(&t[0]), w = skip1(&t[1]), g = skip1(&t[2]), m = skip1(&t[3]),
+                           v = skip1(&t[4]);
+    return ts_op_adamw_master(be, &p, &w, &g, &m, &v, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.5f, 3);
+}
+
 static int sp_fill(const struct dims *d, struct spec *s) {
     s[0] = OUT("t", R_ACT, 1, vec_len(d), 1, 1, 1);
     return 1;
@@ -439,6 +506,12 @@ static const struct opcase cases[] = {
     {"adamw", true, 1e-5, 1e-5, sp_adamw, run_adamw},
     {"adamw_master", false, 1e-5, 1e-2, sp_adamw_master, run_adamw_master},
     {"sum_squares", false, 1e-6, 1e-6, sp_sum_squares, run_sum_squares},
+    /* misaligned views: the one-element kernels beside the 16-byte ones */
+    {"residual_forward_offset", false, 1e-6, 1e-2, sp_elementwise_offset, run_residual_offset},
+    {"gelu_forward_offset", false, 1e-5, 1e-2, sp_elementwise_offset, run_gelu_forward_offset},
+    {"gelu_backward_offset", false, 1e-5, 1e-2, sp_elementwise_offset, run_gelu_backward_offset},
+    {"cast_to_offset", false, 1e-6, 1e-2, sp_cast_to_offset, run_cast_offset},
+    {"adamw_master_offset", false, 1e-5, 1e-2, sp_adamw_master_offset, run_adamw_master_offset},
 };
 
 /* Small odd shapes first (HS 5, Vp not a multiple of anything), then GPT-2's widths. */

@@ -28,73 +28,11 @@ extern "C" {
 #include "kernels/rng.h"
 }
 
-/* ---- what the kernels see of CUDA ---- */
-
-#define TS_CUDA_HOST_EMU 1
-#define __global__
-#define __device__
-#define __forceinline__ inline
-#define __shared__ static
-
-struct emu_dim3 {
-    unsigned x, y, z;
-};
-static thread_local emu_dim3 threadIdx, blockIdx;
-static emu_dim3 blockDim, gridDim;
-
-struct __nv_bfloat16 {
-    uint16_t bits;
-};
-static inline float tof(float x) { return x; }
-static inline float tof(__nv_bfloat16 x) { return ts_f32_from_bf16(x.bits); }
-template <typename T> static inline T fromf(float x);
-template <> inline float fromf<float>(float x) { return x; }
-template <> inline __nv_bfloat16 fromf<__nv_bfloat16>(float x) {
-    return __nv_bfloat16{ts_bf16_from_f32(x)};
-}
-
-static pthread_barrier_t emu_bar;
-static inline void __syncthreads() { pthread_barrier_wait(&emu_bar); }
+#include "tests/kernels/cuda_emu.h"
 
 #include "kernels/cuda/colsum.cu"
 #include "kernels/cuda/dwte_sort.cu"
 #include "kernels/cuda/gemm_fallback.cu"
-
-/* Every CTA of grid in order, `threads` host threads, a barrier after each CTA. */
-template <typename F> static void launch(emu_dim3 grid, unsigned threads, F body) {
-    gridDim = grid;
-    blockDim = {threads, 1, 1};
-    pthread_barrier_init(&emu_bar, NULL, threads);
-    std::vector<std::thread> th;
-    for (unsigned t = 0; t < threads; t++)
-        th.emplace_back([t, grid, &body] {
-            threadIdx = {t, 0, 0};
-            for (unsigned z = 0; z < grid.z; z++)
-                for (unsigned y = 0; y < grid.y; y++)
-                    for (unsigned x = 0; x < grid.x; x++) {
-                        blockIdx = {x, y, z};
-                        body();
-                        pthread_barrier_wait(&emu_bar);
-                    }
-        });
-    for (auto &t : th)
-        t.join();
-    pthread_barrier_destroy(&emu_bar);
-}
-
-/* For kernels without __syncthreads: the threads one after another on this thread. */
-template <typename F> static void launch_serial(emu_dim3 grid, unsigned threads, F body) {
-    gridDim = grid;
-    blockDim = {threads, 1, 1};
-    for (unsigned z = 0; z < grid.z; z++)
-        for (unsigned y = 0; y < grid.y; y++)
-            for (unsigned x = 0; x < grid.x; x++)
-                for (unsigned t = 0; t < threads; t++) {
-                    blockIdx = {x, y, z};
-                    threadIdx = {t, 0, 0};
-                    body();
-                }
-}
 
 static unsigned blocks_for(int64_t n, int64_t per) { return (unsigned)((n + per - 1) / per); }
 

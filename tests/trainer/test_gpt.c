@@ -249,7 +249,7 @@ Test(trainer_gpt, forward_losses_matches_forward) {
     const int64_t bt = 16;
     cr_assert_eq(ts_tensor_view(&row, &buf, 16, 1, &bt), TS_OK); /* row 1 of 3 */
     cr_assert_eq(ts_gpt_zero_grad(gpt), TS_OK);
-    cr_assert_eq(ts_gpt_forward_losses(gpt, in, tg, 2, 8, 1.0f / 16, &row), TS_OK, "%s",
+    cr_assert_eq(ts_gpt_forward_losses(gpt, in, tg, 2, 8, 1.0f / 16, &row, NULL), TS_OK, "%s",
                  ts_last_error());
     cr_assert_eq(ts_gpt_backward(gpt), TS_OK, "%s", ts_last_error());
     cr_assert_eq(ts_gpt_grads_to_host(gpt, g2), TS_OK);
@@ -266,13 +266,15 @@ Test(trainer_gpt, forward_losses_matches_forward) {
     /* The wrong size or dtype, no targets: refused, and no backward may follow. */
     struct ts_tensor short_row = row;
     short_row.shape[0] = 15;
-    cr_assert_eq(ts_gpt_forward_losses(gpt, in, tg, 2, 8, 1.0f / 16, &short_row),
+    cr_assert_eq(ts_gpt_forward_losses(gpt, in, tg, 2, 8, 1.0f / 16, &short_row, NULL),
                  TS_ERR_INVALID_ARG);
     cr_assert(strstr(ts_last_error(), "B*T") != NULL, "%s", ts_last_error());
     struct ts_tensor ints = row;
     ints.dtype = TS_DTYPE_I32;
-    cr_assert_eq(ts_gpt_forward_losses(gpt, in, tg, 2, 8, 1.0f / 16, &ints), TS_ERR_INVALID_ARG);
-    cr_assert_eq(ts_gpt_forward_losses(gpt, in, NULL, 2, 8, 1.0f / 16, &row), TS_ERR_INVALID_ARG);
+    cr_assert_eq(ts_gpt_forward_losses(gpt, in, tg, 2, 8, 1.0f / 16, &ints, NULL),
+                 TS_ERR_INVALID_ARG);
+    cr_assert_eq(ts_gpt_forward_losses(gpt, in, NULL, 2, 8, 1.0f / 16, &row, NULL),
+                 TS_ERR_INVALID_ARG);
     cr_assert_eq(ts_gpt_backward(gpt), TS_ERR_INVALID_ARG);
     ts_op_free(be, &buf);
     free(g1);

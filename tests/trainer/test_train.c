@@ -163,6 +163,118 @@ Test(trainer_train, one_rank_calls_no_collective) {
     test_rmdir(dir);
 }
 
+/* The CPU backend behind a table that counts the calls where the host waits for the device
+ * (copy_h2d, copy_d2h, sync, event_sync) and the asynchronous copies, so the host waits of a step
+ * are counted without a GPU: the trainer makes the same calls whatever the backend. */
+struct counts {
+    int h2d, d2h, sync, event_sync, h2d_async, d2h_async;
+};
+
+struct counting {
+    struct ts_backend be; /* first: the table the model sees */
+    struct ts_backend *inner;
+    struct counts n;
+};
+
+static struct counting *counting_of(struct ts_backend *be) { return (struct counting *)be; }
+
+static ts_status count_h2d(struct ts_backend *be, void *dst, const void *src, size_t bytes) {
+    counting_of(be)->n.h2d++;
+    return counting_of(be)->inner->copy_h2d(counting_of(be)->inner, dst, src, bytes);
+}
+
+static ts_status count_d2h(struct ts_backend *be, void *dst, const void *src, size_t bytes) {
+    counting_of(be)->n.d2h++;
+    return counting_of(be)->inner->copy_d2h(counting_of(be)->inner, dst, src, bytes);
+}
+
+static ts_status count_sync(struct ts_backend *be) {
+    counting_of(be)->n.sync++;
+    return counting_of(be)->inner->sync(counting_of(be)->inner);
+}
+
+static ts_status count_event_sync(struct ts_backend *be, ts_event_t *ev) {
+    counting_of(be)->n.event_sync++;
+    return counting_of(be)->inner->event_sync(counting_of(be)->inner, ev);
+}
+
+static ts_status count_h2d_async(struct ts_backend *be, void *dst, const void *src, size_t bytes) {
+    counting_of(be)->n.h2d_async++;
+    return counting_of(be)->inner->copy_h2d_async(counting_of(be)->inner, dst, src, bytes);
+}
+
+static ts_status count_d2h_async(struct ts_backend *be, void *dst, const void *src, size_t bytes) {
+    counting_of(be)->n.d2h_async++;
+    return counting_of(be)->inner->copy_d2h_async(counting_of(be)->inner, dst, src, bytes);
+}
+
+static void count_destroy(struct ts_backend *be) {
+    ts_backend_destroy(counting_of(be)->inner);
+    free(be);
+}
+
+static struct ts_backend *counting_backend(void) {
+    struct counting *c = calloc(1, sizeof(*c));
+    cr_assert_not_null(c);
+    c->inner = test_backend(1);
+    c->be = *c->inner; /* every op forwards: same ctx, same functions */
+    c->be.copy_h2d = count_h2d;
+    c->be.copy_d2h = count_d2h;
+    c->be.sync = count_sync;
+    c->be.event_sync = count_event_sync;
+    c->be.copy_h2d_async = count_h2d_async;
+    c->be.copy_d2h_async = count_d2h_async;
+    c->be.destroy = count_destroy;
+    return &c->be;
+}
+
+/* Issue 17's host waits: a step used to wait for the device at each micro-step's two id uploads,
+ * at the losses' read-back, at the norm's and at its end. Now the ids go up asynchronously from
+ * two pinned buffers (a wait only when a buffer comes round again within a step: micro-steps
+ * 2.. of a step), the losses and the norm come back together after one wait, and the step ends
+ * with one sync; the results are the plain CPU backend's bits. */
+Test(trainer_train, host_waits_per_step) {
+    char *dir = test_mkdtemp();
+    char *shard = write_random_shard(dir, "train.bin", 2000, 3);
+    for (int accum = 1; accum <= 4; accum++) {
+        const struct ts_train_config tc = tiny_train(2, 16, accum);
+        struct rig plain, counted;
+        rig_open(&plain, 1, shard, 11, &tc);
+        rig_open(&counted, 1, shard, 11, &tc);
+        ts_trainer_destroy(counted.tr);
+        ts_gpt_destroy(counted.gpt);
+        ts_backend_destroy(counted.be);
+        counted.be = counting_backend();
+        struct ts_gpt_config cfg = test_tiny_config();
+        cr_assert_eq(ts_gpt_create(&counted.gpt, &cfg, counted.be, 2, 16), TS_OK, "%s",
+                     ts_last_error());
+        cr_assert_eq(ts_gpt_init(counted.gpt, 11), TS_OK);
+        cr_assert_eq(ts_trainer_create(&counted.tr, counted.gpt, counted.loader, counted.comm, &tc),
+                     TS_OK, "%s", ts_last_error());
+        struct counting *c = counting_of(counted.be);
+        for (int s = 0; s < 3; s++) {
+            struct ts_step_record ra, rb;
+            c->n = (struct counts){0};
+            cr_assert_eq(ts_trainer_step(plain.tr, &ra), TS_OK, "%s", ts_last_error());
+            cr_assert_eq(ts_trainer_step(counted.tr, &rb), TS_OK, "%s", ts_last_error());
+            cr_assert_eq(memcmp(&ra.loss, &rb.loss, sizeof(float)), 0);
+            cr_assert_eq(memcmp(&ra.grad_norm, &rb.grad_norm, sizeof(float)), 0);
+            const int reuse = accum > 2 ? accum - 2 : 0;
+            cr_assert_eq(c->n.h2d, 0, "accum %d: %d waiting uploads", accum, c->n.h2d);
+            cr_assert_eq(c->n.d2h, 0, "accum %d: %d waiting downloads", accum, c->n.d2h);
+            cr_assert_eq(c->n.event_sync, 1 + reuse, "accum %d: %d event waits", accum,
+                         c->n.event_sync);
+            cr_assert_eq(c->n.sync, 1, "accum %d: %d syncs", accum, c->n.sync);
+            cr_assert_eq(c->n.h2d_async, 2 * accum, "accum %d: %d uploads", accum, c->n.h2d_async);
+            cr_assert_eq(c->n.d2h_async, 2, "accum %d: %d downloads", accum, c->n.d2h_async);
+        }
+        rig_close(&plain);
+        rig_close(&counted);
+    }
+    free(shard);
+    test_rmdir(dir);
+}
+
 /* Training on one repeated batch must drive its loss down (the update has the right sign). */
 Test(trainer_train, loss_decreases_on_a_fixed_batch) {
     char *dir = test_mkdtemp();
