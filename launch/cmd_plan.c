@@ -115,7 +115,8 @@ static int by_double(const void *a, const void *b) {
 
 /* The median wall of the ledger's steady steps (each segment's warm-up left out), the number of
  * devices and whether they were CPU ranks. */
-static ts_status ledger_steps(const char *path, double *median, int *devices, bool *cpu) {
+static ts_status ledger_steps(const char *path, double *median, int *devices, bool *cpu,
+                              double *peak) {
     FILE *f = fopen(path, "r");
     if (f == NULL)
         return ts_error(TS_ERR_IO, "cannot read %s (a measured run has a ledger)", path);
@@ -126,6 +127,7 @@ static ts_status ledger_steps(const char *path, double *median, int *devices, bo
     char line[8192];
     ts_status st = TS_OK;
     *devices = 0;
+    *peak = 0;
     long at = 0;
     while (walls != NULL && fgets(line, sizeof(line), f) != NULL) {
         at++;
@@ -141,6 +143,8 @@ static ts_status ledger_steps(const char *path, double *median, int *devices, bo
             *cpu = json_object_object_get_ex(o, "device", &v) &&
                    strcmp(json_object_get_string(v), "cpu") == 0;
             get_int(o, "segment", &seg);
+            if (json_object_object_get_ex(o, "peak_flops_per_device", &v))
+                *peak = json_object_get_double(v);
             in_seg = 0;
         } else if (strcmp(type, "step") == 0 && json_object_object_get_ex(o, "wall_s", &v)) {
             if (n == cap) {
@@ -196,7 +200,8 @@ static ts_status read_sample(const char *run, const struct flags *fl, const stru
     double median = 0;
     int devices = 0;
     bool cpu = false;
-    TS_CHECK(ledger_steps(path, &median, &devices, &cpu));
+    double ledger_peak = 0;
+    TS_CHECK(ledger_steps(path, &median, &devices, &cpu, &ledger_peak));
     const bool want_cpu = strcmp(fl->device, "cpu") == 0;
     if (cpu != want_cpu)
         return ts_error(TS_ERR_INVALID_ARG,
@@ -235,6 +240,15 @@ static ts_status read_sample(const char *run, const struct flags *fl, const stru
     const int per_node =
         cpu ? devices : (devices < fl->gpus_per_node ? devices : fl->gpus_per_node);
     TS_CHECK_GOTO(make_device(fl, tab, ntab, per_node, &s->cluster.dev), st, done);
+    /* A CPU rank's share of the host is its cores, fewer than host/ranks when it ran on fewer
+     * threads (mpirun binds 1 or 2 ranks to a core each; --threads): the ledger's peak counts
+     * the cores it used. Oversubscribed ranks share cores, so the smaller of the two holds. */
+    struct ts_plan_device *d = &s->cluster.dev;
+    if (cpu && ledger_peak > 0 && ledger_peak < d->peak_flops &&
+        !ts_cli_seen(tab, ntab, "peak-tflops")) {
+        d->mem_bw *= ledger_peak / d->peak_flops;
+        d->peak_flops = ledger_peak;
+    }
     if (json_object_object_get_ex(train, "precision", &v))
         s->cluster.dev.bf16 = strcmp(json_object_get_string(v), "bf16") == 0;
     s->cluster.gpus = devices;
