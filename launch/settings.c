@@ -21,7 +21,7 @@
 #define NOLIM 1.0, 0.0 /* min > max: no limits */
 #define BIG 2147483647.0
 #define STEPS ((double)TS_MAX_STEPS) /* exact in double */
-#define TS_SETTING_TEXT 8192 /* a value as text: paths, a data mixture */
+#define TS_SETTING_TEXT 8192         /* a value as text: paths, a data mixture */
 
 /* Per-launch settings (where the run starts, how many threads, the world layout) are neither
  * recorded nor adopted: a resume may run on another machine and another number of ranks. */

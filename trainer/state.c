@@ -336,11 +336,11 @@ ts_status ts_train_saver_begin(ts_train_saver_t *s, const struct ts_train_state_
         }
     }
 
-    int at = snprintf(s->counters, sizeof(s->counters),
-                      "steps_done=%" PRId64 "\noptim_steps=%" PRId64 "\nloader_position=%" PRId64
-                      "\n",
-                      ts_trainer_steps_done(tr), ts_optim_step_count(opt),
-                      ts_loader_position(ts_trainer_loader(tr)));
+    int at =
+        snprintf(s->counters, sizeof(s->counters),
+                 "steps_done=%" PRId64 "\noptim_steps=%" PRId64 "\nloader_position=%" PRId64 "\n",
+                 ts_trainer_steps_done(tr), ts_optim_step_count(opt),
+                 ts_loader_position(ts_trainer_loader(tr)));
     const int nsrc = ts_loader_num_sources(ts_trainer_loader(tr));
     if (nsrc > 1) { /* a mixture: the windows each source gave, so a resume need not recount */
         int64_t counts[TS_LOADER_MAX_SOURCES];
