@@ -1,6 +1,7 @@
 /* gpucheck.c: tessera-gpucheck, what a GPU machine runs to check the CUDA backend in one go:
  * every op in fp32 then bf16 against the CPU backend, a short training run against the CPU,
- * and the timing of GPT-2 124M training steps, ending with a summary table.
+ * and the timing of GPT-2 124M training steps, ending with a summary table; --timing times
+ * each op alone at the 124M step's shapes (its time, bytes moved and FLOP/s).
  *
  * Built from kernels, the model core and the single-process comm only, so it runs on a bare GPU
  * machine: besides the plug-in it dlopens, it links the C runtime, libm and libgomp. Its CPU
@@ -63,16 +64,27 @@ static void report(const struct ts_opcheck_result *r, void *user) {
     fflush(stdout);
 }
 
+static void print_time(const struct ts_optime_result *r, void *user) {
+    (void)user;
+    char fl[16] = "-";
+    if (r->flops > 0)
+        snprintf(fl, sizeof fl, "%.1f", r->flops / (r->ms * 1e9));
+    printf("%-26s %10.4f %10.1f %10.0f %9s\n", r->op, r->ms, r->bytes / 1e6,
+           r->bytes / (r->ms * 1e6), fl);
+    fflush(stdout);
+}
+
 static void usage(void) {
-    printf("usage: tessera-gpucheck [--ops] [--nccl] [--train] [--bench] [--small] [--filter OP]\n"
-           "                        [--seed N] [--steps N] [--bench-batch B] [--bench-steps N]\n"
-           "                        [--bench-precision fp32|bf16] [--verbose]\n"
-           "Without --ops/--train/--bench runs all three. Exit: 0 pass, 1 a check failed,\n"
-           "2 usage, 3 no GPU, 4 the CUDA plug-in could not be loaded.\n");
+    printf("usage: tessera-gpucheck [--ops] [--nccl] [--train] [--bench] [--timing] [--small]\n"
+           "                        [--filter OP] [--seed N] [--steps N] [--bench-batch B]\n"
+           "                        [--bench-steps N] [--bench-precision fp32|bf16] [--verbose]\n"
+           "Without --ops/--nccl/--train/--bench/--timing runs the first four. --timing times\n"
+           "each op at GPT-2 124M's shapes (batch and precision of --bench-*). Exit: 0 pass,\n"
+           "1 a check failed, 2 usage, 3 no GPU, 4 the CUDA plug-in could not be loaded.\n");
 }
 
 int main(int argc, char **argv) {
-    bool ops = false, trn = false, bench = false, small = false, nccl = false;
+    bool ops = false, trn = false, bench = false, small = false, nccl = false, timing = false;
     const char *filter = NULL, *bench_prec = "bf16";
     uint64_t seed = (uint64_t)time(NULL);
     int steps = 20, bench_b = 8, bench_steps = 10;
@@ -87,6 +99,8 @@ int main(int argc, char **argv) {
             trn = true;
         else if (strcmp(a, "--bench") == 0)
             bench = true;
+        else if (strcmp(a, "--timing") == 0)
+            timing = true;
         else if (strcmp(a, "--small") == 0)
             small = true;
         else if (strcmp(a, "--verbose") == 0)
@@ -112,7 +126,7 @@ int main(int argc, char **argv) {
             return EXIT_USAGE;
         }
     }
-    if (!ops && !trn && !bench && !nccl)
+    if (!ops && !trn && !bench && !nccl && !timing)
         ops = trn = bench = nccl = true;
     if (steps < 1 || steps > 1000 || bench_b < 1 || bench_steps < 1 ||
         (strcmp(bench_prec, "fp32") != 0 && strcmp(bench_prec, "bf16") != 0)) {
@@ -201,6 +215,19 @@ int main(int argc, char **argv) {
             goto done;
         }
         bench_ran = true;
+    }
+    if (timing) {
+        enum ts_dtype dt = strcmp(bench_prec, "bf16") == 0 ? TS_DTYPE_BF16 : TS_DTYPE_F32;
+        printf("== op timing at GPT-2 124M's shapes (B%d T1024 C768 NH12 V50257), %s, 20 calls "
+               "each\n%-26s %10s %10s %10s %9s\n",
+               bench_b, bench_prec, "op", "ms", "MB moved", "GB/s", "TFLOP/s");
+        fflush(stdout);
+        if (ts_optime_run(gpu, dt, bench_b, 1024, 768, 12, 50257, filter, 20, print_time, NULL) !=
+            TS_OK) {
+            printf("ERROR %s\n", ts_last_error());
+            code = EXIT_FAILED;
+            goto done;
+        }
     }
 
 done:

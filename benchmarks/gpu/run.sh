@@ -96,8 +96,8 @@ else
   sanitizer="not available on this machine (no compute-sanitizer)"
 fi
 
-echo "== 3. GPT-2 124M timing"
-timeout -k 5 75 "$check" --bench --bench-batch "${TS_BENCH_BATCH:-8}" 2>&1 | tee "$out/bench.log"
+echo "== 3. GPT-2 124M timing: training steps, then each op alone at the step's shapes"
+timeout -k 5 100 "$check" --bench --timing --bench-batch "${TS_BENCH_BATCH:-8}" 2>&1 | tee "$out/bench.log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 
 echo "== 4. attention kernels"
@@ -130,6 +130,7 @@ echo "previous kernels (TS_CUDA_COLSUM=legacy TS_CUDA_DWTE=scan TS_CUBLASLT_CACH
 echo "fallback matmul (TS_CUDA_GEMM=fallback), tall op checks (B T 70,000 and 270,000): $tall"
 echo "compute-sanitizer: $sanitizer"
 grep -E '^GPT-2 124M|^ERROR' "$out/bench.log" || echo "GPT-2 124M timing: did not finish"
+sed -n '/^== op timing/,/^$/p' "$out/bench.log"
 grep -E '^(step|ERROR)' "$out/train_reference.log" | tail -n 2 | sed 's/^/training, TS_ATTENTION=reference: /'
 echo "attention kernels (version dtype B T NH HS: fwd ms, bwd ms, pass):"
 sed -nE 's/.*"version":"([a-z]+)".*"dtype":"([a-z0-9]+)","B":([0-9]+),"T":([0-9]+),"NH":([0-9]+),"HS":([0-9]+).*"fwd_ms":([0-9.]+),"bwd_ms":([0-9.]+).*"pass":([a-z]+).*/  \1 \2 B\3 T\4 NH\5 HS\6: \7, \8, \9/p' \

@@ -774,3 +774,116 @@ ts_status ts_opcheck_run(struct ts_backend *ref, struct ts_backend *dev, enum ts
     }
     return TS_OK;
 }
+
+/* ---- op timing ---- */
+
+static double elem_bytes(enum ts_dtype dt) { return dt == TS_DTYPE_BF16 ? 2 : 4; }
+
+static const struct spec *find_spec(const struct spec *sp, int n, const char *name) {
+    for (int i = 0; i < n; i++)
+        if (strcmp(sp[i].name, name) == 0)
+            return &sp[i];
+    return NULL;
+}
+
+/* The case's matmul and attention FLOPs: 2 m n k per product; a backward's two products twice
+ * its forward's. Attention counts the full T x T scores, as the MFU formula does. */
+static double case_flops(const char *name, const struct spec *sp, int n, const struct dims *d) {
+    const struct spec *inp = find_spec(sp, n, "inp"), *out = find_spec(sp, n, "out"),
+                      *dout = find_spec(sp, n, "dout");
+    const double BTTC = (double)d->B * d->T * d->T * d->C;
+    if (strncmp(name, "matmul_forward", 14) == 0 && inp && out)
+        return 2.0 * (double)numel_of(inp) * (double)out->shape[1];
+    if (strncmp(name, "matmul_backward", 15) == 0 && inp && dout)
+        return 4.0 * (double)numel_of(inp) * (double)dout->shape[1];
+    if (strncmp(name, "attention_decode", 16) == 0)
+        return 4.0 * (double)d->B * d->T * d->C;
+    if (strcmp(name, "flash_attention_backward") == 0) /* its case runs the forward first */
+        return 12.0 * BTTC;
+    if (strstr(name, "attention_forward") != NULL)
+        return 4.0 * BTTC;
+    if (strstr(name, "attention_backward") != NULL)
+        return 8.0 * BTTC;
+    return 0;
+}
+
+static ts_status time_one(struct ts_backend *dev, enum ts_dtype dt, const struct opcase *c,
+                          const struct dims *d, int reps, struct ts_optime_result *r) {
+    struct spec sp[MAX_TENSORS];
+    const int nt = c->specs(d, sp);
+    struct side b = {0};
+    ts_event_t *e0 = NULL, *e1 = NULL;
+    float *ids = NULL;
+    ts_status st = TS_OK;
+    memset(r, 0, sizeof *r);
+    snprintf(r->op, sizeof r->op, "%s", c->name);
+    snprintf(r->dtype, sizeof r->dtype, "%s", dt == TS_DTYPE_BF16 ? "bf16" : "fp32");
+    snprintf(r->shape, sizeof r->shape, "B%d T%d C%d NH%d Vp%d", d->B, d->T, d->C, d->NH, d->Vp);
+    for (int i = 0; i < nt; i++) {
+        const enum ts_dtype t = dtype_of(&sp[i], true, dt);
+        const int64_t n = numel_of(&sp[i]);
+        TS_CHECK_GOTO(ts_op_alloc(dev, &b.t[i], t, sp[i].ndim, sp[i].shape), st, exit);
+        static const double passes[] = {
+            [K_IN] = 1, [K_OUT] = 1, [K_ACC] = 2, [K_INOUT] = 2, [K_SCRATCH] = 0};
+        r->bytes += passes[sp[i].kind] * (double)n * elem_bytes(t);
+        if (sp[i].gen == G_TOKENS) {
+            ids = malloc((size_t)n * sizeof(float));
+            if (!ids) {
+                st = ts_error(TS_ERR_OOM, "optime %s: out of memory", c->name);
+                goto exit;
+            }
+            generate(&sp[i], ids, n, 0x5eed + (uint64_t)i, false);
+            TS_CHECK_GOTO(ts_op_upload(dev, &b.t[i], ids, (size_t)n * 4), st, exit);
+            free(ids);
+            ids = NULL;
+        } else if (sp[i].kind != K_OUT && sp[i].kind != K_SCRATCH) {
+            TS_CHECK_GOTO(ts_op_fill(dev, &b.t[i], 0.5f * (sp[i].lo + sp[i].hi)), st, exit);
+        }
+    }
+    r->flops = case_flops(c->name, sp, nt, d);
+    TS_CHECK_GOTO(c->run(dev, b.t, d), st, exit); /* untimed: first-call setup, plan caches */
+    TS_CHECK_GOTO(ts_op_event_create(dev, &e0), st, exit);
+    TS_CHECK_GOTO(ts_op_event_create(dev, &e1), st, exit);
+    TS_CHECK_GOTO(ts_op_event_record(dev, e0), st, exit);
+    for (int k = 0; k < reps; k++)
+        TS_CHECK_GOTO(c->run(dev, b.t, d), st, exit);
+    TS_CHECK_GOTO(ts_op_event_record(dev, e1), st, exit);
+    TS_CHECK_GOTO(ts_op_event_sync(dev, e1), st, exit);
+    float ms = 0;
+    TS_CHECK_GOTO(ts_op_event_elapsed_ms(dev, e0, e1, &ms), st, exit);
+    r->ms = (double)ms / reps;
+exit:
+    free(ids);
+    ts_op_event_destroy(dev, e0);
+    ts_op_event_destroy(dev, e1);
+    free_side(dev, &b, nt);
+    if (st != TS_OK)
+        ts_error_wrap(st, "optime %s (%s, %s)", c->name, r->dtype, r->shape);
+    return st;
+}
+
+ts_status ts_optime_run(struct ts_backend *dev, enum ts_dtype dt, int B, int T, int C, int NH,
+                        int V, const char *filter, int reps, ts_optime_report_fn report,
+                        void *user) {
+    if (B < 1 || T < 1 || C < 1 || NH < 1 || C % NH != 0 || V < 1 || reps < 1)
+        return ts_error(TS_ERR_INVALID_ARG,
+                        "optime: B %d T %d C %d NH %d V %d reps %d (C a multiple of NH, all >= 1)",
+                        B, T, C, NH, V, reps);
+    const struct dims d = {B, T, C, NH, V, (V + 127) / 128 * 128, 0};
+    const int HS = C / NH;
+    for (size_t gi = 0; gi < 2; gi++) {
+        const struct group *gr = &groups[gi];
+        if (gr->cases == flash_cases && HS != 64 && HS != 128)
+            continue;
+        for (int ci = 0; ci < gr->ncases; ci++) {
+            const struct opcase *c = &gr->cases[ci];
+            if ((filter && !strstr(c->name, filter)) || (c->f32_only && dt != TS_DTYPE_F32))
+                continue;
+            struct ts_optime_result r;
+            TS_CHECK(time_one(dev, dt, c, &d, reps, &r));
+            if (report)
+                report(&r, user);
+        }
+    }
+    return TS_OK;
+}

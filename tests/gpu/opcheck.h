@@ -60,4 +60,25 @@ ts_status ts_modelcheck_bench(struct ts_backend *dev, enum ts_dtype dt, int L, i
                               int B, int warmup, int steps,
                               struct ts_bench_result *out) TS_MUST_CHECK;
 
+/* ---- op timing ---- */
+
+struct ts_optime_result {
+    char op[32];
+    char dtype[8];
+    char shape[48];
+    double ms;    /* one call, the mean of `reps` back to back between two events */
+    double bytes; /* the least the op must move: inputs and outputs once, "+=" and in-out twice */
+    double flops; /* matmuls and attention (full T x T, as in 6N + 12 L C T); 0 elsewhere */
+};
+
+typedef void (*ts_optime_report_fn)(const struct ts_optime_result *r, void *user);
+
+/* Times every op case whose name contains `filter` (NULL: all; the flash pair where C/NH is 64
+ * or 128) on dev in dtype dt at one shape (B, T, C, NH, vocabulary V padded to 128): each
+ * tensor allocated on dev and filled (token ids drawn, the rest a constant), one untimed call,
+ * then `reps` calls between two events. Values do not change these kernels' speed. */
+ts_status ts_optime_run(struct ts_backend *dev, enum ts_dtype dt, int B, int T, int C, int NH,
+                        int V, const char *filter, int reps, ts_optime_report_fn report,
+                        void *user) TS_MUST_CHECK;
+
 #endif

@@ -241,3 +241,60 @@ Test(gpu_opcheck, bf16_model_trains_like_fp32) {
     ts_backend_destroy(a);
     ts_backend_destroy(b);
 }
+
+struct timing {
+    int n;
+    double residual_bytes, matmul_flops, attention_flops, flash_bwd_flops, adamw_bytes;
+    bool bad;
+    char why[256];
+};
+
+static void collect(const struct ts_optime_result *r, void *user) {
+    struct timing *t = user;
+    t->n++;
+    if (!(r->ms >= 0) || !(r->bytes > 0)) {
+        t->bad = true;
+        snprintf(t->why, sizeof t->why, "%s: ms %g bytes %g", r->op, r->ms, r->bytes);
+    }
+    if (strcmp(r->op, "residual_forward") == 0)
+        t->residual_bytes = r->bytes;
+    else if (strcmp(r->op, "matmul_forward") == 0)
+        t->matmul_flops = r->flops;
+    else if (strcmp(r->op, "attention_forward") == 0)
+        t->attention_flops = r->flops;
+    else if (strcmp(r->op, "flash_attention_backward") == 0)
+        t->flash_bwd_flops = r->flops;
+    else if (strcmp(r->op, "adamw") == 0)
+        t->adamw_bytes = r->bytes;
+}
+
+/* The GPU check's op timing (tessera-gpucheck --timing) runs every case on the CPU backend too,
+ * with the bytes and FLOPs its table divides by. */
+Test(gpu_opcheck, op_timing_counts_bytes_and_flops) {
+    struct ts_backend *be = cpu();
+    struct timing t = {0};
+    const int B = 2, T = 16, C = 128, NH = 2, V = 100; /* head size 64: the flash pair too */
+    cr_assert_eq(ts_optime_run(be, TS_DTYPE_F32, B, T, C, NH, V, NULL, 2, collect, &t), TS_OK, "%s",
+                 ts_last_error());
+    cr_assert(!t.bad, "%s", t.why);
+    cr_assert_geq(t.n, 30, "only %d ops timed", t.n);
+    const double BTC = (double)B * T * C;
+    cr_assert_float_eq(t.residual_bytes, 3 * BTC * 4, 0.5);   /* a + b read, out written */
+    cr_assert_float_eq(t.matmul_flops, 2 * BTC * 3 * C, 0.5); /* (BT x C) by (C x 3C) */
+    cr_assert_float_eq(t.attention_flops, 4 * BTC * T, 0.5);
+    cr_assert_float_eq(t.flash_bwd_flops, 12 * BTC * T, 0.5);
+    /* param, m and v read and written, grad read: 7 floats per element */
+    cr_assert_float_eq(t.adamw_bytes, 7 * (BTC + 3) * 4, 0.5);
+    /* bf16 (emulated): activations two bytes, the fp32-only AdamW left out */
+    struct ts_backend *e = emu();
+    struct timing h = {0};
+    cr_assert_eq(ts_optime_run(e, TS_DTYPE_BF16, B, T, C, NH, V, NULL, 1, collect, &h), TS_OK, "%s",
+                 ts_last_error());
+    cr_assert(!h.bad, "%s", h.why);
+    cr_assert_eq(h.n, t.n - 1, "bf16 timed %d ops, fp32 %d", h.n, t.n);
+    cr_assert_float_eq(h.residual_bytes, 3 * BTC * 2, 0.5);
+    cr_assert_eq(ts_optime_run(be, TS_DTYPE_F32, B, T, C, 3, V, "residual", 1, collect, &h),
+                 TS_ERR_INVALID_ARG, "C not a multiple of NH was accepted");
+    ts_backend_destroy(e);
+    ts_backend_destroy(be);
+}
