@@ -3,6 +3,7 @@
  * left unwritten, "+=" turned into "=", a transposed index) fails the check of that op. This is
  * what makes a pass on the GPU mean something. */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
