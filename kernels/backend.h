@@ -49,7 +49,7 @@ struct ts_backend_info {
 /* Bumped whenever struct ts_backend or ts_backend_info changes, or the plug-in's exported functions
  * or the comm table they fill (comm/comm.h, comm/comm_nccl.h): a plug-in built against another
  * layout is refused at load time instead of calling through the wrong slot. */
-#define TS_BACKEND_ABI 7
+#define TS_BACKEND_ABI 8
 
 /* An opaque point in a backend's stream of work (backend_load.h, the slots below). */
 typedef struct ts_event ts_event_t;
@@ -133,6 +133,16 @@ struct ts_backend {
                                  const struct ts_tensor *dweight, const struct ts_tensor *dbias,
                                  const struct ts_tensor *dout, const struct ts_tensor *inp,
                                  const struct ts_tensor *weight, enum ts_wlayout layout);
+    /* The backward of the MLP's projection out = gelu(pre) @ W + bias (W (IC,OC), TS_W_IN_OUT)
+     * with GELU's backward after it: dpre (N,IC) = gelu'(pre) * (dout @ W^T); dweight (IC,OC)
+     * += inp^T @ dout where inp = gelu(pre) as stored; dbias (OC) += column sums of dout (may
+     * be NULL). Optional: when NULL, ops.c runs matmul_backward into dpre, then gelu_backward in
+     * place (CUDA bf16: cuBLASLt's DGELU epilogue on the dinp matmul). */
+    ts_status (*matmul_backward_dgelu)(struct ts_backend *be, const struct ts_tensor *dpre,
+                                       const struct ts_tensor *dweight,
+                                       const struct ts_tensor *dbias, const struct ts_tensor *dout,
+                                       const struct ts_tensor *inp, const struct ts_tensor *weight,
+                                       const struct ts_tensor *pre);
     /* Causal multi-head self-attention. qkv (B,T,3C) holds q|k|v, each C = NH heads of HS.
      * out (B,T,C) = ; att (B,NH,T,T) = softmax probabilities (kept for backward; entries above
      * the diagonal are written as 0). */
@@ -180,6 +190,14 @@ struct ts_backend {
     /* out = a + b */
     ts_status (*residual_forward)(struct ts_backend *be, const struct ts_tensor *out,
                                   const struct ts_tensor *a, const struct ts_tensor *b);
+    /* res (N,C) = a + b, then layernorm_forward(out, mean, rstd, res, weight, bias) on res as
+     * stored (rounded to its dtype): the residual add and the next layernorm in one pass, bit
+     * for bit the two ops. Optional: when NULL, ops.c runs residual_forward then
+     * layernorm_forward. */
+    ts_status (*residual_layernorm_forward)(
+        struct ts_backend *be, const struct ts_tensor *res, const struct ts_tensor *out,
+        const struct ts_tensor *mean, const struct ts_tensor *rstd, const struct ts_tensor *a,
+        const struct ts_tensor *b, const struct ts_tensor *weight, const struct ts_tensor *bias);
     /* Fused softmax + cross-entropy over the first `vocab` columns of logits (N,Vp).
      * losses (N) = -log softmax(logits[i,:V])[targets[i]]; targets (N) i32.
      * When with_grad: logits[i,v] = dloss * (p[v] - [v == target]) for v < V and 0 for the

@@ -451,7 +451,7 @@ ts_status ts_op_matmul_forward(struct ts_backend *be, const struct ts_tensor *ou
     TS_CHECK(need_backend(op, be, be && be->matmul_forward));
     enum ts_dtype dt = TS_DTYPE_F32;
     TS_CHECK(compute_dtype(op, be, "inp", inp, &dt));
-    int64_t IC, OC;
+    int64_t IC = 0, OC = 0;
     TS_CHECK(check_weight(op, "weight", weight, dt, layout, &IC, &OC));
     TS_CHECK(need(op, "inp", inp, dt));
     TS_CHECK(check_ic(op, "inp", inp, weight, IC, layout));
@@ -479,7 +479,7 @@ ts_status ts_op_matmul_forward_gelu(struct ts_backend *be, const struct ts_tenso
     }
     enum ts_dtype dt = TS_DTYPE_F32;
     TS_CHECK(compute_dtype(op, be, "inp", inp, &dt));
-    int64_t IC, OC;
+    int64_t IC = 0, OC = 0;
     TS_CHECK(check_weight(op, "weight", weight, dt, TS_W_IN_OUT, &IC, &OC));
     TS_CHECK(need(op, "inp", inp, dt));
     TS_CHECK(check_ic(op, "inp", inp, weight, IC, TS_W_IN_OUT));
@@ -511,7 +511,7 @@ ts_status ts_op_matmul_backward(struct ts_backend *be, const struct ts_tensor *d
     TS_CHECK(need_backend(op, be, be && be->matmul_backward));
     enum ts_dtype dt = TS_DTYPE_F32;
     TS_CHECK(compute_dtype(op, be, "inp", inp, &dt));
-    int64_t IC, OC;
+    int64_t IC = 0, OC = 0;
     TS_CHECK(check_weight(op, "weight", weight, dt, layout, &IC, &OC));
     TS_CHECK(need(op, "inp", inp, dt));
     TS_CHECK(check_ic(op, "inp", inp, weight, IC, layout));
@@ -536,6 +536,50 @@ ts_status ts_op_matmul_backward(struct ts_backend *be, const struct ts_tensor *d
         TS_CHECK(need_disjoint(op, "dbias", dbias, "dweight", dweight));
     }
     return be->matmul_backward(be, dinp, dweight, dbias, dout, inp, weight, layout);
+}
+
+ts_status ts_op_matmul_backward_dgelu(struct ts_backend *be, const struct ts_tensor *dpre,
+                                      const struct ts_tensor *dweight,
+                                      const struct ts_tensor *dbias, const struct ts_tensor *dout,
+                                      const struct ts_tensor *inp, const struct ts_tensor *weight,
+                                      const struct ts_tensor *pre) {
+    const char *op = "matmul_backward_dgelu";
+    TS_CHECK(need_backend(op, be, be != NULL));
+    if (!dpre)
+        return ts_error(TS_ERR_INVALID_ARG, "%s: dpre is NULL", op);
+    enum ts_dtype dt = TS_DTYPE_F32;
+    TS_CHECK(compute_dtype(op, be, "inp", inp, &dt));
+    TS_CHECK(need(op, "pre", pre, dt));
+    TS_CHECK(need_numel(op, "pre", pre, ts_tensor_numel(inp), "numel(inp)"));
+    TS_CHECK(need_disjoint(op, "dpre", dpre, "pre", pre));
+    TS_CHECK(need_disjoint(op, "dpre", dpre, "inp", inp));
+    if (be->matmul_backward_dgelu == NULL) { /* the unfused definition, validated by the two */
+        TS_CHECK(ts_op_matmul_backward(be, dpre, dweight, dbias, dout, inp, weight, TS_W_IN_OUT));
+        return ts_op_gelu_backward(be, dpre, pre, dpre);
+    }
+    int64_t IC = 0, OC = 0;
+    TS_CHECK(check_weight(op, "weight", weight, dt, TS_W_IN_OUT, &IC, &OC));
+    TS_CHECK(need(op, "inp", inp, dt));
+    TS_CHECK(check_ic(op, "inp", inp, weight, IC, TS_W_IN_OUT));
+    const int64_t N = rows(inp);
+    TS_CHECK(need(op, "dout", dout, dt));
+    TS_CHECK(need_rows(op, "dout", dout, N, OC, "inp x weight"));
+    TS_CHECK(need(op, "dweight", dweight, TS_DTYPE_F32));
+    TS_CHECK(need_same_shape(op, "dweight", dweight, "weight", weight));
+    TS_CHECK(need_disjoint(op, "dweight", dweight, "inp", inp));
+    TS_CHECK(need_disjoint(op, "dweight", dweight, "dout", dout));
+    TS_CHECK(need(op, "dpre", dpre, dt));
+    TS_CHECK(need_rows(op, "dpre", dpre, N, IC, "inp"));
+    TS_CHECK(need_disjoint(op, "dpre", dpre, "dout", dout));
+    TS_CHECK(need_disjoint(op, "dpre", dpre, "weight", weight));
+    TS_CHECK(need_disjoint(op, "dpre", dpre, "dweight", dweight));
+    if (dbias) {
+        TS_CHECK(need(op, "dbias", dbias, TS_DTYPE_F32));
+        TS_CHECK(need_numel(op, "dbias", dbias, OC, "weight has OC"));
+        TS_CHECK(need_disjoint(op, "dbias", dbias, "dout", dout));
+        TS_CHECK(need_disjoint(op, "dbias", dbias, "dweight", dweight));
+    }
+    return be->matmul_backward_dgelu(be, dpre, dweight, dbias, dout, inp, weight, pre);
 }
 
 /* ---- attention ---- */
@@ -749,6 +793,43 @@ ts_status ts_op_residual_forward(struct ts_backend *be, const struct ts_tensor *
     TS_CHECK(need(op, "out", out, dt));
     TS_CHECK(need_numel(op, "out", out, ts_tensor_numel(a), "numel(a)"));
     return be->residual_forward(be, out, a, b);
+}
+
+ts_status ts_op_residual_layernorm_forward(
+    struct ts_backend *be, const struct ts_tensor *res, const struct ts_tensor *out,
+    const struct ts_tensor *mean, const struct ts_tensor *rstd, const struct ts_tensor *a,
+    const struct ts_tensor *b, const struct ts_tensor *weight, const struct ts_tensor *bias) {
+    const char *op = "residual_layernorm_forward";
+    TS_CHECK(need_backend(op, be, be != NULL));
+    enum ts_dtype dt = TS_DTYPE_F32;
+    TS_CHECK(compute_dtype(op, be, "a", a, &dt));
+    TS_CHECK(need(op, "a", a, dt));
+    const int64_t N = rows(a), C = last_dim(a);
+    TS_CHECK(need(op, "b", b, dt));
+    TS_CHECK(need_numel(op, "b", b, N * C, "numel(a)"));
+    TS_CHECK(need(op, "res", res, dt));
+    TS_CHECK(need_rows(op, "res", res, N, C, "a"));
+    TS_CHECK(need(op, "out", out, dt));
+    TS_CHECK(need_rows(op, "out", out, N, C, "a"));
+    TS_CHECK(need(op, "mean", mean, TS_DTYPE_F32));
+    TS_CHECK(need_numel(op, "mean", mean, N, "a has N"));
+    TS_CHECK(need(op, "rstd", rstd, TS_DTYPE_F32));
+    TS_CHECK(need_numel(op, "rstd", rstd, N, "a has N"));
+    TS_CHECK(need(op, "weight", weight, dt));
+    TS_CHECK(need_numel(op, "weight", weight, C, "a has C"));
+    TS_CHECK(need(op, "bias", bias, dt));
+    TS_CHECK(need_numel(op, "bias", bias, C, "a has C"));
+    TS_CHECK(need_disjoint(op, "mean", mean, "rstd", rstd));
+    TS_CHECK(need_disjoint(op, "out", out, "res", res));
+    TS_CHECK(need_disjoint(op, "out", out, "mean", mean));
+    TS_CHECK(need_disjoint(op, "out", out, "rstd", rstd));
+    TS_CHECK(need_disjoint(op, "res", res, "mean", mean));
+    TS_CHECK(need_disjoint(op, "res", res, "rstd", rstd));
+    if (be->residual_layernorm_forward == NULL) { /* the unfused definition */
+        TS_CHECK(ts_op_residual_forward(be, res, a, b));
+        return ts_op_layernorm_forward(be, out, mean, rstd, res, weight, bias);
+    }
+    return be->residual_layernorm_forward(be, res, out, mean, rstd, a, b, weight, bias);
 }
 
 /* ---- loss ---- */

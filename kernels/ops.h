@@ -61,6 +61,13 @@ ts_status ts_op_matmul_backward(struct ts_backend *be, const struct ts_tensor *d
                                 const struct ts_tensor *dout, const struct ts_tensor *inp,
                                 const struct ts_tensor *weight,
                                 enum ts_wlayout layout) TS_MUST_CHECK;
+/* dpre = gelu'(pre) * (dout @ W^T), dweight += inp^T dout, dbias += (backend.h): the MLP's
+ * projection backward and GELU's in one call, fused where the backend offers it. */
+ts_status ts_op_matmul_backward_dgelu(struct ts_backend *be, const struct ts_tensor *dpre,
+                                      const struct ts_tensor *dweight,
+                                      const struct ts_tensor *dbias, const struct ts_tensor *dout,
+                                      const struct ts_tensor *inp, const struct ts_tensor *weight,
+                                      const struct ts_tensor *pre) TS_MUST_CHECK;
 ts_status ts_op_attention_forward(struct ts_backend *be, const struct ts_tensor *out,
                                   const struct ts_tensor *att, const struct ts_tensor *qkv,
                                   int num_heads) TS_MUST_CHECK;
@@ -89,6 +96,14 @@ ts_status ts_op_gelu_backward(struct ts_backend *be, const struct ts_tensor *din
 ts_status ts_op_residual_forward(struct ts_backend *be, const struct ts_tensor *out,
                                  const struct ts_tensor *a,
                                  const struct ts_tensor *b) TS_MUST_CHECK;
+/* res = a + b; out, mean, rstd = layernorm(res): fused where the backend offers it. */
+ts_status ts_op_residual_layernorm_forward(struct ts_backend *be, const struct ts_tensor *res,
+                                           const struct ts_tensor *out,
+                                           const struct ts_tensor *mean,
+                                           const struct ts_tensor *rstd, const struct ts_tensor *a,
+                                           const struct ts_tensor *b,
+                                           const struct ts_tensor *weight,
+                                           const struct ts_tensor *bias) TS_MUST_CHECK;
 ts_status ts_op_softmax_xent(struct ts_backend *be, const struct ts_tensor *losses,
                              const struct ts_tensor *logits, const struct ts_tensor *targets,
                              int vocab, float dloss, bool with_grad) TS_MUST_CHECK;

@@ -273,7 +273,6 @@ static double arena_bytes(const struct ts_plan_model *m, const struct ts_plan_de
         {BT * Cl, s, 1},     /* datty */
         {BT * 3 * Cl, s, 1}, /* dqkv */
         {att, att_size, 1},  /* datt */
-        {BT * 4 * Cl, s, 1}, /* dfch_gelu */
         {BT * 4 * Cl, s, 1}, /* dfch */
     };
     double total = 0;

@@ -34,35 +34,34 @@ enum {
 /* Activation regions of the arena. Per-layer regions hold L copies (kept for backward); the
  * others are reused by every layer. */
 enum act {
-    A_ENCODED,   /* (B,T,C) */
-    A_LN1,       /* (L,B,T,C) */
-    A_LN1_MEAN,  /* (L,B,T) */
-    A_LN1_RSTD,  /* (L,B,T) */
-    A_QKV,       /* (L,B,T,3C) */
-    A_ATTY,      /* (L,B,T,C) */
-    A_ATT,       /* (L,B,NH,T,T); flash attention: lse (L,B,NH,T) f32 instead */
-    A_RES2,      /* (L,B,T,C) */
-    A_LN2,       /* (L,B,T,C) */
-    A_LN2_MEAN,  /* (L,B,T) */
-    A_LN2_RSTD,  /* (L,B,T) */
-    A_FCH,       /* (L,B,T,4C) */
-    A_FCH_GELU,  /* (L,B,T,4C) */
-    A_RES3,      /* (L,B,T,C) */
-    A_PROJ,      /* (B,T,C) scratch: attention or MLP projection before the residual add */
-    A_LNF,       /* (B,T,C) */
-    A_LNF_MEAN,  /* (B,T) */
-    A_LNF_RSTD,  /* (B,T) */
-    A_LOGITS,    /* (B,T,Vl); dlogits in place after softmax_xent with a gradient */
-    A_XMAX,      /* (B,T) f32: each row's max over the vocabulary (tp > 1 only) */
-    A_XSTATS,    /* (B,T,2) f32: sum of exponentials, target logit (tp > 1 only) */
-    A_LOSSES,    /* (B,T) */
-    A_DRES,      /* (B,T,C) gradient of the residual stream */
-    A_DLN,       /* (B,T,C) gradient of a layernorm's output */
-    A_DATTY,     /* (B,T,C) */
-    A_DQKV,      /* (B,T,3C) */
-    A_DATT,      /* (B,NH,T,T) scratch of attention backward; flash: (B,NH,T) f32 */
-    A_DFCH_GELU, /* (B,T,4C) */
-    A_DFCH,      /* (B,T,4C) */
+    A_ENCODED,  /* (B,T,C) */
+    A_LN1,      /* (L,B,T,C) */
+    A_LN1_MEAN, /* (L,B,T) */
+    A_LN1_RSTD, /* (L,B,T) */
+    A_QKV,      /* (L,B,T,3C) */
+    A_ATTY,     /* (L,B,T,C) */
+    A_ATT,      /* (L,B,NH,T,T); flash attention: lse (L,B,NH,T) f32 instead */
+    A_RES2,     /* (L,B,T,C) */
+    A_LN2,      /* (L,B,T,C) */
+    A_LN2_MEAN, /* (L,B,T) */
+    A_LN2_RSTD, /* (L,B,T) */
+    A_FCH,      /* (L,B,T,4C) */
+    A_FCH_GELU, /* (L,B,T,4C) */
+    A_RES3,     /* (L,B,T,C) */
+    A_PROJ,     /* (B,T,C) scratch: attention or MLP projection before the residual add */
+    A_LNF,      /* (B,T,C) */
+    A_LNF_MEAN, /* (B,T) */
+    A_LNF_RSTD, /* (B,T) */
+    A_LOGITS,   /* (B,T,Vl); dlogits in place after softmax_xent with a gradient */
+    A_XMAX,     /* (B,T) f32: each row's max over the vocabulary (tp > 1 only) */
+    A_XSTATS,   /* (B,T,2) f32: sum of exponentials, target logit (tp > 1 only) */
+    A_LOSSES,   /* (B,T) */
+    A_DRES,     /* (B,T,C) gradient of the residual stream */
+    A_DLN,      /* (B,T,C) gradient of a layernorm's output */
+    A_DATTY,    /* (B,T,C) */
+    A_DQKV,     /* (B,T,3C) */
+    A_DATT,     /* (B,NH,T,T) scratch of attention backward; flash: (B,NH,T) f32 */
+    A_DFCH,     /* (B,T,4C) */
     A_COUNT,
 };
 
@@ -300,7 +299,6 @@ static int64_t act_numel(const struct ts_gpt *g, int a, int64_t B, int64_t T) {
         return BT * 3 * Cl;
     case A_FCH:
     case A_FCH_GELU:
-    case A_DFCH_GELU:
     case A_DFCH:
         return BT * 4 * Cl;
     case A_ATT:
@@ -661,7 +659,10 @@ static ts_status block_forward(ts_gpt_t *g, int l, int B, int T) {
     const struct ts_tensor *attproj_b = g->tp.rank == 0 ? &w[P_ATTPROJB] : NULL;
     const struct ts_tensor *fcproj_b = g->tp.rank == 0 ? &w[P_FCPROJB] : NULL;
 
-    TS_CHECK(ts_op_layernorm_forward(be, &ln1, &ln1_mean, &ln1_rstd, &res, &w[P_LN1W], &w[P_LN1B]));
+    /* ln1 of the blocks after the first came with the residual add before it (below) */
+    if (l == 0)
+        TS_CHECK(
+            ts_op_layernorm_forward(be, &ln1, &ln1_mean, &ln1_rstd, &res, &w[P_LN1W], &w[P_LN1B]));
     TS_CHECK(ts_op_matmul_forward(be, &qkv, &ln1, &w[P_QKVW], &w[P_QKVB], TS_W_IN_OUT));
     if (g->flash) {
         const struct ts_tensor lse = ACTLSE(A_ATT, l);
@@ -673,15 +674,21 @@ static ts_status block_forward(ts_gpt_t *g, int l, int B, int T) {
     TS_CHECK(ts_op_matmul_forward(be, &proj, &atty, &w[P_ATTPROJW], attproj_b, TS_W_IN_OUT));
     if (tp)
         TS_CHECK(tp_sum(g, &proj));
-    TS_CHECK(ts_op_residual_forward(be, &res2, &res, &proj));
-    TS_CHECK(
-        ts_op_layernorm_forward(be, &ln2, &ln2_mean, &ln2_rstd, &res2, &w[P_LN2W], &w[P_LN2B]));
+    TS_CHECK(ts_op_residual_layernorm_forward(be, &res2, &ln2, &ln2_mean, &ln2_rstd, &res, &proj,
+                                              &w[P_LN2W], &w[P_LN2B]));
     TS_CHECK(ts_op_matmul_forward_gelu(be, &fch_gelu, &fch, &ln2, &w[P_FCW], &w[P_FCB]));
     TS_CHECK(ts_op_matmul_forward(be, &proj, &fch_gelu, &w[P_FCPROJW], fcproj_b, TS_W_IN_OUT));
     if (tp)
         TS_CHECK(tp_sum(g, &proj));
-    TS_CHECK(ts_op_residual_forward(be, &res3, &res2, &proj));
-    return TS_OK;
+    /* the residual add with the next layernorm: the next block's ln1, or the final one */
+    const bool last = l == g->cfg.num_layers - 1;
+    const struct ts_tensor *wn = &g->pview[2 + P_PER_LAYER * (l + 1)];
+    const struct ts_tensor next_ln = last ? ACT2(A_LNF, 0, C) : ACT2(A_LN1, l + 1, C);
+    const struct ts_tensor next_mean = last ? ACT1(A_LNF_MEAN, 0) : ACT1(A_LN1_MEAN, l + 1);
+    const struct ts_tensor next_rstd = last ? ACT1(A_LNF_RSTD, 0) : ACT1(A_LN1_RSTD, l + 1);
+    return ts_op_residual_layernorm_forward(be, &res3, &next_ln, &next_mean, &next_rstd, &res2,
+                                            &proj, last ? &wn[0] : &wn[P_LN1W],
+                                            last ? &wn[1] : &wn[P_LN1B]);
 }
 
 /* The ids (and targets, when given) into the model's token buffers. Without an event each copy
@@ -738,11 +745,8 @@ static ts_status forward(ts_gpt_t *g, const int32_t *inputs, const int32_t *targ
     for (int l = 0; l < L; l++)
         TS_CHECK(block_forward(g, l, B, T));
 
-    const struct ts_tensor *w = &g->pview[2 + P_PER_LAYER * L];
-    const struct ts_tensor last = ACT2(A_RES3, L - 1, C), lnf = ACT2(A_LNF, 0, C);
-    const struct ts_tensor lnf_mean = ACT1(A_LNF_MEAN, 0), lnf_rstd = ACT1(A_LNF_RSTD, 0);
-    const struct ts_tensor logits = ACT2(A_LOGITS, 0, Vl);
-    TS_CHECK(ts_op_layernorm_forward(be, &lnf, &lnf_mean, &lnf_rstd, &last, &w[0], &w[1]));
+    /* the last block's residual add computed the final layernorm too */
+    const struct ts_tensor lnf = ACT2(A_LNF, 0, C), logits = ACT2(A_LOGITS, 0, Vl);
     TS_CHECK(ts_op_matmul_forward(be, &logits, &lnf, &g->pview[0], NULL, TS_W_OUT_IN));
     g->fwd_B = B;
     g->fwd_T = T;
@@ -807,13 +811,12 @@ static ts_status block_backward(ts_gpt_t *g, int l, int B, int T) {
     const struct ts_tensor dres = ACT2(A_DRES, 0, C), dln = ACT2(A_DLN, 0, C);
     const struct ts_tensor datty = ACT2(A_DATTY, 0, Cl), datty3 = ACT3(A_DATTY, 0, Cl);
     const struct ts_tensor dqkv = ACT2(A_DQKV, 0, 3 * Cl), dqkv3 = ACT3(A_DQKV, 0, 3 * Cl);
-    const struct ts_tensor dfch_gelu = ACT2(A_DFCH_GELU, 0, 4 * Cl);
     const struct ts_tensor dfch = ACT2(A_DFCH, 0, 4 * Cl);
 
-    /* MLP: the residual add passes dres through unchanged to both branches. */
-    TS_CHECK(ts_op_matmul_backward(be, &dfch_gelu, &dw[P_FCPROJW], &dw[P_FCPROJB], &dres, &fch_gelu,
-                                   &w[P_FCPROJW], TS_W_IN_OUT));
-    TS_CHECK(ts_op_gelu_backward(be, &dfch, &fch, &dfch_gelu));
+    /* MLP: the residual add passes dres through unchanged to both branches; the projection's
+     * backward and GELU's are one op (dfch directly, no gradient of gelu(fch) kept). */
+    TS_CHECK(ts_op_matmul_backward_dgelu(be, &dfch, &dw[P_FCPROJW], &dw[P_FCPROJB], &dres,
+                                         &fch_gelu, &w[P_FCPROJW], &fch));
     TS_CHECK(ts_op_matmul_backward(be, &dln, &dw[P_FCW], &dw[P_FCB], &dfch, &ln2, &w[P_FCW],
                                    TS_W_IN_OUT));
     if (tp)

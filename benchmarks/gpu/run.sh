@@ -8,12 +8,14 @@
 #      attention pair among them), and 20 training steps of a small model against the CPU backend
 #      (fp32 and bf16, each run twice on the GPU), then the same training with the materialised
 #      attention (TS_ATTENTION=reference); the small op checks with the previous kernels
-#      (TS_CUDA_COLSUM=legacy TS_CUDA_DWTE=scan TS_CUBLASLT_CACHE=0 TS_CUDA_VECTOR=0) and the
+#      (TS_CUDA_COLSUM=legacy TS_CUDA_DWTE=scan TS_CUBLASLT_CACHE=0 TS_CUDA_VECTOR=0
+#      TS_CUDA_FUSED_LN=0 TS_CUDA_DGELU=0) and the
 #      tall ones (B T past 65,535) with the plain matmul kernel (TS_CUDA_GEMM=fallback);
 #   2. compute-sanitizer (memcheck) over the small op checks, where the machine has it, with the
 #      plain matmul kernel instead of cuBLASLt (TS_CUDA_GEMM=fallback: instrumenting cuBLASLt's
 #      kernels would take most of the time budget; wrong cuBLASLt arguments show up in step 1);
-#   3. the timing of GPT-2 124M training steps (bf16, batch 8, T 1024);
+#   3. the timing of GPT-2 124M training steps (bf16, batch 8, T 1024), then each op alone at
+#      the step's shapes (--timing: ms, GB/s, TFLOP/s);
 #   4. the attention kernels on their own (tessera-attention-dev): materialised vs flash at GPT-2
 #      124M's shape, checked against the CPU and timed, plus flash at T 4096 with large logits,
 #      head size 128, and fp32 at odd T.
@@ -63,8 +65,8 @@ TS_ATTENTION=reference timeout -k 5 30 "$check" --train --seed "$seed" 2>&1 | te
 echo "== 1c. the previous kernels, and the fallback matmul past 65,535 rows"
 # each new kernel's switch back (kernels/cuda/README.md) over the small op checks, then the tall
 # op checks (B T 70,000 and 270,000) with the plain matmul kernel instead of cuBLASLt
-TS_CUDA_COLSUM=legacy TS_CUDA_DWTE=scan TS_CUBLASLT_CACHE=0 TS_CUDA_VECTOR=0 \
-  timeout -k 5 30 "$check" --ops --small --seed "$seed" >"$out/previous_kernels.log" 2>&1
+TS_CUDA_COLSUM=legacy TS_CUDA_DWTE=scan TS_CUBLASLT_CACHE=0 TS_CUDA_VECTOR=0 TS_CUDA_FUSED_LN=0 \
+  TS_CUDA_DGELU=0 timeout -k 5 30 "$check" --ops --small --seed "$seed" >"$out/previous_kernels.log" 2>&1
 [ $? -eq 0 ] && previous="pass" || { previous="FAIL (see previous_kernels.log)"; status=1; }
 TS_CUDA_GEMM=fallback timeout -k 5 30 "$check" --ops --filter _tall --seed "$seed" \
   >"$out/fallback_tall.log" 2>&1
@@ -126,7 +128,7 @@ else
   tail -n 5 "$out/checks.log"
 fi
 echo "previous kernels (TS_CUDA_COLSUM=legacy TS_CUDA_DWTE=scan TS_CUBLASLT_CACHE=0" \
-  "TS_CUDA_VECTOR=0), small op checks: $previous"
+  "TS_CUDA_VECTOR=0 TS_CUDA_FUSED_LN=0 TS_CUDA_DGELU=0), small op checks: $previous"
 echo "fallback matmul (TS_CUDA_GEMM=fallback), tall op checks (B T 70,000 and 270,000): $tall"
 echo "compute-sanitizer: $sanitizer"
 grep -E '^GPT-2 124M|^ERROR' "$out/bench.log" || echo "GPT-2 124M timing: did not finish"

@@ -313,6 +313,7 @@ static void fill_table(struct ts_backend *be) {
     be->matmul_forward = cuda_matmul_forward;
     be->matmul_forward_gelu = cuda_matmul_forward_gelu;
     be->matmul_backward = cuda_matmul_backward;
+    be->matmul_backward_dgelu = cuda_matmul_backward_dgelu;
     be->attention_forward = cuda_attention_forward;
     be->attention_backward = cuda_attention_backward;
     be->attention_decode = cuda_attention_decode;
@@ -322,6 +323,7 @@ static void fill_table(struct ts_backend *be) {
     be->gelu_forward = cuda_gelu_forward;
     be->gelu_backward = cuda_gelu_backward;
     be->residual_forward = cuda_residual_forward;
+    be->residual_layernorm_forward = cuda_residual_layernorm_forward;
     be->softmax_xent = cuda_softmax_xent;
     /* The vocabulary-parallel slots (encoder_*_slice, xent_slice_*, xent_from_stats) stay NULL:
      * tensor parallelism runs on the CPU backend only until its collectives go over NCCL, and
@@ -448,20 +450,25 @@ TS_EXPORT ts_status ts_cuda_plugin_create(struct ts_backend **out,
     if (!env_choice("TS_CUBLASLT_CACHE", "1", "0", &ctx->lt_cache_on, &knob_err) ||
         !env_choice("TS_CUDA_COLSUM", "blocks", "legacy", &ctx->colsum_legacy, &knob_err) ||
         !env_choice("TS_CUDA_DWTE", "sorted", "scan", &ctx->dwte_legacy, &knob_err) ||
-        !env_choice("TS_CUDA_VECTOR", "1", "0", &ctx->vector_off, &knob_err)) {
+        !env_choice("TS_CUDA_VECTOR", "1", "0", &ctx->vector_off, &knob_err) ||
+        !env_choice("TS_CUDA_FUSED_LN", "1", "0", &ctx->fused_ln_off, &knob_err) ||
+        !env_choice("TS_CUDA_DGELU", "1", "0", &ctx->dgelu_off, &knob_err)) {
         free(be);
         free(ctx);
         return ts_error(TS_ERR_INVALID_ARG, "cuda backend: %s", knob_err);
     }
     ctx->lt_cache_on = !ctx->lt_cache_on; /* env_choice set it for "0" */
     ts_log(TS_LOG_INFO,
-           "cuda: cuBLASLt plans %s; column sums %s; wte gradient %s; elementwise kernels %s "
-           "(kernels/cuda/README.md)",
+           "cuda: cuBLASLt plans %s; column sums %s; wte gradient %s; elementwise kernels %s; "
+           "residual + layernorm %s; MLP backward %s (kernels/cuda/README.md)",
            ctx->lt_cache_on ? "cached per shape" : "rebuilt per call (TS_CUBLASLT_CACHE=0)",
            ctx->colsum_legacy ? "single pass (TS_CUDA_COLSUM=legacy)" : "over many blocks",
            ctx->dwte_legacy ? "scanned per vocabulary row (TS_CUDA_DWTE=scan)"
                             : "by positions sorted by id",
-           ctx->vector_off ? "one element per thread (TS_CUDA_VECTOR=0)" : "16-byte vectorised");
+           ctx->vector_off ? "one element per thread (TS_CUDA_VECTOR=0)" : "16-byte vectorised",
+           ctx->fused_ln_off ? "two kernels (TS_CUDA_FUSED_LN=0)" : "fused",
+           ctx->dgelu_off ? "matmul then GELU kernel (TS_CUDA_DGELU=0)"
+                          : "cuBLASLt DGELU epilogue (bf16)");
     ts_log(TS_LOG_INFO, "cuda: attention: %s",
            ctx->attention_reference
                ? "materialised (TS_ATTENTION=reference)"

@@ -49,6 +49,9 @@ struct cuda_ctx {
     bool dwte_legacy;         /* TS_CUDA_DWTE=scan: one block per vocabulary row (the old one) */
     bool warned_dwte_size;    /* B T past the sort buffers was reported */
     bool vector_off;          /* TS_CUDA_VECTOR=0: elementwise kernels one element per thread */
+    bool fused_ln_off;        /* TS_CUDA_FUSED_LN=0: residual_forward then layernorm_forward */
+    bool dgelu_off;           /* TS_CUDA_DGELU=0: matmul_backward then the GELU backward kernel */
+    bool dgelu_unavailable;   /* cuBLASLt offered no DGELU algorithm (reported once) */
     bool attention_reference; /* TS_ATTENTION=reference: the model keeps the materialised pair */
     bool warned_flash_hs;     /* a head size without flash kernels was reported */
     /* NVML, loaded at run time (libnvidia-ml.so.1) where it exists */
@@ -124,8 +127,9 @@ struct gemm_args {
     int64_t ldc, stride_c;
     int batch; /* >= 1 */
     cudaDataType_t ab_type, c_type;
-    const void *bias; /* NULL or (n) */
-    void *gelu_pre;   /* non-NULL: C = gelu(.), and gelu_pre (m, n; ld ldc) gets its input */
+    const void *bias;      /* NULL or (n) */
+    void *gelu_pre;        /* non-NULL: C = gelu(.), and gelu_pre (m, n; ld ldc) gets its input */
+    const void *dgelu_pre; /* non-NULL: C = gelu'(dgelu_pre) * (.); dgelu_pre (m, n; ld ldc) */
 };
 ts_status cuda_gemm(cuda_ctx *ctx, const gemm_args *g);
 /* The plain kernel for the same contract (gemm_fallback.cu); any m and batch. */
@@ -209,6 +213,10 @@ ts_status cuda_matmul_backward(struct ts_backend *be, const struct ts_tensor *di
                                const struct ts_tensor *dweight, const struct ts_tensor *dbias,
                                const struct ts_tensor *dout, const struct ts_tensor *inp,
                                const struct ts_tensor *weight, enum ts_wlayout layout);
+ts_status cuda_matmul_backward_dgelu(struct ts_backend *be, const struct ts_tensor *dpre,
+                                     const struct ts_tensor *dweight, const struct ts_tensor *dbias,
+                                     const struct ts_tensor *dout, const struct ts_tensor *inp,
+                                     const struct ts_tensor *weight, const struct ts_tensor *pre);
 ts_status cuda_attention_forward(struct ts_backend *be, const struct ts_tensor *out,
                                  const struct ts_tensor *att, const struct ts_tensor *qkv,
                                  int num_heads);
@@ -233,6 +241,11 @@ ts_status cuda_gelu_backward(struct ts_backend *be, const struct ts_tensor *dinp
                              const struct ts_tensor *inp, const struct ts_tensor *dout);
 ts_status cuda_residual_forward(struct ts_backend *be, const struct ts_tensor *out,
                                 const struct ts_tensor *a, const struct ts_tensor *b);
+ts_status cuda_residual_layernorm_forward(struct ts_backend *be, const struct ts_tensor *res,
+                                          const struct ts_tensor *out, const struct ts_tensor *mean,
+                                          const struct ts_tensor *rstd, const struct ts_tensor *a,
+                                          const struct ts_tensor *b, const struct ts_tensor *weight,
+                                          const struct ts_tensor *bias);
 ts_status cuda_softmax_xent(struct ts_backend *be, const struct ts_tensor *losses,
                             const struct ts_tensor *logits, const struct ts_tensor *targets,
                             int vocab, float dloss, bool with_grad);

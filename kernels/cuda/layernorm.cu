@@ -1,12 +1,40 @@
-/* layernorm.cu: layer normalisation over the last dim C, forward and backward.
+/* layernorm.cu: layer normalisation over the last dim C, forward and backward, and the forward
+ * fused with the residual add before it.
  *
  * One warp per row for the row-wise parts (statistics in float, mean first then the variance
  * of the centred values, as the CPU backend does). dweight and dbias are column sums over all
  * rows, by colsum.cu's many-block kernels (fixed partials summed in a fixed order), so the sums
- * repeat bit for bit without atomics. */
+ * repeat bit for bit without atomics. The fused kernel writes res = a + b (rounded once, as
+ * residual.cu does) and normalises the rounded row through the same code as the plain forward,
+ * so the two ops and the fused one give the same bits; TS_CUDA_FUSED_LN=0 runs the two.
+ * TS_CUDA_HOST_EMU compiles the kernels alone as host C++ (tests/kernels/test_cuda_vec.cpp). */
+#ifndef TS_CUDA_HOST_EMU
 #include "kernels/cuda/cuda_impl.h"
+#endif
 
 #define LN_WARPS 8 /* rows per block */
+
+/* The rest of a row's forward once each lane has summed its elements of x into s (lane, lane +
+ * 32, ...): the mean, the variance of the centred values, the normalised row, the statistics. */
+template <typename T>
+__device__ __forceinline__ void ln_row_finish(float s, T *o, float *mean, float *rstd, const T *x,
+                                              const T *weight, const T *bias, int64_t row, int C,
+                                              int lane) {
+    float m = warp_sum(s) / (float)C;
+    float v = 0.0f;
+    for (int c = lane; c < C; c += 32) {
+        float d = tof(x[c]) - m;
+        v += d * d;
+    }
+    v = warp_sum(v) / (float)C;
+    float r = 1.0f / sqrtf(v + 1e-5f);
+    for (int c = lane; c < C; c += 32)
+        o[c] = fromf<T>((tof(x[c]) - m) * r * tof(weight[c]) + tof(bias[c]));
+    if (lane == 0) {
+        mean[row] = m;
+        rstd[row] = r;
+    }
+}
 
 template <typename T>
 __global__ void layernorm_forward_kernel(T *out, float *mean, float *rstd, const T *inp,
@@ -19,21 +47,28 @@ __global__ void layernorm_forward_kernel(T *out, float *mean, float *rstd, const
     float s = 0.0f;
     for (int c = lane; c < C; c += 32)
         s += tof(x[c]);
-    float m = warp_sum(s) / (float)C;
-    float v = 0.0f;
+    ln_row_finish(s, out + row * C, mean, rstd, x, weight, bias, row, C, lane);
+}
+
+/* res = a + b, then the forward above on res as stored; one warp per row. The lane that sums an
+ * element is the one that wrote it, so the second and third passes read back its own stores. */
+template <typename T>
+__global__ void residual_layernorm_forward_kernel(T *res, T *out, float *mean, float *rstd,
+                                                  const T *a, const T *b, const T *weight,
+                                                  const T *bias, int64_t N, int C) {
+    int64_t row = (int64_t)blockIdx.x * LN_WARPS + (threadIdx.x >> 5);
+    int lane = threadIdx.x & 31;
+    if (row >= N)
+        return;
+    const T *xa = a + row * C, *xb = b + row * C;
+    T *x = res + row * C;
+    float s = 0.0f;
     for (int c = lane; c < C; c += 32) {
-        float d = tof(x[c]) - m;
-        v += d * d;
+        const T v = fromf<T>(tof(xa[c]) + tof(xb[c]));
+        x[c] = v;
+        s += tof(v);
     }
-    v = warp_sum(v) / (float)C;
-    float r = 1.0f / sqrtf(v + 1e-5f);
-    T *o = out + row * C;
-    for (int c = lane; c < C; c += 32)
-        o[c] = fromf<T>((tof(x[c]) - m) * r * tof(weight[c]) + tof(bias[c]));
-    if (lane == 0) {
-        mean[row] = m;
-        rstd[row] = r;
-    }
+    ln_row_finish(s, out + row * C, mean, rstd, x, weight, bias, row, C, lane);
 }
 
 /* dinp += , one warp per row. */
@@ -64,6 +99,7 @@ __global__ void layernorm_backward_dinp_kernel(T *dinp, const T *dout, const T *
     }
 }
 
+#ifndef TS_CUDA_HOST_EMU /* the kernels alone are compiled on the host by a test */
 template <typename T>
 static ts_status layernorm_forward_t(cuda_ctx *ctx, const struct ts_tensor *out,
                                      const struct ts_tensor *mean, const struct ts_tensor *rstd,
@@ -123,3 +159,34 @@ ts_status cuda_layernorm_backward(struct ts_backend *be, const struct ts_tensor 
     return layernorm_backward_t<float>(cuda_ctx_of(be), dinp, dweight, dbias, dout, inp, weight,
                                        mean, rstd);
 }
+
+ts_status cuda_residual_layernorm_forward(struct ts_backend *be, const struct ts_tensor *res,
+                                          const struct ts_tensor *out, const struct ts_tensor *mean,
+                                          const struct ts_tensor *rstd, const struct ts_tensor *a,
+                                          const struct ts_tensor *b, const struct ts_tensor *weight,
+                                          const struct ts_tensor *bias) {
+    cuda_ctx *ctx = cuda_ctx_of(be);
+    if (ctx->fused_ln_off) { /* TS_CUDA_FUSED_LN=0: the two kernels */
+        TS_CHECK(cuda_residual_forward(be, res, a, b));
+        return cuda_layernorm_forward(be, out, mean, rstd, res, weight, bias);
+    }
+    TS_CHECK(need_int_c("residual_layernorm_forward", a));
+    const int64_t C = a->shape[a->ndim - 1], N = ts_tensor_numel(a) / C;
+    if (a->dtype == TS_DTYPE_BF16) {
+        typedef __nv_bfloat16 T;
+        residual_layernorm_forward_kernel<T>
+            <<<grid_for(N, LN_WARPS), LN_WARPS * 32, 0, ctx->stream>>>(
+                (T *)res->data, (T *)out->data, (float *)mean->data, (float *)rstd->data,
+                (const T *)a->data, (const T *)b->data, (const T *)weight->data,
+                (const T *)bias->data, N, (int)C);
+    } else {
+        residual_layernorm_forward_kernel<float>
+            <<<grid_for(N, LN_WARPS), LN_WARPS * 32, 0, ctx->stream>>>(
+                (float *)res->data, (float *)out->data, (float *)mean->data, (float *)rstd->data,
+                (const float *)a->data, (const float *)b->data, (const float *)weight->data,
+                (const float *)bias->data, N, (int)C);
+    }
+    CUDA_LAUNCHED("residual_layernorm_forward");
+    return TS_OK;
+}
+#endif

@@ -210,6 +210,12 @@ static struct ts_lt_key key_of(const gemm_args *g) {
         k.aux_ld = g->ldc;
         const uint32_t ala = align_of(g->gelu_pre, g->ldc, 0, cs);
         k.align_c = k.align_c < ala ? k.align_c : ala;
+    } else if (g->dgelu_pre) {
+        /* GELU's gradient at the forward's input (the aux matrix, laid out like C) */
+        epi = CUBLASLT_EPILOGUE_DGELU;
+        k.aux_ld = g->ldc;
+        const uint32_t ala = align_of(g->dgelu_pre, g->ldc, 0, cs);
+        k.align_c = k.align_c < ala ? k.align_c : ala;
     } else if (g->bias) {
         epi = CUBLASLT_EPILOGUE_BIAS;
     }
@@ -232,7 +238,7 @@ static ts_status gemm_lt(cuda_ctx *ctx, const gemm_args *g, bool *found, int *he
     *found = false;
     *heur = (int)CUBLAS_STATUS_SUCCESS;
     *launch = (int)CUBLAS_STATUS_SUCCESS;
-    if (g->gelu_pre && (g->ldc % 8 != 0 || g->batch != 1))
+    if ((g->gelu_pre || g->dgelu_pre) && (g->ldc % 8 != 0 || g->batch != 1))
         return TS_OK; /* cuBLASLt's rule for the aux leading dimension: not found */
     const struct ts_lt_key key = key_of(g);
     if (ctx->lt_cache_on)
@@ -243,10 +249,12 @@ static ts_status gemm_lt(cuda_ctx *ctx, const gemm_args *g, bool *found, int *he
     *launch = p->launch;
     if (!p->found || p->launch != (int)CUBLAS_STATUS_SUCCESS)
         goto exit;
-    if (g->gelu_pre)
+    if (g->gelu_pre || g->dgelu_pre) {
+        const void *aux = g->gelu_pre ? (const void *)g->gelu_pre : g->dgelu_pre;
         LT_TRY(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER,
-                                              &g->gelu_pre, sizeof g->gelu_pre),
+                                              &aux, sizeof aux),
                "aux pointer");
+    }
     if (g->bias)
         LT_TRY(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g->bias,
                                               sizeof g->bias),
@@ -270,9 +278,9 @@ exit:
 }
 
 ts_status cuda_gemm(cuda_ctx *ctx, const gemm_args *g) {
-    if (g->gelu_pre)
-        return ts_error(TS_ERR_INTERNAL, "cuda_gemm: the GELU epilogue goes through "
-                                         "cuda_matmul_forward_gelu");
+    if (g->gelu_pre || g->dgelu_pre)
+        return ts_error(TS_ERR_INTERNAL, "cuda_gemm: the GELU epilogues go through "
+                                         "cuda_matmul_forward_gelu and cuda_matmul_backward_dgelu");
     if (!ctx->force_fallback_gemm) {
         bool found = false;
         int heur = 0, launch = 0;
@@ -406,4 +414,43 @@ ts_status cuda_matmul_backward(struct ts_backend *be, const struct ts_tensor *di
         TS_CHECK(cuda_colsum(ctx, inp->dtype, (float *)dbias->data, NULL, d, NULL, NULL, NULL, N,
                              OC, "matmul_backward (dbias)"));
     return TS_OK;
+}
+
+/* The MLP projection's backward with GELU's: where cuBLASLt has a DGELU algorithm (bf16 only,
+ * as the forward's GELU epilogue), the dinp matmul multiplies by gelu'(pre) in its epilogue and
+ * dpre never exists as d(gelu(pre)); elsewhere, and with TS_CUDA_DGELU=0, matmul_backward into
+ * dpre, then the GELU backward kernel in place. dweight and dbias as matmul_backward. */
+ts_status cuda_matmul_backward_dgelu(struct ts_backend *be, const struct ts_tensor *dpre,
+                                     const struct ts_tensor *dweight, const struct ts_tensor *dbias,
+                                     const struct ts_tensor *dout, const struct ts_tensor *inp,
+                                     const struct ts_tensor *weight, const struct ts_tensor *pre) {
+    cuda_ctx *ctx = cuda_ctx_of(be);
+    int N = 0, IC = 0, OC = 0;
+    TS_CHECK(dims("matmul_backward_dgelu", inp, weight, TS_W_IN_OUT, &N, &IC, &OC));
+    if (ctx->dgelu_off || ctx->force_fallback_gemm || inp->dtype != TS_DTYPE_BF16 ||
+        ctx->dgelu_unavailable) {
+        TS_CHECK(cuda_matmul_backward(be, dpre, dweight, dbias, dout, inp, weight, TS_W_IN_OUT));
+        return cuda_gelu_backward(be, dpre, pre, dpre);
+    }
+    cudaDataType_t t = cuda_type(inp->dtype);
+    /* dpre (N,IC) = gelu'(pre) * (dout (N,OC) @ W (IC,OC)^T) */
+    gemm_args g = cuda_gemm_args(false, true, N, IC, OC, dout->data, OC, weight->data, OC, 0.0f,
+                                 dpre->data, IC, t, t);
+    g.dgelu_pre = pre->data;
+    bool found = false;
+    int heur = 0, launch = 0;
+    TS_CHECK(gemm_lt(ctx, &g, &found, &heur, &launch));
+    if (!found) {
+        /* said once; this run keeps the unfused pair from now on */
+        ts_log(TS_LOG_WARN,
+               "cuBLASLt's DGELU epilogue has no algorithm (heuristic status %d, launch status %d) "
+               "for a (%d x %d x %d) matmul; the matmul backward and the GELU backward kernel run "
+               "apart from now on (said once)",
+               heur, launch, g.m, g.n, g.k);
+        ctx->dgelu_unavailable = true;
+        TS_CHECK(cuda_matmul_backward(be, dpre, dweight, dbias, dout, inp, weight, TS_W_IN_OUT));
+        return cuda_gelu_backward(be, dpre, pre, dpre);
+    }
+    /* dweight and dbias as matmul_backward's, without dinp */
+    return cuda_matmul_backward(be, NULL, dweight, dbias, dout, inp, weight, TS_W_IN_OUT);
 }

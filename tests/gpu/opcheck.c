@@ -202,6 +202,24 @@ static ts_status run_matmul_backward_wt(struct ts_backend *be, const struct ts_t
     return ts_op_matmul_backward(be, &t[0], &t[1], NULL, &t[2], &t[3], &t[4], TS_W_OUT_IN);
 }
 
+/* The MLP projection's backward with GELU's: inp = gelu(pre) (N,4C), W (4C,C), dout (N,C). */
+static int sp_matmul_backward_dgelu(const struct dims *d, struct spec *s) {
+    const int64_t N = (int64_t)d->B * d->T;
+    s[0] = OUT("dpre", R_ACT, 2, N, 4 * d->C, 1, 1);
+    s[1] = ACC("dweight", R_F32, 2, 4 * d->C, d->C, 1, 1);
+    s[2] = ACC("dbias", R_F32, 1, d->C, 1, 1, 1);
+    s[3] = IN("dout", R_ACT, -1, 1, 2, N, d->C, 1, 1);
+    s[4] = IN("inp", R_ACT, -0.2f, 3, 2, N, 4 * d->C, 1, 1);
+    s[5] = IN("weight", R_ACT, -1, 1, 2, 4 * d->C, d->C, 1, 1);
+    s[6] = IN("pre", R_ACT, -3, 3, 2, N, 4 * d->C, 1, 1);
+    return 7;
+}
+static ts_status run_matmul_backward_dgelu(struct ts_backend *be, const struct ts_tensor *t,
+                                           const struct dims *d) {
+    (void)d;
+    return ts_op_matmul_backward_dgelu(be, &t[0], &t[1], &t[2], &t[3], &t[4], &t[5], &t[6]);
+}
+
 static int sp_attention_forward(const struct dims *d, struct spec *s) {
     s[0] = OUT("out", R_ACT, 3, d->B, d->T, d->C, 1);
     s[1] = OUT("att", R_ACT, 4, d->B, d->NH, d->T, d->T);
@@ -319,6 +337,24 @@ static ts_status run_residual_forward(struct ts_backend *be, const struct ts_ten
                                       const struct dims *d) {
     (void)d;
     return ts_op_residual_forward(be, &t[0], &t[1], &t[2]);
+}
+
+static int sp_residual_layernorm_forward(const struct dims *d, struct spec *s) {
+    s[0] = OUT("res", R_ACT, 3, d->B, d->T, d->C, 1);
+    s[1] = OUT("out", R_ACT, 3, d->B, d->T, d->C, 1);
+    s[2] = OUT("mean", R_F32, 1, (int64_t)d->B * d->T, 1, 1, 1);
+    s[3] = OUT("rstd", R_F32, 1, (int64_t)d->B * d->T, 1, 1, 1);
+    s[4] = IN("a", R_ACT, -2, 4, 3, d->B, d->T, d->C, 1);
+    s[5] = IN("b", R_ACT, -1, 1, 3, d->B, d->T, d->C, 1);
+    s[6] = IN("weight", R_ACT, 0.5f, 1.5f, 1, d->C, 1, 1, 1);
+    s[7] = IN("bias", R_ACT, -0.5f, 0.5f, 1, d->C, 1, 1, 1);
+    return 8;
+}
+static ts_status run_residual_layernorm_forward(struct ts_backend *be, const struct ts_tensor *t,
+                                                const struct dims *d) {
+    (void)d;
+    return ts_op_residual_layernorm_forward(be, &t[0], &t[1], &t[2], &t[3], &t[4], &t[5], &t[6],
+                                            &t[7]);
 }
 
 static int sp_softmax_xent(const struct dims *d, struct spec *s) {
@@ -492,6 +528,9 @@ static const struct opcase cases[] = {
     {"matmul_forward_gelu", false, 2e-5, 1e-2, sp_matmul_forward_gelu, run_matmul_forward_gelu},
     {"matmul_backward", false, 2e-5, 1e-2, sp_matmul_backward, run_matmul_backward},
     {"matmul_backward_wt", false, 2e-5, 1e-2, sp_matmul_backward_wt, run_matmul_backward_wt},
+    /* bf16: cuBLASLt's epilogue rounds once where the CPU's pair rounds twice */
+    {"matmul_backward_dgelu", false, 2e-5, 2e-2, sp_matmul_backward_dgelu,
+     run_matmul_backward_dgelu},
     {"attention_forward", false, 2e-5, 2e-2, sp_attention_forward, run_attention_forward},
     {"attention_backward", false, 2e-5, 3e-2, sp_attention_backward, run_attention_backward},
     /* fp32: large logits amplify summation-order differences in the scores (|s| up to ~80) */
@@ -501,6 +540,8 @@ static const struct opcase cases[] = {
     {"gelu_forward", false, 1e-5, 1e-2, sp_gelu_forward, run_gelu_forward},
     {"gelu_backward", false, 1e-5, 1e-2, sp_gelu_backward, run_gelu_backward},
     {"residual_forward", false, 1e-6, 1e-2, sp_residual_forward, run_residual_forward},
+    {"residual_layernorm_forward", false, 1e-5, 1e-2, sp_residual_layernorm_forward,
+     run_residual_layernorm_forward},
     {"softmax_xent", false, 1e-5, 2e-2, sp_softmax_xent, run_softmax_xent},
     {"softmax_xent_nograd", false, 1e-5, 1e-2, sp_softmax_xent, run_softmax_xent_nograd},
     {"adamw", true, 1e-5, 1e-5, sp_adamw, run_adamw},

@@ -1,9 +1,9 @@
 /* cuda_emu.h: what CUDA kernels see of CUDA when their .cu source is compiled as host C++
  * (TS_CUDA_HOST_EMU), for the host-emulation tests (test_cuda_emu.cpp, test_cuda_vec.cpp): the
- * qualifiers, thread and block indices, a bf16 type with the plug-in's tof/fromf, and two
- * launchers. A CTA's threads are host threads (launch: a pool per launch, __syncthreads a barrier
- * over it, __shared__ arrays statics used by one CTA at a time) or, for kernels without barriers,
- * one loop on this thread (launch_serial). Include once, before the .cu files. */
+ * qualifiers, thread and block indices, a bf16 type with the plug-in's tof/fromf, a warp sum,
+ * and two launchers. A CTA's threads are host threads (launch: a pool per launch, __syncthreads a
+ * barrier over it, __shared__ arrays statics used by one CTA at a time) or, for kernels without
+ * barriers, one loop on this thread (launch_serial). Include once, before the .cu files. */
 #ifndef TS_TEST_CUDA_EMU_H
 #define TS_TEST_CUDA_EMU_H
 
@@ -41,6 +41,21 @@ template <> inline __nv_bfloat16 fromf<__nv_bfloat16>(float x) {
 
 static pthread_barrier_t emu_bar;
 static inline void __syncthreads() { pthread_barrier_wait(&emu_bar); }
+
+/* A warp's butterfly sum (__shfl_xor_sync over offsets 16..1), each lane adding its partner's
+ * value from before the step, so the order of additions is the device's. Under launch only (a
+ * barrier over the CTA: every thread of it must call it, so no thread may have returned). */
+static float emu_lanes[1024];
+static inline float warp_sum(float v) {
+    for (unsigned o = 16; o > 0; o >>= 1) {
+        emu_lanes[threadIdx.x] = v;
+        __syncthreads();
+        const float other = emu_lanes[threadIdx.x ^ o];
+        __syncthreads();
+        v += other;
+    }
+    return v;
+}
 
 /* Every CTA of grid in order, `threads` host threads, a barrier after each CTA. */
 template <typename F> static void launch(emu_dim3 grid, unsigned threads, F body) {

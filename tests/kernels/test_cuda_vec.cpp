@@ -26,6 +26,7 @@ extern "C" {
 #include "kernels/cuda/adamw.cu"
 #include "kernels/cuda/cast.cu"
 #include "kernels/cuda/gelu.cu"
+#include "kernels/cuda/layernorm.cu"
 #include "kernels/cuda/residual.cu"
 
 static const int64_t sizes[] = {1, 3, 5, 7, 8, 9, 12, 13, 15, 16, 17, 23, 4096, 4101, 30007};
@@ -277,4 +278,75 @@ Test(kernels_cuda_vec, misaligned_operands_take_the_scalar_kernel) {
     cr_assert_not(ts_vec_usable(0, odd, 3));
     const void *bf[2] = {buf, (const char *)buf + 8};
     cr_assert_not(ts_vec_usable(0, bf, 2), "8-byte aligned is not enough");
+}
+
+/* ---- residual + layernorm, fused (layernorm.cu) ---- */
+
+/* The fused kernel against residual_kernel then layernorm_forward_kernel: the same bits in res,
+ * out, mean and rstd, and near the CPU's two ops. Rows are a multiple of LN_WARPS (the warp sum
+ * emulation needs every thread of a CTA). */
+template <typename T> static void check_residual_layernorm(struct ts_backend *be) {
+    const int64_t N = 2 * LN_WARPS;
+    for (int C : {1, 5, 32, 33, 100, 768}) {
+        const int64_t n = N * C;
+        arr<T> a = random_arr<T>(n, 31 + (uint64_t)C, -2, 4), b = random_arr<T>(n, 37, -1, 1);
+        arr<T> w = random_arr<T>(C, 41, 0.5f, 1.5f), bias = random_arr<T>(C, 43, -0.5f, 0.5f);
+        std::vector<T> res1 = sentinel_out<T>(n), out1 = sentinel_out<T>(n);
+        std::vector<T> res2 = sentinel_out<T>(n), out2 = sentinel_out<T>(n);
+        std::vector<float> m1(N + 1, -7.0f), r1(N + 1, -7.0f), m2(N + 1, -7.0f), r2(N + 1, -7.0f);
+        launch_one(n, [&] { residual_kernel<T>(res1.data(), a.d.data(), b.d.data(), n); });
+        launch({(unsigned)(N / LN_WARPS), 1, 1}, LN_WARPS * 32, [&] {
+            layernorm_forward_kernel<T>(out1.data(), m1.data(), r1.data(), res1.data(), w.d.data(),
+                                        bias.d.data(), N, C);
+        });
+        launch({(unsigned)(N / LN_WARPS), 1, 1}, LN_WARPS * 32, [&] {
+            residual_layernorm_forward_kernel<T>(res2.data(), out2.data(), m2.data(), r2.data(),
+                                                 a.d.data(), b.d.data(), w.d.data(), bias.d.data(),
+                                                 N, C);
+        });
+        same_bits(res2, res1, n, "fused res");
+        same_bits(out2, out1, n, "fused out");
+        for (int64_t i = 0; i <= N; i++) {
+            cr_assert_eq(bits(m2[(size_t)i]), bits(m1[(size_t)i]), "C %d mean %lld", C,
+                         (long long)i);
+            cr_assert_eq(bits(r2[(size_t)i]), bits(r1[(size_t)i]), "C %d rstd %lld", C,
+                         (long long)i);
+        }
+        cr_assert_eq(m2[(size_t)N], -7.0f, "C %d: mean written past N", C);
+
+        /* the CPU's residual then layernorm on the same values */
+        const int64_t shape[2] = {N, C}, wshape[1] = {C}, nshape[1] = {N};
+        struct ts_tensor ta, tb, tr, to, tw, tbias, tm, ts;
+        cr_assert_eq(ts_op_alloc(be, &ta, TS_DTYPE_F32, 2, shape), TS_OK);
+        cr_assert_eq(ts_op_alloc(be, &tb, TS_DTYPE_F32, 2, shape), TS_OK);
+        cr_assert_eq(ts_op_alloc(be, &tr, TS_DTYPE_F32, 2, shape), TS_OK);
+        cr_assert_eq(ts_op_alloc(be, &to, TS_DTYPE_F32, 2, shape), TS_OK);
+        cr_assert_eq(ts_op_alloc(be, &tw, TS_DTYPE_F32, 1, wshape), TS_OK);
+        cr_assert_eq(ts_op_alloc(be, &tbias, TS_DTYPE_F32, 1, wshape), TS_OK);
+        cr_assert_eq(ts_op_alloc(be, &tm, TS_DTYPE_F32, 1, nshape), TS_OK);
+        cr_assert_eq(ts_op_alloc(be, &ts, TS_DTYPE_F32, 1, nshape), TS_OK);
+        std::memcpy(ta.data, a.f.data(), (size_t)n * 4);
+        std::memcpy(tb.data, b.f.data(), (size_t)n * 4);
+        std::memcpy(tw.data, w.f.data(), (size_t)C * 4);
+        std::memcpy(tbias.data, bias.f.data(), (size_t)C * 4);
+        cr_assert_eq(ts_op_residual_forward(be, &tr, &ta, &tb), TS_OK);
+        /* normalise the residual as T stores it, as the kernels do */
+        float *rr = (float *)tr.data;
+        for (int64_t i = 0; i < n; i++)
+            rr[i] = tof(fromf<T>(rr[i]));
+        cr_assert_eq(ts_op_layernorm_forward(be, &to, &tm, &ts, &tr, &tw, &tbias), TS_OK);
+        std::vector<float> ref_out((float *)to.data, (float *)to.data + n);
+        near_cpu(out2, ref_out, n, sizeof(T) == 4 ? 1e-5f : 1e-2f, "fused out vs cpu");
+        std::vector<float> ref_res(rr, rr + n);
+        near_cpu(res2, ref_res, n, 0, "fused res vs cpu");
+        for (struct ts_tensor *t : {&ta, &tb, &tr, &to, &tw, &tbias, &tm, &ts})
+            ts_op_free(be, t);
+    }
+}
+
+Test(kernels_cuda_vec, residual_layernorm_fused_equals_the_two_kernels) {
+    struct ts_backend *be = cpu();
+    check_residual_layernorm<float>(be);
+    check_residual_layernorm<__nv_bfloat16>(be);
+    ts_backend_destroy(be);
 }

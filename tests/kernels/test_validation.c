@@ -22,6 +22,58 @@ static void expect_invalid(ts_status st, const char *op, const char *needle) {
                   ts_last_error());
 }
 
+/* The fused residual + layernorm: validated once, with its own name, before a backend without
+ * the slot (the CPU) runs the two ops; res may not overlap the layernorm's outputs. */
+Test(kernels_validation, residual_layernorm_shapes_and_overlaps) {
+    struct ts_backend *be = th_backend(TS_BLAS_REFERENCE);
+    struct ts_tensor a = ts_tensor_2d(mem, F32, 6, 64), b = ts_tensor_2d(mem + 400, F32, 6, 64);
+    struct ts_tensor res = ts_tensor_2d(mem2, F32, 6, 64),
+                     out = ts_tensor_2d(mem2 + 400, F32, 6, 64);
+    struct ts_tensor mean = ts_tensor_1d(mem2 + 800, F32, 6),
+                     rstd = ts_tensor_1d(mem2 + 810, F32, 6);
+    struct ts_tensor w = ts_tensor_1d(mem + 2000, F32, 64),
+                     bias = ts_tensor_1d(mem + 2100, F32, 64);
+    for (int i = 0; i < 6 * 64; i++) {
+        mem[i] = (float)(i % 13) - 6.0f;
+        mem[400 + i] = (float)(i % 7) * 0.25f;
+    }
+    for (int c = 0; c < 64; c++) {
+        mem[2000 + c] = 1.0f + 0.01f * (float)c;
+        mem[2100 + c] = 0.1f;
+    }
+    cr_assert_eq(ts_op_residual_layernorm_forward(be, &res, &out, &mean, &rstd, &a, &b, &w, &bias),
+                 TS_OK, "%s", ts_last_error());
+    /* the two ops, into other memory: the same values */
+    struct ts_tensor res2 = ts_tensor_2d(mem2 + 1000, F32, 6, 64),
+                     out2 = ts_tensor_2d(mem2 + 1400, F32, 6, 64);
+    struct ts_tensor mean2 = ts_tensor_1d(mem2 + 1800, F32, 6),
+                     rstd2 = ts_tensor_1d(mem2 + 1810, F32, 6);
+    cr_assert_eq(ts_op_residual_forward(be, &res2, &a, &b), TS_OK);
+    cr_assert_eq(ts_op_layernorm_forward(be, &out2, &mean2, &rstd2, &res2, &w, &bias), TS_OK);
+    cr_assert_eq(memcmp(mem2, mem2 + 1000, 6 * 64 * sizeof(float)), 0, "res differs");
+    cr_assert_eq(memcmp(mem2 + 400, mem2 + 1400, 6 * 64 * sizeof(float)), 0, "out differs");
+    cr_assert_eq(memcmp(mem2 + 800, mem2 + 1800, 6 * sizeof(float)), 0, "mean differs");
+
+    const char *op = "residual_layernorm_forward";
+    struct ts_tensor b9 = ts_tensor_1d(mem + 400, F32, 9), w63 = ts_tensor_1d(mem + 2000, F32, 63);
+    expect_invalid(
+        ts_op_residual_layernorm_forward(be, &res, &out, &mean, &rstd, &a, &b9, &w, &bias), op,
+        "b");
+    expect_invalid(
+        ts_op_residual_layernorm_forward(be, &res, &out, &mean, &rstd, &a, &b, &w63, &bias), op,
+        "weight");
+    expect_invalid(
+        ts_op_residual_layernorm_forward(be, &res, &res, &mean, &rstd, &a, &b, &w, &bias), op,
+        "overlap");
+    struct ts_tensor mean_in_res = ts_tensor_1d(mem2 + 10, F32, 6);
+    expect_invalid(
+        ts_op_residual_layernorm_forward(be, &res, &out, &mean_in_res, &rstd, &a, &b, &w, &bias),
+        op, "overlap");
+    expect_invalid(ts_op_residual_layernorm_forward(be, &res, &out, &mean, &rstd, &a, &b, &w, NULL),
+                   op, "bias is NULL");
+    ts_backend_destroy(be);
+}
+
 Test(kernels_validation, layernorm_shapes_and_dtypes) {
     struct ts_backend *be = th_backend(TS_BLAS_REFERENCE);
     struct ts_tensor inp = ts_tensor_3d(mem, F32, 2, 3, 64),
@@ -92,6 +144,19 @@ Test(kernels_validation, matmul_shapes_and_layouts) {
                    "matmul_backward", "dweight");
     expect_invalid(ts_op_matmul_backward(be, &dinp, NULL, NULL, &dout, &inp, &w_io, TS_W_IN_OUT),
                    "matmul_backward", "dweight is NULL");
+    /* the projection's backward with GELU's: pre is inp's shape and apart from dpre */
+    struct ts_tensor pre = ts_tensor_3d(mem + 6000, F32, 2, 3, 8);
+    cr_assert_eq(ts_op_matmul_backward_dgelu(be, &dinp, &dw, NULL, &dout, &inp, &w_io, &pre), TS_OK,
+                 "%s", ts_last_error());
+    struct ts_tensor pre7 = ts_tensor_3d(mem + 6000, F32, 2, 3, 7);
+    expect_invalid(ts_op_matmul_backward_dgelu(be, &dinp, &dw, NULL, &dout, &inp, &w_io, &pre7),
+                   "matmul_backward_dgelu", "pre");
+    struct ts_tensor pre_on_dinp = ts_tensor_3d(mem2 + 1004, F32, 2, 3, 8);
+    expect_invalid(
+        ts_op_matmul_backward_dgelu(be, &dinp, &dw, NULL, &dout, &inp, &w_io, &pre_on_dinp),
+        "matmul_backward_dgelu", "overlap");
+    expect_invalid(ts_op_matmul_backward_dgelu(be, NULL, &dw, NULL, &dout, &inp, &w_io, &pre),
+                   "matmul_backward_dgelu", "dpre is NULL");
     ts_backend_destroy(be);
 }
 
