@@ -364,6 +364,29 @@ ts_status ts_op_encoder_backward_slice(struct ts_backend *be, const struct ts_te
 
 /* ---- layernorm ---- */
 
+/* The layernorm forward's outputs and parameters for N rows of C (those of `ref`). */
+static ts_status check_ln_forward(const char *op, enum ts_dtype dt, int64_t N, int64_t C,
+                                  const char *ref, const struct ts_tensor *out,
+                                  const struct ts_tensor *mean, const struct ts_tensor *rstd,
+                                  const struct ts_tensor *weight, const struct ts_tensor *bias) {
+    char has_n[48], has_c[48];
+    snprintf(has_n, sizeof has_n, "%s has N", ref);
+    snprintf(has_c, sizeof has_c, "%s has C", ref);
+    TS_CHECK(need(op, "out", out, dt));
+    TS_CHECK(need_rows(op, "out", out, N, C, ref));
+    TS_CHECK(need(op, "mean", mean, TS_DTYPE_F32));
+    TS_CHECK(need_numel(op, "mean", mean, N, has_n));
+    TS_CHECK(need(op, "rstd", rstd, TS_DTYPE_F32));
+    TS_CHECK(need_numel(op, "rstd", rstd, N, has_n));
+    TS_CHECK(need(op, "weight", weight, dt));
+    TS_CHECK(need_numel(op, "weight", weight, C, has_c));
+    TS_CHECK(need(op, "bias", bias, dt));
+    TS_CHECK(need_numel(op, "bias", bias, C, has_c));
+    TS_CHECK(need_disjoint(op, "mean", mean, "rstd", rstd));
+    TS_CHECK(need_disjoint(op, "out", out, "mean", mean));
+    return need_disjoint(op, "out", out, "rstd", rstd);
+}
+
 ts_status ts_op_layernorm_forward(struct ts_backend *be, const struct ts_tensor *out,
                                   const struct ts_tensor *mean, const struct ts_tensor *rstd,
                                   const struct ts_tensor *inp, const struct ts_tensor *weight,
@@ -373,20 +396,8 @@ ts_status ts_op_layernorm_forward(struct ts_backend *be, const struct ts_tensor 
     enum ts_dtype dt = TS_DTYPE_F32;
     TS_CHECK(compute_dtype(op, be, "inp", inp, &dt));
     TS_CHECK(need(op, "inp", inp, dt));
-    int64_t N = rows(inp), C = last_dim(inp);
-    TS_CHECK(need(op, "out", out, dt));
-    TS_CHECK(need_rows(op, "out", out, N, C, "inp"));
-    TS_CHECK(need(op, "mean", mean, TS_DTYPE_F32));
-    TS_CHECK(need_numel(op, "mean", mean, N, "inp has N"));
-    TS_CHECK(need(op, "rstd", rstd, TS_DTYPE_F32));
-    TS_CHECK(need_numel(op, "rstd", rstd, N, "inp has N"));
-    TS_CHECK(need(op, "weight", weight, dt));
-    TS_CHECK(need_numel(op, "weight", weight, C, "inp has C"));
-    TS_CHECK(need(op, "bias", bias, dt));
-    TS_CHECK(need_numel(op, "bias", bias, C, "inp has C"));
-    TS_CHECK(need_disjoint(op, "mean", mean, "rstd", rstd));
-    TS_CHECK(need_disjoint(op, "out", out, "mean", mean));
-    TS_CHECK(need_disjoint(op, "out", out, "rstd", rstd));
+    TS_CHECK(
+        check_ln_forward(op, dt, rows(inp), last_dim(inp), "inp", out, mean, rstd, weight, bias));
     return be->layernorm_forward(be, out, mean, rstd, inp, weight, bias);
 }
 
@@ -809,20 +820,8 @@ ts_status ts_op_residual_layernorm_forward(
     TS_CHECK(need_numel(op, "b", b, N * C, "numel(a)"));
     TS_CHECK(need(op, "res", res, dt));
     TS_CHECK(need_rows(op, "res", res, N, C, "a"));
-    TS_CHECK(need(op, "out", out, dt));
-    TS_CHECK(need_rows(op, "out", out, N, C, "a"));
-    TS_CHECK(need(op, "mean", mean, TS_DTYPE_F32));
-    TS_CHECK(need_numel(op, "mean", mean, N, "a has N"));
-    TS_CHECK(need(op, "rstd", rstd, TS_DTYPE_F32));
-    TS_CHECK(need_numel(op, "rstd", rstd, N, "a has N"));
-    TS_CHECK(need(op, "weight", weight, dt));
-    TS_CHECK(need_numel(op, "weight", weight, C, "a has C"));
-    TS_CHECK(need(op, "bias", bias, dt));
-    TS_CHECK(need_numel(op, "bias", bias, C, "a has C"));
-    TS_CHECK(need_disjoint(op, "mean", mean, "rstd", rstd));
+    TS_CHECK(check_ln_forward(op, dt, N, C, "a", out, mean, rstd, weight, bias));
     TS_CHECK(need_disjoint(op, "out", out, "res", res));
-    TS_CHECK(need_disjoint(op, "out", out, "mean", mean));
-    TS_CHECK(need_disjoint(op, "out", out, "rstd", rstd));
     TS_CHECK(need_disjoint(op, "res", res, "mean", mean));
     TS_CHECK(need_disjoint(op, "res", res, "rstd", rstd));
     if (be->residual_layernorm_forward == NULL) { /* the unfused definition */

@@ -16,6 +16,7 @@
 #include "cli_util.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/ops.h"
+#include "tests/checkpoint/read_all.h"
 #include "trainer/state.h"
 #include "trainer/train.h"
 
@@ -101,30 +102,8 @@ static void save_at_tp(const char *dir, const char *shard, int tp) {
 
 /* Every params/ tensor of a checkpoint, whole, concatenated in manifest order. */
 static float *read_params(const char *path, long *count) {
-    ts_ckpt_t *ck = NULL;
-    cr_assert_eq(ts_ckpt_open(&ck, path), TS_OK, "%s", ts_last_error());
-    float *all = NULL;
-    long n = 0;
-    for (int i = 0; i < ts_ckpt_num_tensors(ck); i++) {
-        struct ts_ckpt_tensor t = {.dtype = TS_DTYPE_F32, .num_boxes = 1};
-        snprintf(t.name, sizeof(t.name), "%s", ts_ckpt_tensor_name(ck, i));
-        if (strncmp(t.name, "params/", 7) != 0)
-            continue;
-        enum ts_dtype dt;
-        cr_assert_eq(ts_ckpt_tensor_info(ck, t.name, &dt, &t.ndim, t.shape), TS_OK);
-        long numel = 1;
-        for (int d = 0; d < t.ndim; d++) {
-            t.boxes[0].extent[d] = t.shape[d];
-            numel *= (long)t.shape[d];
-        }
-        all = realloc(all, (size_t)(n + numel) * sizeof(float));
-        t.data = all + n;
-        cr_assert_eq(ts_ckpt_read(ck, &t), TS_OK, "%s", ts_last_error());
-        n += numel;
-    }
-    ts_ckpt_close(ck);
-    *count = n;
-    return all;
+    static const char *const prefixes[] = {"params/"};
+    return ck_read_all(path, prefixes, 1, count);
 }
 
 /* The model of tp rank `rank` loaded from `path` holds exactly what it was initialised with. */

@@ -16,6 +16,7 @@
 #include "checkpoint/ckpt.h"
 #include "cli_util.h"
 #include "mr_util.h"
+#include "tests/checkpoint/read_all.h"
 
 #define TP_MODEL                                                                                   \
     "--vocab-size 64 --layers 3 --heads 4 --channels 32 --seq-len 16 --lr 3e-3 --warmup 2 "        \
@@ -49,30 +50,8 @@ static void ok(const struct run_result *r, const char *what) {
 static float *read_state(const struct fixture *fx, const char *name, long *count) {
     char path[512];
     snprintf(path, sizeof(path), "%s/%s", fx->dir, name);
-    ts_ckpt_t *ck = NULL;
-    cr_assert_eq(ts_ckpt_open(&ck, path), TS_OK, "%s", ts_last_error());
-    float *all = NULL;
-    long n = 0;
-    for (int i = 0; i < ts_ckpt_num_tensors(ck); i++) {
-        struct ts_ckpt_tensor t = {.dtype = TS_DTYPE_F32, .num_boxes = 1};
-        snprintf(t.name, sizeof(t.name), "%s", ts_ckpt_tensor_name(ck, i));
-        if (strncmp(t.name, "params/", 7) != 0 && strncmp(t.name, "adam_m/", 7) != 0)
-            continue;
-        enum ts_dtype dt;
-        cr_assert_eq(ts_ckpt_tensor_info(ck, t.name, &dt, &t.ndim, t.shape), TS_OK);
-        long numel = 1;
-        for (int d = 0; d < t.ndim; d++) {
-            t.boxes[0].extent[d] = t.shape[d];
-            numel *= (long)t.shape[d];
-        }
-        all = realloc(all, (size_t)(n + numel) * sizeof(float));
-        t.data = all + n;
-        cr_assert_eq(ts_ckpt_read(ck, &t), TS_OK, "%s", ts_last_error());
-        n += numel;
-    }
-    ts_ckpt_close(ck);
-    *count = n;
-    return all;
+    static const char *const prefixes[] = {"params/", "adam_m/"};
+    return ck_read_all(path, prefixes, 2, count);
 }
 
 /* Losses and norms of all 12 steps within rel_tol; returns the largest difference of the final
