@@ -52,6 +52,20 @@ static double num(struct json_object *o, const char *key) {
     return json_object_get_double(v);
 }
 
+/* key as an integer in [lo, hi] (hi at most 2^62, exact in a double): false when it is missing,
+ * not a number or out of range (a cast of such a double would be undefined). */
+static bool int_at(struct json_object *o, const char *key, int64_t lo, int64_t hi, int64_t *out) {
+    const double v = num(o, key);
+    if (!(v >= (double)lo && v <= (double)hi))
+        return false;
+    *out = (int64_t)v;
+    return true;
+}
+
+/* Bounds far past any run (Tessera's steps stop at 1e12) that keep every sum below 2^63. */
+#define MAX_STEP ((int64_t)1000000000000)
+#define MAX_STEP_TOKENS ((int64_t)1 << 40)
+
 static const char *str(struct json_object *o, const char *key) {
     struct json_object *v = get(o, key);
     return v != NULL && json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "";
@@ -98,8 +112,9 @@ static ts_status scan_line(void *ctx, struct json_object *o, const char *type, i
     const double seg = num(o, "segment");
     if (isfinite(seg) && seg > s->segments)
         s->segments = (int)seg;
-    if (strcmp(type, "step") == 0 && num(o, "step") > (double)s->furthest)
-        s->furthest = (int64_t)num(o, "step");
+    int64_t step;
+    if (strcmp(type, "step") == 0 && int_at(o, "step", 0, MAX_STEP, &step) && step > s->furthest)
+        s->furthest = step;
     return TS_OK;
 }
 
@@ -320,6 +335,8 @@ struct reader {
     int nsegs;
     struct step_line *steps;
     int64_t nsteps, cap;
+    int open_seg; /* 1 + the segment whose step lines follow (0: none yet): each segment's lines
+                   * are one run of the step array, from its first_line */
     const char *path;
 };
 
@@ -352,15 +369,24 @@ static ts_status read_line(void *ctx, struct json_object *o, const char *type, i
     TS_CHECK(seg_of(r, o, lineno, &g));
     const int si = (int)(g - r->segs);
     if (strcmp(type, "segment_start") == 0) {
+        if (g->started)
+            return ts_error(TS_ERR_FORMAT, "%s line %d: segment %d starts a second time", r->path,
+                            lineno, si + 1);
+        int64_t devices;
+        if (!int_at(o, "devices", 1, 1 << 24, &devices))
+            return ts_error(TS_ERR_FORMAT, "%s line %d: a segment_start without a device count",
+                            r->path, lineno);
         g->started = true;
-        g->devices = (int)num(o, "devices");
+        g->devices = (int)devices;
         g->peak = num(o, "peak_flops_per_device");
         g->fpt = num(o, "flops_per_token");
         g->price_h = price(o, "usd_per_device_hour");
         g->price_kwh = price(o, "usd_per_kwh");
         g->startup_s = num(o, "startup_s");
-        g->lost = (int64_t)num(o, "lost_steps");
+        if (!int_at(o, "lost_steps", 0, MAX_STEP, &g->lost))
+            g->lost = 0;
         g->first_line = r->nsteps;
+        r->open_seg = si + 1;
         sum->devices = g->devices;
         sum->cpu = strcmp(str(o, "device"), "cpu") == 0;
         snprintf(sum->device_name, sizeof(sum->device_name), "%s", str(o, "device_name"));
@@ -373,6 +399,10 @@ static ts_status read_line(void *ctx, struct json_object *o, const char *type, i
         if (!g->started)
             return ts_error(TS_ERR_FORMAT, "%s line %d: a step before its segment's start", r->path,
                             lineno);
+        if (r->open_seg != si + 1)
+            return ts_error(TS_ERR_FORMAT,
+                            "%s line %d: a step of segment %d after segment %d began", r->path,
+                            lineno, si + 1, r->open_seg);
         if (r->nsteps == r->cap) {
             const int64_t cap = r->cap ? 2 * r->cap : 1024;
             struct step_line *p = realloc(r->steps, (size_t)cap * sizeof(*p));
@@ -381,9 +411,14 @@ static ts_status read_line(void *ctx, struct json_object *o, const char *type, i
             r->steps = p;
             r->cap = cap;
         }
+        int64_t step, tokens;
+        if (!int_at(o, "step", 0, MAX_STEP, &step) ||
+            !int_at(o, "tokens", 0, MAX_STEP_TOKENS, &tokens))
+            return ts_error(TS_ERR_FORMAT, "%s line %d: a step line without its step or tokens",
+                            r->path, lineno);
         r->steps[r->nsteps++] = (struct step_line){.seg = si,
-                                                   .step = (int64_t)num(o, "step"),
-                                                   .tokens = (int64_t)num(o, "tokens"),
+                                                   .step = step,
+                                                   .tokens = tokens,
                                                    .wall_s = num(o, "wall_s"),
                                                    .dev_s = num(o, "device_s"),
                                                    .energy_j = num(o, "energy_j")};

@@ -216,7 +216,8 @@ static ts_status ledger_line(struct reading *r, struct json_object *o, int linen
     struct rp_segment *g = NULL;
     TS_CHECK(segment_at(run, (int)s, &g));
     if (start) {
-        if (!is_int(o, "first_step") || !is_int(o, "devices") || !(num(o, "devices") >= 1))
+        if (!is_int(o, "first_step") || !is_int(o, "devices") || !(num(o, "devices") >= 1) ||
+            !(num(o, "devices") <= (double)(1 << 24)))
             return bad_line(r, lineno, "a segment_start line without first_step or devices");
         g->started = true;
         g->first_step = json_object_get_int64(get(o, "first_step"));

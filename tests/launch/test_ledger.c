@@ -184,6 +184,48 @@ Test(launch_ledger, steps_past_2_32_counted) {
     cli_rmdir(dir);
 }
 
+/* Damaged ledgers (what the report's fuzzing found): a NaN or huge step, tokens or device
+ * count was cast to an integer (undefined), and a segment started twice or a step line after
+ * another segment began made the summary read step lines that were not its own. Each is refused
+ * with the file and line. */
+Test(launch_ledger, damaged_lines_are_refused_with_their_line) {
+    char dir[256], path[320];
+    cli_tmpdir(dir, sizeof(dir));
+    snprintf(path, sizeof(path), "%s/ledger.jsonl", dir);
+    static const char start1[] =
+        "{\"type\":\"segment_start\",\"segment\":1,\"devices\":1,\"first_step\":0}\n";
+    static const char step1[] =
+        "{\"type\":\"step\",\"segment\":1,\"step\":1,\"tokens\":64,\"wall_s\":0.1,"
+        "\"device_s\":0.1}\n";
+    static const char start2[] =
+        "{\"type\":\"segment_start\",\"segment\":2,\"devices\":1,\"first_step\":1}\n";
+    const struct {
+        const char *lines[3];
+        const char *want;
+    } cases[] = {
+        {{start1, "{\"type\":\"step\",\"segment\":1,\"step\":2,\"tokens\":null}\n"},
+         "line 2: a step line without its step or tokens"},
+        {{start1, "{\"type\":\"step\",\"segment\":1,\"step\":1e300,\"tokens\":1}\n"},
+         "line 2: a step line without its step or tokens"},
+        {{"{\"type\":\"segment_start\",\"segment\":1,\"devices\":-4e18}\n"},
+         "line 1: a segment_start without a device count"},
+        {{start1, step1, start1}, "line 3: segment 1 starts a second time"},
+        {{start1, start2, step1}, "line 3: a step of segment 1 after segment 2 began"},
+    };
+    for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+        FILE *f = fopen(path, "w");
+        cr_assert_not_null(f);
+        for (int j = 0; j < 3 && cases[k].lines[j]; j++)
+            fputs(cases[k].lines[j], f);
+        fclose(f);
+        struct ts_ledger_summary sum;
+        cr_assert_eq(ts_ledger_summarize(path, &sum), TS_ERR_FORMAT, "case %zu was accepted", k);
+        cr_assert(strstr(ts_last_error(), cases[k].want) != NULL, "case %zu: %s", k,
+                  ts_last_error());
+    }
+    cli_rmdir(dir);
+}
+
 Test(launch_ledger, no_price_reports_hours_and_says_so) {
     char dir[256], path[320];
     cli_tmpdir(dir, sizeof(dir));
