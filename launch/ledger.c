@@ -235,6 +235,7 @@ ts_status ts_ledger_step(ts_ledger_t *l, int64_t step, int64_t tokens) {
     double wall = t - l->last_boundary - l->noted_s;
     if (wall < 0)
         wall = 0;
+    const double pause = l->noted_s; /* evals and checkpoint stalls since the last step line */
     l->last_boundary = t;
     l->noted_s = 0;
     l->step_s += wall;
@@ -257,11 +258,11 @@ ts_status ts_ledger_step(ts_ledger_t *l, int64_t step, int64_t tokens) {
     }
     const int n = fprintf(l->f,
                           "{\"type\":\"step\",\"segment\":%d,\"step\":%" PRId64
-                          ",\"tokens\":%" PRId64 ",\"wall_s\":%.17g,\"devices\":%d,"
-                          "\"device\":\"%s\",\"device_s\":%.17g,\"tokens_per_s_per_device\":%s,"
-                          "\"mfu\":%s,\"energy_j\":%s}\n",
-                          l->segment, step, tokens, wall, c->devices, c->cpu ? "cpu" : "gpu", dev_s,
-                          tps, mfu, joules);
+                          ",\"tokens\":%" PRId64 ",\"wall_s\":%.17g,\"pause_s\":%.17g,"
+                          "\"devices\":%d,\"device\":\"%s\",\"device_s\":%.17g,"
+                          "\"tokens_per_s_per_device\":%s,\"mfu\":%s,\"energy_j\":%s}\n",
+                          l->segment, step, tokens, wall, pause, c->devices, c->cpu ? "cpu" : "gpu",
+                          dev_s, tps, mfu, joules);
     return flushed(l, n);
 }
 
@@ -326,7 +327,7 @@ struct seg {
 struct step_line {
     int seg;
     int64_t step, tokens;
-    double wall_s, dev_s, energy_j;
+    double wall_s, pause_s, dev_s, energy_j;
 };
 
 struct reader {
@@ -420,6 +421,7 @@ static ts_status read_line(void *ctx, struct json_object *o, const char *type, i
                                                    .step = step,
                                                    .tokens = tokens,
                                                    .wall_s = num(o, "wall_s"),
+                                                   .pause_s = num(o, "pause_s"),
                                                    .dev_s = num(o, "device_s"),
                                                    .energy_j = num(o, "energy_j")};
         g->num_lines++;
@@ -476,15 +478,17 @@ static void compute(struct reader *r) {
     bool st_priced = true, st_peak_known = true;
     for (int k = 0; k < r->nsegs; k++) {
         const struct seg *g = &r->segs[k];
-        double wall = g->ended ? g->wall_s : g->startup_s, steps_s = 0, seg_e = 0;
+        double wall = g->ended ? g->wall_s : g->startup_s, steps_s = 0, pauses = 0, seg_e = 0;
         bool seg_e_known = true;
         for (int64_t i = g->first_line; i < g->first_line + g->num_lines; i++) {
             steps_s += r->steps[i].wall_s;
+            if (r->steps[i].pause_s > 0) /* NaN (older ledgers: none) adds nothing */
+                pauses += r->steps[i].pause_s;
             seg_e += r->steps[i].energy_j;
             seg_e_known = seg_e_known && isfinite(r->steps[i].energy_j);
         }
         if (!g->ended)
-            wall += steps_s; /* a killed segment: what its lines know */
+            wall += steps_s + pauses; /* a killed segment: what its lines know */
         else
             seg_e = g->energy_j, seg_e_known = isfinite(g->energy_j);
         s->wall_s += wall;

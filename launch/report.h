@@ -23,6 +23,7 @@ struct rp_ledger_step {
     int64_t step;    /* updates done */
     int64_t tokens;  /* all ranks */
     double wall_s;   /* the ledger's step wall */
+    double pause_s;  /* evals and checkpoint stalls before it (0 in older ledgers) */
     double device_s; /* devices x wall */
     double mfu;      /* a fraction; NaN: unknown */
     double energy_j; /* NaN: not measured */

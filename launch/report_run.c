@@ -239,6 +239,7 @@ static ts_status ledger_line(struct reading *r, struct json_object *o, int linen
             .step = json_object_get_int64(get(o, "step")),
             .tokens = json_object_get_int64(get(o, "tokens")),
             .wall_s = wall,
+            .pause_s = num(o, "pause_s") > 0 && num(o, "pause_s") < 1e9 ? num(o, "pause_s") : 0,
             .device_s = dev,
             .mfu = num(o, "mfu"),
             .energy_j = num(o, "energy_j"),
@@ -272,14 +273,16 @@ static void job_time(struct rp_run *run) {
         double u = priced ? usd + g->startup_s * g->devices / 3600.0 * g->price_h : NAN;
         for (; i < run->nsteps && run->steps[i].segment == g->number; i++) {
             struct rp_ledger_step *x = &run->steps[i];
-            ts += x->wall_s;
+            ts += x->pause_s + x->wall_s;
             x->step_usd = NAN;
             if (priced) {
                 x->step_usd = x->device_s / 3600.0 * g->price_h;
                 if (isfinite(x->energy_j) && g->price_kwh >= 0)
                     x->step_usd += x->energy_j / 3.6e6 * g->price_kwh;
             }
-            u += x->step_usd;
+            /* the pause before the step held the devices too: in the job's cost, not the
+             * step's (whose $ per 1M tokens is the training's) */
+            u += x->step_usd + (priced ? x->pause_s * g->devices / 3600.0 * g->price_h : 0);
             x->time_s = ts;
             x->usd = u;
         }

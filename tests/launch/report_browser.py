@@ -186,13 +186,14 @@ def truth(run):
             u = seg_usd + o["startup_s"] * o["devices"] / 3600.0 * price_h if price_h >= 0 \
                 else float("nan")
         elif o["type"] == "step":
-            ts += o["wall_s"]
+            pause = o.get("pause_s") or 0.0  # evals and saves before the step
+            ts += pause + o["wall_s"]
             su = float("nan")
             if price_h >= 0:
                 su = o["device_s"] / 3600.0 * price_h
                 if o["energy_j"] is not None and price_kwh >= 0:
                     su += o["energy_j"] / 3.6e6 * price_kwh
-            u += su
+            u += su + (pause * o["devices"] / 3600.0 * price_h if price_h >= 0 else 0)
             vals = {"tokens_per_s": o["tokens"] / o["wall_s"] if o["wall_s"] > 0 else None,
                     "mfu": o["mfu"], "usd": u,
                     "usd_per_1m_tokens": su / o["tokens"] * 1e6 if o["tokens"] > 0 else None}

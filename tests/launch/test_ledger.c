@@ -113,6 +113,39 @@ Test(launch_ledger, arithmetic_on_a_fake_clock) {
     cli_rmdir(dir);
 }
 
+/* The eval before step 6 is its line's pause_s (the report's time axis places the step after
+ * it), and a segment killed before its end line still counts it in its wall. */
+Test(launch_ledger, pauses_are_on_the_step_line_and_in_a_killed_segment) {
+    char dir[256], path[320];
+    cli_tmpdir(dir, sizeof(dir));
+    snprintf(path, sizeof(path), "%s/ledger.jsonl", dir);
+    struct fake f;
+    one_segment(path, &f);
+    FILE *in = fopen(path, "r");
+    cr_assert_not_null(in);
+    char line[2048], kept[16384] = "";
+    double pauses[11] = {0};
+    while (fgets(line, sizeof(line), in) != NULL) {
+        const char *p = strstr(line, "\"pause_s\":"), *st = strstr(line, "\"step\":");
+        if (p != NULL && st != NULL)
+            pauses[atoi(st + 7) % 11] = strtod(p + 10, NULL);
+        if (strstr(line, "\"type\":\"segment\"") == NULL) /* drop the end line: killed */
+            strncat(kept, line, sizeof(kept) - strlen(kept) - 1);
+    }
+    fclose(in);
+    for (int s = 1; s <= 10; s++)
+        cr_expect_float_eq(pauses[s], s == 6 ? 2.0 : 0.0, 1e-12, "step %d: pause %g", s, pauses[s]);
+    FILE *out = fopen(path, "w");
+    cr_assert_not_null(out);
+    fputs(kept, out);
+    fclose(out);
+    struct ts_ledger_summary s;
+    cr_assert_eq(ts_ledger_summarize(path, &s), TS_OK, "%s", ts_last_error());
+    /* 4 start-up + 12 steps + the 2 s eval its lines know; the final save is lost with the end */
+    cr_expect_float_eq(s.wall_s, 18.0, 1e-9);
+    cli_rmdir(dir);
+}
+
 /* A restart from the checkpoint at step 6 after the ledger had recorded step 10: 4 steps lost,
  * redone; tokens count each step once, usd counts both segments whole. */
 Test(launch_ledger, restarts_count_lost_work_once_in_tokens) {

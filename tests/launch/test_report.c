@@ -382,14 +382,15 @@ static void truth_from_ledger(struct truth *t, const char *dir) {
             const double step = jnum(o, "step"), tokens = jnum(o, "tokens"),
                          wall = jnum(o, "wall_s"), dev = jnum(o, "device_s"),
                          energy = jnum(o, "energy_j");
-            ts += wall;
+            const double pause = jnum(o, "pause_s") > 0 ? jnum(o, "pause_s") : 0;
+            ts += pause + wall;
             double su = NAN;
             if (price_h >= 0) {
                 su = dev / 3600.0 * price_h;
                 if (isfinite(energy) && price_kwh >= 0)
                     su += energy / 3.6e6 * price_kwh;
             }
-            u += su;
+            u += su + (price_h >= 0 ? pause * devices / 3600.0 * price_h : 0);
             const double y[M_N] = {
                 [M_TPS] = wall > 0 ? tokens / wall : NAN,
                 [M_MFU] = jnum(o, "mfu"),
