@@ -108,6 +108,14 @@ static bool get_int(struct json_object *o, const char *key, int *out) {
     return true;
 }
 
+/* key's string, or "" when it is absent or not a string (null included). */
+static const char *get_str(struct json_object *o, const char *key) {
+    struct json_object *v;
+    if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
+        return "";
+    return json_object_get_string(v);
+}
+
 static int by_double(const void *a, const void *b) {
     const double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -136,12 +144,15 @@ static ts_status ledger_steps(const char *path, double *median, int *devices, bo
             st = ts_error(TS_ERR_FORMAT, "%s:%ld is not JSON", path, at);
             break;
         }
-        const char *type =
-            json_object_object_get_ex(o, "type", &v) ? json_object_get_string(v) : "";
+        const char *type = get_str(o, "type");
         if (strcmp(type, "segment_start") == 0) {
-            get_int(o, "devices", devices);
-            *cpu = json_object_object_get_ex(o, "device", &v) &&
-                   strcmp(json_object_get_string(v), "cpu") == 0;
+            if (!get_int(o, "devices", devices) || *devices < 1 || *devices > (1 << 24)) {
+                st = ts_error(TS_ERR_FORMAT, "%s:%ld: a segment_start without a device count", path,
+                              at);
+                json_object_put(o);
+                break;
+            }
+            *cpu = strcmp(get_str(o, "device"), "cpu") == 0;
             get_int(o, "segment", &seg);
             if (json_object_object_get_ex(o, "peak_flops_per_device", &v))
                 *peak = json_object_get_double(v);
@@ -158,8 +169,15 @@ static ts_status ledger_steps(const char *path, double *median, int *devices, bo
                 }
                 walls = grown;
             }
+            const double wall = json_object_get_double(v);
+            if (!(wall > 0 && wall < 1e9)) {
+                st = ts_error(TS_ERR_FORMAT, "%s:%ld: a step's wall_s is not a positive number",
+                              path, at);
+                json_object_put(o);
+                break;
+            }
             in_seg++;
-            walls[n++] = json_object_get_double(v);
+            walls[n++] = wall;
         } else if (strcmp(type, "segment") == 0 && json_object_object_get_ex(o, "steps", &v)) {
             /* drop this segment's warm-up, ts_ledger_warmup_steps of its steps */
             const int64_t w = ts_ledger_warmup_steps(in_seg);
@@ -249,8 +267,7 @@ static ts_status read_sample(const char *run, const struct flags *fl, const stru
         d->mem_bw *= ledger_peak / d->peak_flops;
         d->peak_flops = ledger_peak;
     }
-    if (json_object_object_get_ex(train, "precision", &v))
-        s->cluster.dev.bf16 = strcmp(json_object_get_string(v), "bf16") == 0;
+    s->cluster.dev.bf16 = strcmp(get_str(train, "precision"), "bf16") == 0;
     s->cluster.gpus = devices;
     s->cluster.gpus_per_node = per_node;
     s->layout = (struct ts_plan_layout){devices / tp, tp, zero, B, A};

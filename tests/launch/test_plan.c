@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli_util.h"
 #include "kernels/cpu/cpu_backend.h"
@@ -278,4 +279,45 @@ Test(launch_plan, bad_flags_exit_2_with_a_message) {
         cr_assert(strstr(r.err, cases[i].says) != NULL, "plan %s: %s", cases[i].args, r.err);
         cr_assert(strchr(r.err, '\n') == r.err + strlen(r.err) - 1, "one line: %s", r.err);
     }
+}
+
+/* Damaged measured runs (fuzz_report's findings): a null "type" or "precision" was passed to
+ * strcmp, and a wall that is not a positive number made a NaN median. Each is one clear line. */
+Test(launch_plan, damaged_calibration_runs_are_refused) {
+    char dir[256], run[300], path[400];
+    cli_tmpdir(dir, sizeof(dir));
+    snprintf(run, sizeof(run), "%s/run", dir);
+    const struct {
+        const char *ledger, *says;
+    } cases[] = {
+        {"{\"type\":null}\n{\"type\":\"segment_start\",\"segment\":1,\"device\":null}\n",
+         "a segment_start without a device count"},
+        {"{\"type\":\"segment_start\",\"segment\":1,\"devices\":1,\"device\":\"cpu\"}\n"
+         "{\"type\":\"step\",\"segment\":1,\"wall_s\":-1}\n",
+         "wall_s is not a positive number"},
+        {"{\"type\":\"segment_start\",\"segment\":1,\"devices\":1,\"device\":\"cpu\"}\n",
+         "records no steady steps"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        cli_rmdir(run);
+        cr_assert_eq(mkdir(run, 0700), 0);
+        snprintf(path, sizeof(path), "%s/ledger.jsonl", run);
+        FILE *f = fopen(path, "w");
+        cr_assert_not_null(f);
+        fputs(cases[i].ledger, f);
+        fclose(f);
+        snprintf(path, sizeof(path), "%s/config.json", run);
+        f = fopen(path, "w");
+        cr_assert_not_null(f);
+        fputs("{\"model\":{},\"train\":{\"precision\":null}}", f);
+        fclose(f);
+        struct cli_result r;
+        cli_run(&r,
+                "plan --model 2,4,64,64 --device cpu --gpus 1 --seq-len 64 --global-batch 4 "
+                "--calibrate %s",
+                run);
+        cr_assert_eq(r.code, 2, "case %zu: exit %d\n%s", i, r.code, r.err);
+        cr_assert(strstr(r.err, cases[i].says) != NULL, "case %zu: %s", i, r.err);
+    }
+    cli_rmdir(dir);
 }
