@@ -514,14 +514,13 @@ ts_status ts_op_matmul_forward_gelu(struct ts_backend *be, const struct ts_tenso
     return be->matmul_forward_gelu(be, out, pre, inp, weight, bias);
 }
 
-ts_status ts_op_matmul_backward(struct ts_backend *be, const struct ts_tensor *dinp,
-                                const struct ts_tensor *dweight, const struct ts_tensor *dbias,
-                                const struct ts_tensor *dout, const struct ts_tensor *inp,
-                                const struct ts_tensor *weight, enum ts_wlayout layout) {
-    const char *op = "matmul_backward";
-    TS_CHECK(need_backend(op, be, be && be->matmul_backward));
-    enum ts_dtype dt = TS_DTYPE_F32;
-    TS_CHECK(compute_dtype(op, be, "inp", inp, &dt));
+/* matmul_backward's arguments (dinp, named dname, may be NULL) for op in dtype dt. */
+static ts_status check_matmul_backward(const char *op, enum ts_dtype dt, const char *dname,
+                                       const struct ts_tensor *dinp,
+                                       const struct ts_tensor *dweight,
+                                       const struct ts_tensor *dbias, const struct ts_tensor *dout,
+                                       const struct ts_tensor *inp, const struct ts_tensor *weight,
+                                       enum ts_wlayout layout) {
     int64_t IC = 0, OC = 0;
     TS_CHECK(check_weight(op, "weight", weight, dt, layout, &IC, &OC));
     TS_CHECK(need(op, "inp", inp, dt));
@@ -534,11 +533,11 @@ ts_status ts_op_matmul_backward(struct ts_backend *be, const struct ts_tensor *d
     TS_CHECK(need_disjoint(op, "dweight", dweight, "inp", inp));
     TS_CHECK(need_disjoint(op, "dweight", dweight, "dout", dout));
     if (dinp) {
-        TS_CHECK(need(op, "dinp", dinp, dt));
-        TS_CHECK(need_rows(op, "dinp", dinp, N, IC, "inp"));
-        TS_CHECK(need_disjoint(op, "dinp", dinp, "dout", dout));
-        TS_CHECK(need_disjoint(op, "dinp", dinp, "weight", weight));
-        TS_CHECK(need_disjoint(op, "dinp", dinp, "dweight", dweight));
+        TS_CHECK(need(op, dname, dinp, dt));
+        TS_CHECK(need_rows(op, dname, dinp, N, IC, "inp"));
+        TS_CHECK(need_disjoint(op, dname, dinp, "dout", dout));
+        TS_CHECK(need_disjoint(op, dname, dinp, "weight", weight));
+        TS_CHECK(need_disjoint(op, dname, dinp, "dweight", dweight));
     }
     if (dbias) {
         TS_CHECK(need(op, "dbias", dbias, TS_DTYPE_F32));
@@ -546,6 +545,19 @@ ts_status ts_op_matmul_backward(struct ts_backend *be, const struct ts_tensor *d
         TS_CHECK(need_disjoint(op, "dbias", dbias, "dout", dout));
         TS_CHECK(need_disjoint(op, "dbias", dbias, "dweight", dweight));
     }
+    return TS_OK;
+}
+
+ts_status ts_op_matmul_backward(struct ts_backend *be, const struct ts_tensor *dinp,
+                                const struct ts_tensor *dweight, const struct ts_tensor *dbias,
+                                const struct ts_tensor *dout, const struct ts_tensor *inp,
+                                const struct ts_tensor *weight, enum ts_wlayout layout) {
+    const char *op = "matmul_backward";
+    TS_CHECK(need_backend(op, be, be && be->matmul_backward));
+    enum ts_dtype dt = TS_DTYPE_F32;
+    TS_CHECK(compute_dtype(op, be, "inp", inp, &dt));
+    TS_CHECK(
+        check_matmul_backward(op, dt, "dinp", dinp, dweight, dbias, dout, inp, weight, layout));
     return be->matmul_backward(be, dinp, dweight, dbias, dout, inp, weight, layout);
 }
 
@@ -568,28 +580,8 @@ ts_status ts_op_matmul_backward_dgelu(struct ts_backend *be, const struct ts_ten
         TS_CHECK(ts_op_matmul_backward(be, dpre, dweight, dbias, dout, inp, weight, TS_W_IN_OUT));
         return ts_op_gelu_backward(be, dpre, pre, dpre);
     }
-    int64_t IC = 0, OC = 0;
-    TS_CHECK(check_weight(op, "weight", weight, dt, TS_W_IN_OUT, &IC, &OC));
-    TS_CHECK(need(op, "inp", inp, dt));
-    TS_CHECK(check_ic(op, "inp", inp, weight, IC, TS_W_IN_OUT));
-    const int64_t N = rows(inp);
-    TS_CHECK(need(op, "dout", dout, dt));
-    TS_CHECK(need_rows(op, "dout", dout, N, OC, "inp x weight"));
-    TS_CHECK(need(op, "dweight", dweight, TS_DTYPE_F32));
-    TS_CHECK(need_same_shape(op, "dweight", dweight, "weight", weight));
-    TS_CHECK(need_disjoint(op, "dweight", dweight, "inp", inp));
-    TS_CHECK(need_disjoint(op, "dweight", dweight, "dout", dout));
-    TS_CHECK(need(op, "dpre", dpre, dt));
-    TS_CHECK(need_rows(op, "dpre", dpre, N, IC, "inp"));
-    TS_CHECK(need_disjoint(op, "dpre", dpre, "dout", dout));
-    TS_CHECK(need_disjoint(op, "dpre", dpre, "weight", weight));
-    TS_CHECK(need_disjoint(op, "dpre", dpre, "dweight", dweight));
-    if (dbias) {
-        TS_CHECK(need(op, "dbias", dbias, TS_DTYPE_F32));
-        TS_CHECK(need_numel(op, "dbias", dbias, OC, "weight has OC"));
-        TS_CHECK(need_disjoint(op, "dbias", dbias, "dout", dout));
-        TS_CHECK(need_disjoint(op, "dbias", dbias, "dweight", dweight));
-    }
+    TS_CHECK(check_matmul_backward(op, dt, "dpre", dpre, dweight, dbias, dout, inp, weight,
+                                   TS_W_IN_OUT));
     return be->matmul_backward_dgelu(be, dpre, dweight, dbias, dout, inp, weight, pre);
 }
 
